@@ -1,0 +1,132 @@
+"""What a stage writes: tidy CSV tables, PNG figures and report fragments.
+
+A stage notebook records, in order, the pieces of its report section through a
+:class:`StageOutputs`: markdown text (methods, formulas, citations ``[@key]``), tables and
+figures. :meth:`StageOutputs.finish` writes ``fragments/<stage>.json``, which
+:mod:`hmlib.report` assembles into the report. Full tables go to ``tables/<name>.csv``; the
+report shows a display version (rounded, units in the headers, at most ``max_rows`` rows).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["StageOutputs", "format_table", "FIGURE_DPI"]
+
+FIGURE_DPI = 200
+
+
+def _round_sig(x: float, sig: int) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–" if x is None or np.isnan(x) else ("∞" if x > 0 else "−∞")
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if ax >= 1e6 or ax < 1e-3:
+        return f"{x:.{max(sig - 1, 0)}e}"
+    digits = max(sig - int(np.floor(np.log10(ax))) - 1, 0)
+    return f"{x:,.{digits}f}".replace(",", "\u2009") if ax >= 1e4 else f"{x:.{digits}f}"
+
+
+def format_table(df: pd.DataFrame, sig: int = 3) -> pd.DataFrame:
+    """Strings for display: floats to ``sig`` significant figures, integers as is, NaN as a dash."""
+    out = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s):
+            out[c] = s.map({True: "yes", False: "no"})
+        elif pd.api.types.is_integer_dtype(s):
+            out[c] = s.map(lambda v: f"{v:d}")
+        elif pd.api.types.is_float_dtype(s):
+            if s.dropna().apply(float.is_integer).all() and s.abs().max() < 1e6 and s.notna().any():
+                out[c] = s.map(lambda v: "–" if pd.isna(v) else f"{int(v):d}")
+            else:
+                out[c] = s.map(lambda v: _round_sig(float(v), sig))
+        else:
+            out[c] = s.astype(object).where(s.notna(), "–").astype(str)
+    return out
+
+
+@dataclass
+class StageOutputs:
+    """Collects one stage's tables, figures and text, in report order.
+
+    Parameters
+    ----------
+    output_dir : the region's report folder (a staging folder during a run).
+    stage : stage name (registry key).
+    title : section title.
+    """
+
+    output_dir: Path
+    stage: str
+    title: str
+    items: list[dict] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    _t0: float = field(default_factory=time.time)
+
+    def __post_init__(self):
+        self.output_dir = Path(self.output_dir)
+        for sub in ("tables", "figures", "fragments", "files"):
+            (self.output_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------------------------
+    def markdown(self, text: str) -> None:
+        """Add report prose (pandoc markdown: ``$math$``, citations ``[@key]``)."""
+        self.items.append({"type": "markdown", "text": text.strip("\n")})
+
+    def table(self, name: str, df: pd.DataFrame, caption: str, *, display: pd.DataFrame | None = None,
+              max_rows: int = 40, sig: int = 3, in_report: bool = True) -> Path:
+        """Write ``tables/<name>.csv`` (the full tidy table) and show ``display`` (or ``df``) in the report.
+
+        ``display`` should be the reader's version: units in headers, only the useful columns.
+        Tables longer than ``max_rows`` are cut in the report with a note naming the CSV.
+        """
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"table name must be letters, digits and underscores, got {name!r}")
+        path = self.output_dir / "tables" / f"{name}.csv"
+        df.to_csv(path, index=False, float_format="%.6g")
+        self.tables.append(f"tables/{name}.csv")
+        if in_report:
+            disp = (df if display is None else display)
+            n = len(disp)
+            shown = format_table(disp.head(max_rows), sig=sig)
+            note = (f"Showing {max_rows} of {n} rows; the full table is `tables/{name}.csv`."
+                    if n > max_rows else f"Full table: `tables/{name}.csv`.")
+            self.items.append({"type": "table", "name": name, "caption": caption, "csv": f"tables/{name}.csv",
+                               "markdown": shown.to_markdown(index=False, disable_numparse=True), "note": note})
+        return path
+
+    def figure(self, name: str, fig, caption: str, *, width: str = "100%") -> Path:
+        """Save ``fig`` (matplotlib) as ``figures/<name>.png`` at :data:`FIGURE_DPI` and add it to the report."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"figure name must be letters, digits and underscores, got {name!r}")
+        path = self.output_dir / "figures" / f"{name}.png"
+        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": "hmlib"})
+        self.figures.append(f"figures/{name}.png")
+        self.items.append({"type": "figure", "name": name, "caption": caption, "path": f"figures/{name}.png",
+                           "width": width})
+        return path
+
+    def file(self, relpath: str) -> Path:
+        """Path for an extra output file (GeoTIFF, GeoPackage...) under ``files/``; recorded for reuse."""
+        path = self.output_dir / "files" / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.append(f"files/{relpath}")
+        return path
+
+    def finish(self, *, skipped: str | None = None) -> Path:
+        """Write ``fragments/<stage>.json``; call once at the end of the notebook."""
+        frag = {"stage": self.stage, "title": self.title, "skipped": skipped, "items": self.items,
+                "tables": self.tables, "figures": self.figures, "files": self.files,
+                "seconds": round(time.time() - self._t0, 2)}
+        path = self.output_dir / "fragments" / f"{self.stage}.json"
+        path.write_text(json.dumps(frag, indent=1, default=str), encoding="utf-8")
+        return path

@@ -1,0 +1,132 @@
+"""Stage registry: stage name -> notebook, report title, options schema, data requirements.
+
+A stage is one parameterized notebook under ``notebooks/``. The registry order is the report's
+section order and the order stages run in. To add a stage, append one :class:`Stage` to
+:data:`REGISTRY` (see ``docs/developing.md``): its options model is given as an import string
+so that validating a params file does not import heavy libraries.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from pydantic import ValidationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .params import RegionParams, StageOptions
+
+__all__ = ["Stage", "REGISTRY", "get_stage", "stage_names", "options_model", "validate_stage_options",
+           "skip_reason"]
+
+
+# --- requirement predicates: return None when the region can run the stage, else the reason ---------
+def needs_grid(params: "RegionParams") -> str | None:
+    return None if params.data.grid else "the region has no prediction grid (data.grid is not set)"
+
+
+def needs_two_paired_media(params: "RegionParams") -> str | None:
+    if len(params.media) < 2:
+        return f"the region has one medium ({', '.join(params.media)}); this stage needs two or more paired media"
+    if not params.data.site_column:
+        return "the region has several media but no data.site_column to pair them by site"
+    return None
+
+
+def needs_option(key: str, what: str) -> Callable[["RegionParams"], str | None]:
+    """Requirement: the stage's own options must set ``key`` (e.g. a fractions file)."""
+    def check(params: "RegionParams", _key=key) -> str | None:
+        return None
+    check.option_key = key  # resolved against the stage options in skip_reason
+    check.what = what
+    return check
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One analysis stage.
+
+    Attributes
+    ----------
+    name : registry key and the key under ``stages:`` in params.
+    notebook : file name under ``notebooks/``.
+    title : section title in the report.
+    options : import string ``'module:Class'`` of the stage's options model (a StageOptions).
+    after : stages whose tables this stage reads; they run first when selected.
+    requires : predicates; each returns None or the reason the region cannot run the stage.
+    """
+
+    name: str
+    notebook: str
+    title: str
+    options: str
+    after: tuple[str, ...] = ()
+    requires: tuple[Callable[["RegionParams"], str | None], ...] = field(default=())
+
+
+REGISTRY: list[Stage] = [
+    Stage(
+        name="data_quality",
+        notebook="00_data_quality.ipynb",
+        title="Data quality and descriptive statistics",
+        options="hmlib.descriptive:DataQualityOptions",
+    ),
+    # --- stages added by the stage issues go below, in report order (keep one entry per stage) ---
+]
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in REGISTRY]
+
+
+def get_stage(name: str) -> Stage:
+    for s in REGISTRY:
+        if s.name == name:
+            return s
+    raise KeyError(f"unknown stage {name!r}; registered stages: {stage_names()}")
+
+
+def options_model(stage: Stage | str) -> type["StageOptions"]:
+    st = get_stage(stage) if isinstance(stage, str) else stage
+    mod, cls = st.options.split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def validate_stage_options(stages: dict) -> list[str]:
+    """Problems (one line each) with the ``stages:`` mapping of a params file."""
+    from .params import _explain
+
+    problems: list[str] = []
+    names = stage_names()
+    for name, opts in stages.items():
+        if name not in names:
+            problems.append(f"stages.{name}: unknown stage; expected one of {names}")
+            continue
+        if opts is None:
+            opts = {}
+        if not isinstance(opts, dict):
+            problems.append(f"stages.{name}: got {opts!r}; expected a mapping of options (or {{}})")
+            continue
+        try:
+            options_model(name).model_validate(opts)
+        except ValidationError as e:
+            for err in e.errors():
+                err = dict(err)
+                err["loc"] = ("stages", name, *err["loc"])
+                problems.append(_explain(err, opts))
+    return problems
+
+
+def skip_reason(stage: Stage, params: "RegionParams") -> str | None:
+    """Why the region cannot run ``stage`` (None when it can)."""
+    opts = params.stages.get(stage.name) or {}
+    for pred in stage.requires:
+        key = getattr(pred, "option_key", None)
+        if key is not None:
+            if not opts.get(key):
+                return f"stages.{stage.name}.{key} is not set ({pred.what})"
+            continue
+        reason = pred(params)
+        if reason:
+            return reason
+    return None

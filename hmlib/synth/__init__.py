@@ -1,0 +1,1 @@
+"""Seeded generators of demo regions with known ground truth."""
