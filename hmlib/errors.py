@@ -105,9 +105,9 @@ class DataError(HmlibError, ValueError):
 class StageError(HmlibError, RuntimeError):
     """A stage notebook that failed; names the stage, the cell and the error."""
 
-    def __init__(self, stage: str, cell: int | None, ename: str, evalue: str, notebook: str):
+    def __init__(self, stage: str, cell: str | int | None, ename: str, evalue: str, notebook: str):
         self.stage, self.cell, self.ename, self.evalue, self.notebook = stage, cell, ename, evalue, notebook
-        cell_txt = f"cell {cell}" if cell is not None else "an unknown cell"
+        cell_txt = (f"cell {cell}" if isinstance(cell, int) else cell) if cell is not None else "an unknown cell"
         super().__init__(
             f"stage '{stage}' failed in {cell_txt}: {ename}: {evalue}\n  executed notebook kept at {notebook}"
         )

@@ -234,11 +234,9 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
     for i, v in ids.items():
         if v == "":
             issues.append(DataIssue(fname, int(i) + 2, d.id_column, v, "empty sample id"))
-    key = ids + "\u0000" + med
-    dups = key[key.duplicated(keep=False) & (ids != "")]
-    for k, grp in dups.groupby(dups):
+    dup_mask = pd.DataFrame({"id": ids, "medium": med}).duplicated(keep=False) & (ids != "")
+    for (sid, _m), grp in pd.DataFrame({"id": ids, "medium": med})[dup_mask].groupby(["id", "medium"]):
         rows = [int(i) + 2 for i in grp.index]
-        sid = k.split("\u0000")[0]
         for r in rows[1:]:
             issues.append(DataIssue(fname, r, d.id_column, sid, f"duplicate sample id (first at row {rows[0]})"))
     x, y = _parse_coords(df, path, p, issues)

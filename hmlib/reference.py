@@ -55,6 +55,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+# kinds whose ``unit`` column is a concentration unit, checked and converted with hmlib.units
+CONCENTRATION_KINDS = {"background", "guideline", "water_standard"}
+
+
 def reference_dir() -> Path:
     """Folder holding the reference CSV files shipped with hmlib."""
     return Path(str(resources.files("hmlib") / "data" / "reference"))
@@ -94,9 +98,8 @@ def _read(kind: str, name: str) -> pd.DataFrame:
     if bad.any():
         rows = [int(i) + 2 for i in df.index[bad]]
         raise ReferenceDataError(f"{path}: rows {rows} have no source; every reference value needs a citation")
-    if "unit" in df.columns:
-        df["unit"] = [normalize_unit(u) if isinstance(u, str) and u.strip() not in ("", "-", "1") else u
-                      for u in df["unit"]]
+    if "unit" in df.columns and kind in CONCENTRATION_KINDS:
+        df["unit"] = [normalize_unit(u) for u in df["unit"]]  # raises on an unknown concentration unit
     return df
 
 

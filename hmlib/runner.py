@@ -163,8 +163,11 @@ def _copy_outputs(frag_path: Path, src: Path, dst: Path) -> bool:
     return True
 
 
-def _failed_cell(nb_path: Path) -> tuple[int | None, str, str]:
-    """(code cell number, ename, evalue) of the first error in an executed notebook."""
+def _failed_cell(nb_path: Path) -> tuple[str | None, str, str]:
+    """(where, ename, evalue) of the first error in an executed notebook.
+
+    ``where`` is "code cell N of the executed notebook" plus the cell's first source line.
+    """
     import nbformat
 
     try:
@@ -178,7 +181,9 @@ def _failed_cell(nb_path: Path) -> tuple[int | None, str, str]:
         n += 1
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                return n, out.get("ename", "Error"), out.get("evalue", "")
+                first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")[:80]
+                return f"code cell {n} of the executed notebook (`{first}`)", out.get("ename", "Error"), \
+                    out.get("evalue", "")
     return None, "Error", "unknown error"
 
 
@@ -238,6 +243,9 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
 
     staging = reports_dir / f".staging-{rid}-{os.getpid()}-{int(time.time())}"
     staging.mkdir(parents=True)
+    for leftover in reports_dir.glob(f".staging-{rid}-*"):  # from a run that was killed
+        if leftover != staging and time.time() - leftover.stat().st_mtime > 6 * 3600:
+            shutil.rmtree(leftover, ignore_errors=True)
     (staging / "notebooks").mkdir()
     prev_manifest = {}
     if (final / "manifest.json").is_file():
@@ -268,7 +276,7 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
         upstream = [records[u].key for u in st.after if u in records]
         rec.key = _stage_key(st, opts, phash, input_hashes, upstream)
         old = prev_keys.get(name)
-        if (not force and old and old.get("key") == rec.key and old.get("status") in ("ok", "reused")
+        if (not force and old and old.get("key") == rec.key and old.get("status") in ("ok", "reused", "kept")
                 and (final / "fragments" / f"{name}.json").is_file()
                 and _copy_outputs(final / "fragments" / f"{name}.json", final, staging)):
             rec.status = "reused"
@@ -306,8 +314,22 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
             extra = f": {rec.reason}" if rec.reason and rec.status != "failed" else ""
             _log(f"[{counter['done']}/{n_total}] {rec.name:<16} {rec.status:<8} {rec.seconds:7.1f} s{extra}", quiet)
 
+    # stages enabled in params but not selected this time keep their previous outputs (so that a
+    # selected stage can read the tables of an upstream stage run earlier)
+    kept = []
+    for name in stage_names():
+        if name in params.stages and name not in selected and name in prev_keys \
+                and (final / "fragments" / f"{name}.json").is_file() \
+                and _copy_outputs(final / "fragments" / f"{name}.json", final, staging):
+            old = prev_keys[name]
+            records[name] = StageRecord(name=name, notebook=old.get("notebook", ""), status="kept",
+                                        seconds=old.get("seconds", 0.0), key=old.get("key", ""),
+                                        reason="not re-run in this run; outputs of the previous run kept")
+            kept.append(name)
+
     try:
-        _log(f"hmlib {__version__}: region {rid}, {n_total} stage(s): {', '.join(selected)}", quiet)
+        _log(f"hmlib {__version__}: region {rid}, {n_total} stage(s): {', '.join(selected)}"
+             + (f" (kept from the previous run: {', '.join(kept)})" if kept else ""), quiet)
         pending = list(selected)
         if jobs <= 1:
             for name in pending:
@@ -347,7 +369,7 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
             "packages": _package_versions(),
             "platform": f"{platform.system()} {platform.machine()}",
             "seed": params.seed,
-            "stages": [vars(records[n]) for n in selected if n in records],
+            "stages": [vars(records[n]) for n in stage_names() if n in records],
             "seconds_total": round(time.time() - t_run, 2),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")

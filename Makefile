@@ -1,0 +1,37 @@
+# hmlib: two commands on a fresh machine (Python 3.11):
+#   make report   -> .venv, install, render reports/$(REGION)/report.html and report.pdf
+#   make test     -> .venv, install, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+REGION ?= jura
+JOBS   ?= 2
+
+.PHONY: install report test test-fast regions clean-reports lock
+
+$(VENV)/.installed: pyproject.toml requirements-lock.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+report: install
+	$(BIN)/hmlib run $(REGION) --jobs $(JOBS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+regions: install
+	$(BIN)/hmlib regions
+
+clean-reports:
+	rm -rf reports/*/ reports/.staging-* reports/.old-*
+
+# refresh the pinned versions after changing dependencies
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements-lock.txt
