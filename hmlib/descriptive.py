@@ -150,13 +150,22 @@ def exceedance(conc: pd.DataFrame, *, background_set: str | None, guideline_set:
     share_exceeding (share of non-missing samples strictly above the threshold).
     """
     _check_wide(conc)
+    from .errors import ReferenceDataError
+
     refs = []
+    # a set without values for this medium (e.g. a soil background for water) contributes no rows
     if background_set:
-        bg = background_values(background_set, medium=medium, unit=unit)
-        refs += [(background_set, "background", m, float(v)) for m, v in bg.items()]
+        try:
+            bg = background_values(background_set, medium=medium, unit=unit)
+            refs += [(background_set, "background", m, float(v)) for m, v in bg.items()]
+        except ReferenceDataError:
+            pass
     if guideline_set:
-        gl = _strictest(guideline_values(guideline_set, medium=medium, unit=unit))
-        refs += [(guideline_set, r.threshold_name, r.metal, float(r.value)) for r in gl.itertuples()]
+        try:
+            gl = _strictest(guideline_values(guideline_set, medium=medium, unit=unit))
+            refs += [(guideline_set, r.threshold_name, r.metal, float(r.value)) for r in gl.itertuples()]
+        except ReferenceDataError:
+            pass
     rows = []
     for ref, name, metal, thr in refs:
         if metal not in conc.columns:
@@ -214,20 +223,21 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     """Reader's version of :func:`summary_statistics`: one row per medium and metal, units in headers."""
     wide = summary.pivot_table(index=["medium", "metal"], columns="statistic", values="value", sort=False)
     unit = summary.loc[summary["unit"] != "1", "unit"].iloc[0] if (summary["unit"] != "1").any() else ""
-    cols = {"n": "n", "n_censored": "censored", "min": f"min ({unit})", "p25": f"P25 ({unit})",
+    cols = {"n": "n", "n_censored": "censored", "n_missing": "missing", "min": f"min ({unit})", "p25": f"P25 ({unit})",
             "median": f"median ({unit})", "mean": f"mean ({unit})", "geometric_mean": f"GM ({unit})",
             "p75": f"P75 ({unit})", "max": f"max ({unit})", "sd": f"SD ({unit})", "cv": "CV",
             "skewness": "skew", "kurtosis": "kurt"}
     out = wide[list(cols)].rename(columns=cols).reset_index()
     out["n"] = out["n"].astype(int)
     out["censored"] = out["censored"].astype(int)
+    out["missing"] = out["missing"].astype(int)
     if out["medium"].nunique() == 1:
         out = out.drop(columns="medium")
     return out.rename(columns={"metal": "Metal", "medium": "Medium"})
 
 
 def methods_text(*, background_set: str | None, guideline_set: str | None, iqr_factor: float, alpha: float,
-                 substitution: str, correlation_log: bool) -> str:
+                 substitution: str, correlation_log: bool, imputation: str = "none") -> str:
     """Methods paragraph of the data-quality section (pandoc markdown)."""
     sub = {"half_dl": "half the detection limit (DL/2)", "dl": "the detection limit",
            "dl_sqrt2": "DL/$\\sqrt{2}$", "zero": "zero"}[substitution]
@@ -237,10 +247,13 @@ def methods_text(*, background_set: str | None, guideline_set: str | None, iqr_f
     if guideline_set:
         refs.append(f"the guideline set `{guideline_set}`")
     scale = "log10-transformed" if correlation_log else "raw"
+    imp = {"none": "left missing; statistics use the available values",
+           "median": "replaced by the median of the medium and flagged as imputed",
+           "drop": "samples with a missing metal value were dropped"}[imputation]
     return f"""
 Every input value was checked before analysis (numeric, non-negative, coordinates inside the stated
 reference system, unique sample ids); non-detects were replaced by {sub}, and missing values are
-counted below. Location and spread are given on the raw concentrations together with the geometric
+counted below ({imp}). Location and spread are given on the raw concentrations together with the geometric
 mean; skewness and excess kurtosis are bias-corrected moment coefficients. Normality was tested with
 the Shapiro-Wilk test [@shapiro1965] on raw and natural-log values (significance level {alpha}).
 Samples outside Tukey's fences $[Q_1 - k\\,\\mathrm{{IQR}},\\ Q_3 + k\\,\\mathrm{{IQR}}]$ with $k = {iqr_factor}$ on

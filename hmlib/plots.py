@@ -38,6 +38,12 @@ def sample_maps(conc: pd.DataFrame, x: pd.Series, y: pd.Series, *, unit: str, nc
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
         cb = fig.colorbar(sc, ax=ax, shrink=0.8)
+        if log:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+            cb.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda val, _pos: f"{val:g}"))
+            cb.ax.yaxis.set_minor_formatter(NullFormatter())
         cb.ax.tick_params(labelsize=6)
     fig.supxlabel(f"x ({coordinate_unit})", fontsize=8)
     fig.supylabel(f"y ({coordinate_unit})", fontsize=8)

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ReferenceDataError
-from .units import convert, normalize_unit
+from .units import convert, dimension, normalize_unit
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -52,6 +52,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "water_standard": ("metal", "value", "unit", "source"),
     "index_classes": ("index", "scheme", "rank", "class", "lower", "upper", "closed", "source"),
     "mobility_sign": ("metal", "feature", "sign", "source"),
+    **{"dispersion": ("terrain", "stability", "axis", "a", "b", "p", "source"), "deposition": ("metal", "dry_deposition_velocity_m_s", "scavenging_coefficient_s", "source"), "agricultural_input": ("land_use", "pathway", "metal", "value", "unit", "source"), "partition_coefficient": ("metal", "value", "unit", "source"), "transfer_factor": ("metal", "crop", "value", "source"), "enrichment_ratio": ("metal", "value", "source")},  # accumulation stage
 }
 
 
@@ -111,11 +112,12 @@ def load_reference(kind: str, name: str) -> pd.DataFrame:
 def background_values(name: str, medium: str = "soil", unit: str = "mg/kg") -> pd.Series:
     """Background concentration per metal from set ``name``, converted to ``unit``.
 
-    Rows whose ``medium`` is ``medium`` or ``any`` are used. Returns a Series indexed by
+    Rows whose ``medium`` is ``medium`` or ``any`` and whose unit has the dimension of ``unit``
+    (solid or dissolved) are used; none raises :class:`ReferenceDataError`. Returns a Series indexed by
     metal symbol, named ``'<name> (<unit>)'``.
     """
     df = load_reference("background", name)
-    df = df[df["medium"].isin([medium, "any"])]
+    df = df[df["medium"].isin([medium, "any"]) & (df["unit"].map(dimension) == dimension(unit))]
     if df.empty:
         raise ReferenceDataError(f"background set {name!r} has no values for medium {medium!r}")
     vals = {r.metal: float(convert(float(r.value), r.unit, unit)) for r in df.itertuples()}
@@ -125,7 +127,7 @@ def background_values(name: str, medium: str = "soil", unit: str = "mg/kg") -> p
 def guideline_values(name: str, medium: str = "soil", unit: str = "mg/kg") -> pd.DataFrame:
     """Guideline thresholds of set ``name`` as rows (metal, threshold_name, value, ...) in ``unit``."""
     df = load_reference("guideline", name)
-    df = df[df["medium"].isin([medium, "any"])].copy()
+    df = df[df["medium"].isin([medium, "any"]) & (df["unit"].map(dimension) == dimension(unit))].copy()
     if df.empty:
         raise ReferenceDataError(f"guideline set {name!r} has no values for medium {medium!r}")
     df["value"] = [float(convert(float(v), u, unit)) for v, u in zip(df["value"], df["unit"])]

@@ -145,14 +145,31 @@ def _bibliography(report_dir: Path) -> Path:
     return out
 
 
+def _data_summary(report_dir: Path, manifest: dict) -> str:
+    """One sentence on the data (from the data-quality stage's overview table) and the stages run."""
+    import pandas as pd
+
+    parts = []
+    ov = report_dir / "tables" / "data_overview.csv"
+    if ov.is_file():
+        for r in pd.read_csv(ov).itertuples():
+            parts.append(f"{r.n_samples} {r.medium} samples ({r.metals}; {r.unit}"
+                         + (f"; {r.n_censored} non-detects" if r.n_censored else "") + ")")
+        grid = int(pd.read_csv(ov)["grid_cells"].max())
+        if grid:
+            parts.append(f"a prediction grid of {grid} cells")
+    ran = [s["name"] for s in manifest["stages"] if s["status"] in ("ok", "reused", "kept")]
+    data = ("Data: " + ", ".join(parts) + ". ") if parts else ""
+    return data + f"Analysis stages: {', '.join(ran) if ran else 'none'}."
+
+
 def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     """Write ``report.qmd`` (Quarto markdown) and ``references.bib`` into ``report_dir``."""
     report_dir = Path(report_dir)
     frags = _fragments(report_dir)
     _bibliography(report_dir)
-    n_samples = ", ".join(f"{s['name']}" for s in manifest["stages"])
     abstract = (f"{params.region.description.strip()} " if params.region.description else "") + \
-        f"Stages: {n_samples}."
+        _data_summary(report_dir, manifest)
     front = [
         "---",
         f"title: {_yaml_str(params.region.title)}",

@@ -135,10 +135,39 @@ def _stage_options(stage: Stage, params: RegionParams) -> dict:
     return options_model(stage).model_validate(raw).model_dump(mode="json")
 
 
-def _stage_key(stage: Stage, options: dict, phash: str, input_hashes: dict, upstream: list[str]) -> str:
+def _option_files(options: dict, base_dir: Path) -> dict[str, str]:
+    """Files named by a stage's options (e.g. a fractions CSV or a raster): name -> SHA-256."""
+    from .io import file_sha256
+
+    found = {}
+
+    def visit(v, key):
+        if isinstance(v, str) and 0 < len(v) < 1024 and not v.startswith(("http:", "https:")):
+            p = Path(v) if Path(v).is_absolute() else base_dir / v
+            try:
+                if p.is_file():
+                    found[key] = file_sha256(p)
+            except OSError:
+                pass
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                visit(x, f"{key}.{k}")
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                visit(x, f"{key}[{i}]")
+
+    for k, v in options.items():
+        visit(v, k)
+    return found
+
+
+def _stage_key(stage: Stage, options: dict, phash: str, input_hashes: dict, upstream: list[str],
+               base_dir: Path | None = None) -> str:
     h = hashlib.sha256()
     h.update((notebooks_dir() / stage.notebook).read_bytes())
     h.update(json.dumps(options, sort_keys=True).encode())
+    if base_dir is not None:  # files named in the options (fractions, rasters...) are inputs too
+        h.update(json.dumps(_option_files(options, base_dir), sort_keys=True).encode())
     h.update(phash.encode())
     h.update(json.dumps(input_hashes, sort_keys=True).encode())
     h.update(library_hash().encode())
@@ -274,7 +303,7 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
             return rec
         opts = _stage_options(st, params)
         upstream = [records[u].key for u in st.after if u in records]
-        rec.key = _stage_key(st, opts, phash, input_hashes, upstream)
+        rec.key = _stage_key(st, opts, phash, input_hashes, upstream, base_dir=params.base_dir)
         old = prev_keys.get(name)
         if (not force and old and old.get("key") == rec.key and old.get("status") in ("ok", "reused", "kept")
                 and (final / "fragments" / f"{name}.json").is_file()

@@ -72,6 +72,75 @@ REGISTRY: list[Stage] = [
         options="hmlib.descriptive:DataQualityOptions",
     ),
     # --- stages added by the stage issues go below, in report order (keep one entry per stage) ---
+    Stage(
+        name="baselines",
+        notebook="10_baselines.ipynb",
+        title="Geochemical baselines and adaptive background",
+        options="hmlib.baselines:BaselinesOptions",
+        after=("data_quality",),
+    ),
+    Stage(
+        name="indices",
+        notebook="20_indices.ipynb",
+        title="Pollution indices, static vs adaptive background, dual-media zoning and bearing capacity",
+        options="hmlib.indices:IndicesOptions",
+        after=("baselines",),
+    ),
+    Stage(
+        name="spatial",
+        notebook="30_spatial.ipynb",
+        title="Spatial mapping, hotspots and drivers: kriging, regression kriging, GPR, LISA and MGWR",
+        options="hmlib.spatial:SpatialOptions",
+        after=("data_quality",),
+        requires=(needs_grid,),
+    ),
+    Stage(
+        name="health",
+        notebook="40_health.ipynb",
+        title="Human health risk: US EPA deterministic and Monte Carlo assessment",
+        options="hmlib.health:HealthOptions",
+        after=("data_quality",),
+        requires=(lambda params: None if {"soil", "dust", "water", "groundwater"} & set(params.media)
+                  else "no soil, dust or water medium: the US EPA exposure equations need one",),
+    ),
+    Stage(
+        name="sources",
+        notebook="50_sources.ipynb",
+        title="Source apportionment: correlation, PCA, PMF and Pb isotope mixing",
+        options="hmlib.sources:SourcesOptions",
+        after=("data_quality",),
+    ),
+    Stage(
+        name="ml_drivers",
+        notebook="60_ml_drivers.ipynb",
+        title="Machine-learning risk drivers: XGBoost, SHAP and spatial cross-validation",
+        options="hmlib.ml:MLDriversOptions",
+        after=("indices",),
+    ),
+    Stage(
+        name="remote_sensing",
+        notebook="65_remote_sensing.ipynb",
+        title="Remote-sensing inversion: Random Forest maps from multispectral imagery",
+        options="hmlib.remote_sensing:RemoteSensingOptions",
+        after=("data_quality",),
+        requires=(needs_option("raster", "a multiband GeoTIFF of surface reflectance"),),
+    ),
+    Stage(
+        name="crossmedia",
+        notebook="70_crossmedia.ipynb",
+        title="Cross-media behaviour: sediment-water partitioning and structural equation model",
+        options="hmlib.crossmedia:CrossmediaOptions",
+        after=("data_quality",),
+        requires=(needs_two_paired_media,),
+    ),
+    Stage(
+        name="mobility",
+        notebook="90_mobility.ipynb",
+        title="Metal mobility: sequential-extraction fractions, RAC and a theory-guided mobility model",
+        options="hmlib.mobility:MobilityOptions",
+        after=("data_quality",),
+        requires=(needs_option("fractions", "a sequential-extraction fractions file"),),
+    ),
 ]
 
 

@@ -1,0 +1,1036 @@
+"""Geochemical baselines: five statistical methods, bootstrap intervals and a recommendation rule.
+
+A geochemical baseline is the concentration range of an element that the natural (and
+diffuse, ubiquitous) sources of a region explain; values above its upper limit point to an
+additional, usually anthropogenic, input. This module estimates a baseline and its upper
+limit per medium, stratum and metal with five methods, on log-transformed values unless told
+otherwise [@reimann2005; @matschullat2000]:
+
+========  ===================================================================================
+method    rule (on transformed values :math:`t = \\ln c`)
+========  ===================================================================================
+imea      iterative mean: drop values outside :math:`\\bar t \\pm 2s` until none is dropped;
+          baseline :math:`= \\bar t`, upper limit :math:`= \\bar t + 2s` [@zhang2020fuxin]
+imed      iterative median: the same with the median and the scaled median absolute
+          deviation (MAD); baseline = median, upper limit = median + 2 MAD [@reimann2005]
+rcf       relative cumulative frequency curve; two breakpoints by segmented regression;
+          baseline = lower breakpoint, upper limit = upper breakpoint [@xian2022pinqing]
+boxplot   Tukey fences :math:`Q_1 - 1.5\\,IQR`, :math:`Q_3 + 1.5\\,IQR`; baseline = median of the
+          values inside the fences, upper limit = :math:`Q_3 + 1.5\\,IQR` [@tukey1977]
+em        Gaussian mixture (expectation-maximisation), 1-4 components chosen by BIC; the
+          background is the low dominant component; baseline = its geometric mean, upper
+          limit = its 97.5th percentile [@sun2025adaptive]
+========  ===================================================================================
+
+Results are back-transformed to concentration units (:math:`c = e^{t}`). Percentile bootstrap
+intervals come from seeded resampling with replacement (at least 500 resamples). Every method
+has a batched implementation that treats all bootstrap resamples at once; the point estimate
+uses the same code with one "resample" (the data), so estimate and interval come from one
+estimator.
+
+The recommendation rule follows Wu et al. (seed study, [@wu2025tracing]), who preferred the
+method whose values lay inside the range spanned by the other methods: per medium, stratum and
+metal, the recommended method is the one whose baseline is the median of the method baselines
+(for an even number of methods, of the two middle ones, the one with the narrower relative
+bootstrap interval).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+from scipy import stats
+from threadpoolctl import threadpool_limits
+
+from .params import StageOptions
+
+__all__ = [
+    "METHODS",
+    "METHOD_LABELS",
+    "BaselinesOptions",
+    "BaselineEstimate",
+    "EMFit",
+    "iterative_mean_baseline",
+    "iterative_median_baseline",
+    "rcf_baseline",
+    "boxplot_baseline",
+    "em_baseline",
+    "fit_em",
+    "em_background_probability",
+    "bootstrap_baseline",
+    "segmented_fit",
+    "relative_cumulative_frequency",
+    "baseline_table",
+    "recommend_methods",
+    "compare_with_literature",
+    "methods_text",
+    "display_table",
+    "literature_comparison",
+    "strata_table",
+    "plot_cumulative_frequency",
+    "plot_method_comparison",
+]
+
+METHODS: tuple[str, ...] = ("imea", "imed", "rcf", "boxplot", "em")
+METHOD_LABELS = {"imea": "Iterative mean (IMEA)", "imed": "Iterative median (IMED)",
+                 "rcf": "Relative cumulative frequency (RCF)", "boxplot": "Boxplot (Tukey)",
+                 "em": "Gaussian mixture (EM)"}
+_MAD_SCALE = 1.0 / stats.norm.ppf(0.75)  # 1.4826: makes the MAD a consistent estimator of sigma
+
+
+# --------------------------------------------------------------------------------------------
+# options of the stage (baselines + adaptive background)
+# --------------------------------------------------------------------------------------------
+class BaselinesOptions(StageOptions):
+    """Options of stage ``baselines`` (``params/<region>.yml`` under ``stages: baselines:``).
+
+    Attributes
+    ----------
+    methods : baseline methods to run (subset of imea, imed, rcf, boxplot, em).
+    log_transform : estimate on natural-log values (True) or on raw concentrations.
+    stratify_by : sample columns (covariates of params ``data.covariates``) to stratify by;
+        each column gives its own set of strata rows besides the unstratified ``all`` rows.
+    n_bootstrap : bootstrap resamples for the confidence intervals (>= 500).
+    confidence : two-sided confidence level of the intervals.
+    em_max_components : largest number of mixture components tried (BIC picks 1..this).
+    em_min_weight : smallest mixing weight a component needs to count as the background.
+    min_samples : strata with fewer samples are not estimated (listed in the report).
+    adaptive : run the adaptive (GPR) background.
+    adaptive_covariates : covariates of the GPR background: sample covariates of params
+        ``data.covariates`` and/or metal symbols (lithogenic elements, used as log values).
+    adaptive_coordinates : add the sample coordinates x, y as GPR inputs.
+    gpr_restarts : optimizer restarts of the GPR hyperparameters (seeded).
+    """
+
+    methods: list[Literal["imea", "imed", "rcf", "boxplot", "em"]] = Field(
+        default_factory=lambda: list(METHODS), min_length=1)
+    log_transform: bool = True
+    stratify_by: list[str] = Field(default_factory=list)
+    n_bootstrap: int = Field(default=1000, ge=500, le=20000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    em_max_components: int = Field(default=4, ge=1, le=6)
+    em_min_weight: float = Field(default=0.4, gt=0.0, le=0.5)
+    min_samples: int = Field(default=10, ge=5)
+    adaptive: bool = True
+    adaptive_covariates: list[str] = Field(default_factory=list)
+    adaptive_coordinates: bool = True
+    gpr_restarts: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"each method once, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BaselineEstimate:
+    """One method's baseline for one sample of concentrations.
+
+    Attributes
+    ----------
+    method : method key (imea, imed, rcf, boxplot, em).
+    baseline : baseline concentration (input unit; back-transformed when log_transform).
+    upper_limit : upper limit of the baseline range (input unit).
+    n_retained : values the method counts as background (within the final range).
+    n_total : finite values used.
+    retained : boolean mask over the finite input values, in input order.
+    log_transform : whether the method worked on natural-log values.
+    details : method-specific values (breakpoints, mixture parameters, iterations...).
+    """
+
+    method: str
+    baseline: float
+    upper_limit: float
+    n_retained: int
+    n_total: int
+    retained: np.ndarray
+    log_transform: bool
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EMFit:
+    """A Gaussian mixture fitted to (log) concentrations with the number of components by BIC.
+
+    Attributes
+    ----------
+    model : the fitted :class:`sklearn.mixture.GaussianMixture`.
+    n_components : components chosen by BIC.
+    bic : BIC of each number of components tried, index 1..max.
+    background_component : index (into ``model.means_``) of the background component.
+    means, sds, weights : component parameters on the transformed scale, sorted by mean.
+    log_transform : whether the mixture was fitted to natural-log values.
+    """
+
+    model: object
+    n_components: int
+    bic: pd.Series
+    background_component: int
+    means: np.ndarray
+    sds: np.ndarray
+    weights: np.ndarray
+    log_transform: bool
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _as_values(concentration, *, log_transform: bool, name: str = "concentration") -> tuple[np.ndarray, np.ndarray]:
+    """Finite values (1-D) and their transform; raises for non-positive values under log."""
+    c = np.asarray(concentration, dtype=float)
+    if c.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got an array of shape {c.shape}")
+    c = c[np.isfinite(c)]
+    if c.size < 3:
+        raise ValueError(f"{name} needs at least 3 finite values, got {c.size}")
+    if log_transform and np.any(c <= 0):
+        raise ValueError(f"{name} must be > 0 for log_transform=True, got min {c.min():g} "
+                         "(use log_transform=False or a non-zero non-detect substitution)")
+    return c, (np.log(c) if log_transform else c.copy())
+
+
+def _back(t, log_transform: bool):
+    return np.exp(t) if log_transform else np.asarray(t, dtype=float)
+
+
+def _masked(t: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return np.where(keep, t, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# batched estimators: t has shape (B, n); each returns (baseline_t, upper_t, n_retained, keep)
+# --------------------------------------------------------------------------------------------
+def _imea_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
+    keep = np.ones_like(t, dtype=bool)
+    for it in range(max_iter):
+        x = _masked(t, keep)
+        m = np.nanmean(x, axis=1, keepdims=True)
+        s = np.nanstd(x, axis=1, ddof=1, keepdims=True)
+        new = keep & (np.abs(t - m) <= k * s)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    x = _masked(t, keep)
+    m = np.nanmean(x, axis=1)
+    s = np.nanstd(x, axis=1, ddof=1)
+    return m, m + k * s, keep.sum(axis=1), keep, it
+
+
+def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
+    keep = np.ones_like(t, dtype=bool)
+    for it in range(max_iter):
+        x = _masked(t, keep)
+        med = np.nanmedian(x, axis=1, keepdims=True)
+        mad = _MAD_SCALE * np.nanmedian(np.abs(x - med), axis=1, keepdims=True)
+        new = keep & (np.abs(t - med) <= k * mad)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    x = _masked(t, keep)
+    med = np.nanmedian(x, axis=1, keepdims=True)
+    mad = _MAD_SCALE * np.nanmedian(np.abs(x - med), axis=1, keepdims=True)
+    return med[:, 0], (med + k * mad)[:, 0], keep.sum(axis=1), keep, it
+
+
+def _boxplot_batch(t: np.ndarray, whisker: float = 1.5):
+    q1, q3 = np.percentile(t, [25.0, 75.0], axis=1)
+    iqr = q3 - q1
+    lo, hi = q1 - whisker * iqr, q3 + whisker * iqr
+    keep = (t >= lo[:, None]) & (t <= hi[:, None])
+    base = np.nanmedian(_masked(t, keep), axis=1)
+    return base, hi, keep.sum(axis=1), keep, (q1, q3, lo)
+
+
+def _segmented_rss(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray, min_points: int):
+    """RSS of continuous 3-segment linear fits for every breakpoint pair.
+
+    ``x``, ``y``: (B, n); ``c1``: (B, G1) candidates of the first breakpoint, ``c2``: (B, G2)
+    of the second. Returns RSS (B, G1, G2), +inf where psi1 >= psi2 or a segment has fewer
+    than ``min_points`` values. The normal equations are assembled from sums (Gram trick) so
+    that all pairs of all resamples cost one einsum.
+    """
+    B, n = x.shape
+    h1 = np.maximum(x[:, None, :] - c1[:, :, None], 0.0)  # (B, G1, n)
+    h2 = np.maximum(x[:, None, :] - c2[:, :, None], 0.0)  # (B, G2, n)
+    sx, sxx = x.sum(1), (x * x).sum(1)
+    sy, sxy, syy = y.sum(1), (x * y).sum(1), (y * y).sum(1)
+    s1, s2 = h1.sum(2), h2.sum(2)
+    sx1, sx2 = np.einsum("bn,bgn->bg", x, h1), np.einsum("bn,bgn->bg", x, h2)
+    s11, s22 = (h1 * h1).sum(2), (h2 * h2).sum(2)
+    s12 = np.einsum("bgn,bhn->bgh", h1, h2)
+    sy1, sy2 = np.einsum("bn,bgn->bg", y, h1), np.einsum("bn,bgn->bg", y, h2)
+    G1, G2 = c1.shape[1], c2.shape[1]
+    A = np.empty((B, G1, G2, 4, 4))
+    A[..., 0, 0] = n
+    A[..., 0, 1] = A[..., 1, 0] = sx[:, None, None]
+    A[..., 1, 1] = sxx[:, None, None]
+    A[..., 0, 2] = A[..., 2, 0] = s1[:, :, None]
+    A[..., 0, 3] = A[..., 3, 0] = s2[:, None, :]
+    A[..., 1, 2] = A[..., 2, 1] = sx1[:, :, None]
+    A[..., 1, 3] = A[..., 3, 1] = sx2[:, None, :]
+    A[..., 2, 2] = s11[:, :, None]
+    A[..., 3, 3] = s22[:, None, :]
+    A[..., 2, 3] = A[..., 3, 2] = s12
+    r = np.empty((B, G1, G2, 4))
+    r[..., 0] = sy[:, None, None]
+    r[..., 1] = sxy[:, None, None]
+    r[..., 2] = sy1[:, :, None]
+    r[..., 3] = sy2[:, None, :]
+    n_le1 = (x[:, None, :] <= c1[:, :, None]).sum(2)  # (B, G1)
+    n_le2 = (x[:, None, :] <= c2[:, :, None]).sum(2)
+    ok = ((c1[:, :, None] < c2[:, None, :]) & (n_le1[:, :, None] >= min_points)
+          & ((n_le2[:, None, :] - n_le1[:, :, None]) >= min_points) & ((n - n_le2[:, None, :]) >= min_points))
+    # tiny ridge keeps degenerate (masked) systems solvable; it does not change well-posed ones
+    ridge = 1e-12 * np.trace(A, axis1=-2, axis2=-1)[..., None, None] * np.eye(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        beta = np.linalg.solve(A + ridge, r[..., None])[..., 0]
+    rss = syy[:, None, None] - (beta * r).sum(-1)
+    return np.where(ok, rss, np.inf), beta
+
+
+def _rcf_xy(t_sorted: np.ndarray) -> np.ndarray:
+    n = t_sorted.shape[1]
+    return np.broadcast_to(100.0 * np.arange(1, n + 1) / n, t_sorted.shape)
+
+
+def _segmented_search(x: np.ndarray, y: np.ndarray, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3,
+                      min_points: int = 3):
+    """Batched breakpoint search on sorted ``x`` (B, n): coarse grid of quantile candidates,
+    then ``n_refine`` zoom rounds, each on a fine grid spanning one step either side of the
+    current best pair. Returns psi1, psi2, rss, beta (NaN / inf where no pair is admissible)."""
+    B = x.shape[0]
+    bi = np.arange(B)
+    qs = np.linspace(0.03, 0.97, n_grid)
+    cand = np.quantile(x, qs, axis=1).T  # (B, G)
+    rss, beta = _segmented_rss(x, y, cand, cand, min_points)
+    i1, i2 = np.unravel_index(rss.reshape(B, -1).argmin(1), rss.shape[1:])
+    p1, p2 = cand[bi, i1], cand[bi, i2]
+    best_rss, best_beta = rss[bi, i1, i2], beta[bi, i1, i2]
+    step1 = (cand[bi, np.minimum(i1 + 1, n_grid - 1)] - cand[bi, np.maximum(i1 - 1, 0)]) / 2
+    step2 = (cand[bi, np.minimum(i2 + 1, n_grid - 1)] - cand[bi, np.maximum(i2 - 1, 0)]) / 2
+    f = np.linspace(-1.0, 1.0, n_fine)
+    for _ in range(n_refine):
+        c1 = p1[:, None] + step1[:, None] * f
+        c2 = p2[:, None] + step2[:, None] * f
+        r2, b2 = _segmented_rss(x, y, c1, c2, min_points)
+        j1, j2 = np.unravel_index(r2.reshape(B, -1).argmin(1), r2.shape[1:])
+        better = r2[bi, j1, j2] < best_rss
+        p1 = np.where(better, c1[bi, j1], p1)
+        p2 = np.where(better, c2[bi, j2], p2)
+        best_beta = np.where(better[:, None], b2[bi, j1, j2], best_beta)
+        best_rss = np.where(better, r2[bi, j1, j2], best_rss)
+        step1, step2 = step1 * 2 / (n_fine - 1), step2 * 2 / (n_fine - 1)
+    finite = np.isfinite(best_rss)
+    return np.where(finite, p1, np.nan), np.where(finite, p2, np.nan), best_rss, best_beta
+
+
+def _rcf_batch(t: np.ndarray, n_grid: int = 30, min_points: int = 3):
+    x = np.sort(t, axis=1)
+    y = _rcf_xy(x)
+    p1, p2, _, _ = _segmented_search(x, y, n_grid=n_grid, min_points=min_points)
+    keep = t <= p2[:, None]
+    return p1, p2, keep.sum(axis=1), keep, None
+
+
+# --------------------------------------------------------------------------------------------
+# public single-sample estimators
+# --------------------------------------------------------------------------------------------
+def _estimate(method, batch_fn, concentration, log_transform, **kw) -> BaselineEstimate:
+    c, t = _as_values(concentration, log_transform=log_transform)
+    base_t, up_t, n_ret, keep, extra = batch_fn(t[None, :], **kw)
+    details = {"baseline_transformed": float(base_t[0]), "upper_transformed": float(up_t[0])}
+    if method in ("imea", "imed"):
+        details["iterations"] = int(extra)
+    return BaselineEstimate(method=method, baseline=float(_back(base_t[0], log_transform)),
+                            upper_limit=float(_back(up_t[0], log_transform)), n_retained=int(n_ret[0]),
+                            n_total=int(c.size), retained=keep[0].copy(), log_transform=log_transform,
+                            details=details)
+
+
+def iterative_mean_baseline(concentration, *, log_transform: bool = True, k: float = 2.0) -> BaselineEstimate:
+    """Iterative mean (IMEA): trim values outside mean ± k SD until none is trimmed.
+
+    .. math::
+
+        R_0 = \\{t_i\\},\\quad R_{j+1} = \\{t \\in R_j : |t - \\bar t_{R_j}| \\le k\\, s_{R_j}\\};\\qquad
+        b = g^{-1}(\\bar t_{R}),\\quad u = g^{-1}(\\bar t_{R} + k\\, s_{R})
+
+    with :math:`t = g(c) = \\ln c` (or :math:`t = c` when ``log_transform`` is False), :math:`s` the
+    sample standard deviation (ddof = 1) and :math:`R` the set once no value is trimmed.
+
+    Parameters
+    ----------
+    concentration : 1-D array of concentrations (any unit; NaN ignored).
+    log_transform : work on natural logarithms (baseline = geometric mean of retained values).
+    k : width of the retained band in standard deviations.
+
+    References
+    ----------
+    Zhang, H. et al. (2020) Geochemical baseline determination and contamination of heavy metals in
+    the urban topsoil of Fuxin City, China. J. Arid Land 12, 1001-1017. doi:10.1007/s40333-020-0029-2
+    """
+    return _estimate("imea", _imea_batch, concentration, log_transform, k=k)
+
+
+def iterative_median_baseline(concentration, *, log_transform: bool = True, k: float = 2.0) -> BaselineEstimate:
+    """Iterative median (IMED): trim values outside median ± k MAD until none is trimmed.
+
+    .. math::
+
+        \\mathrm{MAD} = 1.4826\\,\\mathrm{median}_i |t_i - \\tilde t|,\\qquad
+        b = g^{-1}(\\tilde t_R),\\quad u = g^{-1}(\\tilde t_R + k\\,\\mathrm{MAD}_R)
+
+    The factor :math:`1/\\Phi^{-1}(0.75) = 1.4826` makes the MAD estimate the standard deviation of
+    normal data (the "scaled MAD", ``scipy.stats.median_abs_deviation(scale='normal')``).
+
+    References
+    ----------
+    Reimann, C., Filzmoser, P., Garrett, R.G. (2005) Background and threshold: critical comparison of
+    methods of determination. Sci. Total Environ. 346, 1-16. doi:10.1016/j.scitotenv.2004.11.023
+    """
+    return _estimate("imed", _imed_batch, concentration, log_transform, k=k)
+
+
+def boxplot_baseline(concentration, *, log_transform: bool = True, whisker: float = 1.5) -> BaselineEstimate:
+    """Boxplot (Tukey) baseline: median of the values inside the fences; upper limit = upper fence.
+
+    .. math::
+
+        F_{lo} = Q_1 - 1.5\\,IQR,\\quad F_{hi} = Q_3 + 1.5\\,IQR,\\qquad
+        b = g^{-1}(\\mathrm{median}\\{t : F_{lo} \\le t \\le F_{hi}\\}),\\quad u = g^{-1}(F_{hi})
+
+    Quartiles by linear interpolation (Hyndman-Fan type 7, NumPy's and R's default).
+
+    References
+    ----------
+    Tukey, J.W. (1977) Exploratory Data Analysis. Addison-Wesley. ISBN 978-0201076165.
+    Reimann, C. et al. (2005) Sci. Total Environ. 346, 1-16. doi:10.1016/j.scitotenv.2004.11.023
+    """
+    return _estimate("boxplot", _boxplot_batch, concentration, log_transform, whisker=whisker)
+
+
+def relative_cumulative_frequency(concentration, *, log_transform: bool = True) -> pd.DataFrame:
+    """The relative cumulative frequency curve: sorted (transformed) values and frequency in %.
+
+    .. math:: F(t_{(i)}) = 100\\, i / n
+    """
+    c, t = _as_values(concentration, log_transform=log_transform)
+    order = np.argsort(t, kind="stable")
+    n = t.size
+    return pd.DataFrame({"concentration": c[order], "transformed": t[order],
+                         "cumulative_frequency_pct": 100.0 * np.arange(1, n + 1) / n})
+
+
+def segmented_fit(x, y, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3, min_points: int = 3) -> dict:
+    """Continuous three-segment linear regression of ``y`` on ``x`` (two breakpoints).
+
+    .. math::
+
+        y = \\beta_0 + \\beta_1 x + \\beta_2 (x - \\psi_1)_+ + \\beta_3 (x - \\psi_2)_+ + \\varepsilon
+
+    The breakpoints minimise the residual sum of squares: an exhaustive search over pairs of
+    ``n_grid`` candidates (quantiles 3-97 % of ``x``), then ``n_refine`` zoom rounds over a fine
+    grid (``n_fine`` points per breakpoint) spanning one step either side of the best pair; each
+    segment keeps at least ``min_points`` values.
+    For fixed breakpoints the model is linear, so the search profiles the exact least-squares
+    fit (the estimator of Muggeo 2003 reaches the same optimum by iteration; the grid form is
+    used because it evaluates all bootstrap resamples in one batched computation).
+
+    Returns
+    -------
+    dict with psi1, psi2, coefficients (b0, b1, b2, b3), rss, fitted (array).
+
+    References
+    ----------
+    Muggeo, V.M.R. (2003) Estimating regression models with unknown break-points. Stat. Med. 22,
+    3055-3071. doi:10.1002/sim.1545
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D of equal length, got shapes {x.shape} and {y.shape}")
+    if x.size < 3 * min_points + 1:
+        raise ValueError(f"need at least {3 * min_points + 1} points for two breakpoints, got {x.size}")
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order][None, :], y[order][None, :]
+    p1, p2, rss, beta = _segmented_search(xs, ys, n_grid=n_grid, n_fine=n_fine, n_refine=n_refine,
+                                          min_points=min_points)
+    if not np.isfinite(rss[0]):
+        raise ValueError("no breakpoint pair leaves min_points values in every segment")
+    rss_best, p1, p2, b = float(rss[0]), float(p1[0]), float(p2[0]), beta[0]
+    fitted = b[0] + b[1] * x + b[2] * np.maximum(x - p1, 0) + b[3] * np.maximum(x - p2, 0)
+    return {"psi1": float(p1), "psi2": float(p2), "coefficients": tuple(float(v) for v in b),
+            "rss": rss_best, "fitted": fitted}
+
+
+def rcf_baseline(concentration, *, log_transform: bool = True, n_grid: int = 30) -> BaselineEstimate:
+    """Relative cumulative frequency (RCF) baseline from the breakpoints of the curve.
+
+    The cumulative frequency curve :math:`F(t_{(i)}) = 100\\,i/n` is fitted by a continuous
+    three-segment linear model (:func:`segmented_fit`); its breakpoints :math:`\\psi_1 < \\psi_2`
+    give baseline :math:`b = g^{-1}(\\psi_1)` and upper limit :math:`u = g^{-1}(\\psi_2)`.
+    ``n_retained`` counts the values at or below :math:`\\psi_2`.
+
+    References
+    ----------
+    Xian, H. et al. (2022) Geochemical baseline establishment and pollution assessment of heavy metals
+    in the largest coastal lagoon (Pinqing Lagoon) in China mainland. Mar. Pollut. Bull. 177, 113459.
+    doi:10.1016/j.marpolbul.2022.113459
+    Matschullat, J., Ottenstein, R., Reimann, C. (2000) Geochemical background - can we calculate it?
+    Environ. Geol. 39, 990-1000. doi:10.1007/s002549900084
+    """
+    est = _estimate("rcf", _rcf_batch, concentration, log_transform, n_grid=n_grid)
+    if not np.isfinite(est.baseline):
+        raise ValueError("RCF undefined: no pair of breakpoints leaves 3 values in each of the three "
+                         f"segments ({est.n_total} values, {np.unique(np.asarray(concentration)).size} distinct)")
+    est.details["psi1"] = est.details["baseline_transformed"]
+    est.details["psi2"] = est.details["upper_transformed"]
+    return est
+
+
+# --------------------------------------------------------------------------------------------
+# EM (Gaussian mixture by BIC)
+# --------------------------------------------------------------------------------------------
+def _background_index(means: np.ndarray, weights: np.ndarray, min_weight: float) -> int:
+    """Lowest-mean component among those with weight >= min_weight (else the heaviest)."""
+    ok = np.flatnonzero(weights >= min_weight)
+    if ok.size == 0:
+        return int(np.argmax(weights))
+    return int(ok[np.argmin(means[ok])])
+
+
+def fit_em(concentration, *, log_transform: bool = True, max_components: int = 4, min_weight: float = 0.4,
+           seed: int = 0, n_init: int = 3) -> EMFit:
+    """Fit Gaussian mixtures with 1..``max_components`` components and keep the lowest BIC.
+
+    .. math::
+
+        f(t) = \\sum_{k=1}^{K} \\pi_k\\, \\mathcal N(t; \\mu_k, \\sigma_k^2),\\qquad
+        \\mathrm{BIC}_K = -2 \\ln \\hat L_K + (3K - 1) \\ln n
+
+    Fitted by expectation-maximisation (:class:`sklearn.mixture.GaussianMixture`, ``n_init``
+    seeded starts). The background component is the one with the lowest mean among the
+    components whose weight :math:`\\pi_k` is at least ``min_weight`` ("the dominant low
+    component"); with no such component, the heaviest one. The default ``min_weight = 0.4``
+    requires the background to hold a large share of the samples: smaller low components are
+    usually natural sub-populations (a poorer lithology, a cluster of values at the detection
+    limit), not the regional background.
+
+    References
+    ----------
+    Dempster, A.P., Laird, N.M., Rubin, D.B. (1977) Maximum likelihood from incomplete data via the EM
+    algorithm. J. R. Stat. Soc. B 39, 1-38. doi:10.1111/j.2517-6161.1977.tb01600.x
+    Schwarz, G. (1978) Estimating the dimension of a model. Ann. Stat. 6, 461-464.
+    doi:10.1214/aos/1176344136
+    """
+    c, t = _as_values(concentration, log_transform=log_transform)
+    with threadpool_limits(limits=1):  # tiny matrices: BLAS threads only oversubscribe the cores
+        return _fit_em(t, log_transform=log_transform, max_components=max_components, min_weight=min_weight,
+                       seed=seed, n_init=n_init)
+
+
+def _fit_em(t, *, log_transform, max_components, min_weight, seed, n_init) -> EMFit:
+    from sklearn.mixture import GaussianMixture
+
+    kmax = int(max(1, min(max_components, t.size // 5)))
+    X = t[:, None]
+    fits, bics = {}, {}
+    for k in range(1, kmax + 1):
+        g = GaussianMixture(n_components=k, covariance_type="full", n_init=n_init, random_state=seed,
+                            reg_covar=1e-6, max_iter=500).fit(X)
+        fits[k], bics[k] = g, float(g.bic(X))
+    k_best = min(bics, key=bics.get)
+    g = fits[k_best]
+    means = g.means_[:, 0]
+    sds = np.sqrt(g.covariances_[:, 0, 0])
+    order = np.argsort(means)
+    bg = _background_index(means, g.weights_, min_weight)
+    return EMFit(model=g, n_components=k_best, bic=pd.Series(bics, name="bic"), background_component=bg,
+                 means=means[order], sds=sds[order], weights=g.weights_[order], log_transform=log_transform)
+
+
+def em_background_probability(fit: EMFit, concentration) -> np.ndarray:
+    """Posterior probability that each value is not above the background (NaN for missing values).
+
+    .. math:: p_i = \\sum_{k:\\,\\mu_k \\le \\mu_{bg}} \\frac{\\pi_k \\mathcal N(t_i; \\mu_k, \\sigma_k^2)}
+              {\\sum_j \\pi_j \\mathcal N(t_i; \\mu_j, \\sigma_j^2)}
+
+    i.e. the posterior of the background component plus that of any lower component (natural
+    sub-populations). Samples with :math:`p_i > 0.5` are "classified as background".
+    """
+    c = np.asarray(concentration, dtype=float)
+    out = np.full(c.shape, np.nan)
+    ok = np.isfinite(c) & ((c > 0) if fit.log_transform else True)
+    t = np.log(c[ok]) if fit.log_transform else c[ok]
+    if t.size:
+        mu = fit.model.means_[:, 0]
+        low = mu <= mu[fit.background_component]
+        out[ok] = fit.model.predict_proba(t[:, None])[:, low].sum(axis=1)
+    return out
+
+
+def _em_from_fit(fit: EMFit, t: np.ndarray):
+    g = fit.model
+    j = fit.background_component
+    mu, sd = float(g.means_[j, 0]), float(np.sqrt(g.covariances_[j, 0, 0]))
+    z = stats.norm.ppf(0.975)
+    # values whose most probable component is the background or a lower one are "not above
+    # background" (lower components are natural sub-populations, e.g. a poorer lithology)
+    comp = g.predict(t[:, None])
+    keep = g.means_[comp, 0] <= g.means_[j, 0]
+    return mu, mu + z * sd, keep
+
+
+def em_baseline(concentration, *, log_transform: bool = True, max_components: int = 4, min_weight: float = 0.4,
+                seed: int = 0) -> BaselineEstimate:
+    """EM baseline: geometric mean and 97.5th percentile of the background mixture component.
+
+    .. math:: b = g^{-1}(\\mu_{bg}),\\qquad u = g^{-1}(\\mu_{bg} + z_{0.975}\\,\\sigma_{bg})
+
+    See :func:`fit_em` for the mixture and the choice of the background component.
+    ``n_retained`` counts the values whose most probable component is the background or a
+    component with a lower mean (values not above the background).
+
+    References
+    ----------
+    Sun et al. (2025), sequential adaptive EM + GPR background workflow (seed 000 of this project).
+    Dempster, A.P. et al. (1977) J. R. Stat. Soc. B 39, 1-38. doi:10.1111/j.2517-6161.1977.tb01600.x
+    """
+    c, t = _as_values(concentration, log_transform=log_transform)
+    fit = fit_em(c, log_transform=log_transform, max_components=max_components, min_weight=min_weight, seed=seed)
+    mu, up, keep = _em_from_fit(fit, t)
+    return BaselineEstimate(method="em", baseline=float(_back(mu, log_transform)),
+                            upper_limit=float(_back(up, log_transform)), n_retained=int(keep.sum()),
+                            n_total=int(c.size), retained=keep, log_transform=log_transform,
+                            details={"n_components": fit.n_components, "means": fit.means.tolist(),
+                                     "sds": fit.sds.tolist(), "weights": fit.weights.tolist(),
+                                     "bic": fit.bic.to_dict(), "fit": fit,
+                                     "baseline_transformed": mu, "upper_transformed": up})
+
+
+def _em_boot(fit: EMFit, tb: np.ndarray, min_weight: float, seed: int):
+    """EM on each resample with the number of components fixed at the full-data choice,
+    started from the full-data fit (conditional bootstrap; documented in the report)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    g0 = fit.model
+    B = tb.shape[0]
+    base, up = np.empty(B), np.empty(B)
+    z = stats.norm.ppf(0.975)
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for b in range(B):
+            X = tb[b][:, None]
+            if fit.n_components == 1:
+                mu, sd = X.mean(), X.std()
+            else:
+                g = GaussianMixture(n_components=fit.n_components, means_init=g0.means_, weights_init=g0.weights_,
+                                    precisions_init=g0.precisions_, random_state=seed, reg_covar=1e-6,
+                                    max_iter=200).fit(X)
+                j = _background_index(g.means_[:, 0], g.weights_, min_weight)
+                mu, sd = g.means_[j, 0], np.sqrt(g.covariances_[j, 0, 0])
+            base[b], up[b] = mu, mu + z * sd
+    return base, up
+
+
+# --------------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------------
+_BATCH = {"imea": _imea_batch, "imed": _imed_batch, "boxplot": _boxplot_batch, "rcf": _rcf_batch}
+
+
+def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, confidence: float = 0.95,
+                       seed: int = 0, log_transform: bool = True, em_fit: EMFit | None = None,
+                       em_min_weight: float = 0.4, chunk: int = 100) -> dict:
+    """Percentile bootstrap interval of a method's baseline and upper limit.
+
+    Resamples the values with replacement ``n_bootstrap`` times (``numpy.random.default_rng(seed)``),
+    re-estimates, and returns the :math:`(1-\\alpha)/2` and :math:`(1+\\alpha)/2` percentiles
+    (:math:`\\alpha` = ``confidence``) of the back-transformed estimates. Resamples where the method
+    is undefined (e.g. no breakpoint pair) are dropped and counted in ``n_failed``.
+
+    For ``method='em'`` the number of components is held at the full-data BIC choice
+    (``em_fit``) and each resample's mixture is started from the full-data fit.
+
+    Returns
+    -------
+    dict: ci_low, ci_high (baseline), upper_ci_low, upper_ci_high, n_boot, n_failed.
+
+    References
+    ----------
+    Efron, B., Tibshirani, R.J. (1993) An Introduction to the Bootstrap. Chapman & Hall.
+    doi:10.1201/9780429246593
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    c, t = _as_values(concentration, log_transform=log_transform)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, t.size, size=(n_bootstrap, t.size))
+    tb = t[idx]
+    if method == "em":
+        if em_fit is None:
+            em_fit = fit_em(c, log_transform=log_transform, min_weight=em_min_weight, seed=seed)
+        base, up = _em_boot(em_fit, tb, em_min_weight, seed)
+    else:
+        fn = _BATCH[method]
+        parts = [fn(tb[i:i + chunk])[:2] for i in range(0, n_bootstrap, chunk)]
+        base = np.concatenate([p[0] for p in parts])
+        up = np.concatenate([p[1] for p in parts])
+    ok = np.isfinite(base) & np.isfinite(up)
+    a = (1.0 - confidence) / 2.0
+    qb = _back(np.quantile(base[ok], [a, 1 - a]), log_transform) if ok.any() else (np.nan, np.nan)
+    qu = _back(np.quantile(up[ok], [a, 1 - a]), log_transform) if ok.any() else (np.nan, np.nan)
+    return {"ci_low": float(qb[0]), "ci_high": float(qb[1]), "upper_ci_low": float(qu[0]),
+            "upper_ci_high": float(qu[1]), "n_boot": int(ok.sum()), "n_failed": int((~ok).sum())}
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------
+_ESTIMATORS = {"imea": iterative_mean_baseline, "imed": iterative_median_baseline, "rcf": rcf_baseline,
+               "boxplot": boxplot_baseline}
+
+TABLE_COLUMNS = ["medium", "stratum", "metal", "method", "baseline", "upper_limit", "ci_low", "ci_high",
+                 "n_retained", "n_total", "unit", "recommended", "upper_ci_low", "upper_ci_high",
+                 "stratify_by", "log_transform"]
+
+
+def _one_group(values: np.ndarray, *, methods, log_transform, n_bootstrap, confidence, seed, fit_seed,
+               em_max_components, em_min_weight) -> tuple[list[dict], list[tuple[str, str]]]:
+    rows, failed = [], []
+    for mi, m in enumerate(methods):
+        try:
+            rows.append(_one_method(values, m, mi, log_transform=log_transform, n_bootstrap=n_bootstrap,
+                                    confidence=confidence, seed=seed, fit_seed=fit_seed,
+                                    em_max_components=em_max_components, em_min_weight=em_min_weight))
+        except ValueError as e:  # a method undefined for these values (e.g. RCF on tied values)
+            failed.append((m, str(e)))
+    return rows, failed
+
+
+def _one_method(values, m, mi, *, log_transform, n_bootstrap, confidence, seed, fit_seed, em_max_components,
+                em_min_weight) -> dict:
+    s = int(np.random.SeedSequence([seed, mi]).generate_state(1)[0])
+    if m == "em":
+        # the mixture itself is fitted with the base seed, so that it equals fit_em(..., seed=seed)
+        # as used by the adaptive background; only the bootstrap draws get group-specific seeds
+        fit = fit_em(values, log_transform=log_transform, max_components=em_max_components,
+                     min_weight=em_min_weight, seed=fit_seed)
+        _, t = _as_values(values, log_transform=log_transform)
+        mu, up, keep = _em_from_fit(fit, t)
+        est = dict(baseline=float(_back(mu, log_transform)), upper_limit=float(_back(up, log_transform)),
+                   n_retained=int(keep.sum()))
+        ci = bootstrap_baseline(values, method="em", n_bootstrap=n_bootstrap, confidence=confidence, seed=s,
+                                log_transform=log_transform, em_fit=fit, em_min_weight=em_min_weight)
+    else:
+        e = _ESTIMATORS[m](values, log_transform=log_transform)
+        est = dict(baseline=e.baseline, upper_limit=e.upper_limit, n_retained=e.n_retained)
+        ci = bootstrap_baseline(values, method=m, n_bootstrap=n_bootstrap, confidence=confidence, seed=s,
+                                log_transform=log_transform)
+    return {"method": m, **est, "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+            "upper_ci_low": ci["upper_ci_low"], "upper_ci_high": ci["upper_ci_high"]}
+
+
+def baseline_table(concentrations: pd.DataFrame, *, methods=METHODS, log_transform: bool = True,
+                   strata: pd.DataFrame | None = None, n_bootstrap: int = 1000, confidence: float = 0.95,
+                   seed: int = 0, em_max_components: int = 4, em_min_weight: float = 0.4,
+                   min_samples: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Baselines of every medium, metal, stratum and method, with bootstrap intervals.
+
+    Parameters
+    ----------
+    concentrations : long table with columns sample_id, medium, metal, value, unit (as
+        :attr:`hmlib.io.RegionData.concentrations`).
+    methods : methods to run (subset of :data:`METHODS`).
+    strata : optional table indexed like the samples with columns sample_id, medium and one column
+        per stratification variable; each column adds rows ``stratum = '<column>=<value>'``.
+    n_bootstrap, confidence, seed : bootstrap settings; each group and method gets its own seed
+        derived from ``seed``.
+    min_samples : groups with fewer finite values are not estimated.
+
+    Returns
+    -------
+    table : columns :data:`TABLE_COLUMNS` (``recommended`` from :func:`recommend_methods`).
+    skipped : medium, stratum, metal, n_total, reason for every group not estimated.
+    """
+    need = {"sample_id", "medium", "metal", "value", "unit"}
+    miss = need - set(concentrations.columns)
+    if miss:
+        raise ValueError(f"concentrations needs columns {sorted(need)}; missing {sorted(miss)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; expected a subset of {list(METHODS)}")
+    groups = [("all", "", concentrations)]
+    if strata is not None:
+        scols = [c for c in strata.columns if c not in ("sample_id", "medium")]
+        merged = concentrations.merge(strata, on=["sample_id", "medium"], how="left")
+        for col in scols:
+            for val, sub in merged.groupby(col, sort=True):
+                groups.append((f"{col}={val}", col, sub))
+    rows, skipped = [], []
+    gi = 0
+    for stratum, col, sub in groups:
+        for (medium, metal), g in sub.groupby(["medium", "metal"], sort=False):
+            gi += 1
+            v = g["value"].to_numpy(float)
+            v = v[np.isfinite(v)]
+            unit = str(g["unit"].iloc[0])
+            if v.size < min_samples:
+                skipped.append({"medium": medium, "stratum": stratum, "metal": metal, "n_total": int(v.size),
+                                "reason": f"fewer than {min_samples} values"})
+                continue
+            if log_transform and np.any(v <= 0):
+                skipped.append({"medium": medium, "stratum": stratum, "metal": metal, "n_total": int(v.size),
+                                "reason": "zero values cannot be log-transformed"})
+                continue
+            seed_g = int(np.random.SeedSequence([seed, gi]).generate_state(1)[0])
+            got, failed = _one_group(v, methods=list(methods), log_transform=log_transform,
+                                     n_bootstrap=n_bootstrap, confidence=confidence, seed=seed_g, fit_seed=seed,
+                                     em_max_components=em_max_components, em_min_weight=em_min_weight)
+            for m, why in failed:
+                skipped.append({"medium": medium, "stratum": stratum, "metal": metal, "n_total": int(v.size),
+                                "reason": f"{m}: {why}"})
+            for r in got:
+                rows.append({"medium": medium, "stratum": stratum, "metal": metal, **r, "n_total": int(v.size),
+                             "unit": unit, "stratify_by": col, "log_transform": log_transform})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        table = pd.DataFrame(columns=TABLE_COLUMNS)
+    else:
+        table = recommend_methods(table)
+    return table[TABLE_COLUMNS].reset_index(drop=True), pd.DataFrame(
+        skipped, columns=["medium", "stratum", "metal", "n_total", "reason"])
+
+
+def recommend_methods(table: pd.DataFrame) -> pd.DataFrame:
+    """Mark one recommended method per (medium, stratum, metal): the median of the methods.
+
+    Rule (after Wu et al. 2025, who chose the method whose baselines lay inside the range of
+    the other methods): rank the methods' baselines; with an odd number of methods, recommend
+    the middle one; with an even number, of the two middle ones the one with the narrower
+    relative bootstrap interval :math:`(c_{hi} - c_{lo}) / b`. With one or two methods the
+    narrower relative interval decides among all. Returns a copy with boolean ``recommended``.
+
+    References
+    ----------
+    Wu, Q. et al. (2025) Tracing threats across the land-marine transition areas (seed 002 of
+    this project), section 3.1.
+    """
+    need = {"medium", "stratum", "metal", "method", "baseline", "ci_low", "ci_high"}
+    if not need <= set(table.columns):
+        raise ValueError(f"table needs columns {sorted(need)}; got {list(table.columns)}")
+    out = table.copy()
+    out["recommended"] = False
+    for _, g in out.groupby(["medium", "stratum", "metal"], sort=False):
+        g = g[np.isfinite(g["baseline"])]
+        if g.empty:
+            continue
+        g = g.sort_values("baseline", kind="stable")
+        rel = ((g["ci_high"] - g["ci_low"]) / g["baseline"]).fillna(np.inf)
+        n = len(g)
+        if n <= 2:
+            pick = rel.idxmin()
+        elif n % 2 == 1:
+            pick = g.index[n // 2]
+        else:
+            mid = g.index[[n // 2 - 1, n // 2]]
+            pick = rel.loc[mid].idxmin()
+        out.loc[pick, "recommended"] = True
+    return out
+
+
+def compare_with_literature(table: pd.DataFrame, literature: pd.Series) -> pd.DataFrame:
+    """Baselines beside a literature background: ratio baseline / literature per row.
+
+    Parameters
+    ----------
+    table : output of :func:`baseline_table`.
+    literature : background values indexed by metal (same unit as the table), e.g. from
+        :func:`hmlib.reference.background_values`.
+
+    Returns
+    -------
+    Copy of ``table`` with ``literature`` and ``ratio_to_literature`` (NaN where the set has no value).
+    """
+    out = table.copy()
+    lit = pd.Series(literature, dtype=float)
+    out["literature"] = out["metal"].map(lit)
+    out["ratio_to_literature"] = out["baseline"] / out["literature"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# report helpers: methods text, reader tables, figures
+# --------------------------------------------------------------------------------------------
+def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: float, em_max_components: int,
+                 em_min_weight: float, stratify_by, min_samples: int, reference_set: str | None) -> str:
+    """Methods paragraph of the baselines section (pandoc markdown with math and citations)."""
+    scale = "natural-log" if log_transform else "raw"
+    g = "e^{t}" if log_transform else "t"
+    strat = (f" The estimation was repeated within each class of {', '.join(f'`{c}`' for c in stratify_by)}"
+             f" (classes with fewer than {min_samples} samples are listed, not estimated)." if stratify_by else "")
+    lines = {
+        "imea": "**Iterative mean (IMEA)** [@zhang2020fuxin]: values outside $\\bar t \\pm 2s$ are dropped and "
+                "the mean and SD recomputed until no value is dropped; $b = \\bar t$, $u = \\bar t + 2s$.",
+        "imed": "**Iterative median (IMED)** [@reimann2005]: the same with the median $\\tilde t$ and the scaled "
+                "median absolute deviation $\\mathrm{MAD} = 1.4826\\,\\mathrm{median}|t_i - \\tilde t|$; "
+                "$b = \\tilde t$, $u = \\tilde t + 2\\,\\mathrm{MAD}$.",
+        "rcf": "**Relative cumulative frequency (RCF)** [@matschullat2000; @xian2022pinqing]: the curve "
+               "$F(t_{(i)}) = 100\\,i/n$ is fitted by a continuous three-segment linear regression "
+               "$F = \\beta_0 + \\beta_1 t + \\beta_2 (t-\\psi_1)_+ + \\beta_3 (t-\\psi_2)_+$ whose breakpoints "
+               "minimise the residual sum of squares (exhaustive search over pairs of candidate breakpoints, "
+               "then three zoom rounds; the least-squares criterion of @muggeo2003); $b = \\psi_1$, $u = \\psi_2$.",
+        "boxplot": "**Boxplot** [@tukey1977]: Tukey's fences $Q_1 - 1.5\\,\\mathrm{IQR}$ and $Q_3 + 1.5\\,\\mathrm{IQR}$; "
+                   "$b$ = median of the values inside the fences, $u = Q_3 + 1.5\\,\\mathrm{IQR}$.",
+        "em": f"**Gaussian mixture (EM)** [@dempster1977; @sun2025adaptive]: mixtures of 1 to {em_max_components} "
+              "normal components are fitted to $t$ by expectation-maximisation and the number of components "
+              f"is chosen by the Bayesian information criterion [@schwarz1978]. The background component is the "
+              f"one with the lowest mean among the components holding at least {em_min_weight:.0%} of the samples "
+              "(smaller low components are usually natural sub-populations such as a poorer lithology); "
+              "$b = \\mu_{bg}$, $u = \\mu_{bg} + 1.96\\,\\sigma_{bg}$ (its 97.5th percentile).",
+    }
+    items = "\n".join(f"- {lines[m]}" for m in methods)
+    lit = (f" Baselines are compared with the literature background of the reference set `{reference_set}`."
+           if reference_set else "")
+    return f"""
+Geochemical baselines, the concentration range that natural and diffuse sources explain
+[@matschullat2000; @reimann2005], were estimated per medium and metal with {len(methods)} methods on
+{scale} values $t$; baseline $b$ and upper limit $u$ are back-transformed, $c = {g}$.{strat}
+
+{items}
+
+Confidence intervals ({confidence:.0%}) are percentile bootstrap intervals [@efron1993] from {n_bootstrap}
+seeded resamples with replacement of each group's values; for EM the number of components is held at the
+full-data choice and each resample's mixture starts from the full-data fit. **Recommendation rule**: after
+@wu2025tracing, who preferred the method whose baselines fell inside the range spanned by the others, the
+recommended method of each medium, stratum and metal is the one whose baseline is the median of the
+methods' baselines (of an even number, the middle one with the narrower relative interval).{lit}
+"""
+
+
+def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.DataFrame:
+    """Reader's version of the baselines table (units in headers, CI as text)."""
+    t = table if stratum is None else table[table["stratum"] == stratum]
+    unit = t["unit"].iloc[0] if len(t) else ""
+    from .outputs import format_table
+
+    f = format_table(t[["baseline", "ci_low", "ci_high", "upper_limit"]])
+    out = pd.DataFrame({
+        "Medium": t["medium"].to_numpy(), "Stratum": t["stratum"].to_numpy(), "Metal": t["metal"].to_numpy(),
+        "Method": t["method"].map(lambda m: METHOD_LABELS.get(m, m)).to_numpy(),
+        f"Baseline ({unit})": f["baseline"].to_numpy(),
+        "95% CI": (f["ci_low"] + "–" + f["ci_high"]).to_numpy(),
+        f"Upper limit ({unit})": f["upper_limit"].to_numpy(),
+        "Retained / total": (t["n_retained"].astype(int).astype(str) + " / " + t["n_total"].astype(int).astype(str)).to_numpy(),
+        "Recommended": t["recommended"].map({True: "✔", False: ""}).to_numpy(),
+    })
+    if stratum is not None:
+        out = out.drop(columns=["Stratum"])
+    if out["Medium"].nunique() == 1:
+        out = out.drop(columns=["Medium"])
+    return out
+
+
+def literature_comparison(table: pd.DataFrame, literature: pd.Series, *, stratum: str = "all") -> pd.DataFrame:
+    """Per medium and metal: range of the methods, recommended baseline, literature value and ratio."""
+    t = compare_with_literature(table[table["stratum"] == stratum], literature)
+    rows = []
+    for (medium, metal), g in t.groupby(["medium", "metal"], sort=False):
+        rec = g[g["recommended"]].iloc[0]
+        rows.append({"medium": medium, "metal": metal, "min_baseline": g["baseline"].min(),
+                     "max_baseline": g["baseline"].max(), "recommended_method": rec["method"],
+                     "recommended_baseline": rec["baseline"], "ci_low": rec["ci_low"], "ci_high": rec["ci_high"],
+                     "literature": rec["literature"], "ratio_to_literature": rec["ratio_to_literature"],
+                     "n_methods_above_literature": int((g["baseline"] > g["literature"]).sum()),
+                     "unit": rec["unit"]})
+    return pd.DataFrame(rows)
+
+
+def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: str, log_transform: bool = True,
+                              ncols: int = 4):
+    """RCF curve per metal with the fitted three-segment line and its breakpoints (baseline, upper limit)."""
+    import matplotlib.pyplot as plt
+
+    from .plots import small_multiples
+
+    fig, axes = small_multiples(len(values_by_metal), ncols=ncols, panel_size=(1.75, 1.6))
+    for ax, (metal, v) in zip(axes, values_by_metal.items()):
+        curve = relative_cumulative_frequency(v, log_transform=log_transform)
+        x, y = curve["transformed"].to_numpy(), curve["cumulative_frequency_pct"].to_numpy()
+        ax.plot(curve["concentration"], y, ".", ms=2.2, color="0.45", label="samples")
+        try:
+            f = segmented_fit(x, y)
+        except ValueError:
+            f = None
+        if f is not None:
+            xs = np.linspace(x.min(), x.max(), 200)
+            b = f["coefficients"]
+            ys = b[0] + b[1] * xs + b[2] * np.maximum(xs - f["psi1"], 0) + b[3] * np.maximum(xs - f["psi2"], 0)
+            ax.plot(_back(xs, log_transform), ys, color="C0", lw=1.0, label="segmented fit")
+            for psi, col in ((f["psi1"], "C2"), (f["psi2"], "C3")):
+                ax.axvline(float(_back(psi, log_transform)), color=col, lw=0.8, ls="--")
+        if log_transform:
+            ax.set_xscale("log")
+        ax.set_title(metal, fontsize=8)
+        ax.set_xlabel(f"{metal} ({unit})", fontsize=7)
+        ax.set_ylabel("Cumulative frequency (%)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    handles = [plt.Line2D([], [], color="0.45", marker=".", ls=""), plt.Line2D([], [], color="C0"),
+               plt.Line2D([], [], color="C2", ls="--"), plt.Line2D([], [], color="C3", ls="--")]
+    fig.legend(handles, ["samples", "segmented fit", "lower breakpoint (baseline)", "upper breakpoint (upper limit)"],
+               loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None = None, stratum: str = "all",
+                           ncols: int = 4):
+    """Baseline (with bootstrap CI) and upper limit of each method per metal; literature value dashed."""
+    import matplotlib.pyplot as plt
+
+    from .plots import small_multiples
+
+    t = table[table["stratum"] == stratum]
+    metals = list(dict.fromkeys(t["metal"]))
+    fig, axes = small_multiples(len(metals), ncols=ncols, panel_size=(1.75, 1.75))
+    for ax, metal in zip(axes, metals):
+        g = t[t["metal"] == metal].reset_index(drop=True)
+        xs = np.arange(len(g))
+        err = np.vstack([g["baseline"] - g["ci_low"], g["ci_high"] - g["baseline"]]).clip(min=0)
+        colors = ["C3" if r else "C0" for r in g["recommended"]]
+        for i in range(len(g)):
+            ax.errorbar(xs[i], g["baseline"][i], yerr=err[:, [i]], fmt="o", ms=3.5, color=colors[i], capsize=2, lw=0.9)
+        ax.plot(xs, g["upper_limit"], "^", ms=3.2, mfc="none", color="0.35")
+        if literature is not None and metal in literature.index and np.isfinite(literature[metal]):
+            ax.axhline(literature[metal], color="0.2", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(xs, [m.upper() if m != "boxplot" else "Box" for m in g["method"]], fontsize=6, rotation=45)
+        ax.set_title(f"{metal} ({g['unit'].iloc[0]})", fontsize=8)
+        ax.tick_params(axis="y", labelsize=6)
+    handles = [plt.Line2D([], [], color="C0", marker="o", ls=""), plt.Line2D([], [], color="C3", marker="o", ls=""),
+               plt.Line2D([], [], color="0.35", marker="^", mfc="none", ls=""), plt.Line2D([], [], color="0.2", ls="--")]
+    fig.legend(handles, ["baseline ± CI", "recommended", "upper limit", "literature background"],
+               loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def strata_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Recommended baseline per stratum (rows) and metal (columns), for the report."""
+    rec = table[table["recommended"]]
+    out = rec.pivot_table(index=["medium", "stratum"], columns="metal", values="baseline", aggfunc="first", sort=False)
+    out = out.reindex(columns=list(dict.fromkeys(table["metal"])))
+    return out.reset_index()

@@ -1,0 +1,991 @@
+"""Human health risk of metal(loid)s in soil and water: US EPA deterministic and Monte Carlo.
+
+Exposure doses, hazard quotients and cancer risks per sample, metal, pathway and receptor follow
+the US EPA Superfund equations [@USEPA1989RAGSA; @USEPA2004RAGSE; @USEPA2009RAGSF] as written in
+seed study 003 (eq. 5-12, [@zhao2026tarim]) and in the Regional Screening Level (RSL) User's
+Guide [@USEPA2024RSL], whose resident equations (age-adjusted intake for cancer, child for
+noncancer effects) are reproduced exactly, so that a concentration equal to a published resident
+RSL gives a hazard quotient of 1 or a cancer risk of 1e-6 (tested).
+
+Pathways. Soil (also dust): incidental ingestion, dermal contact, inhalation of resuspended
+particulates. Water (also groundwater): drinking-water ingestion and dermal contact while
+bathing. For one age group :math:`g` (child or adult) and a concentration :math:`C` (mg/kg in
+soil, ug/L in water) the daily contact per unit concentration :math:`R_g` is
+
+.. math::
+
+    R^{ing,soil} = \\frac{IRS \\cdot 10^{-6} \\cdot RBA}{BW},\\quad
+    R^{derm,soil} = \\frac{SA \\cdot AF \\cdot ABS \\cdot 10^{-6}}{BW},\\quad
+    R^{inh} = \\frac{1}{PEF}\\frac{ET}{24},\\quad
+    R^{ing,w} = \\frac{IRW \\cdot 10^{-3}}{BW},\\quad
+    R^{derm,w} = \\frac{K_p\\, t_{event}\\, EV\\, SA \\cdot 10^{-6}}{BW}
+
+and the average daily dose (noncancer) and lifetime average daily dose (cancer) are
+
+.. math::
+
+    ADD_g = C R_g \\frac{EF \\cdot ED_g}{ED_g \\cdot 365},\\qquad
+    LADD_g = C R_g \\frac{EF \\cdot W_g}{LT \\cdot 365}
+
+with :math:`W_g = ED_g` years, or for mutagens (Cr(VI)) the ADAF-weighted years
+:math:`\\int ADAF(a)\\,da` over the group's ages (ADAF 10 below 2 years, 3 from 2 to 16, 1 above;
+[@USEPA2005ADAF]). For inhalation the "dose" is the exposure concentration in air (mg/m3)
+[@USEPA2009RAGSF]. Then
+
+.. math::
+
+    HQ = \\frac{ADD}{T_{nc}},\\quad CR = LADD \\cdot T_{c},\\quad HI = \\sum HQ,\\quad TCR = \\sum CR
+
+with :math:`T_{nc}` = RfD (ingestion), RfD x GIABS (dermal), RfC (inhalation) and :math:`T_c` =
+SF (ingestion), SF / GIABS (dermal), IUR x 1000 (inhalation). Receptor ``child`` and ``adult``
+use their own group; ``resident`` uses the child for noncancer effects and the sum of child
+and adult LADD (the RSL age-adjusted factors IFS_adj, DFS_adj, IFW_adj, DFW_adj) for cancer.
+
+Chromium is assessed as Cr(III) and Cr(VI) separately; total Cr is split by a stated Cr(VI)
+share (default 1/7, the 1:6 Cr(VI):Cr(III) ratio the RSL tables assume for total chromium).
+Lead has no RfD or slope factor in the RSL tables (blood-lead models) and is not assessed.
+
+Reference data: ``data/reference/exposure/`` (RSL resident defaults, seed 003, China HJ
+25.3-2019), ``data/reference/toxicity/`` (RSL toxicity values, GIABS, ABS, RBA, Kp) and
+``data/reference/exposure_distribution/`` (Monte Carlo distributions).
+
+The arithmetic is hand-written with NumPy because no maintained Python library implements the
+US EPA RSL equations; it is checked against published RSLs (soil and tapwater) in the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from .errors import ReferenceDataError
+from .params import StageOptions
+from .reference import load_reference
+
+__all__ = [
+    "PARAMETER_SETS",
+    "TOXICITY_SETS",
+    "DISTRIBUTION_SETS",
+    "RECEPTORS",
+    "PATHWAYS",
+    "DEFAULT_CR_VI_FRACTION",
+    "HealthOptions",
+    "load_exposure_parameters",
+    "load_toxicity",
+    "load_distributions",
+    "exposure_medium",
+    "speciate_chromium",
+    "adaf_years",
+    "unit_factors",
+    "risk_table",
+    "sample_indices",
+    "hazard_summary",
+    "risk_calculator",
+    "sample_distribution",
+    "sample_exposure_parameters",
+    "MonteCarloResult",
+    "monte_carlo",
+    "rank_sensitivity",
+    "montecarlo_table",
+    "grid_risk",
+    "methods_text",
+    "results_text",
+    "montecarlo_text",
+    "plot_contributions",
+    "plot_montecarlo",
+    "plot_tornado",
+    "plot_grid_risk",
+]
+
+#: parameter-set key (params/CLI) -> exposure reference file stem
+PARAMETER_SETS: dict[str, str] = {
+    "epa_rsl": "RSLResident_USEPA2024",
+    "seed003": "Seed003_Zhao2026",
+    "hj25_3": "HJ253_MEE2019",
+}
+#: toxicity-set key -> toxicity reference file stem
+TOXICITY_SETS: dict[str, str] = {"epa_rsl": "RSL_USEPA2024"}
+#: Monte Carlo distribution-set key -> file stem
+DISTRIBUTION_SETS: dict[str, str] = {"usepa_efh2011": "MonteCarlo_USEPA2011"}
+RECEPTORS = ("child", "adult", "resident")
+PATHWAYS: dict[str, tuple[str, ...]] = {"soil": ("ingestion", "dermal", "inhalation"),
+                                        "water": ("ingestion", "dermal")}
+#: Cr(VI) share of total Cr: the RSL tables' 1:6 Cr(VI):Cr(III) ratio for "Chromium, Total" [@USEPA2024RSL]
+DEFAULT_CR_VI_FRACTION = 1.0 / 7.0
+_GROUPS = ("child", "adult")
+_Z95 = 1.6448536269514722  # standard normal 95th percentile
+_SOIL_PARAMS = ("BW", "IRS", "EF", "ED", "age_start", "ET", "SA_soil", "AF", "PEF", "LT")
+_WATER_PARAMS = ("BW", "IRW", "EF", "ED", "age_start", "SA_water", "t_event", "EV", "LT")
+
+
+# ------------------------------------------------------------------------------------------------
+# options
+# ------------------------------------------------------------------------------------------------
+class HealthOptions(StageOptions):
+    """Options of the ``health`` stage (``stages: health:`` in params)."""
+
+    parameters: Literal["epa_rsl", "seed003", "hj25_3"] = Field(
+        default="epa_rsl", description="exposure parameter set: US EPA RSL resident, seed 003, China HJ 25.3-2019")
+    toxicity: Literal["epa_rsl"] = Field(default="epa_rsl", description="toxicity value set")
+    receptors: list[Literal["child", "adult", "resident"]] = Field(
+        default=["child", "adult", "resident"], min_length=1, description="receptors to assess")
+    cr_vi_fraction: float = Field(
+        default=0.142857, ge=0.0, le=1.0,
+        description="share of Cr(VI) in total Cr (default 1/7: the RSL 1:6 Cr(VI):Cr(III) assumption)")
+    default_abs_soil: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="dermal absorption fraction for metals without an ABS (None: no dermal soil pathway, as the RSLs)")
+    n_iter: int = Field(default=10000, ge=10000, le=1_000_000, description="Monte Carlo iterations")
+    distributions: Literal["usepa_efh2011"] = Field(
+        default="usepa_efh2011", description="exposure-factor distribution set for the Monte Carlo analysis")
+    grid_method: str | None = Field(
+        default=None, description="method of tables/grid_predictions.csv to map risk from (None: the first listed)")
+
+    @field_validator("receptors")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"receptors must be distinct, got {v}")
+        return v
+
+
+# ------------------------------------------------------------------------------------------------
+# reference data
+# ------------------------------------------------------------------------------------------------
+def _read_reference(kind: str, stem: str) -> pd.DataFrame:
+    """``data/reference/<kind>/<stem>.csv`` through :func:`hmlib.reference.load_reference` (columns and sources checked)."""
+    return load_reference(kind, stem)
+
+
+def _stem(name: str, table: Mapping[str, str], kind: str) -> str:
+    if name in table:
+        return table[name]
+    if name in table.values():
+        return name
+    raise ValueError(f"unknown {kind} set {name!r}; expected one of {sorted(table)}")
+
+
+def load_exposure_parameters(name: str = "epa_rsl") -> pd.DataFrame:
+    """Point values of an exposure parameter set.
+
+    Parameters
+    ----------
+    name : key of :data:`PARAMETER_SETS` (``epa_rsl``, ``seed003``, ``hj25_3``) or a file stem.
+
+    Returns
+    -------
+    DataFrame indexed by age group (``child``, ``adult``), one float column per parameter
+    (BW kg, IRS mg/day, EF day/yr, ED yr, age_start yr, ET h/day, SA_soil cm2, AF mg/cm2,
+    PEF m3/kg, LT yr, IRW L/day, SA_water cm2, t_event h/event, EV event/day); rows with
+    receptor ``all`` apply to both groups.
+    """
+    df = _read_reference("exposure", _stem(name, PARAMETER_SETS, "exposure parameter"))
+    out = pd.DataFrame(index=list(_GROUPS), dtype=float)
+    for r in df.itertuples():
+        groups = _GROUPS if r.receptor == "all" else (r.receptor,)
+        for g in groups:
+            if g not in _GROUPS:
+                raise ReferenceDataError(f"exposure set {name!r}: receptor {r.receptor!r}; expected child, adult or all")
+            out.loc[g, r.parameter] = float(r.value)
+    out.attrs["name"] = name
+    return out
+
+
+def load_toxicity(name: str = "epa_rsl", *, medium: str = "soil") -> pd.DataFrame:
+    """Toxicity values per metal for ``medium`` (``soil`` or ``water``).
+
+    Medium-specific rows (e.g. cadmium diet vs water RfD) take precedence over ``any`` rows.
+    Columns: rfd_oral (mg/kg-day), sf_oral ((mg/kg-day)^-1), rfc (mg/m3), iur ((ug/m3)^-1),
+    giabs, abs_soil, rba_soil, kp_water (cm/h), mutagen (bool), rsl_name, source; NaN = no value.
+    """
+    med = exposure_medium(medium)
+    df = _read_reference("toxicity", _stem(name, TOXICITY_SETS, "toxicity"))
+    df = df[df["medium"].isin([med, "any"])].copy()
+    df["_rank"] = (df["medium"] == "any").astype(int)
+    df = df.sort_values(["metal", "_rank"]).drop_duplicates("metal").drop(columns="_rank").set_index("metal")
+    df["mutagen"] = df["mutagen"].astype(str).str.lower().eq("true")
+    return df
+
+
+def load_distributions(name: str = "usepa_efh2011") -> pd.DataFrame:
+    """Exposure-factor distributions for :func:`monte_carlo` (one row per parameter and receptor)."""
+    df = _read_reference("exposure_distribution", _stem(name, DISTRIBUTION_SETS, "distribution")).copy()
+    df.attrs["name"] = name
+    return df
+
+
+def exposure_medium(medium: str) -> str:
+    """Exposure equations used for a sampled medium: ``soil`` (soil, dust) or ``water`` (water, groundwater)."""
+    m = {"soil": "soil", "dust": "soil", "water": "water", "groundwater": "water"}.get(medium)
+    if m is None:
+        raise ValueError(f"medium {medium!r} has no human exposure model here; expected soil, dust, water or groundwater")
+    return m
+
+
+# ------------------------------------------------------------------------------------------------
+# deterministic
+# ------------------------------------------------------------------------------------------------
+def speciate_chromium(concentrations: pd.DataFrame, *, cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION) -> pd.DataFrame:
+    """Split a total ``Cr`` column into ``Cr(III)`` and ``Cr(VI)``.
+
+    .. math:: C_{Cr(VI)} = f\\,C_{Cr},\\qquad C_{Cr(III)} = (1 - f)\\,C_{Cr}
+
+    Parameters
+    ----------
+    concentrations : wide table (samples x metals); returned unchanged when it has no ``Cr``.
+    cr_vi_fraction : :math:`f`, the Cr(VI) share of total Cr in [0, 1]. Default 1/7: the 1:6
+        Cr(VI):Cr(III) ratio of the RSL "Chromium, Total" entry (US EPA RSL User's Guide).
+
+    References
+    ----------
+    US EPA (2024) Regional Screening Levels User's Guide, section on chromium.
+    https://www.epa.gov/risk/regional-screening-levels-rsls-users-guide
+    """
+    if not 0.0 <= cr_vi_fraction <= 1.0:
+        raise ValueError(f"cr_vi_fraction must be in [0, 1], got {cr_vi_fraction}")
+    if "Cr" not in concentrations.columns:
+        return concentrations.copy()
+    out = concentrations.copy()
+    pos = list(out.columns).index("Cr")
+    cr = out.pop("Cr")
+    out.insert(pos, "Cr(VI)", cr * cr_vi_fraction)
+    out.insert(pos, "Cr(III)", cr * (1.0 - cr_vi_fraction))
+    return out
+
+
+def adaf_years(start_yr, duration_yr):
+    """Age-dependent-adjustment-factor weighted exposure years over ages [start, start + duration).
+
+    .. math:: W = \\int_{a_0}^{a_0 + ED} ADAF(a)\\,da,\\quad ADAF = 10\\ (a < 2),\\ 3\\ (2 \\le a < 16),\\ 1\\ (a \\ge 16)
+
+    For the RSL resident (child 0-6, adult 6-26) this gives 32 and 40 years, i.e. the mutagenic
+    intake factor IFSM_adj = 166,833 mg/kg of the RSL User's Guide.
+
+    References
+    ----------
+    US EPA (2005) Supplemental Guidance for Assessing Susceptibility from Early-Life Exposure to
+    Carcinogens, EPA/630/R-03/003F.
+    """
+    a0 = np.asarray(start_yr, dtype=float)
+    a1 = a0 + np.asarray(duration_yr, dtype=float)
+
+    def seg(lo, hi):
+        return np.clip(np.minimum(a1, hi) - np.maximum(a0, lo), 0.0, None)
+
+    return 10.0 * seg(0.0, 2.0) + 3.0 * seg(2.0, 16.0) + 1.0 * seg(16.0, np.inf)
+
+
+def _contact(medium: str, pathway: str, p: Mapping[str, object], tox: pd.Series, default_abs_soil):
+    """Daily contact per unit concentration (R_g of the module docstring); None if not quantified."""
+    if medium == "soil":
+        if pathway == "ingestion":
+            rba = tox.get("rba_soil", 1.0)
+            rba = 1.0 if pd.isna(rba) else float(rba)
+            return np.asarray(p["IRS"]) * 1e-6 * rba / np.asarray(p["BW"])
+        if pathway == "dermal":
+            abs_d = tox.get("abs_soil", np.nan)
+            if pd.isna(abs_d):
+                if default_abs_soil is None:
+                    return None
+                abs_d = default_abs_soil
+            return np.asarray(p["SA_soil"]) * np.asarray(p["AF"]) * float(abs_d) * 1e-6 / np.asarray(p["BW"])
+        if pathway == "inhalation":
+            return (1.0 / np.asarray(p["PEF"])) * np.asarray(p["ET"]) / 24.0
+    else:
+        if pathway == "ingestion":
+            return np.asarray(p["IRW"]) * 1e-3 / np.asarray(p["BW"])
+        if pathway == "dermal":
+            kp = tox.get("kp_water", np.nan)
+            if pd.isna(kp):
+                return None
+            return (float(kp) * np.asarray(p["t_event"]) * np.asarray(p["EV"]) * np.asarray(p["SA_water"]) * 1e-6
+                    / np.asarray(p["BW"]))
+    raise ValueError(f"unknown pathway {pathway!r} for medium {medium!r}; expected one of {PATHWAYS[medium]}")
+
+
+def _toxicity_divisors(pathway: str, tox: pd.Series):
+    """(noncancer denominator T_nc, cancer multiplier T_c); NaN where no value exists."""
+    rfd, sf, giabs = tox.get("rfd_oral", np.nan), tox.get("sf_oral", np.nan), tox.get("giabs", 1.0)
+    giabs = 1.0 if pd.isna(giabs) else float(giabs)
+    if pathway == "ingestion":
+        return float(rfd), float(sf)
+    if pathway == "dermal":
+        return float(rfd) * giabs, float(sf) / giabs
+    return float(tox.get("rfc", np.nan)), float(tox.get("iur", np.nan)) * 1000.0
+
+
+def _factors(medium: str, receptor: str, pathway: str, params: Mapping[str, Mapping[str, object]],
+             tox: pd.Series, default_abs_soil=None):
+    """Per-unit-concentration (add, ladd, hq, cr) for one receptor, metal and pathway, or None.
+
+    ``params`` maps 'child'/'adult' to parameter mappings whose values may be scalars or arrays
+    (Monte Carlo); the result broadcasts accordingly.
+    """
+    t_nc, t_c = _toxicity_divisors(pathway, tox)
+    if np.isnan(t_nc) and np.isnan(t_c):
+        return None
+    mutagen = bool(tox.get("mutagen", False))
+    groups = {"child": ("child",), "adult": ("adult",), "resident": ("child", "adult")}[receptor]
+    ladd = 0.0
+    for g in groups:
+        p = params[g]
+        r = _contact(medium, pathway, p, tox, default_abs_soil)
+        if r is None:
+            return None
+        w = adaf_years(p["age_start"], p["ED"]) if mutagen else np.asarray(p["ED"], dtype=float)
+        ladd = ladd + r * np.asarray(p["EF"]) * w / (np.asarray(p["LT"]) * 365.0)
+    pnc = params["adult" if receptor == "adult" else "child"]
+    add = _contact(medium, pathway, pnc, tox, default_abs_soil) * np.asarray(pnc["EF"]) / 365.0
+    hq = add / t_nc if not np.isnan(t_nc) else np.full(np.shape(add), np.nan)
+    cr = ladd * t_c if not np.isnan(t_c) else np.full(np.shape(ladd), np.nan)
+    return add, ladd, hq, cr
+
+
+def _param_dict(exposure: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {g: {k: float(v) for k, v in exposure.loc[g].items() if pd.notna(v)} for g in _GROUPS}
+
+
+def unit_factors(*, medium: str, receptor: str, exposure: pd.DataFrame, toxicity: pd.DataFrame,
+                 metals=None, default_abs_soil: float | None = None) -> pd.DataFrame:
+    """ADD, LADD, HQ and CR for a concentration of 1 (mg/kg or ug/L), per metal and pathway.
+
+    Every quantity is linear in concentration, so the risk of a concentration :math:`C` is
+    :math:`C` times these factors (see the module docstring for the equations).
+
+    Parameters
+    ----------
+    medium : 'soil' or 'water' (or a medium mapped by :func:`exposure_medium`).
+    receptor : 'child', 'adult' or 'resident'.
+    exposure : from :func:`load_exposure_parameters`.
+    toxicity : from :func:`load_toxicity` for the same medium.
+    metals : metals to include (default: every metal of ``toxicity``); unknown metals are skipped.
+    default_abs_soil : dermal absorption for metals without ABS (None: dermal soil not quantified).
+
+    Returns
+    -------
+    DataFrame with columns metal, pathway, add, ladd, hq, cr (per unit concentration).
+
+    References
+    ----------
+    US EPA (1989) RAGS Part A, EPA/540/1-89/002; US EPA (2004) RAGS Part E, EPA/540/R/99/005;
+    US EPA (2009) RAGS Part F, EPA-540-R-070-002; US EPA (2024) RSL User's Guide;
+    Zhao et al. (2026) doi:10.1038/s41598-026-38887-9 eq. 5-12.
+    """
+    med = exposure_medium(medium)
+    if receptor not in RECEPTORS:
+        raise ValueError(f"receptor must be one of {RECEPTORS}, got {receptor!r}")
+    needed = _SOIL_PARAMS if med == "soil" else _WATER_PARAMS
+    miss = [f"{k} ({g})" for g in _GROUPS for k in needed if k not in exposure.columns or pd.isna(exposure.loc[g, k])]
+    if miss:
+        raise ValueError(f"exposure parameter set lacks {miss} needed for {med} exposure")
+    params = _param_dict(exposure)
+    rows = []
+    for metal in (toxicity.index if metals is None else metals):
+        if metal not in toxicity.index:
+            continue
+        tox = toxicity.loc[metal]
+        for pw in PATHWAYS[med]:
+            f = _factors(med, receptor, pw, params, tox, default_abs_soil)
+            if f is None:
+                continue
+            rows.append({"metal": metal, "pathway": pw, "add": float(f[0]), "ladd": float(f[1]),
+                         "hq": float(f[2]), "cr": float(f[3])})
+    return pd.DataFrame(rows, columns=["metal", "pathway", "add", "ladd", "hq", "cr"])
+
+
+def risk_table(concentrations: pd.DataFrame, *, medium: str, exposure: pd.DataFrame, toxicity: pd.DataFrame,
+               receptors=RECEPTORS, cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION,
+               default_abs_soil: float | None = None) -> pd.DataFrame:
+    """Deterministic risk per sample, receptor, metal and pathway.
+
+    Parameters
+    ----------
+    concentrations : wide table, index sample ids, one column per metal, in mg/kg (soil) or
+        ug/L (water). A total ``Cr`` column is split by :func:`speciate_chromium`.
+    medium, exposure, toxicity, default_abs_soil : as in :func:`unit_factors`.
+    receptors : subset of ('child', 'adult', 'resident').
+    cr_vi_fraction : Cr(VI) share of total Cr.
+
+    Returns
+    -------
+    Long DataFrame: sample_id, medium, receptor, metal, pathway, concentration, add, ladd, hq, cr.
+    ``add``/``ladd`` are doses in mg/kg-day, except for inhalation where they are exposure
+    concentrations in mg/m3 (RAGS F). ``hq`` (``cr``) is NaN where the metal has no noncancer
+    (cancer) toxicity value. Metals without any toxicity value (e.g. Pb) are left out and listed
+    in ``result.attrs['not_assessed']``.
+
+    References
+    ----------
+    See :func:`unit_factors`.
+    """
+    if not isinstance(concentrations, pd.DataFrame):
+        raise ValueError(f"concentrations must be a wide DataFrame (samples x metals), got {type(concentrations).__name__}")
+    wide = speciate_chromium(concentrations, cr_vi_fraction=cr_vi_fraction)
+    metals = [m for m in wide.columns if m in toxicity.index]
+    not_assessed = [m for m in wide.columns if m not in toxicity.index]
+    frames = []
+    ids = np.asarray(wide.index.astype(str))
+    for rec in receptors:
+        uf = unit_factors(medium=medium, receptor=rec, exposure=exposure, toxicity=toxicity, metals=metals,
+                          default_abs_soil=default_abs_soil)
+        for r in uf.itertuples(index=False):
+            c = wide[r.metal].to_numpy(float)
+            frames.append(pd.DataFrame({
+                "sample_id": ids, "medium": medium, "receptor": rec, "metal": r.metal, "pathway": r.pathway,
+                "concentration": c, "add": c * r.add, "ladd": c * r.ladd, "hq": c * r.hq, "cr": c * r.cr}))
+    cols = ["sample_id", "medium", "receptor", "metal", "pathway", "concentration", "add", "ladd", "hq", "cr"]
+    if frames:
+        out = pd.concat(frames, ignore_index=True)[cols]
+    else:  # no assessable metal: an empty table with the documented columns and dtypes
+        out = pd.DataFrame({c: pd.Series(dtype=object if c in cols[:5] else float) for c in cols})
+    out.attrs["not_assessed"] = not_assessed
+    return out
+
+
+def sample_indices(risk: pd.DataFrame, *, by_metal: bool = False) -> pd.DataFrame:
+    """HI (sum of HQ) and TCR (sum of CR) per sample and receptor (and metal when ``by_metal``).
+
+    .. math:: HI = \\sum_{metals}\\sum_{pathways} HQ,\\qquad TCR = \\sum_{metals}\\sum_{pathways} CR
+
+    Sums skip missing values; TCR is NaN for a group without any cancer value.
+    """
+    keys = ["sample_id", "medium", "receptor"] + (["metal"] if by_metal else [])
+    g = risk.groupby(keys, sort=False)
+    return pd.DataFrame({"hi": g["hq"].sum(min_count=1), "tcr": g["cr"].sum(min_count=1)}).reset_index()
+
+
+def hazard_summary(risk: pd.DataFrame) -> pd.DataFrame:
+    """Summary per receptor and metal (plus metal ``all`` for the sum over metals).
+
+    Columns: receptor, metal, hi_mean, hi_max, share_hi_gt_1, tcr_mean, share_cr_gt_1e-4,
+    share_cr_gt_1e-6 (shares of samples, 0-1; NaN where the metal has no such toxicity value).
+    """
+    per_metal = sample_indices(risk, by_metal=True)
+    total = sample_indices(risk).assign(metal="all")
+    both = pd.concat([per_metal, total], ignore_index=True)
+    rows = []
+    for (rec, metal), d in both.groupby(["receptor", "metal"], sort=False):
+        hi, tcr = d["hi"], d["tcr"]
+        rows.append({
+            "receptor": rec, "metal": metal,
+            "hi_mean": hi.mean(), "hi_max": hi.max(),
+            "share_hi_gt_1": (hi > 1).mean() if hi.notna().any() else np.nan,
+            "tcr_mean": tcr.mean(),
+            "share_cr_gt_1e-4": (tcr > 1e-4).mean() if tcr.notna().any() else np.nan,
+            "share_cr_gt_1e-6": (tcr > 1e-6).mean() if tcr.notna().any() else np.nan,
+        })
+    return pd.DataFrame(rows, columns=["receptor", "metal", "hi_mean", "hi_max", "share_hi_gt_1", "tcr_mean",
+                                       "share_cr_gt_1e-4", "share_cr_gt_1e-6"])
+
+
+def risk_calculator(*, medium: str, metal: str, concentration: float, receptor: str = "resident",
+                    parameters: str = "epa_rsl", toxicity: str = "epa_rsl",
+                    cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION,
+                    default_abs_soil: float | None = None) -> pd.DataFrame:
+    """ADD, LADD, HQ and CR per pathway and in total for one concentration (the ``hmlib risk`` command).
+
+    Parameters
+    ----------
+    medium : 'soil' (concentration in mg/kg) or 'water' (ug/L).
+    metal : element symbol as in the toxicity set (``Cr`` is split into Cr(III) and Cr(VI)).
+    concentration : >= 0.
+    receptor, parameters, toxicity, cr_vi_fraction, default_abs_soil : see :func:`risk_table`.
+
+    Returns
+    -------
+    DataFrame: metal, pathway ('total' rows sum the pathways), add, ladd, hq, cr.
+    """
+    if not np.isfinite(concentration) or concentration < 0:
+        raise ValueError(f"concentration must be a finite number >= 0, got {concentration}")
+    tox = load_toxicity(toxicity, medium=medium)
+    known = sorted(set(tox.index) | ({"Cr"} if {"Cr(III)", "Cr(VI)"} <= set(tox.index) else set()))
+    if metal not in known:
+        raise ValueError(f"no toxicity values for metal {metal!r} in set {toxicity!r}; expected one of {known}")
+    risk = risk_table(pd.DataFrame({metal: [float(concentration)]}, index=["input"]), medium=medium,
+                      exposure=load_exposure_parameters(parameters), toxicity=tox, receptors=(receptor,),
+                      cr_vi_fraction=cr_vi_fraction, default_abs_soil=default_abs_soil)
+    rows = risk[["metal", "pathway", "add", "ladd", "hq", "cr"]]
+    tot = rows.groupby("metal", sort=False)[["hq", "cr"]].sum(min_count=1).reset_index().assign(pathway="total")
+    out = pd.concat([rows, tot], ignore_index=True)
+    out["_o"] = out["pathway"].eq("total")
+    out = out.sort_values(["metal", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    return out[["metal", "pathway", "add", "ladd", "hq", "cr"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# Monte Carlo
+# ------------------------------------------------------------------------------------------------
+def sample_distribution(distribution: str, p1: float, p2: float = np.nan, p3: float = np.nan, *, n: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Draw ``n`` values from one exposure-factor distribution.
+
+    ``lognormal``: p1 = median, p2 = 95th percentile, :math:`\\sigma = \\ln(p_2/p_1)/z_{0.95}`;
+    ``normal``: mean p1, sd p2, truncated below at p3 (scipy.stats.truncnorm);
+    ``triangular``: min p1, mode p2, max p3; ``uniform``: [p1, p2]; ``fixed``: p1.
+    """
+    d = str(distribution).strip().lower()
+    if d == "fixed":
+        return np.full(n, float(p1))
+    if d == "lognormal":
+        if not (p1 > 0 and p2 >= p1):
+            raise ValueError(f"lognormal needs 0 < median <= p95, got median {p1}, p95 {p2}")
+        sigma = np.log(p2 / p1) / _Z95
+        return np.exp(rng.normal(np.log(p1), sigma, n))
+    if d == "normal":
+        from scipy.stats import truncnorm
+
+        if not p2 > 0:
+            raise ValueError(f"normal needs sd > 0, got {p2}")
+        lo = -np.inf if pd.isna(p3) else (float(p3) - p1) / p2
+        return truncnorm.rvs(lo, np.inf, loc=p1, scale=p2, size=n, random_state=rng)
+    if d == "triangular":
+        if not p1 <= p2 <= p3 or p1 == p3:
+            raise ValueError(f"triangular needs min <= mode <= max and min < max, got {p1}, {p2}, {p3}")
+        return rng.triangular(p1, p2, p3, n)
+    if d == "uniform":
+        if not p1 < p2:
+            raise ValueError(f"uniform needs min < max, got {p1}, {p2}")
+        return rng.uniform(p1, p2, n)
+    raise ValueError(f"unknown distribution {distribution!r}; expected fixed, lognormal, normal, triangular or uniform")
+
+
+def sample_exposure_parameters(exposure: pd.DataFrame, distributions: pd.DataFrame | None, *, n: int,
+                               rng: np.random.Generator) -> tuple[dict[str, dict[str, np.ndarray]], pd.DataFrame]:
+    """Draw exposure parameters for both age groups.
+
+    Parameters not in ``distributions`` stay at their point value. A row with receptor ``all``
+    draws one value per iteration shared by child and adult (e.g. exposure frequency).
+
+    Returns
+    -------
+    (params, varied): params maps 'child'/'adult' to {parameter: array(n)}; varied is a DataFrame
+    of the drawn (non-constant) inputs, columns '<parameter> (<receptor>)'.
+    """
+    params = {g: {k: np.full(n, float(v)) for k, v in exposure.loc[g].items() if pd.notna(v)} for g in _GROUPS}
+    varied = {}
+    if distributions is not None:
+        for r in distributions.itertuples(index=False):
+            vals = sample_distribution(r.distribution, float(r.p1), float(r.p2) if pd.notna(r.p2) else np.nan,
+                                       float(r.p3) if pd.notna(r.p3) else np.nan, n=n, rng=rng)
+            groups = _GROUPS if r.receptor == "all" else (r.receptor,)
+            for g in groups:
+                if g not in _GROUPS:
+                    raise ValueError(f"distribution receptor must be child, adult or all, got {r.receptor!r}")
+                params[g][r.parameter] = vals
+            if np.ptp(vals) > 0:
+                varied[f"{r.parameter} ({r.receptor})"] = vals
+    return params, pd.DataFrame(varied)
+
+
+@dataclass
+class MonteCarloResult:
+    """Monte Carlo risk for one medium and receptor.
+
+    Attributes
+    ----------
+    medium, receptor : what was simulated.
+    n_iter, seed : iterations and the seed of the generator.
+    hi, tcr : arrays (n_iter,) of hazard index and total cancer risk (TCR NaN if no carcinogen).
+    hi_by_metal, tcr_by_metal : DataFrames (n_iter x metals).
+    inputs : DataFrame of the varied inputs (exposure factors and drawn concentrations 'C <metal>' as
+        measured, i.e. total Cr rather than its species).
+    sensitivity : Spearman rank correlation of each input with HI and TCR (:func:`rank_sensitivity`).
+    """
+
+    medium: str
+    receptor: str
+    n_iter: int
+    seed: int
+    hi: np.ndarray
+    tcr: np.ndarray
+    hi_by_metal: pd.DataFrame
+    tcr_by_metal: pd.DataFrame
+    inputs: pd.DataFrame
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, P5, P50, P95 and exceedance probabilities of HI (> 1) and TCR (> 1e-4, > 1e-6)."""
+        rows = []
+        for metric, v, thr in (("HI", self.hi, 1.0), ("TCR", self.tcr, 1e-4), ("TCR", self.tcr, 1e-6)):
+            ok = np.isfinite(v)
+            if not ok.any():
+                continue
+            p5, p50, p95 = np.percentile(v[ok], [5, 50, 95])
+            rows.append({"medium": self.medium, "receptor": self.receptor, "metric": metric, "mean": float(v[ok].mean()),
+                         "p5": p5, "p50": p50, "p95": p95, "threshold": thr,
+                         "prob_gt_threshold": float((v[ok] > thr).mean()), "n_iter": self.n_iter, "seed": self.seed})
+        return pd.DataFrame(rows)
+
+
+def rank_sensitivity(inputs: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Spearman rank correlation of each input with each output (scipy.stats.spearmanr).
+
+    Returns a long DataFrame: output, input, rho. Constant inputs are skipped.
+    """
+    from scipy.stats import spearmanr
+
+    rows = []
+    cols = [c for c in inputs.columns if np.ptp(inputs[c].to_numpy(float)) > 0]
+    for name, y in outputs.items():
+        y = np.asarray(y, dtype=float)
+        ok = np.isfinite(y)
+        if ok.sum() < 3 or np.ptp(y[ok]) == 0:
+            continue
+        for c in cols:
+            rho = spearmanr(inputs[c].to_numpy(float)[ok], y[ok]).statistic
+            rows.append({"output": name, "input": c, "rho": float(rho)})
+    return pd.DataFrame(rows, columns=["output", "input", "rho"])
+
+
+def monte_carlo(concentrations: pd.DataFrame, *, medium: str, receptor: str, exposure: pd.DataFrame,
+                toxicity: pd.DataFrame, distributions: pd.DataFrame | None, n_iter: int = 10000, seed: int,
+                cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION, default_abs_soil: float | None = None
+                ) -> MonteCarloResult:
+    """Vectorized Monte Carlo of HI and TCR.
+
+    Each iteration draws one sample (a row of ``concentrations``, so that the metals of a sample
+    stay together) and one set of exposure factors from ``distributions``; the deterministic
+    equations (:func:`unit_factors`) are then evaluated on arrays of length ``n_iter``
+    [@USEPA2001RAGS3A].
+
+    Parameters
+    ----------
+    concentrations : wide table (samples x metals) in mg/kg or ug/L; samples with a missing
+        value of an assessed metal are not drawn.
+    medium, receptor, exposure, toxicity, cr_vi_fraction, default_abs_soil : as in :func:`risk_table`.
+    distributions : from :func:`load_distributions`, or None to keep every factor at its point value.
+    n_iter : number of iterations (the stage uses >= 10,000).
+    seed : seed of the numpy Generator.
+
+    References
+    ----------
+    US EPA (2001) Risk Assessment Guidance for Superfund Volume III Part A: Process for
+    Conducting Probabilistic Risk Assessment, EPA 540-R-02-002.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+    med = exposure_medium(medium)
+    rng = np.random.default_rng(seed)
+    wide = speciate_chromium(concentrations, cr_vi_fraction=cr_vi_fraction)
+    metals = [m for m in wide.columns if m in toxicity.index]
+    if not metals:
+        raise ValueError(f"none of the metals {list(concentrations.columns)} has toxicity values")
+    cmat = wide[metals].to_numpy(float)
+    keep = np.isfinite(cmat).all(axis=1)
+    cmat = cmat[keep]
+    if len(cmat) == 0:
+        raise ValueError("no sample has values for every assessed metal")
+    # drawn concentrations as measured (total Cr rather than its two perfectly correlated species)
+    measured = [c for c in concentrations.columns if c in metals or (c == "Cr" and "Cr(VI)" in metals)]
+    mmat = concentrations[measured].to_numpy(float)[keep]
+    params, varied = sample_exposure_parameters(exposure, distributions, n=n_iter, rng=rng)
+    idx = rng.integers(0, len(cmat), n_iter)
+    conc = cmat[idx]
+    hi_m, tcr_m = {}, {}
+    for j, metal in enumerate(metals):
+        tox = toxicity.loc[metal]
+        hq_sum = np.zeros(n_iter)
+        cr_sum = np.zeros(n_iter)
+        any_nc = any_c = False
+        for pw in PATHWAYS[med]:
+            f = _factors(med, receptor, pw, params, tox, default_abs_soil)
+            if f is None:
+                continue
+            hq, cr = np.broadcast_to(f[2], (n_iter,)), np.broadcast_to(f[3], (n_iter,))
+            if np.isfinite(hq).all():
+                hq_sum += conc[:, j] * hq
+                any_nc = True
+            if np.isfinite(cr).all():
+                cr_sum += conc[:, j] * cr
+                any_c = True
+        hi_m[metal] = hq_sum if any_nc else np.full(n_iter, np.nan)
+        tcr_m[metal] = cr_sum if any_c else np.full(n_iter, np.nan)
+    hi_by = pd.DataFrame(hi_m)
+    tcr_by = pd.DataFrame(tcr_m)
+    hi = hi_by.sum(axis=1, min_count=1).to_numpy()
+    tcr = tcr_by.sum(axis=1, min_count=1).to_numpy()
+    # keep the exposure factors this medium and receptor use (e.g. not the adult's for the child)
+    used_params = set(_SOIL_PARAMS if med == "soil" else _WATER_PARAMS)
+    used_groups = {"child": {"child"}, "adult": {"adult"}, "resident": {"child", "adult"}}[receptor] | {"all"}
+    inputs = varied[[c for c in varied.columns
+                     if c.split(" (")[0] in used_params and c.split(" (")[1].rstrip(")") in used_groups]].copy()
+    for j, metal in enumerate(measured):
+        inputs[f"C {metal}"] = mmat[idx, j]
+    res = MonteCarloResult(medium=medium, receptor=receptor, n_iter=n_iter, seed=seed, hi=hi, tcr=tcr,
+                           hi_by_metal=hi_by, tcr_by_metal=tcr_by, inputs=inputs)
+    res.sensitivity = rank_sensitivity(inputs, {"HI": hi, "TCR": tcr})
+    return res
+
+
+def montecarlo_table(results) -> pd.DataFrame:
+    """Concatenated :meth:`MonteCarloResult.summary` of several results."""
+    return pd.concat([r.summary() for r in results], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# grid
+# ------------------------------------------------------------------------------------------------
+def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicity: pd.DataFrame,
+              receptors=("child", "resident"), method: str | None = None,
+              cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION, default_abs_soil: float | None = None,
+              medium: str = "soil") -> pd.DataFrame:
+    """HI and TCR per grid cell from predicted concentrations (spatial stage output).
+
+    Parameters
+    ----------
+    grid_predictions : long table x, y, metal, method, prediction (canonical unit), variance.
+    method : prediction method to use (default: the first method listed).
+
+    Returns
+    -------
+    DataFrame x, y, receptor, hi, tcr, method.
+    """
+    need = {"x", "y", "metal", "method", "prediction"}
+    if not need <= set(grid_predictions.columns):
+        raise ValueError(f"grid predictions need columns {sorted(need)}, got {list(grid_predictions.columns)}")
+    methods = list(dict.fromkeys(grid_predictions["method"]))
+    method = method or methods[0]
+    if method not in methods:
+        raise ValueError(f"grid method {method!r} not in the grid predictions; available: {methods}")
+    g = grid_predictions[grid_predictions["method"] == method]
+    wide = g.pivot_table(index=["x", "y"], columns="metal", values="prediction", aggfunc="mean")
+    wide.columns.name = None
+    cells = wide.reset_index()[["x", "y"]]
+    wide = wide.reset_index(drop=True)
+    wide.index = wide.index.astype(str)
+    risk = risk_table(wide, medium=medium, exposure=exposure, toxicity=toxicity, receptors=receptors,
+                      cr_vi_fraction=cr_vi_fraction, default_abs_soil=default_abs_soil)
+    idx = sample_indices(risk)
+    idx["cell"] = idx["sample_id"].astype(int)
+    out = idx.merge(cells, left_on="cell", right_index=True)
+    return out[["x", "y", "receptor", "hi", "tcr"]].assign(method=method).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# report text and figures
+# ------------------------------------------------------------------------------------------------
+_SET_CITATION = {"epa_rsl": "the US EPA Regional Screening Level resident defaults [@USEPA2024RSL]",
+                 "seed003": "the values of seed study 003 [@zhao2026tarim], completed with RSL defaults where the study states none",
+                 "hj25_3": "the Chinese technical guideline HJ 25.3-2019 [@MEE2019HJ253]"}
+
+
+def _upright(markdown: str) -> str:
+    """Set multi-letter symbols (ADD, RfD, ...) upright inside ``$...$`` math (they are names, not products)."""
+    import re
+
+    def fix(m):
+        return re.sub(r"(?<![\\A-Za-z])([A-Z][A-Za-z]+)", r"\\mathrm{\1}", m.group(0))
+
+    return re.sub(r"\$\$.+?\$\$|\$[^$]+\$", fix, markdown, flags=re.S)
+
+
+def methods_text(*, parameters: str, receptors, cr_vi_fraction: float, n_iter: int, seed: int,
+                 not_assessed=(), default_abs_soil: float | None = None, media=("soil",)) -> str:
+    """Methods section (markdown with formulas and citations) for the report."""
+    water = any(exposure_medium(m) == "water" for m in media)
+    soil = any(exposure_medium(m) == "soil" for m in media)
+    paths = []
+    if soil:
+        paths.append("soil ingestion, dermal contact with soil and inhalation of resuspended soil particles")
+    if water:
+        paths.append("drinking-water ingestion and dermal contact with water")
+    na = (f" {', '.join(not_assessed)} {'has' if len(not_assessed) == 1 else 'have'} no oral reference dose or slope "
+          "factor in the RSL tables (lead is evaluated with blood-lead models) and "
+          f"{'is' if len(not_assessed) == 1 else 'are'} not assessed.") if not_assessed else ""
+    dermal = ("Dermal absorption from soil is quantified only for metals with a published ABS (arsenic 0.03, "
+              "cadmium 0.001), as in the RSLs." if default_abs_soil is None else
+              f"Metals without a published ABS are given ABS = {default_abs_soil:g} (stage option).")
+    return _upright(f"""
+Human health risk was assessed with the US EPA Superfund approach [@USEPA1989RAGSA; @USEPA2004RAGSE;
+@USEPA2009RAGSF] in the form used by seed study 003 [@zhao2026tarim, eq. 5-12], for the pathways
+{' and '.join(paths)}, and for the receptors {', '.join(receptors)}. Exposure parameters are
+{_SET_CITATION.get(parameters, parameters)}; toxicity values (oral reference dose RfD, oral slope factor SF,
+reference concentration RfC, inhalation unit risk IUR, gastrointestinal absorption GIABS, dermal absorption ABS,
+relative bioavailability RBA, permeability $K_p$) are those of the RSL tables of November 2024 [@USEPA2024RSL].
+The average daily dose for noncancer effects and the lifetime average daily dose for cancer are
+
+$$ADD = \\frac{{C \\cdot IR \\cdot CF \\cdot EF \\cdot ED}}{{BW \\cdot AT}},\\qquad
+LADD = \\frac{{C \\cdot IR \\cdot CF \\cdot EF \\cdot ED}}{{BW \\cdot LT \\cdot 365}},$$
+
+with $AT = ED \\times 365$ d; the dermal dose uses $SA \\cdot AF \\cdot ABS$ (soil) or $K_p\\,t_{{event}}\\,EV\\,SA$
+(water) in place of $IR$, and inhalation uses the air concentration $C/PEF$ weighted by $ET/24$. Then
+$HQ = ADD/RfD$ (dermal: $RfD \\cdot GIABS$; inhalation: $EC/RfC$), $CR = LADD \\cdot SF$ (dermal: $SF/GIABS$;
+inhalation: $IUR \\cdot 1000 \\cdot EC$), $HI = \\sum HQ$ and $TCR = \\sum CR$. The resident is assessed as in the
+RSLs: the child (0-6 years) for noncancer effects and the child plus the adult (6-26 years) for cancer
+(age-adjusted intake); Cr(VI) is treated as a mutagen with age-dependent adjustment factors
+[@USEPA2005ADAF]. HI > 1 indicates a possible noncancer effect; TCR is compared with 1e-6 and 1e-4, the
+limits of the US EPA acceptable range. {dermal} Total chromium is split into Cr(VI) (share
+{cr_vi_fraction:.3g}; default 1/7, the 1:6 Cr(VI):Cr(III) ratio the RSL tables assume for total chromium) and
+Cr(III).{na}
+
+The probabilistic assessment draws {n_iter:,} sets of exposure factors (soil ingestion rate and skin adherence
+from the central and reasonable-maximum values of [@USEPA2011EFH] and [@USEPA2004RAGSE], body weight and
+exposure frequency around the RSL defaults; the distribution table lists each choice and its basis) together
+with a randomly drawn sample of the region, with seed {seed} [@USEPA2001RAGS3A]. It reports the 5th, 50th and
+95th percentiles of HI and TCR, the probabilities $P(HI>1)$ and $P(TCR>10^{{-4}})$, and the Spearman rank
+correlation of each input with HI and TCR (tornado chart).
+""".strip("\n"))
+
+
+def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataFrame | None = None, *,
+                 medium: str = "soil") -> str:
+    """A short results paragraph (markdown) from :func:`hazard_summary`, :func:`risk_table` and the MC summary."""
+    parts = []
+    tot = summary[summary["metal"] == "all"].set_index("receptor")
+    per = summary[summary["metal"] != "all"]
+    for rec, row in tot.iterrows():
+        d = per[per["receptor"] == rec]
+        top_hi = d.sort_values("hi_mean", ascending=False).iloc[0] if d["hi_mean"].notna().any() else None
+        r = risk[(risk["receptor"] == rec)]
+        by_path = r.groupby("pathway")["hq"].sum()
+        share = (by_path / by_path.sum()).sort_values(ascending=False) if by_path.sum() > 0 else pd.Series(dtype=float)
+        txt = (f"For the {rec}, the hazard index over all metals averaged {row.hi_mean:.3g} (maximum {row.hi_max:.3g}); "
+               f"{100 * row.share_hi_gt_1:.1f}% of the {medium} samples had HI > 1.")
+        if top_hi is not None:
+            txt += f" {top_hi.metal} contributed most to HI (mean {top_hi.hi_mean:.3g})"
+            txt += (f", and {share.index[0]} was the main pathway ({100 * share.iloc[0]:.0f}% of the summed HQ)."
+                    if len(share) else ".")
+        if pd.notna(row.tcr_mean):
+            dc = d[d["tcr_mean"].notna()].sort_values("tcr_mean", ascending=False)
+            txt += (f" The total cancer risk averaged {row.tcr_mean:.2g}, with {100 * row['share_cr_gt_1e-6']:.1f}% of "
+                    f"samples above 1e-6 and {100 * row['share_cr_gt_1e-4']:.1f}% above 1e-4"
+                    + (f"; {dc.iloc[0].metal} dominated TCR." if len(dc) else "."))
+        parts.append(txt)
+    if montecarlo is not None and len(montecarlo):
+        parts.append(montecarlo_text(montecarlo, medium=medium))
+    return " ".join(parts)
+
+
+def montecarlo_text(montecarlo: pd.DataFrame, *, medium: str = "soil") -> str:
+    """A short paragraph (markdown) on the Monte Carlo summary (:func:`montecarlo_table`) of one medium."""
+    parts = []
+    mc = montecarlo[montecarlo["medium"] == medium] if "medium" in montecarlo else montecarlo
+    for rec in dict.fromkeys(mc["receptor"]):
+        hi = mc[(mc["receptor"] == rec) & (mc["metric"] == "HI")]
+        tc = mc[(mc["receptor"] == rec) & (mc["metric"] == "TCR") & (mc["threshold"] == 1e-4)]
+        if not len(hi):
+            continue
+        h = hi.iloc[0]
+        t = (f"In the Monte Carlo analysis ({int(h.n_iter):,} iterations) the {rec}'s HI had P5/P50/P95 = "
+             f"{h.p5:.2g}/{h.p50:.2g}/{h.p95:.2g} and P(HI > 1) = {h.prob_gt_threshold:.3f}")
+        if len(tc):
+            c = tc.iloc[0]
+            t += (f"; TCR had P5/P50/P95 = {c.p5:.2g}/{c.p50:.2g}/{c.p95:.2g} and "
+                  f"P(TCR > 1e-4) = {c.prob_gt_threshold:.3f}")
+        parts.append(t + ".")
+    return " ".join(parts)
+
+
+def plot_contributions(risk: pd.DataFrame, *, receptors=None):
+    """Mean HI and TCR per metal, stacked by pathway, one row of panels per receptor."""
+    import matplotlib.pyplot as plt
+
+    receptors = list(receptors or dict.fromkeys(risk["receptor"]))
+    pathways = list(dict.fromkeys(risk["pathway"]))
+    colors = dict(zip(pathways, plt.get_cmap("Set2").colors))
+    fig, axes = plt.subplots(len(receptors), 2, figsize=(7.0, 1.0 + 1.3 * len(receptors)), squeeze=False)
+    for i, rec in enumerate(receptors):
+        d = risk[risk["receptor"] == rec]
+        for j, (col, label) in enumerate((("hq", "mean HI"), ("cr", "mean TCR"))):
+            m = d.groupby(["metal", "pathway"], sort=False)[col].mean().unstack("pathway")
+            m = m.reindex(columns=[p for p in pathways if p in m.columns]).dropna(how="all")
+            ax = axes[i, j]
+            if m.empty:
+                ax.text(0.5, 0.5, "no toxicity values", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_axis_off()
+                continue
+            left = np.zeros(len(m))
+            for p in m.columns:
+                v = m[p].fillna(0.0).to_numpy()
+                ax.barh(m.index, v, left=left, color=colors[p], label=p)
+                left += v
+            ax.set_xlabel(f"{label} ({rec})", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_montecarlo(results):
+    """Histograms of log10 HI and log10 TCR per receptor with the thresholds 1, 1e-6 and 1e-4."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.2))
+    for r in results:
+        for ax, v in ((axes[0], r.hi), (axes[1], r.tcr)):
+            v = v[np.isfinite(v) & (v > 0)]
+            if len(v):
+                ax.hist(np.log10(v), bins=60, histtype="step", density=True, label=f"{r.receptor} ({r.medium})")
+    axes[0].axvline(0.0, color="red", ls="--", lw=1)
+    axes[0].set_xlabel("log10 HI")
+    for t in (-6, -4):
+        axes[1].axvline(t, color="red", ls="--", lw=1)
+    axes[1].set_xlabel("log10 TCR")
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tornado(result: MonteCarloResult, *, top: int = 10):
+    """Tornado chart: Spearman rank correlation of the inputs with HI and TCR."""
+    import matplotlib.pyplot as plt
+
+    s = result.sensitivity
+    outs = [o for o in ("HI", "TCR") if (s["output"] == o).any()]
+    fig, axes = plt.subplots(1, max(len(outs), 1), figsize=(7.0, 3.4), squeeze=False)
+    for ax, o in zip(axes[0], outs):
+        d = s[s["output"] == o].assign(a=lambda x: x["rho"].abs()).sort_values("a").tail(top)
+        ax.barh(d["input"], d["rho"], color=np.where(d["rho"] > 0, "#c0392b", "#2e86c1"))
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_xlim(-1, 1)
+        ax.set_xlabel(f"Spearman rho with {o} ({result.receptor})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m"):
+    """Maps of HI and TCR on the prediction grid (from :func:`grid_risk`).
+
+    One HI panel per receptor (the resident's HI is the child's and is not repeated when both
+    are present) and one TCR panel per receptor with cancer values (the resident's only, when present).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    recs = list(dict.fromkeys(grid["receptor"]))
+    hi_recs = [r for r in recs if not (r == "resident" and "child" in recs)]
+    has_c = [r for r in recs if grid.loc[grid.receptor == r, "tcr"].notna().any()]
+    tcr_recs = ["resident"] if "resident" in has_c else has_c
+    panels = [(r, "hi") for r in hi_recs] + [(r, "tcr") for r in tcr_recs]
+    ncols = min(len(panels), 2)
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 3.3 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (rec, col) in zip(axes.ravel(), panels):
+        d = grid[grid.receptor == rec]
+        z = d.pivot_table(index="y", columns="x", values=col, aggfunc="mean")
+        v = z.to_numpy(float)
+        ok = np.isfinite(v) & (v > 0)
+        if not ok.any():
+            ax.set_axis_off()
+            continue
+        v = np.where(ok, v, np.nan)
+        mesh = ax.pcolormesh(z.columns.to_numpy(float), z.index.to_numpy(float), v, shading="nearest",
+                             cmap="magma_r", norm=LogNorm(np.nanmin(v), np.nanmax(v)))
+        ax.set_title(f"{'HI' if col == 'hi' else 'TCR'} ({rec})", fontsize=9)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(f"x ({coordinate_unit})", fontsize=8)
+        ax.set_ylabel(f"y ({coordinate_unit})", fontsize=8)
+        cb = fig.colorbar(mesh, ax=ax, shrink=0.85)
+        cb.ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,640 @@
+"""Source apportionment, stage ``sources``: correlation, PCA with varimax, factor interpretation.
+
+PMF lives in :mod:`hmlib.pmf` and isotope mixing in :mod:`hmlib.isotopes`; this module holds
+the correlation and PCA analyses, the factor interpretation aid, the plots of the stage, and
+the stage's options model :class:`SourcesOptions`.
+
+References
+----------
+.. [1] Kaiser, H. F. (1958). The varimax criterion for analytic rotation in factor analysis.
+   Psychometrika 23, 187-200. https://doi.org/10.1007/BF02289233
+.. [2] Kaiser, H. F. (1960). The application of electronic computers to factor analysis.
+   Educ. Psychol. Meas. 20, 141-151. https://doi.org/10.1177/001316446002000116
+.. [3] Kaiser, H. F. (1974). An index of factorial simplicity. Psychometrika 39, 31-36.
+   https://doi.org/10.1007/BF02291575
+.. [4] Bartlett, M. S. (1950). Tests of significance in factor analysis. Br. J. Stat. Psychol. 3,
+   77-85. https://doi.org/10.1111/j.2044-8317.1950.tb00285.x
+.. [5] Aitchison, J. (1982). The statistical analysis of compositional data. J. R. Stat. Soc. B
+   44, 139-177. https://doi.org/10.1111/j.2517-6161.1982.tb01195.x
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+from scipy import stats
+
+from .params import StageOptions
+
+__all__ = [
+    "SourcesOptions",
+    "correlation_table",
+    "correlation_matrices",
+    "significance_mark",
+    "plot_correlation_heatmap",
+    "transform_for_pca",
+    "kmo_bartlett",
+    "PCAResult",
+    "pca_varimax",
+    "pca_loadings_table",
+    "plot_scree",
+    "plot_biplot",
+    "signature_similarity",
+    "interpret_factors",
+    "plot_pmf_profiles",
+    "plot_q_scan",
+    "plot_contribution_maps",
+    "plot_isotopes",
+    "methods_text",
+]
+
+
+# ----------------------------------------------------------------------------------------- options
+class SourcesOptions(StageOptions):
+    """Options of the ``sources`` stage (``stages: sources:`` in params)."""
+
+    pca_transform: Literal["log", "clr"] = Field(
+        default="log", description="PCA input: log10 or centred log-ratio of concentrations, then standardized")
+    pca_components: int | None = Field(default=None, ge=1, description="fixed PCA component count; None: Kaiser")
+    signatures: dict[str, list[str]] = Field(
+        default_factory=dict, description="source type -> marker metals, for labelling factors")
+    signature_min_similarity: float = Field(default=0.7, gt=0, le=1,
+                                            description="cosine similarity needed to name a factor")
+    pmf: bool = Field(default=True, description="run PMF")
+    pmf_factor_range: tuple[int, int] = Field(default=(2, 4), description="smallest and largest factor count")
+    pmf_factors: int | None = Field(default=None, ge=1, description="fixed factor count; None: chosen from Q")
+    pmf_q_ratio_max: float = Field(default=1.5, gt=0, description="target Q(true)/Q(expected) for the count")
+    pmf_starts: int = Field(default=20, ge=20, description="seeded random starts per factor count (>= 20)")
+    pmf_bootstrap: int = Field(default=100, ge=10, description="bootstrap runs")
+    pmf_bootstrap_threshold: float = Field(default=0.6, gt=0, lt=1, description="min r to map a bootstrap factor")
+    pmf_bootstrap_block: int | None = Field(default=None, ge=2, description="block length; None: single samples")
+    pmf_disp: bool = Field(default=True, description="run DISP error estimation")
+    pmf_max_iter: int = Field(default=20000, ge=100)
+    pmf_converge_delta: float = Field(default=0.1, gt=0)
+    pmf_converge_n: int = Field(default=100, ge=10)
+    mdl: dict[str, float] = Field(
+        default_factory=dict,
+        description="method detection limit per metal (medium unit); default: params non_detects.detection_limits")
+    error_fraction: float | dict[str, float] = Field(default=0.1, description="error fraction EF (0.1 = 10 %)")
+    uncertainty_file: str | None = Field(
+        default=None, description="CSV of uncertainties: sample_id, medium (optional) and one column per metal")
+    species_categories: dict[str, Literal["strong", "weak", "bad"]] = Field(
+        default_factory=dict, description="metal -> category, overriding the S/N rule")
+    isotope_ratios: dict[str, str] = Field(
+        default_factory=dict, description="ratio label (e.g. '206Pb/207Pb') -> covariate column with the ratio")
+    isotope_endmembers: str | None = Field(default=None, description="CSV: source, ratio, mean, sd")
+    isotope_pair: list[str] = Field(default_factory=list, description="the two end-members for linear mixing")
+    isotope_residual_sd: float = Field(default=0.002, gt=0, description="measurement sd of each ratio")
+    isotope_steps: int = Field(default=4000, ge=500, description="Metropolis steps per chain")
+
+    @field_validator("pmf_factor_range")
+    @classmethod
+    def _range(cls, v):
+        if not 1 <= v[0] <= v[1]:
+            raise ValueError(f"expected 1 <= first <= second, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _isotopes(self):
+        if self.isotope_ratios and not self.isotope_endmembers:
+            raise ValueError("isotope_ratios need isotope_endmembers (a CSV of source, ratio, mean, sd)")
+        if self.isotope_pair and len(self.isotope_pair) != 2:
+            raise ValueError(f"isotope_pair must name two end-members, got {self.isotope_pair}")
+        return self
+
+
+# ------------------------------------------------------------------------------------- correlation
+def significance_mark(p: float) -> str:
+    """``**`` for p < 0.01, ``*`` for p < 0.05, else empty."""
+    if not np.isfinite(p):
+        return ""
+    return "**" if p < 0.01 else ("*" if p < 0.05 else "")
+
+
+def _check_conc(concentration: pd.DataFrame, *, positive: bool) -> pd.DataFrame:
+    if not isinstance(concentration, pd.DataFrame):
+        raise ValueError(f"expected a DataFrame of samples x metals, got {type(concentration).__name__}")
+    if concentration.shape[1] < 2 or concentration.shape[0] < 3:
+        raise ValueError(f"need >= 3 samples and >= 2 metals, got shape {concentration.shape}")
+    if positive and (concentration <= 0).any().any():
+        bad = concentration.columns[(concentration <= 0).any()].tolist()
+        raise ValueError(f"log/clr need concentrations > 0; metals with values <= 0: {bad}")
+    return concentration
+
+
+def correlation_table(concentration: pd.DataFrame, *, methods=("pearson", "pearson_log", "spearman")) -> pd.DataFrame:
+    """Pairwise correlation coefficients and two-tailed p-values (long table).
+
+    ``pearson``: Pearson r of the raw values; ``pearson_log``: of log10 values;
+    ``spearman``: Spearman rho (rank-based, so identical for raw and log values). p-values
+    from scipy's ``pearsonr``/``spearmanr`` (t distribution with n - 2 degrees of freedom).
+    Pairs use the samples where both metals are present.
+
+    .. math:: r = \\frac{\\sum (x_i-\\bar x)(y_i-\\bar y)}{\\sqrt{\\sum (x_i-\\bar x)^2 \\sum (y_i-\\bar y)^2}},
+        \\quad t = r\\sqrt{\\frac{n-2}{1-r^2}}
+
+    Returns columns method, metal_a, metal_b, r, p, n (one row per unordered pair).
+    """
+    x = _check_conc(concentration, positive=False)
+    rows = []
+    cols = list(x.columns)
+    for method in methods:
+        if method not in ("pearson", "pearson_log", "spearman"):
+            raise ValueError(f"method must be pearson, pearson_log or spearman, got {method!r}")
+        for i, a in enumerate(cols):
+            for b in cols[i + 1:]:
+                ok = x[a].notna() & x[b].notna()
+                va, vb = x.loc[ok, a].to_numpy(float), x.loc[ok, b].to_numpy(float)
+                if method == "pearson_log":
+                    pos = (va > 0) & (vb > 0)
+                    va, vb = np.log10(va[pos]), np.log10(vb[pos])
+                if len(va) < 3 or np.std(va) == 0 or np.std(vb) == 0:
+                    r, p = np.nan, np.nan
+                elif method == "spearman":
+                    r, p = stats.spearmanr(va, vb)
+                else:
+                    r, p = stats.pearsonr(va, vb)
+                rows.append({"method": method, "metal_a": a, "metal_b": b, "r": float(r), "p": float(p),
+                             "n": int(len(va))})
+    return pd.DataFrame(rows)
+
+
+def correlation_matrices(table: pd.DataFrame, *, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Square r and p matrices (metals x metals) of one method from :func:`correlation_table`."""
+    t = table[table["method"] == method]
+    metals = list(dict.fromkeys(list(t["metal_a"]) + list(t["metal_b"])))
+    r = pd.DataFrame(np.eye(len(metals)), index=metals, columns=metals)
+    p = pd.DataFrame(np.zeros((len(metals), len(metals))), index=metals, columns=metals)
+    for _, row in t.iterrows():
+        r.at[row.metal_a, row.metal_b] = r.at[row.metal_b, row.metal_a] = row.r
+        p.at[row.metal_a, row.metal_b] = p.at[row.metal_b, row.metal_a] = row.p
+    return r, p
+
+
+def plot_correlation_heatmap(r: pd.DataFrame, p: pd.DataFrame, *, title: str = ""):
+    """Clustered heatmap of a correlation matrix with significance marks; returns the figure.
+
+    Rows and columns are ordered by average-linkage hierarchical clustering on the distance
+    :math:`1 - r` (scipy), so metals that vary together sit together.
+    """
+    import matplotlib.pyplot as plt
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    d = np.clip(1 - r.to_numpy(float), 0, 2)
+    np.fill_diagonal(d, 0)
+    d = (d + d.T) / 2
+    order = list(r.index)
+    fig = plt.figure(figsize=(5.6, 4.8))
+    if len(order) > 2:
+        Z = linkage(squareform(d, checks=False), method="average")
+        ax_d = fig.add_axes([0.08, 0.78, 0.62, 0.14])
+        dn = dendrogram(Z, labels=order, ax=ax_d, color_threshold=0, above_threshold_color="0.3", no_labels=True)
+        ax_d.set_axis_off()
+        order = [order[i] for i in dn["leaves"]]
+    ax = fig.add_axes([0.08, 0.08, 0.62, 0.68])
+    rr = r.loc[order, order].to_numpy(float)
+    im = ax.imshow(rr, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    for i in range(len(order)):
+        for j in range(len(order)):
+            if i == j:
+                continue
+            mark = significance_mark(float(p.loc[order[i], order[j]]))
+            ax.text(j, i, f"{rr[i, j]:.2f}{mark}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(rr[i, j]) > 0.6 else "black")
+    ax.set_xticks(range(len(order)), order)
+    ax.set_yticks(range(len(order)), order)
+    cax = fig.add_axes([0.73, 0.08, 0.03, 0.68])
+    fig.colorbar(im, cax=cax, label="r")
+    if title:
+        fig.suptitle(title, x=0.39, y=0.98, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- PCA
+def transform_for_pca(concentration: pd.DataFrame, *, transform: Literal["log", "clr"] = "log") -> pd.DataFrame:
+    """log10 or centred log-ratio [5]_ of concentrations, then z-scores per metal.
+
+    .. math:: \\mathrm{clr}(x)_j = \\ln x_j - \\frac{1}{m}\\sum_{l=1}^{m} \\ln x_l, \\qquad
+        z_{ij} = \\frac{t_{ij} - \\bar t_j}{s_j}
+    """
+    x = _check_conc(concentration.dropna(), positive=True)
+    if transform == "log":
+        t = np.log10(x)
+    elif transform == "clr":
+        lx = np.log(x)
+        t = lx.sub(lx.mean(axis=1), axis=0)
+    else:
+        raise ValueError(f"transform must be 'log' or 'clr', got {transform!r}")
+    sd = t.std(ddof=1)
+    if (sd == 0).any():
+        raise ValueError(f"metals without variation cannot be standardized: {sd[sd == 0].index.tolist()}")
+    return (t - t.mean()) / sd
+
+
+def kmo_bartlett(z: pd.DataFrame) -> dict:
+    """Kaiser-Meyer-Olkin measure [3]_ and Bartlett's sphericity test [4]_ (factor_analyzer).
+
+    .. math::
+
+        \\mathrm{KMO} = \\frac{\\sum_{j\\ne l} r_{jl}^2}{\\sum_{j\\ne l} r_{jl}^2 + \\sum_{j\\ne l} a_{jl}^2},
+        \\qquad \\chi^2 = -\\Big(n - 1 - \\frac{2m+5}{6}\\Big)\\ln|R|, \\quad \\nu = \\frac{m(m-1)}{2}
+
+    with :math:`a_{jl}` the partial correlations. Returns kmo (overall), kmo_per_variable
+    (Series), bartlett_chi2, bartlett_df, bartlett_p. Note: with clr data the correlation
+    matrix is singular (rows sum to zero), so KMO and Bartlett are computed on the log data.
+    """
+    from factor_analyzer.factor_analyzer import calculate_bartlett_sphericity, calculate_kmo
+
+    kmo_per, kmo_all = calculate_kmo(z)
+    chi2, p = calculate_bartlett_sphericity(z)
+    m = z.shape[1]
+    return {"kmo": float(kmo_all), "kmo_per_variable": pd.Series(kmo_per, index=z.columns),
+            "bartlett_chi2": float(chi2), "bartlett_df": int(m * (m - 1) // 2), "bartlett_p": float(p)}
+
+
+@dataclass
+class PCAResult:
+    """Principal components of standardized data, with varimax-rotated loadings.
+
+    Attributes
+    ----------
+    eigenvalues : Series, eigenvalues of the correlation matrix (all components, descending).
+    explained_variance : Series, percent of total variance per component.
+    loadings : DataFrame metals x retained components (unrotated, eigenvector * sqrt(eigenvalue)).
+    rotated_loadings : DataFrame metals x retained components after varimax (Kaiser normalization).
+    rotated_variance : Series, percent of total variance carried by each rotated component.
+    scores : DataFrame samples x retained components (regression scores of the rotated solution).
+    n_components : retained count; ``criterion`` says how it was chosen.
+    transform : 'log' or 'clr'. ``tests`` : KMO and Bartlett results (see :func:`kmo_bartlett`).
+    """
+
+    eigenvalues: pd.Series
+    explained_variance: pd.Series
+    loadings: pd.DataFrame
+    rotated_loadings: pd.DataFrame
+    rotated_variance: pd.Series
+    scores: pd.DataFrame
+    n_components: int
+    criterion: str
+    transform: str
+    tests: dict
+
+
+def pca_varimax(concentration: pd.DataFrame, *, transform: Literal["log", "clr"] = "log",
+                n_components: int | None = None) -> PCAResult:
+    """PCA on standardized log or clr data, Kaiser criterion [2]_ or fixed count, varimax [1]_.
+
+    Loadings :math:`L = V_q \\Lambda_q^{1/2}` from the eigen-decomposition of the correlation
+    matrix; components with eigenvalue > 1 are kept unless ``n_components`` is given. Varimax
+    maximises :math:`\\sum_k \\big[\\frac{1}{m}\\sum_j l_{jk}^4 - (\\frac{1}{m}\\sum_j l_{jk}^2)^2\\big]`
+    over orthogonal rotations of the row-normalized loadings (factor_analyzer's ``Rotator``).
+    Each component's sign is set so that its largest absolute loading is positive.
+    """
+    from factor_analyzer.rotator import Rotator
+
+    z = transform_for_pca(concentration, transform=transform)
+    R = np.corrcoef(z.to_numpy(float), rowvar=False)
+    evals, evecs = np.linalg.eigh(R)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
+    m = z.shape[1]
+    if n_components is None:
+        q = max(int((evals > 1).sum()), 1)
+        criterion = f"Kaiser criterion: {q} eigenvalue(s) > 1"
+    else:
+        if n_components > m:
+            raise ValueError(f"n_components ({n_components}) exceeds the number of metals ({m})")
+        q = int(n_components)
+        criterion = f"fixed count: {q}"
+    L = evecs[:, :q] * np.sqrt(evals[:q])[None, :]
+    L = L * np.sign(L[np.argmax(np.abs(L), axis=0), range(q)])[None, :]
+    if q >= 2:
+        # tighter tolerance than the default 1e-5, which stops visibly short of the optimum
+        Lr = Rotator(method="varimax", normalize=True, max_iter=2000, tol=1e-12).fit_transform(L)
+    else:
+        Lr = L.copy()
+    Lr = Lr * np.sign(Lr[np.argmax(np.abs(Lr), axis=0), range(q)])[None, :]
+    names = [f"PC{k + 1}" for k in range(q)]
+    rnames = [f"RC{k + 1}" for k in range(q)]
+    # regression (Thurstone) scores: Z R^-1 L (pseudo-inverse: clr correlation matrices are singular)
+    scores = z.to_numpy(float) @ np.linalg.pinv(R) @ Lr
+    log_data = transform_for_pca(concentration, transform="log") if transform == "clr" else z
+    return PCAResult(
+        eigenvalues=pd.Series(evals, index=[f"PC{k + 1}" for k in range(m)], name="eigenvalue"),
+        explained_variance=pd.Series(100 * evals / evals.sum(), index=[f"PC{k + 1}" for k in range(m)]),
+        loadings=pd.DataFrame(L, index=z.columns, columns=names),
+        rotated_loadings=pd.DataFrame(Lr, index=z.columns, columns=rnames),
+        rotated_variance=pd.Series(100 * (Lr ** 2).sum(axis=0) / m, index=rnames),
+        scores=pd.DataFrame(scores, index=z.index, columns=rnames),
+        n_components=q, criterion=criterion, transform=transform, tests=kmo_bartlett(log_data),
+    )
+
+
+def pca_loadings_table(res: PCAResult) -> pd.DataFrame:
+    """Tidy loadings: component, metal, loading, rotated_loading, eigenvalue, explained_variance_percent,
+    rotated_variance_percent, communality."""
+    rows = []
+    comm = (res.rotated_loadings ** 2).sum(axis=1)
+    for k, (pc, rc) in enumerate(zip(res.loadings.columns, res.rotated_loadings.columns)):
+        for metal in res.loadings.index:
+            rows.append({"component": rc, "metal": metal, "loading": res.loadings.at[metal, pc],
+                         "rotated_loading": res.rotated_loadings.at[metal, rc],
+                         "eigenvalue": res.eigenvalues[pc], "explained_variance_percent": res.explained_variance[pc],
+                         "rotated_variance_percent": res.rotated_variance[rc], "communality": comm[metal]})
+    return pd.DataFrame(rows)
+
+
+def plot_scree(res: PCAResult, *, title: str = ""):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    k = np.arange(1, len(res.eigenvalues) + 1)
+    ax.plot(k, res.eigenvalues.to_numpy(), "o-", color="C0", label="eigenvalue")
+    ax.axhline(1.0, color="0.5", ls="--", lw=1, label="Kaiser criterion (1)")
+    ax.set_xlabel("component")
+    ax.set_ylabel("eigenvalue")
+    ax.set_xticks(k)
+    ax2 = ax.twinx()
+    ax2.plot(k, np.cumsum(res.explained_variance.to_numpy()), "s:", color="C1", label="cumulative variance")
+    ax2.set_ylabel("cumulative variance (%)")
+    ax2.set_ylim(0, 105)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_biplot(res: PCAResult, *, title: str = ""):
+    """Scores and rotated loadings of the first two rotated components (one panel)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    L = res.rotated_loadings
+    if L.shape[1] < 2:
+        ax.text(0.5, 0.5, "one component retained: no biplot", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    S = res.scores.iloc[:, :2].to_numpy()
+    scale = np.abs(S).max() / max(np.abs(L.iloc[:, :2].to_numpy()).max(), 1e-9)
+    ax.scatter(S[:, 0], S[:, 1], s=8, color="0.6", alpha=0.6, label="samples (scores)")
+    for metal in L.index:
+        x, y = L.at[metal, L.columns[0]] * scale * 0.9, L.at[metal, L.columns[1]] * scale * 0.9
+        ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color="C3", lw=1.2))
+        ax.text(x * 1.08, y * 1.08, metal, color="C3", fontsize=9, ha="center", va="center")
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xlabel(f"{L.columns[0]} ({res.rotated_variance.iloc[0]:.1f} %)")
+    ax.set_ylabel(f"{L.columns[1]} ({res.rotated_variance.iloc[1]:.1f} %)")
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ interpretation aid
+def signature_similarity(factor_weights: pd.DataFrame, signatures: dict[str, list[str]]) -> pd.DataFrame:
+    """Cosine similarity of each factor's metal weights with each signature's marker indicator.
+
+    ``factor_weights`` is factors x metals, non-negative (e.g. PMF percent of species, or
+    squared rotated PCA loadings of positive sign). A signature is a set of marker metals; its
+    vector is 1 for markers and 0 otherwise.
+
+    .. math:: \\cos(w, s) = \\frac{\\sum_j w_j s_j}{\\lVert w \\rVert\\,\\lVert s \\rVert}
+
+    Returns a factors x signatures DataFrame (NaN when a signature has no metal in the data).
+    """
+    metals = list(factor_weights.columns)
+    W = factor_weights.to_numpy(float).clip(min=0)
+    out = {}
+    for name, markers in signatures.items():
+        s = np.array([1.0 if m in markers else 0.0 for m in metals])
+        if s.sum() == 0:
+            out[name] = np.full(W.shape[0], np.nan)
+            continue
+        nw = np.linalg.norm(W, axis=1)
+        out[name] = np.where(nw > 0, W @ s / (np.where(nw > 0, nw, 1) * np.linalg.norm(s)), np.nan)
+    return pd.DataFrame(out, index=factor_weights.index)
+
+
+def interpret_factors(factor_weights: pd.DataFrame, signatures: dict[str, list[str]], *,
+                      min_similarity: float = 0.7, top: int = 3) -> pd.DataFrame:
+    """Suggest a source type for each factor, always with the reason.
+
+    A factor is labelled with the signature of highest cosine similarity (see
+    :func:`signature_similarity`) only when it reaches ``min_similarity``; otherwise it stays
+    ``unassigned``. ``reason`` gives the similarity, the signature's markers and the factor's
+    ``top`` metals by weight.
+
+    Returns columns factor, suggested_source, similarity, best_signature, markers, top_metals,
+    reason.
+    """
+    sim = signature_similarity(factor_weights, signatures) if signatures else pd.DataFrame(index=factor_weights.index)
+    rows = []
+    for f in factor_weights.index:
+        w = factor_weights.loc[f].clip(lower=0).sort_values(ascending=False)
+        topm = ", ".join(f"{m} {v:.0f}" for m, v in w.head(top).items())
+        if sim.shape[1] == 0 or sim.loc[f].isna().all():
+            rows.append({"factor": f, "suggested_source": "unassigned", "similarity": np.nan, "best_signature": "",
+                         "markers": "", "top_metals": topm,
+                         "reason": "no source signatures configured (stages.sources.signatures)"})
+            continue
+        best = sim.loc[f].idxmax()
+        val = float(sim.at[f, best])
+        markers = ", ".join(signatures[best])
+        label = best if val >= min_similarity else "unassigned"
+        verdict = ("meets" if val >= min_similarity else "is below") + f" the threshold {min_similarity:g}"
+        rows.append({"factor": f, "suggested_source": label, "similarity": val, "best_signature": best,
+                     "markers": markers, "top_metals": topm,
+                     "reason": f"cosine similarity {val:.2f} with '{best}' (markers {markers}) {verdict}; "
+                               f"largest weights: {topm}"})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------- PMF figures
+def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "mg/kg"):
+    """Profile bars (log scale, concentration) with bootstrap 5-95 % ranges, and percent of species.
+
+    ``profiles`` is the tidy table of :func:`hmlib.pmf.profile_table` for one medium.
+    """
+    import matplotlib.pyplot as plt
+
+    factors = list(dict.fromkeys(profiles["factor"]))
+    metals = list(dict.fromkeys(profiles["species"]))
+    fig, axes = plt.subplots(len(factors), 1, figsize=(6.8, 1.45 * len(factors) + 0.6), sharex=True, squeeze=False)
+    x = np.arange(len(metals))
+    twins = []
+    for ax, f in zip(axes[:, 0], factors):
+        d = profiles[profiles["factor"] == f].set_index("species").reindex(metals)
+        conc = d["concentration"].clip(lower=1e-6)
+        ax.bar(x, conc, color="C0", alpha=0.75, label=f"concentration ({unit})")
+        if d["ci_low"].notna().any():
+            lo = (conc - d["ci_low"].clip(lower=1e-6)).clip(lower=0)
+            hi = (d["ci_high"].clip(lower=1e-6) - conc).clip(lower=0)
+            ax.errorbar(x, conc, yerr=[lo, hi], fmt="none", ecolor="k", elinewidth=0.9, capsize=2,
+                        label="bootstrap 5-95 %")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{f}\n({unit})", fontsize=8)
+        ax2 = ax.twinx()
+        twins.append(ax2)
+        ax2.plot(x, d["percent_of_species"], "D", color="C3", ms=4, label="% of species")
+        ax2.set_ylim(0, 105)
+        ax2.set_ylabel("% of species", fontsize=7, color="C3")
+    axes[-1, 0].set_xticks(x, metals)
+    h1, l1 = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = twins[0].get_legend_handles_labels()
+    fig.legend(h1 + h2, l1 + l2, loc="upper center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, 1.0))
+    if title:
+        fig.suptitle(title, y=1.04, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def plot_q_scan(scan: pd.DataFrame, *, chosen: int | None = None, title: str = ""):
+    """Q(true)/Q(expected) and Q(robust)/Q(expected) against the factor count."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.3))
+    ax.plot(scan["n_factors"], scan["q_true_over_expected"], "o-", label="Q(true) / Q(expected)")
+    ax.plot(scan["n_factors"], scan["q_robust_over_expected"], "s--", label="Q(robust) / Q(expected)")
+    ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+    if chosen is not None:
+        ax.axvline(chosen, color="C3", lw=1, alpha=0.6, label=f"chosen: {chosen}")
+    ax.set_xlabel("number of factors")
+    ax.set_ylabel("Q / Q(expected)")
+    ax.set_xticks(scan["n_factors"])
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title: str = "", coord_unit: str = ""):
+    """One map panel per factor: samples at (x, y) coloured by the factor's share (%)."""
+    import matplotlib.pyplot as plt
+
+    factors = list(dict.fromkeys(contrib["factor"]))
+    n = len(factors)
+    ncol = min(n, 3)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.8, 2.5 * nrow + 0.3), squeeze=False)
+    for ax, f in zip(axes.ravel(), factors):
+        d = contrib[contrib["factor"] == f].merge(sites[["sample_id", "x", "y"]], on="sample_id")
+        sc = ax.scatter(d["x"], d["y"], c=100 * d["share"], cmap="viridis", vmin=0, vmax=100, s=10)
+        ax.set_title(f, fontsize=9)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        if coord_unit:
+            ax.set_xlabel(f"x ({coord_unit})", fontsize=7)
+            ax.set_ylabel(f"y ({coord_unit})", fontsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8, label="factor share (%)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_columns: dict[str, str], title: str = ""):
+    """206Pb/207Pb vs 208Pb/206Pb of the samples with end-member means +- 2 sd."""
+    import matplotlib.pyplot as plt
+
+    (rx, cx), (ry, cy) = list(ratio_columns.items())[:2]
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    for k, (med, d) in enumerate(samples.groupby("medium", sort=False)):
+        ax.scatter(d[cx], d[cy], s=9, alpha=0.6, color=f"C{k}", label=f"{med} samples")
+    for j, (src, e) in enumerate(endmembers.groupby("source", sort=False)):
+        e = e.set_index("ratio")
+        if rx in e.index and ry in e.index:
+            ax.errorbar(e.at[rx, "mean"], e.at[ry, "mean"], xerr=2 * e.at[rx, "sd"], yerr=2 * e.at[ry, "sd"],
+                        fmt="s", color="k", mfc=f"C{j + 3}", ms=7, capsize=3)
+            ax.annotate(src, (e.at[rx, "mean"], e.at[ry, "mean"]), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8)
+    ax.set_xlabel(rx)
+    ax.set_ylabel(ry)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------- report text
+def methods_text(options: SourcesOptions, *, media: list[str], seed: int, esat_version: str,
+                 mdl_notes: dict[str, str]) -> str:
+    """Methods paragraph of the stage (pandoc markdown with citations)."""
+    o = options
+    lo, hi = o.pmf_factor_range
+    mdl_txt = "; ".join(f"{m}: {t}" for m, t in mdl_notes.items()) if mdl_notes else ""
+    unc = (f"Uncertainties were read from `{o.uncertainty_file}`" if o.uncertainty_file else
+           "Uncertainties follow the EPA PMF 5.0 equations [@norris2014pmf]: "
+           "$u_{ij} = \\tfrac{5}{6}\\mathrm{MDL}_j$ for $x_{ij} \\le \\mathrm{MDL}_j$ and "
+           "$u_{ij} = \\sqrt{(\\mathrm{EF}_j x_{ij})^2 + (0.5\\,\\mathrm{MDL}_j)^2}$ above, with error fraction "
+           f"EF = {o.error_fraction if not isinstance(o.error_fraction, dict) else 'per metal (params)'}"
+           + (f" and MDLs {mdl_txt}" if mdl_txt else ""))
+    parts = [
+        "**Correlation.** Pearson coefficients of raw and log10 concentrations and Spearman rank coefficients "
+        "(identical for raw and log values, being rank-based) were computed for every pair of metals, with "
+        "two-tailed p-values from the t distribution with $n-2$ degrees of freedom "
+        "($t = r\\sqrt{(n-2)/(1-r^2)}$); \\* marks p < 0.05 and \\*\\* p < 0.01. Heatmaps order metals by "
+        "average-linkage clustering on $1-r$.",
+        f"**PCA.** Concentrations were {'log10-transformed' if o.pca_transform == 'log' else 'clr-transformed [@aitchison1982]'} "
+        "and standardized; sampling adequacy was checked with the Kaiser-Meyer-Olkin measure [@kaiser1974kmo] "
+        "and Bartlett's sphericity test [@bartlett1950] (computed on the log data). Components were "
+        + ("retained by the Kaiser criterion (eigenvalue > 1) [@kaiser1960]" if o.pca_components is None
+           else f"fixed at {o.pca_components}")
+        + " and rotated by varimax with Kaiser normalization [@kaiser1958varimax]; loadings are "
+        "$L = V\\Lambda^{1/2}$ of the correlation matrix.",
+    ]
+    if o.pmf:
+        parts.append(
+            f"**PMF.** Positive matrix factorization [@paatero1994pmf] minimises "
+            "$Q = \\sum_{i,j} \\big((x_{ij} - \\sum_k g_{ik} f_{kj})/u_{ij}\\big)^2$ with $g, f \\ge 0$; it was "
+            f"solved with EPA's ESAT (version {esat_version}, least-squares NMF) [@esat2025]. Each medium was "
+            f"modelled separately ({', '.join(media)}). " + unc + ". Species were classed by signal-to-noise "
+            "ratio [@norris2014pmf] as strong (S/N ≥ 1), weak (0.5 ≤ S/N < 1, uncertainty tripled) or bad "
+            f"(S/N < 0.5, excluded). Factor counts {lo} to {hi} were fitted from {o.pmf_starts} seeded random "
+            "starts each (seed from params), keeping the start of lowest $Q_\\mathrm{robust}$; "
+            "$Q_\\mathrm{exp} = n\\,m_\\mathrm{strong} - p(n+m)$ guided the count "
+            + (f"(fixed at {o.pmf_factors})" if o.pmf_factors else
+               f"(smallest count with $Q_\\mathrm{{true}}/Q_\\mathrm{{exp}} \\le {o.pmf_q_ratio_max:g}$)")
+            + f". Contributions are scaled to a mean of 1 so profiles are in concentration units. Uncertainty: "
+            f"{o.pmf_bootstrap} bootstrap runs [@paatero2014error] resampling "
+            + ("single samples" if o.pmf_bootstrap_block is None else f"blocks of {o.pmf_bootstrap_block} samples")
+            + f", each refitted from the base profiles; a bootstrap factor maps to the base factor whose "
+            f"contributions correlate best with it if $r \\ge {o.pmf_bootstrap_threshold:g}$, and profile "
+            "intervals are the 5th-95th percentiles over mapped runs"
+            + ("; displacement (DISP) of every profile value, contributions held, until $Q$ rises by 4 (also 8, "
+               "16, 32) gives rotational ranges [@paatero2014error] (ESAT's search); a swap is counted when the model "
+               "refitted from the displaced profiles (started from the base contributions) has a factor whose "
+               "profile correlates better with another base factor (ESAT's test)" if o.pmf_disp else "")
+            + ". Fit: $r^2$ of observed on predicted concentrations per species and the Lilliefors test "
+            "[@lilliefors1967] of scaled residuals $(x - \\hat x)/u$ for normality."
+        )
+    parts.append(
+        "**Factor interpretation.** Each factor's weights (PMF: percent of species; PCA: squared positive "
+        "rotated loadings) are compared with marker-metal signatures configured in params by cosine similarity "
+        "with the markers' indicator vector; a factor is named only when the similarity reaches "
+        f"{o.signature_min_similarity:g}, and the similarity and largest weights are always shown."
+        + ("" if o.signatures else " No signatures were configured for this region, so factors are not named.")
+    )
+    if o.isotope_ratios:
+        parts.append(
+            "**Pb isotopes.** Two-end-member mixing gives the share of end-member A from each ratio, "
+            "$f_A = (R - R_B)/(R_A - R_B)$ [@faure2005isotopes]. The Bayesian mixing model "
+            "[@parnell2010siar; @moore2008mixsir] uses all ratios and end-members: "
+            "$R_t \\sim N(\\sum_k f_k\\mu_{kt}, \\sum_k f_k^2\\sigma_{kt}^2 + \\sigma_t^2)$, "
+            f"$f \\sim \\mathrm{{Dirichlet}}(1,\\dots,1)$, $\\sigma_t = {o.isotope_residual_sd:g}$; it was sampled by "
+            f"seeded random-walk Metropolis [@metropolis1953] on additive log-ratio coordinates ({o.isotope_steps} "
+            "steps, 4 chains per sample, first quarter discarded; checked against emcee [@foremanmackey2013emcee] "
+            "in the test suite). Posterior means and equal-tailed 95 % intervals are reported."
+        )
+    return "\n\n".join(parts)

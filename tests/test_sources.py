@@ -1,0 +1,162 @@
+"""Tests of hmlib.sources: correlation, PCA (KMO, Bartlett, varimax), factor interpretation."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from hmlib import sources as S
+
+JURA = "data/jura/jura_samples.csv"
+METALS = ["Cd", "Co", "Cr", "Cu", "Ni", "Pb", "Zn"]
+
+
+@pytest.fixture(scope="module")
+def jura():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return pd.read_csv(root / JURA)[METALS]
+
+
+def _varimax_reference(L, gamma=1.0, max_iter=5000, tol=1e-12):
+    """Independent varimax (Kaiser 1958, SVD form as in R's stats::varimax), Kaiser-normalized."""
+    h = np.sqrt((L ** 2).sum(axis=1))
+    A = L / h[:, None]
+    p, k = A.shape
+    R = np.eye(k)
+    d = 0.0
+    for _ in range(max_iter):
+        B = A @ R
+        u, s, vt = np.linalg.svd(A.T @ (B ** 3 - (gamma / p) * B @ np.diag((B ** 2).sum(axis=0))))
+        R = u @ vt
+        d_old, d = d, s.sum()
+        if d_old != 0 and d / d_old < 1 + tol:
+            break
+    return (A @ R) * h[:, None]
+
+
+def test_correlation_matches_numpy_and_t_formula(jura):
+    """r equals numpy's corrcoef; p equals the two-tailed t-test p computed by hand (independent)."""
+    t = S.correlation_table(jura)
+    row = t[(t.method == "pearson") & (t.metal_a == "Cd") & (t.metal_b == "Zn")].iloc[0]
+    r = np.corrcoef(jura["Cd"], jura["Zn"])[0, 1]
+    n = len(jura)
+    tt = r * np.sqrt((n - 2) / (1 - r ** 2))
+    p = 2 * stats.t.sf(abs(tt), n - 2)
+    assert row.r == pytest.approx(r, rel=1e-12)
+    assert row.p == pytest.approx(p, rel=1e-6)
+    lrow = t[(t.method == "pearson_log") & (t.metal_a == "Cu") & (t.metal_b == "Pb")].iloc[0]
+    assert lrow.r == pytest.approx(np.corrcoef(np.log10(jura["Cu"]), np.log10(jura["Pb"]))[0, 1], rel=1e-12)
+    srow = t[(t.method == "spearman") & (t.metal_a == "Co") & (t.metal_b == "Ni")].iloc[0]
+    ranks = jura[["Co", "Ni"]].rank()
+    assert srow.r == pytest.approx(np.corrcoef(ranks["Co"], ranks["Ni"])[0, 1], rel=1e-10)
+    assert len(t) == 3 * 21
+    assert set(t.columns) >= {"method", "metal_a", "metal_b", "r", "p"}
+
+
+def test_significance_marks():
+    assert S.significance_mark(0.001) == "**"
+    assert S.significance_mark(0.02) == "*"
+    assert S.significance_mark(0.2) == ""
+    assert S.significance_mark(float("nan")) == ""
+
+
+def test_correlation_matrices_symmetric(jura):
+    r, p = S.correlation_matrices(S.correlation_table(jura), method="spearman")
+    assert np.allclose(r.to_numpy(), r.to_numpy().T)
+    assert np.allclose(np.diag(r), 1)
+
+
+def test_kmo_bartlett_match_independent_formulas(jura):
+    """KMO (Kaiser 1974) and Bartlett's chi2 (Bartlett 1950) computed here from R and R^-1."""
+    z = S.transform_for_pca(jura, transform="log")
+    res = S.kmo_bartlett(z)
+    R = np.corrcoef(z.to_numpy(), rowvar=False)
+    Ri = np.linalg.inv(R)
+    A = -Ri / np.sqrt(np.outer(np.diag(Ri), np.diag(Ri)))
+    off = ~np.eye(len(R), dtype=bool)
+    kmo = (R[off] ** 2).sum() / ((R[off] ** 2).sum() + (A[off] ** 2).sum())
+    n, m = z.shape
+    chi2 = -(n - 1 - (2 * m + 5) / 6) * np.log(np.linalg.det(R))
+    assert res["kmo"] == pytest.approx(kmo, rel=1e-8)
+    assert res["bartlett_chi2"] == pytest.approx(chi2, rel=1e-8)
+    assert res["bartlett_df"] == m * (m - 1) // 2
+    assert res["bartlett_p"] == pytest.approx(stats.chi2.sf(chi2, m * (m - 1) // 2), abs=1e-300)
+
+
+@pytest.mark.parametrize("transform", ["log", "clr"])
+def test_pca_varimax_matches_independent_computation(jura, transform):
+    """Unrotated loadings from numpy's SVD of the standardized data; varimax from an independent
+    implementation (R's stats::varimax algorithm); equal up to column order and sign."""
+    res = S.pca_varimax(jura, transform=transform)
+    z = S.transform_for_pca(jura, transform=transform).to_numpy()
+    n = z.shape[0]
+    u, s, vt = np.linalg.svd(z / np.sqrt(n - 1), full_matrices=False)
+    evals = s ** 2
+    assert np.allclose(np.sort(res.eigenvalues.to_numpy())[::-1], evals, atol=1e-8)
+    q = res.n_components
+    assert q == int((evals > 1).sum())
+    L = vt[:q].T * s[:q]
+    ref = _varimax_reference(L)
+    got = res.rotated_loadings.to_numpy()
+    for k in range(q):
+        # each rotated column equals one reference column up to sign
+        diffs = [min(np.abs(got[:, k] - ref[:, j]).max(), np.abs(got[:, k] + ref[:, j]).max()) for j in range(q)]
+        assert min(diffs) < 1e-3  # both iterate to a tolerance; loadings are reported to 0.01
+    # rotation preserves communalities
+    assert np.allclose((got ** 2).sum(axis=1), (L ** 2).sum(axis=1), atol=1e-8)
+    tab = S.pca_loadings_table(res)
+    assert len(tab) == q * len(METALS)
+
+
+def test_pca_fixed_count_and_input_checks(jura):
+    res = S.pca_varimax(jura, n_components=3)
+    assert res.n_components == 3 and res.rotated_loadings.shape == (7, 3)
+    with pytest.raises(ValueError, match="> 0"):
+        S.pca_varimax(jura.assign(Cd=0.0))
+    with pytest.raises(ValueError, match="transform"):
+        S.transform_for_pca(jura, transform="sqrt")
+
+
+def test_interpret_factors_labels_only_above_threshold():
+    w = pd.DataFrame({"Co": [90, 5], "Cr": [80, 10], "Ni": [85, 5], "Pb": [5, 95], "Zn": [10, 20]},
+                     index=["F1", "F2"])
+    sig = {"geogenic": ["Co", "Cr", "Ni"], "traffic": ["Pb", "Zn", "Cu"]}
+    out = S.interpret_factors(w, sig, min_similarity=0.9).set_index("factor")
+    # F1: cos with (Co,Cr,Ni) indicator = (90+80+85)/(|w| sqrt 3)
+    cos1 = (90 + 80 + 85) / (np.linalg.norm([90, 80, 85, 5, 10]) * np.sqrt(3))
+    assert out.at["F1", "similarity"] == pytest.approx(cos1)
+    assert out.at["F1", "suggested_source"] == "geogenic"
+    # marker vector only over metals present: Pb, Zn -> norm sqrt(2)
+    cos2 = (95 + 20) / (np.linalg.norm([5, 10, 5, 95, 20]) * np.sqrt(2))
+    assert out.at["F2", "similarity"] == pytest.approx(cos2)
+    assert out.at["F2", "suggested_source"] == ("traffic" if cos2 >= 0.9 else "unassigned")
+    assert all(out["reason"].str.len() > 20)
+    none = S.interpret_factors(w, {})
+    assert (none["suggested_source"] == "unassigned").all() and none["reason"].str.contains("signatures").all()
+
+
+def test_options_model_defaults_and_checks():
+    o = S.SourcesOptions()
+    assert o.pmf_starts >= 20 and o.pmf_bootstrap == 100
+    with pytest.raises(Exception):
+        S.SourcesOptions(pmf_starts=5)
+    with pytest.raises(Exception):
+        S.SourcesOptions(isotope_ratios={"206Pb/207Pb": "r"})
+    with pytest.raises(Exception):
+        S.SourcesOptions(pmf_factor_range=(4, 2))
+
+
+def test_plots_return_figures(jura):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = S.pca_varimax(jura)
+    r, p = S.correlation_matrices(S.correlation_table(jura), method="pearson")
+    for fig in (S.plot_scree(res), S.plot_biplot(res), S.plot_correlation_heatmap(r, p)):
+        assert fig.axes
+        plt.close(fig)
