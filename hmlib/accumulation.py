@@ -159,7 +159,7 @@ class AccumulationOptions(StageOptions):
     soil_loss_t_ha_yr: dict[str, float] = Field(
         default_factory=lambda: {"cultivated": 2.0, "grassland": 0.3, "orchard": 0.5, "forest": 0.1,
                                  "residential": 0.2, "industrial": 0.2, "other": 0.5},
-        description="RUSLE soil loss A = R K LS C P by land use (t/ha/yr)")
+        description="RUSLE soil loss A (product R K LS C P) by land use (t/ha/yr)")
     crop_yield_t_ha_yr: dict[str, float] = Field(
         default_factory=lambda: {"cultivated": 6.0, "grassland": 8.0},
         description="harvested dry matter by land use (t/ha/yr); others 0")
@@ -186,13 +186,15 @@ class AccumulationOptions(StageOptions):
     guideline_threshold: str | None = Field(default=None, description="threshold_name of the guideline set "
                                             "(default: references.guideline_threshold)")
     sensitivity_weights: dict[str, float] = Field(
-        default_factory=dict, description="receptor-sensitivity weight by land use; threshold = guideline / weight")
+        default_factory=dict, description="receptor-sensitivity weight by land use; the threshold is guideline / weight")
     n_monte_carlo: int = Field(default=200, ge=20, le=5000, description="Monte Carlo iterations")
     uncertainty_gsd: dict[str, float] = Field(
         default_factory=lambda: {"deposition": 1.5, "agricultural": 1.5, "sediment": 1.5, "kd": 2.0,
                                  "percolation": 1.3, "soil_loss": 1.5, "transfer_factor": 1.5},
         description="geometric standard deviation of each uncertain parameter group (lognormal multipliers)")
     map_metal: str | None = Field(default=None, description="metal shown in the maps (default: most overloaded)")
+    assumptions: list[str] = Field(default_factory=list,
+                                   description="assumptions of this application, listed in the report (with citations)")
 
     @field_validator("scenarios")
     @classmethod
@@ -472,6 +474,12 @@ def point_source_deposition(*, receptor_x_m, receptor_y_m, sources: pd.DataFrame
         raise ValueError(f"deposition parameters missing for metals {miss}")
     vd = dep.loc[metals, "dry_deposition_velocity_m_s"].to_numpy(float)
     lam = dep.loc[metals, "scavenging_coefficient_s"].to_numpy(float)
+    sources = sources.copy()
+    if "effective_height_m" not in sources:
+        sources["effective_height_m"] = sources["stack_height_m"]
+    for m in metals:
+        if f"{m}_kg_yr" not in sources:
+            sources[f"{m}_kg_yr"] = 0.0
     dirs = np.sort(wind_rose["direction_deg"].unique())
     width = 2 * np.pi / len(dirs)
     out = np.zeros((len(sources), rx.size, len(metals)))
@@ -662,7 +670,7 @@ def build_flux_model(*, x_m, y_m, land_use, metals: list[str], options: Accumula
             receptor_x_m=x_m, receptor_y_m=y_m, sources=sources, metals=metals, wind_rose=rose,
             deposition=load_reference("deposition", o.deposition_parameters), rain_fraction=o.rain_fraction,
             terrain=o.terrain, coefficients=o.dispersion_coefficients, min_distance_m=o.min_distance_m)
-        years = sources[["start_year", "end_year"]].to_numpy(float)
+        years = sources.reindex(columns=["start_year", "end_year"]).to_numpy(float)
     else:
         pdep = np.zeros((0, n, len(metals)))
         years = np.zeros((0, 2))
@@ -910,6 +918,7 @@ class CalibrationResult:
     importance : per metal and feature, impurity importance of the gradient-boosting model.
     models : metal -> fitted GradientBoostingRegressor (refit on all sites).
     features : feature names used (one-hot for land use).
+    fill_values : median of each feature, substituted for missing feature values.
     """
 
     mode: str
@@ -918,10 +927,11 @@ class CalibrationResult:
     importance: pd.DataFrame
     models: dict
     features: list[str]
+    fill_values: dict = field(default_factory=dict)
 
     def predict(self, features: pd.DataFrame, metals: list[str]) -> np.ndarray:
         """Flux correction (n, m) in mg/m2/yr for rows of ``features`` (0 for uncalibrated metals)."""
-        X = features.reindex(columns=self.features, fill_value=0.0).to_numpy(float)
+        X = features.reindex(columns=self.features, fill_value=0.0).fillna(self.fill_values).to_numpy(float)
         out = np.zeros((len(features), len(metals)))
         for j, metal in enumerate(metals):
             if metal in self.models:
@@ -982,7 +992,8 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
     ``GradientBoostingRegressor`` (Friedman 2001; Pedregosa et al. 2011) learns
     :math:`\\Delta F` from the features on a training share of the sites; skill is the RMSE of
     the end-state concentration at held-out sites, process model alone vs. the process model
-    re-run with the predicted correction. The models are then refit on all sites.
+    re-run with the predicted correction. The models are then refit on all sites. Missing
+    feature values are replaced by the feature's median over the sites.
 
     Parameters
     ----------
@@ -1024,9 +1035,10 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
     perm = rng.permutation(n)
     n_test = max(int(round(test_fraction * n)), 3)
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    X = features.to_numpy(float)
+    fill = features.median(numeric_only=True).fillna(0.0).to_dict()
+    X = features.fillna(fill).to_numpy(float)
     params = dict(n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
-                  subsample=0.8, random_state=seed)
+                  subsample=0.8, min_samples_leaf=8, random_state=seed)
     corr_test = np.zeros((n_test, m))
     corr_train = np.zeros((len(train), m))
     for j in range(m):
@@ -1054,7 +1066,7 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
         imps.append(pd.DataFrame({"metal": metal, "feature": list(features.columns),
                                   "importance": g.feature_importances_}))
     return CalibrationResult(mode, pd.DataFrame(rows), pd.concat(preds, ignore_index=True),
-                             pd.concat(imps, ignore_index=True), models, list(features.columns))
+                             pd.concat(imps, ignore_index=True), models, list(features.columns), fill)
 
 
 # ======================================================================================
@@ -1150,6 +1162,24 @@ class MonteCarloResult:
     multipliers: pd.DataFrame
 
 
+def relevant_groups(model: FluxModel) -> list[str]:
+    """Uncertain parameter groups that affect ``model`` (e.g. no ``sediment`` without sediment deposition)."""
+    out = []
+    for g in UNCERTAIN_GROUPS:
+        if g in ("deposition", "agricultural", "sediment"):
+            comps = [k for k, v in INPUT_GROUP.items() if v == g]
+            used = any(np.any(model.constant_inputs.get(k, 0) != 0) for k in comps)
+            if g == "deposition":
+                used = used or bool(np.any(model.point_deposition != 0))
+        else:
+            name = {"kd": "leaching", "percolation": "leaching", "soil_loss": "erosion",
+                    "transfer_factor": "crop_offtake"}[g]
+            used = bool(np.any(model.output_rates[name] != 0))
+        if used:
+            out.append(g)
+    return out
+
+
 def monte_carlo(*, model: FluxModel, initial_mg_kg: np.ndarray, scenarios: dict[str, dict[str, float]],
                 n_years: int, start_year: int | None, thresholds_mg_kg: np.ndarray, report_years: list[int],
                 gsd: dict[str, float], n_iter: int, rng: np.random.Generator, correction_mg_m2_yr=None,
@@ -1161,7 +1191,7 @@ def monte_carlo(*, model: FluxModel, initial_mg_kg: np.ndarray, scenarios: dict[
     scenario; the P5/P50/P95 over iterations are reported (Helton & Davis 2003,
     https://doi.org/10.1016/S0951-8320(03)00058-9 for sampling-based uncertainty analysis).
     """
-    groups = [g for g in UNCERTAIN_GROUPS if gsd.get(g, 1.0) > 1.0]
+    groups = [g for g in relevant_groups(model) if gsd.get(g, 1.0) > 1.0]
     draws = np.exp(rng.standard_normal((n_iter, len(groups))) * np.log([gsd[g] for g in groups]))
     mult = pd.DataFrame(draws, columns=groups)
     lu = np.asarray(model.land_use, dtype=object)
@@ -1172,7 +1202,7 @@ def monte_carlo(*, model: FluxModel, initial_mg_kg: np.ndarray, scenarios: dict[
     for sname, spec in scenarios.items():
         means = np.empty((n_iter, len(classes), len(model.metals), n_years + 1))
         shares = np.empty((n_iter, len(classes), len(model.metals), len(report_years)))
-        atyears = np.empty((n_iter, model.n, len(model.metals), len(report_years)))
+        atyears = np.empty((n_iter, model.n, len(model.metals), len(report_years)), dtype=np.float32)
         for i in range(n_iter):
             sm = model.scaled(dict(zip(groups, draws[i])))
             C = run_model(sm, initial_mg_kg=initial_mg_kg, scenario=spec, n_years=n_years, start_year=start_year,
@@ -1210,7 +1240,7 @@ def oat_sensitivity(*, model: FluxModel, initial_mg_kg: np.ndarray, scenario: di
     base = run_model(model, initial_mg_kg=initial_mg_kg, scenario=scenario, n_years=n_years, start_year=start_year,
                      correction_mg_m2_yr=correction_mg_m2_yr).concentration_mg_kg[:, :, -1].mean(axis=0)
     rows = []
-    for g in UNCERTAIN_GROUPS:
+    for g in relevant_groups(model):
         f = float(gsd.get(g, 1.0))
         if f <= 1.0:
             continue
@@ -1469,3 +1499,399 @@ def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenario
     axes.flat[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+# ======================================================================================
+# stage driver: everything the notebook needs, from validated region data
+# ======================================================================================
+@dataclass
+class AccumulationRun:
+    """All results of stage ``accumulation`` for one region.
+
+    Attributes
+    ----------
+    domain : "grid" or "samples".
+    id_column : "cell_id" or "sample_id".
+    ids, x, y, land_use : per cell (x, y in the region's coordinates).
+    metals : metals modelled.
+    model : process :class:`FluxModel` of the domain.
+    initial_mg_kg : (n, m) state at year 0 (last survey; IDW to the grid).
+    start_year : calendar year of year 0 (or None).
+    calibration : :class:`CalibrationResult` or None.
+    correction_mg_m2_yr : (n, m) correction added to projections, or None.
+    thresholds_mg_kg : (n, m) sensitivity-adjusted guideline per cell.
+    guideline_mg_kg : Series metal -> guideline value.
+    projections : scenario -> :class:`Projection` (baseline with fluxes).
+    sources : point-source table or None.
+    calibration_mode : "hindcast", "residual" or "none".
+    notes : plain-language notes for the report (assumptions, dropped rows).
+    threshold_name : guideline threshold used.
+    """
+
+    domain: str
+    id_column: str
+    ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    land_use: np.ndarray
+    metals: list[str]
+    model: FluxModel
+    initial_mg_kg: np.ndarray
+    start_year: int | None
+    calibration: CalibrationResult | None
+    correction_mg_m2_yr: np.ndarray | None
+    thresholds_mg_kg: np.ndarray
+    guideline_mg_kg: pd.Series
+    projections: dict[str, Projection]
+    sources: pd.DataFrame | None
+    calibration_mode: str
+    notes: list[str] = field(default_factory=list)
+    threshold_name: str = ""
+
+
+def stage_skip_reason(params) -> str | None:
+    """Why a region cannot run the stage (None when it can)."""
+    if not params.references.guideline:
+        return ("the region names no guideline set (references.guideline), which the carrying capacity needs")
+    solids = [m for m in params.media if m in ("soil", "sediment", "dust")]
+    if not solids:
+        return f"the region has no soil or sediment medium ({', '.join(params.media)})"
+    return None
+
+
+def _map_land_use(raw: pd.Series, o: AccumulationOptions, notes: list[str]) -> np.ndarray:
+    s = raw.astype(object)
+    out = []
+    unknown = set()
+    for v in s:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append(o.default_land_use)
+            continue
+        key = str(v).strip()
+        cls = o.land_use_map.get(key, key if key in LAND_USES else None)
+        if cls is None:
+            unknown.add(key)
+            cls = "other"
+        out.append(cls)
+    if unknown:
+        notes.append(f"Land-use codes without a class were counted as 'other': {', '.join(sorted(unknown))}.")
+    n_missing = int(s.isna().sum())
+    if n_missing:
+        notes.append(f"{n_missing} location(s) without a land use were taken as '{o.default_land_use}'.")
+    return np.array(out, dtype=object)
+
+
+def guideline_series(params, *, threshold: str | None, medium: str, metals: list[str]) -> tuple[pd.Series, str]:
+    """Guideline per metal from the region's guideline set (``hmlib.reference.guideline_values``).
+
+    Where a set gives several values of the threshold for one metal (land-use or pH classes),
+    the lowest (most protective) value is used.
+    """
+    from .reference import guideline_values
+
+    gl = guideline_values(params.references.guideline, medium="soil" if medium not in ("sediment",) else medium)
+    names = list(dict.fromkeys(gl["threshold_name"]))
+    thr = threshold or params.references.guideline_threshold or names[0]
+    if thr not in names:
+        raise ValueError(f"guideline set {params.references.guideline} has no threshold {thr!r}; available: {names}")
+    s = gl[gl["threshold_name"] == thr].groupby("metal")["value"].min()
+    return s.reindex(metals), thr
+
+
+def run_accumulation(*, data, params, options: AccumulationOptions, seed: int) -> AccumulationRun:
+    """Build the process model, calibrate it and project every scenario (stage ``accumulation``).
+
+    Parameters
+    ----------
+    data : :class:`hmlib.io.RegionData`.
+    params : :class:`hmlib.params.RegionParams`.
+    options : validated :class:`AccumulationOptions`.
+    seed : seed of the calibration split and boosting.
+    """
+    o = options
+    notes: list[str] = []
+    medium = o.medium or data.media[0]
+    if medium not in data.media:
+        raise ValueError(f"stages.accumulation.medium {medium!r} is not a medium of the region {data.media}")
+    unit = params.data.coordinate_unit
+    if unit == "degree":
+        raise ValueError("the accumulation stage needs projected coordinates in m or km (data.coordinate_unit), "
+                         "got 'degree'")
+    to_m = 1000.0 if unit == "km" else 1.0
+    sites = data.sites(medium)
+    conc = data.wide(medium)
+    metals = [m for m in data.metals if m in conc.columns]
+    for c in (o.land_use_column, o.survey_column, o.site_column, o.sediment_class_column):
+        if c and c not in sites.columns:
+            raise ValueError(f"column {c!r} named in stages.accumulation is not a sample covariate; "
+                             f"expected one of {sorted(set(sites.columns) - {'medium', 'source_file', 'source_row'})}")
+    ok = conc[metals].notna().all(axis=1)
+    if (~ok).any():
+        notes.append(f"{int((~ok).sum())} sample(s) with a missing metal value were left out.")
+    sites, conc = sites[ok.to_numpy()], conc[ok]
+    # surveys
+    if o.survey_column:
+        yrs = pd.to_numeric(sites[o.survey_column], errors="raise")
+        last, first = int(yrs.max()), int(yrs.min())
+        current = (yrs == last).to_numpy()
+    else:
+        last = first = None
+        current = np.ones(len(sites), bool)
+    start_year = o.start_year if o.start_year is not None else last
+    cur_sites, cur_conc = sites[current], conc[current]
+    sources = read_point_sources(params.resolve(o.point_sources), metals=metals) if o.point_sources else None
+    if sources is not None:
+        sources[["x", "y"]] = sources[["x", "y"]] * 1.0
+    rose = read_wind_rose(params.resolve(o.wind_rose)) if o.wind_rose else None
+    src_m = None
+    if sources is not None:
+        src_m = sources.copy()
+        src_m["x"], src_m["y"] = sources["x"] * to_m, sources["y"] * to_m
+    # domain
+    grid = data.grid
+    grid_ok = grid is not None and all(c is None or c in grid.columns
+                                       for c in (o.land_use_column, o.sediment_class_column))
+    if o.domain == "grid" and not grid_ok:
+        raise ValueError("stages.accumulation.domain is 'grid' but the region has no grid or the grid lacks "
+                         f"the land-use / sediment-class columns ({o.land_use_column}, {o.sediment_class_column})")
+    domain = "grid" if (o.domain == "grid" or (o.domain == "auto" and grid_ok)) else "samples"
+
+    def _lu(frame):
+        if o.land_use_column:
+            return _map_land_use(frame[o.land_use_column], o, notes)
+        return np.full(len(frame), o.default_land_use, dtype=object)
+
+    def _model(frame, lu):
+        return build_flux_model(x_m=frame["x"].to_numpy(float) * to_m, y_m=frame["y"].to_numpy(float) * to_m,
+                                land_use=lu, metals=metals, options=o, sources=src_m, wind_rose=rose,
+                                sediment_class=(frame[o.sediment_class_column].to_numpy()
+                                                if o.sediment_class_column else None))
+
+    cur_lu = _lu(cur_sites)
+    cur_model = _model(cur_sites, cur_lu)
+    if domain == "grid":
+        ids = grid["cell_id"].astype(str).to_numpy() if "cell_id" in grid else np.array(
+            [f"C{i + 1:05d}" for i in range(len(grid))])
+        dom_frame = grid.reset_index(drop=True)
+        dom_lu = _lu(dom_frame)
+        dom_model = _model(dom_frame, dom_lu)
+        initial = idw_interpolate(x_from=cur_sites["x"].to_numpy(float), y_from=cur_sites["y"].to_numpy(float),
+                                  values=cur_conc[metals].to_numpy(float), x_to=dom_frame["x"].to_numpy(float),
+                                  y_to=dom_frame["y"].to_numpy(float))
+        notes.append("Grid cells start from an inverse-distance-weighted interpolation (8 nearest samples, power 2) "
+                     "of the last survey.")
+    else:
+        ids = cur_sites.index.astype(str).to_numpy()
+        dom_frame, dom_lu, dom_model = cur_sites.reset_index(), cur_lu, cur_model
+        initial = cur_conc[metals].to_numpy(float)
+    # calibration
+    mode = o.calibration
+    has_pairs = o.survey_column is not None and o.site_column is not None and first != last
+    if mode == "auto":
+        mode = "hindcast" if has_pairs else "residual"
+    if mode == "hindcast" and not has_pairs:
+        raise ValueError("calibration 'hindcast' needs survey_column and site_column with two survey years")
+    feat_cols = list(o.calibration_features)
+    miss = [c for c in feat_cols if c not in sites.columns]
+    if miss:
+        raise ValueError(f"calibration_features {miss} are not sample covariates")
+    if domain == "grid":
+        dropped = [c for c in feat_cols if c not in dom_frame.columns]
+        if dropped:
+            notes.append(f"Calibration features not on the grid were not used: {', '.join(dropped)}.")
+            feat_cols = [c for c in feat_cols if c in dom_frame.columns]
+    calib = None
+    if mode == "hindcast":
+        a = sites[(yrs == first).to_numpy()].reset_index().set_index(o.site_column)
+        b = sites[(yrs == last).to_numpy()].reset_index().set_index(o.site_column)
+        common = a.index.intersection(b.index)
+        if len(common) < 10:
+            raise ValueError(f"only {len(common)} sites were sampled in both surveys {first} and {last}; "
+                             "the hindcast calibration needs at least 10")
+        a, b = a.loc[common], b.loc[common]
+        ca = conc.loc[a["sample_id"], metals].to_numpy(float)
+        cb = conc.loc[b["sample_id"], metals].to_numpy(float)
+        lu_a = _lu(a)
+        m_a = _model(a, lu_a)
+        inp = scenario_inputs(m_a, scenario={}, n_years=last - first, start_year=first)
+        feats = calibration_features(x=a["x"], y=a["y"], covariates=a[feat_cols] if feat_cols else None,
+                                     land_use=lu_a, model=m_a, scenario_input=inp)
+        calib = calibrate_net_flux(
+            model=m_a, features=feats, c_start_mg_kg=ca, c_end_mg_kg=cb, years=last - first,
+            scenario_input_fn=lambda mm, T: scenario_inputs(mm, scenario={}, n_years=T, start_year=first),
+            mode="hindcast", seed=seed, test_fraction=o.test_fraction, n_estimators=o.n_estimators,
+            max_depth=o.max_depth, learning_rate=o.learning_rate, site_ids=np.asarray(common))
+    elif mode == "residual":
+        from .reference import background_values
+
+        bg = background_values(params.references.background, medium="soil" if medium != "sediment" else medium)
+        missing_bg = [m for m in metals if m not in bg.index]
+        if missing_bg:
+            raise ValueError(f"background set {params.references.background} lacks {missing_bg} (residual calibration)")
+        c_start = np.broadcast_to(bg.reindex(metals).to_numpy(float), (len(cur_sites), len(metals))).copy()
+        h0 = None if start_year is None else start_year - o.history_years
+        inp = scenario_inputs(cur_model, scenario={}, n_years=o.history_years, start_year=h0)
+        feats = calibration_features(x=cur_sites["x"], y=cur_sites["y"],
+                                     covariates=cur_sites[feat_cols] if feat_cols else None, land_use=cur_lu,
+                                     model=cur_model, scenario_input=inp)
+        calib = calibrate_net_flux(
+            model=cur_model, features=feats, c_start_mg_kg=c_start, c_end_mg_kg=initial if domain == "samples"
+            else cur_conc[metals].to_numpy(float), years=o.history_years,
+            scenario_input_fn=lambda mm, T: scenario_inputs(mm, scenario={}, n_years=T, start_year=h0),
+            mode="residual", seed=seed, test_fraction=o.test_fraction, n_estimators=o.n_estimators,
+            max_depth=o.max_depth, learning_rate=o.learning_rate, site_ids=cur_sites.index.to_numpy())
+    correction = None
+    if calib is not None and o.apply_correction:
+        inp_dom = scenario_inputs(dom_model, scenario={}, n_years=o.horizon_years, start_year=start_year)
+        dfeats = calibration_features(x=dom_frame["x"], y=dom_frame["y"],
+                                      covariates=dom_frame[feat_cols] if feat_cols else None, land_use=dom_lu,
+                                      model=dom_model, scenario_input=inp_dom)
+        correction = calib.predict(dfeats, metals)
+    guide, thr = guideline_series(params, threshold=o.guideline_threshold, medium=medium, metals=metals)
+    thresholds = effective_thresholds(guideline_mg_kg=guide, metals=metals, land_use=dom_lu,
+                                      sensitivity_weights=o.sensitivity_weights)
+    projections = {}
+    for i, (name, spec) in enumerate(o.scenarios.items()):
+        projections[name] = run_model(dom_model, initial_mg_kg=initial, scenario=spec, n_years=o.horizon_years,
+                                      start_year=start_year, correction_mg_m2_yr=correction, return_fluxes=(i == 0))
+    run = AccumulationRun(domain, "cell_id" if domain == "grid" else "sample_id", ids,
+                          dom_frame["x"].to_numpy(float), dom_frame["y"].to_numpy(float), dom_lu, metals, dom_model,
+                          initial, start_year, calib, correction, thresholds, guide, projections, sources, mode,
+                          list(dict.fromkeys(notes)),
+                          threshold_name=thr)
+    return run
+
+
+def projection_table(run: AccumulationRun, *, years: list[int]) -> pd.DataFrame:
+    """Long table (id, metal, scenario, year, concentration) at year 0 and the reported years."""
+    yrs = [0] + [y for y in years if y != 0]
+    parts = []
+    for sname, pr in run.projections.items():
+        C = pr.concentration_mg_kg[:, :, yrs]  # (n, m, k)
+        n, m, k = C.shape
+        parts.append(pd.DataFrame({run.id_column: np.repeat(run.ids, m * k),
+                                   "metal": np.tile(np.repeat(run.metals, k), n), "scenario": sname,
+                                   "year": np.tile(yrs, n * m), "concentration": C.ravel()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def capacity_tables(run: AccumulationRun, *, years: list[int]) -> pd.DataFrame:
+    """Overload summary (see :func:`overload_summary`) for every scenario."""
+    return pd.concat([overload_summary(concentration_mg_kg=pr.concentration_mg_kg, thresholds_mg_kg=run.thresholds_mg_kg,
+                                       land_use=run.land_use, metals=run.metals, years=[0] + list(years), scenario=s)
+                      for s, pr in run.projections.items()], ignore_index=True)
+
+
+def dominant_fluxes(budget: pd.DataFrame) -> pd.DataFrame:
+    """Largest input and output per metal over the whole domain, with their shares (percent)."""
+    a = budget[budget["land_use"] == "all"]
+    rows = []
+    for metal, s in a.groupby("metal", sort=False):
+        r = {"metal": metal}
+        for d in ("input", "output"):
+            sd = s[s["direction"] == d].sort_values("mean_mg_m2_yr", ascending=False)
+            r[f"main_{d}"] = sd["flux"].iloc[0] if len(sd) else None
+            r[f"main_{d}_share_percent"] = sd["share_percent"].iloc[0] if len(sd) else np.nan
+            r[f"total_{d}_mg_m2_yr"] = sd["mean_mg_m2_yr"].sum()
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+__all__ += ["AccumulationRun", "stage_skip_reason", "guideline_series", "run_accumulation", "projection_table",
+            "capacity_tables", "dominant_fluxes"]
+
+
+def choose_map_metal(cc: pd.DataFrame, *, scenario: str, year: int, preferred: str | None = None) -> str:
+    """The metal shown in maps: ``preferred`` or the one with the largest overloaded share at ``year``."""
+    if preferred:
+        return preferred
+    a = cc[(cc["scenario"] == scenario) & (cc["year"] == year) & (cc["land_use"] == "all")]
+    return str(a.sort_values(["share_overloaded", "metal"], ascending=[False, True])["metal"].iloc[0])
+
+
+def budget_display(budget: pd.DataFrame) -> pd.DataFrame:
+    """Reader's table: flux (rows) x metal (columns), domain mean in mg/m²/yr, outputs negative."""
+    a = budget[budget["land_use"] == "all"].copy()
+    a.loc[a["direction"] == "output", "mean_mg_m2_yr"] *= -1
+    order = list(dict.fromkeys(a["flux"]))
+    t = a.pivot_table(index="flux", columns="metal", values="mean_mg_m2_yr", sort=False).reindex(order)
+    t.columns = [f"{c} (mg/m²/yr)" for c in t.columns]
+    return t.reset_index().rename(columns={"flux": "Flux"})
+
+
+def calibration_display(cal: CalibrationResult) -> pd.DataFrame:
+    """Reader's calibration table (held-out and training RMSE, held-out R²)."""
+    return cal.metrics[["metal", "n_train", "n_test", "rmse_process_test", "rmse_calibrated_test", "r2_process_test",
+                        "r2_calibrated_test", "rmse_process_train", "rmse_calibrated_train",
+                        "mean_correction_mg_m2_yr"]].rename(columns={
+        "metal": "Metal", "n_train": "n train", "n_test": "n test",
+        "rmse_process_test": "Held-out RMSE, process (mg/kg)", "rmse_calibrated_test": "Held-out RMSE, calibrated (mg/kg)",
+        "r2_process_test": "Held-out R², process", "r2_calibrated_test": "Held-out R², calibrated",
+        "rmse_process_train": "Training RMSE, process (mg/kg)",
+        "rmse_calibrated_train": "Training RMSE, calibrated (mg/kg)",
+        "mean_correction_mg_m2_yr": "Mean ΔF (mg/m²/yr)"})
+
+
+def capacity_display(cc: pd.DataFrame, bands: pd.DataFrame, *, year: int) -> pd.DataFrame:
+    """Reader's overload table at ``year``: metal x land use rows, one column per scenario (percent, P5-P95)."""
+    a = cc[cc["year"] == year].copy()
+    if len(bands):
+        a = a.merge(bands.rename(columns={"p5": "s5", "p50": "s50", "p95": "s95"}),
+                    on=["scenario", "metal", "land_use", "year"], how="left")
+    else:
+        a["s5"] = a["s95"] = np.nan
+    a["cell"] = [f"{100 * v:.0f} ({100 * lo:.0f}-{100 * hi:.0f})" if np.isfinite(lo) else f"{100 * v:.0f}"
+                 for v, lo, hi in zip(a["share_overloaded"], a["s5"], a["s95"])]
+    t = a.pivot_table(index=["metal", "land_use"], columns="scenario", values="cell", aggfunc="first", sort=False)
+    med = a[a["scenario"] == a["scenario"].iloc[0]].set_index(["metal", "land_use"])["median_years_to_overload"]
+    t.columns = [f"{c}: overloaded % (P5-P95)" for c in t.columns]
+    t["Median years to overload (first scenario)"] = med.reindex(t.index).to_numpy()
+    t["Cells"] = a[a["scenario"] == a["scenario"].iloc[0]].set_index(["metal", "land_use"])["n_cells"].reindex(
+        t.index).to_numpy()
+    return t.reset_index().rename(columns={"metal": "Metal", "land_use": "Land use"})
+
+
+def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
+    """Domain mean concentration by scenario, metal and year (reader's version)."""
+    t = proj.groupby(["metal", "scenario", "year"], sort=False)["concentration"].mean().unstack("year")
+    t.columns = [f"year {c} (mg/kg)" for c in t.columns]
+    return t.reset_index().rename(columns={"metal": "Metal", "scenario": "Scenario"})
+
+
+def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame, horizon: int) -> str:
+    """Results paragraph: dominant fluxes, calibration skill, overload at the horizon."""
+    dom = dominant_fluxes(budget)
+    parts = ["**Dominant fluxes.** " + "; ".join(
+        f"{r.metal}: inputs mainly {str(r.main_input).replace('_', ' ')} ({r.main_input_share_percent:.0f} %), "
+        f"outputs mainly {str(r.main_output).replace('_', ' ')} ({r.main_output_share_percent:.0f} %)"
+        for r in dom.itertuples()) + "."]
+    a = budget[(budget["land_use"] == "all") & (budget["flux"] == "ml_correction")]
+    if len(a):
+        tot = budget[(budget["land_use"] == "all") & (budget["direction"] == "input")].groupby("metal")["mean_mg_m2_yr"].sum()
+        parts.append("The learned ML correction added " + ", ".join(
+            f"{r.metal} {r.mean_mg_m2_yr:.3g} mg/m²/yr ({100 * r.mean_mg_m2_yr / tot[r.metal]:.0f} % of the process inputs)"
+            for r in a.itertuples()) + " on average: flux missing from the process model.")
+    if run.calibration is not None:
+        m = run.calibration.metrics
+        better = m[m["rmse_calibrated_test"] < m["rmse_process_test"]]["metal"].tolist()
+        parts.append(
+            f"**Calibration ({run.calibration.mode}).** The held-out RMSE of the calibrated model was lower than the "
+            f"process model's for {len(better)} of {len(m)} metals"
+            + (f" ({', '.join(better)})" if better else "") + "; "
+            + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg"
+                        for r in m.itertuples()) + ".")
+    first = cc["scenario"].iloc[0]
+    a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
+    a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
+    txt = []
+    for metal, s in a.groupby("metal", sort=False):
+        txt.append(f"{metal} {100 * a0.loc[metal, 'share_overloaded']:.0f} % now, "
+                   + ", ".join(f"{100 * v:.0f} % ({sc})" for sc, v in zip(s["scenario"], s["share_overloaded"]))
+                   + f" after {horizon} years")
+    parts.append(f"**Overload** (share of {'cells' if run.domain == 'grid' else 'samples'} at or above the "
+                 f"sensitivity-adjusted {run.threshold_name} value): " + "; ".join(txt) + ".")
+    return "\n\n".join(parts)
+
+
+__all__ += ["relevant_groups", "choose_map_metal", "budget_display", "calibration_display", "capacity_display", "projection_display",
+            "results_text"]

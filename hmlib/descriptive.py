@@ -23,7 +23,8 @@ from pydantic import Field
 from scipy import stats
 
 from .params import StageOptions
-from .reference import background_values, guideline_values
+from .reference import background_values, guideline_values, load_reference
+from .units import convert, dimension
 
 __all__ = [
     "DataQualityOptions",
@@ -140,11 +141,13 @@ def _strictest(gl: pd.DataFrame) -> pd.DataFrame:
 
 
 def exceedance(conc: pd.DataFrame, *, background_set: str | None, guideline_set: str | None,
-               medium: str = "soil", unit: str = "mg/kg") -> pd.DataFrame:
+               medium: str = "soil", unit: str = "mg/kg", water_standard_set: str | None = None) -> pd.DataFrame:
     """Counts and shares of samples above background and guideline values.
 
     Where a guideline set gives several values for one metal and threshold (by land use or
-    pH class) the strictest (lowest) is used; the report says so.
+    pH class) the strictest (lowest) is used; the report says so. A set with no values for the
+    medium (a soil background for water) contributes no rows; water media are compared with
+    ``water_standard_set`` when given.
 
     Returns columns medium, metal, reference_set, threshold_name, threshold, n_exceeding,
     share_exceeding (share of non-missing samples strictly above the threshold).
@@ -166,6 +169,11 @@ def exceedance(conc: pd.DataFrame, *, background_set: str | None, guideline_set:
             refs += [(guideline_set, r.threshold_name, r.metal, float(r.value)) for r in gl.itertuples()]
         except ReferenceDataError:
             pass
+    if water_standard_set and dimension(unit) == "mass_concentration":
+        ws = load_reference("water_standard", water_standard_set)
+        ws = ws[ws["unit"].map(dimension) == "mass_concentration"]
+        refs += [(water_standard_set, "water_standard", r.metal, float(convert(float(r.value), r.unit, unit)))
+                 for r in ws.itertuples()]
     rows = []
     for ref, name, metal, thr in refs:
         if metal not in conc.columns:
@@ -222,18 +230,22 @@ def data_overview(data) -> pd.DataFrame:
 def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     """Reader's version of :func:`summary_statistics`: one row per medium and metal, units in headers."""
     wide = summary.pivot_table(index=["medium", "metal"], columns="statistic", values="value", sort=False)
-    unit = summary.loc[summary["unit"] != "1", "unit"].iloc[0] if (summary["unit"] != "1").any() else ""
-    cols = {"n": "n", "n_censored": "censored", "n_missing": "missing", "min": f"min ({unit})", "p25": f"P25 ({unit})",
-            "median": f"median ({unit})", "mean": f"mean ({unit})", "geometric_mean": f"GM ({unit})",
-            "p75": f"P75 ({unit})", "max": f"max ({unit})", "sd": f"SD ({unit})", "cv": "CV",
+    units = summary.loc[summary["unit"] != "1"].groupby("medium", sort=False)["unit"].first()
+    one_unit = units.nunique() == 1
+    u = f" ({units.iloc[0]})" if one_unit else ""
+    cols = {"n": "n", "n_censored": "censored", "n_missing": "missing", "min": f"min{u}", "p25": f"P25{u}",
+            "median": f"median{u}", "mean": f"mean{u}", "geometric_mean": f"GM{u}",
+            "p75": f"P75{u}", "max": f"max{u}", "sd": f"SD{u}", "cv": "CV",
             "skewness": "skew", "kurtosis": "kurt"}
     out = wide[list(cols)].rename(columns=cols).reset_index()
+    if not one_unit:  # media in different units (mg/kg solids, ug/L water): a unit column per row
+        out.insert(2, "unit", out["medium"].map(units))
     out["n"] = out["n"].astype(int)
     out["censored"] = out["censored"].astype(int)
     out["missing"] = out["missing"].astype(int)
     if out["medium"].nunique() == 1:
         out = out.drop(columns="medium")
-    return out.rename(columns={"metal": "Metal", "medium": "Medium"})
+    return out.rename(columns={"metal": "Metal", "medium": "Medium", "unit": "Unit"})
 
 
 def methods_text(*, background_set: str | None, guideline_set: str | None, iqr_factor: float, alpha: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,9 +85,12 @@ def mgwr_drivers(x, y, response, covariates: pd.DataFrame, *, response_name: str
     weighted regression. Geographical Analysis 48, 233-247. https://doi.org/10.1111/gean.12084
     """
     import statsmodels.api as sm
-    from mgwr.gwr import GWR, MGWR
-    from mgwr.sel_bw import Sel_BW
     from threadpoolctl import threadpool_limits
+
+    with warnings.catch_warnings():   # tqdm.auto warns about missing ipywidgets inside notebooks
+        warnings.simplefilter("ignore")
+        from mgwr.gwr import GWR, MGWR
+        from mgwr.sel_bw import Sel_BW
 
     coords = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
     yv = np.asarray(response, float).reshape(-1, 1)
@@ -111,7 +115,7 @@ def mgwr_drivers(x, y, response, covariates: pd.DataFrame, *, response_name: str
         gbw = gsel.search()
         gwr = GWR(coords, ys, Xs, gbw, n_jobs=1).fit()
         msel = Sel_BW(coords, ys, Xs, multi=True, n_jobs=1)
-        mbw = msel.search()
+        mbw = msel.search(init_multi=gbw)   # start the back-fitting from the GWR bandwidth found above
         mg = MGWR(coords, ys, Xs, msel, n_jobs=1).fit()
     k = len(names) + 1
     # mgwr's AICc, -2 llf + 2 n (tr S + 1)/(n - tr S - 2), with tr S = k for OLS (Hurvich et al. 1998)

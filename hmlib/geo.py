@@ -15,6 +15,7 @@ choose none / "unknown"). No engineering CRS is invented for it.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,5 +153,8 @@ def write_geopackage(path, layers: dict[str, pd.DataFrame], *, crs: str | None, 
         if x not in df.columns or y not in df.columns:
             raise ValueError(f"layer {name!r}: expected columns {x!r} and {y!r}, got {list(df.columns)}")
         gdf = gpd.GeoDataFrame(df.copy(), geometry=gpd.points_from_xy(df[x], df[y]), crs=c)
-        gdf.to_file(path, layer=name, driver="GPKG", engine="pyogrio")
+        with warnings.catch_warnings():
+            # a local coordinate system is written without a CRS on purpose (see the module notes)
+            warnings.filterwarnings("ignore", message=".*'crs' was not provided.*", category=UserWarning)
+            gdf.to_file(path, layer=name, driver="GPKG", engine="pyogrio")
     return path

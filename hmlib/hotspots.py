@@ -8,6 +8,8 @@ compilation in each new process.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,9 @@ LISA_LABELS = {1: "High-High", 2: "Low-High", 3: "Low-Low", 4: "High-Low"}
 
 def knn_weights(x, y, *, k: int = 8):
     """Row-standardised k-nearest-neighbour weights (:class:`libpysal.weights.KNN`)."""
-    from libpysal.weights import KNN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from libpysal.weights import KNN
 
     xy = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
     if len(xy) <= k:
@@ -53,7 +57,9 @@ def global_moran(values, w, *, n_permutations: int = 999, seed: int = 0) -> dict
     Rey, S.J. and Anselin, L. (2007). PySAL: a Python library of spatial analytical methods.
     Review of Regional Studies 37, 5-27. https://doi.org/10.52324/001c.8285
     """
-    from esda import Moran
+    with warnings.catch_warnings():   # tqdm.auto (imported by PySAL) warns about ipywidgets in notebooks
+        warnings.simplefilter("ignore")
+        from esda import Moran
 
     z = np.asarray(values, float)
     if z.size != w.n:
@@ -156,7 +162,9 @@ def local_hotspots(values, w, *, n_permutations: int = 999, alpha: float = 0.05,
     Benjamini, Y. and Hochberg, Y. (1995). Controlling the false discovery rate. JRSS B 57,
     289-300. https://doi.org/10.1111/j.2517-6161.1995.tb02031.x
     """
-    from esda import Moran_Local
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from esda import Moran_Local
     from statsmodels.stats.multitest import multipletests
 
     z = np.asarray(values, float)

@@ -213,7 +213,9 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
     df = _read_csv(path, d.encoding, issues)
     if df is None:
         return None, None
-    required = [d.id_column, d.x_column, d.y_column, *p.metals.values(), *d.covariates]
+    # with one file per medium, covariates may be measured in some media only (salinity in water)
+    covs_required = [] if isinstance(p.data.samples, dict) else list(d.covariates)
+    required = [d.id_column, d.x_column, d.y_column, *p.metals.values(), *covs_required]
     for c in (d.medium_column if medium_fixed is None else None, d.site_column, d.group_column):
         if c:
             required.append(c)
@@ -246,7 +248,11 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
     if d.group_column:
         samples["group"] = df[d.group_column].str.strip()
     for c in d.covariates:
-        col = df[c].str.strip().replace({t: np.nan for t in ("", "NA", "NaN", "nan", "na")})
+        if c not in df.columns:  # one file per medium: a covariate measured in another medium only
+            samples[c] = np.nan
+            continue
+        col = df[c].str.strip()
+        col = col.where(~col.isin(["", "NA", "NaN", "nan", "na"]))
         if c in d.categorical:
             samples[c] = col
         else:

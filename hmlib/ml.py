@@ -722,7 +722,7 @@ def plot_observed_vs_predicted(predictions: pd.DataFrame, *, model: str = "xgb",
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--")
         ax.set_xlabel(f"observed {label}")
         ax.set_ylabel(f"predicted {label} (out-of-fold)")
-        ax.set_title(f"{s.replace('_', '-')} CV: R² {m['r2']:.2f}, RMSE {m['rmse']:.3g}")
+        ax.set_title(f"{s.replace('_', '-')} CV (pooled): R² {m['r2']:.2f}, RMSE {m['rmse']:.3g}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -1041,9 +1041,9 @@ def results_text(res: DriverAnalysis, ds: DriverData) -> str:
         xv = res.X[f].to_numpy(float)
         r = np.corrcoef(xv, res.shap[f].to_numpy(float))[0, 1] if np.ptp(xv) > 0 else np.nan
         d = "raises" if r > 0.3 else "lowers" if r < -0.3 else "has a mixed effect on"
-        dirs.append(f"{f} (mean |SHAP| {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; a higher "
+        dirs.append(f"{f} (mean absolute SHAP {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; a higher "
                     f"value {d} the prediction)" if not f.count("=") else
-                    f"{f} (mean |SHAP| {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; "
+                    f"{f} (mean absolute SHAP {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; "
                     f"membership {d} the prediction)")
     s = res.summary.set_index(["model", "cv_scheme"])
     xr, xs = s.loc[("xgb", "random")], s.loc[("xgb", "spatial_block")]

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["small_multiples", "sample_maps", "histograms", "correlation_heatmap"]
+__all__ = ["small_multiples", "sample_maps", "histograms", "boxplots", "correlation_heatmap"]
 
 
 def small_multiples(n: int, *, ncols: int = 4, panel_size: tuple[float, float] = (1.75, 1.6),
@@ -81,5 +81,28 @@ def correlation_heatmap(corr: pd.DataFrame, pvals: pd.DataFrame | None = None, *
     sns.heatmap(corr, mask=mask, annot=annot, fmt="", cmap="RdBu_r", vmin=-1, vmax=1, square=True,
                 cbar_kws={"shrink": 0.7, "label": "r"}, annot_kws={"fontsize": 7}, ax=ax)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def boxplots(conc: pd.DataFrame, *, unit: str, thresholds: dict | None = None, log: bool = True):
+    """Box plots of every metal on a shared log axis (Tukey whiskers), with threshold ticks.
+
+    Each metal's values are divided by nothing: metals differ by orders of magnitude, so a log
+    axis keeps them readable in one panel. Threshold markers: background (blue), guideline (red).
+    """
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.7 * conc.shape[1], 7.0), 3.2))
+    vals = [conc[m].dropna().to_numpy(float) for m in conc.columns]
+    ax.boxplot(vals, whis=1.5, widths=0.55, flierprops={"markersize": 2.5, "alpha": 0.6},
+               medianprops={"color": "black"})
+    ax.set_xticks(range(1, conc.shape[1] + 1), conc.columns)
+    if log:
+        ax.set_yscale("log")
+    for i, metal in enumerate(conc.columns, start=1):
+        for name, val in (thresholds or {}).get(metal, {}).items():
+            ax.plot([i - 0.35, i + 0.35], [val, val], color="C0" if name == "background" else "C3", lw=1.2,
+                    ls="--" if name == "background" else "-")
+    ax.set_ylabel(f"concentration ({unit})")
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

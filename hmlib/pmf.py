@@ -284,12 +284,13 @@ def _fix_layout(sa) -> None:
 
 
 def _train_sa(V: np.ndarray, U: np.ndarray, *, n_factors: int, seed: int, H0: np.ndarray | None, max_iter: int,
-              converge_delta: float, converge_n: int):
+              converge_delta: float, converge_n: int, W0: np.ndarray | None = None):
     from esat.model.sa import SA
 
     _quiet_esat()
     sa = SA(V=V, U=U, factors=n_factors, method="ls-nmf", seed=int(seed), verbose=False)
-    sa.initialize(H=None if H0 is None else np.array(H0, dtype=np.float64, order="C"))
+    sa.initialize(H=None if H0 is None else np.array(H0, dtype=np.float64, order="C"),
+                  W=None if W0 is None else np.array(W0, dtype=np.float64, order="C"))
     _fix_layout(sa)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         ok = sa.train(max_iter=max_iter, converge_delta=converge_delta, converge_n=converge_n)
@@ -454,8 +455,8 @@ def _resample_index(n: int, rng: np.random.Generator, block_size: int | None) ->
 
 def _bootstrap_run(args):
     """One bootstrap run (top-level so that a process pool can pickle it)."""
-    V, U, idx, run_seed, Hb, p, st = args
-    sa = _train_sa(V[idx], U[idx], n_factors=p, seed=run_seed, H0=Hb, max_iter=st.get("max_iter", 20000),
+    V, U, idx, run_seed, Hb, Wb, p, st = args
+    sa = _train_sa(V[idx], U[idx], n_factors=p, seed=run_seed, H0=Hb, W0=Wb[idx], max_iter=st.get("max_iter", 20000),
                    converge_delta=st.get("converge_delta", 0.1), converge_n=st.get("converge_n", 100))
     W, H = _normalise(sa.W, sa.H)
     return W, H, float(sa.Qrobust)
@@ -468,7 +469,9 @@ def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold:
     Each run resamples the samples with replacement (single samples when ``block_size`` is
     None, which suits spatial surveys without a sampling order; else overlapping blocks of that
     many consecutive samples as in EPA PMF 5.0), refits the model with esat starting from the
-    base profiles, and maps each bootstrap factor to the base factor whose contributions (of the
+    base solution (base profiles and the resampled samples' base contributions, so that the
+    spread reflects the resampling and not a drift along rotationally ambiguous directions
+    from a random start), and maps each bootstrap factor to the base factor whose contributions (of the
     same resampled samples) correlate best with it, if Pearson r >= ``threshold`` (EPA PMF 5.0
     default 0.6) [1]_. A base factor is *mapped* in a run when at least one bootstrap factor
     maps to it; its profile in that run is the mapped factor with the highest r.
@@ -494,7 +497,7 @@ def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold:
     jobs = []
     for _ in range(n_runs):
         idx = _resample_index(n, rng, block_size)
-        jobs.append((V, U, idx, int(rng.integers(0, 2**31 - 1)), Hb, p, dict(result.settings)))
+        jobs.append((V, U, idx, int(rng.integers(0, 2**31 - 1)), Hb, Wb, p, dict(result.settings)))
     if n_jobs > 1:
         import multiprocessing as mp
 

@@ -5,19 +5,10 @@ Every reference set is a CSV file under ``hmlib/data/reference/<kind>/`` named
 (citation, with DOI or URL where one exists); a row without a source is an error. Values
 carry their unit in a ``unit`` column and are converted on load with :mod:`hmlib.units`.
 
-Kinds and their required columns:
-
-========================  ==========================================================
-kind                      required columns
-========================  ==========================================================
-background                metal, value, unit, medium, source
-guideline                 metal, threshold_name, value, unit, medium, source
-                          (optional: condition, land_use, ph_min, ph_max)
-toxic_response            metal, tr, source
-toxicity                  metal, source, plus the toxicity value columns (health stage)
-exposure                  parameter, receptor, value, unit, source
-water_standard            metal, value, unit, source
-========================  ==========================================================
+Kinds and their required columns are listed in :data:`REQUIRED_COLUMNS` (background,
+guideline, toxic_response, toxicity, exposure, exposure_distribution, water_standard,
+index_classes, mobility_sign, ...); ``hmlib references`` lists the sets shipped. Concentration
+kinds (:data:`CONCENTRATION_KINDS`) have their ``unit`` checked and converted on load.
 
 Stage modules add kinds by placing files in a new folder and registering the required
 columns in :data:`REQUIRED_COLUMNS`.

@@ -744,7 +744,7 @@ def importance_wide(maps: list[InversionMap]) -> pd.DataFrame:
 def methods_text(*, n_trees, max_depth, min_samples_leaf, test_fraction: float, n_cv_folds: int, window_px: int,
                  extraction: str, median_filter_px: int, clip_percentile: float, landcover: bool,
                  band_names: list[str], raster_name: str, shape: tuple[int, int], pixel_size: float,
-                 crs_note: str, n_repeats: int = 10) -> str:
+                 crs_note: str, n_repeats: int = 10, pixel_unit: str = "map units") -> str:
     """Methods paragraph of the ``remote_sensing`` report section (formulas and citations)."""
     ext = (f"the mean of the valid pixels in a {window_px} × {window_px} window centred on the sample's pixel"
            if extraction == "window" else
@@ -752,7 +752,7 @@ def methods_text(*, n_trees, max_depth, min_samples_leaf, test_fraction: float, 
            "bilinearly")
     return f"""
 **Methods.** Concentrations were mapped from the multispectral image `{raster_name}` ({', '.join(band_names)};
-{shape[0]} × {shape[1]} pixels of {pixel_size:g} map units) following the Random Forest inversion scheme of
+{shape[0]} × {shape[1]} pixels of {pixel_size:g} {pixel_unit}) following the Random Forest inversion scheme of
 Zhao et al. [@zhao2026tarim]. The band values of each sample were {ext}; no-data and cloud-flagged pixels were
 left out ({crs_note}). A Random Forest regression [@breiman2001rf], $f(\\mathbf x) = \\frac1K\\sum_{{k=1}}^K
 T_k(\\mathbf x)$, related each metal's concentration to the band values. Its hyperparameters were tuned by grid

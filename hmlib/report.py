@@ -105,8 +105,6 @@ def _manifest_markdown(manifest: dict) -> str:
 
 def _summary_markdown(params, manifest: dict, frags: list[dict]) -> str:
     lines = ["# Summary {#sec-summary .unnumbered}", ""]
-    if params.region.description:
-        lines += [params.region.description.strip(), ""]
     if params.region.data_citation:
         lines += [f"Data: {params.region.data_citation}.", ""]
     ran = [s for s in manifest["stages"] if s["status"] in ("ok", "reused", "kept")]

@@ -382,12 +382,18 @@ def plot_biplot(res: PCAResult, *, title: str = ""):
         ax.set_axis_off()
         return fig
     S = res.scores.iloc[:, :2].to_numpy()
-    scale = np.abs(S).max() / max(np.abs(L.iloc[:, :2].to_numpy()).max(), 1e-9)
+    LL = np.abs(L.iloc[:, :2].to_numpy()).max(axis=0)
+    scale = float(np.min(np.abs(S).max(axis=0) / np.maximum(LL, 1e-9)))
     ax.scatter(S[:, 0], S[:, 1], s=8, color="0.6", alpha=0.6, label="samples (scores)")
     for metal in L.index:
         x, y = L.at[metal, L.columns[0]] * scale * 0.9, L.at[metal, L.columns[1]] * scale * 0.9
         ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color="C3", lw=1.2))
         ax.text(x * 1.08, y * 1.08, metal, color="C3", fontsize=9, ha="center", va="center")
+    tips = L.iloc[:, :2].to_numpy() * scale * 1.1
+    pts = np.vstack([S, tips, [[0, 0]]])
+    pad = 0.08 * (pts.max(axis=0) - pts.min(axis=0))
+    ax.set_xlim(pts[:, 0].min() - pad[0], pts[:, 0].max() + pad[0])
+    ax.set_ylim(pts[:, 1].min() - pad[1], pts[:, 1].max() + pad[1])
     ax.axhline(0, color="0.8", lw=0.8)
     ax.axvline(0, color="0.8", lw=0.8)
     ax.set_xlabel(f"{L.columns[0]} ({res.rotated_variance.iloc[0]:.1f} %)")

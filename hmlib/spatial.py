@@ -926,10 +926,11 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     xv, yv = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(v)
     methods = list(methods)
-    if sample_covariates is not None and sample_covariates.shape[1] > 0:
+    if sample_covariates is None or sample_covariates.shape[1] == 0:
+        if "rk" in methods:
+            methods.remove("rk")
+    elif "rk" in methods:   # the methods are compared on the same samples
         keep &= sample_covariates.notna().all(axis=1).to_numpy()
-    elif "rk" in methods:
-        methods.remove("rk")
     if not methods:
         raise ValueError("methods: expected at least one usable method")
     xv, yv, v = xv[keep], yv[keep], v[keep]

@@ -134,6 +134,15 @@ REGISTRY: list[Stage] = [
         requires=(needs_two_paired_media,),
     ),
     Stage(
+        name="accumulation",
+        notebook="80_accumulation.ipynb",
+        title="Long-term accumulation: flux model, ML calibration and environmental carrying capacity",
+        options="hmlib.accumulation:AccumulationOptions",
+        after=("data_quality",),
+        requires=(lambda params: None if params.references.guideline else
+                  "the region names no guideline set (references.guideline), which the carrying capacity needs",),
+    ),
+    Stage(
         name="mobility",
         notebook="90_mobility.ipynb",
         title="Metal mobility: sequential-extraction fractions, RAC and a theory-guided mobility model",

@@ -252,3 +252,21 @@ def test_options_model():
         bl.BaselinesOptions(n_bootstrap=100)
     with pytest.raises(Exception):
         bl.BaselinesOptions(methods=["imea", "imea"])
+
+
+def test_batched_em_matches_scikit_learn():
+    """The batched EM of the bootstrap converges to the same mixture as scikit-learn's
+    GaussianMixture started from the same parameters (independent implementation)."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(21)
+    t = np.r_[rng.normal(1.0, 0.3, 150), rng.normal(2.5, 0.4, 50)]
+    w0, mu0, var0 = np.array([0.5, 0.5]), np.array([0.8, 2.0]), np.array([0.2, 0.2])
+    tb = np.vstack([t, t[rng.integers(0, t.size, t.size)]])
+    w, mu, var = bl._em_batch(tb, w0, mu0, var0, tol=1e-10, max_iter=2000)
+    for b in range(2):
+        g = GaussianMixture(2, weights_init=w0, means_init=mu0[:, None], precisions_init=(1 / var0)[:, None, None],
+                            tol=1e-10, max_iter=2000, reg_covar=1e-6).fit(tb[b][:, None])
+        assert np.allclose(mu[b], g.means_[:, 0], atol=1e-5)
+        assert np.allclose(var[b], g.covariances_[:, 0, 0], atol=1e-5)
+        assert np.allclose(w[b], g.weights_, atol=1e-5)

@@ -140,6 +140,9 @@ def test_bootstrap_maps_stable_factors(fitted):
     cos = pmf.cosine_similarity_matrix(med, res.profiles)
     assert (np.diag(cos.loc[res.profiles.index, res.profiles.index]) >= 0.95).all(), cos
     assert (tab["ci_low"] <= tab["ci_high"]).all()
+    # runs start from the base solution: the base value lies inside the 5-95 % range for most values
+    inside = (tab["ci_low"] <= tab["concentration"] + 1e-9) & (tab["concentration"] <= tab["ci_high"] + 1e-9)
+    assert inside.mean() >= 0.7, tab
     assert len(bs.q_robust) == 8
 
 
@@ -159,9 +162,9 @@ def test_disp_small_problem():
     assert out["swaps"]["swap_percent"].between(0, 100).all()
 
 
-@pytest.mark.slow
 def test_full_settings_on_generated_region():
-    """The stage's settings (20 starts, 100 bootstrap runs) on the generated soil data."""
+    """The stage's settings (20 starts, 100 bootstrap runs) on the generated soil data at 5 % noise:
+    profiles recovered (cosine >= 0.95) and every factor mapped in >= 90 % of bootstrap runs."""
     d, X = _soil(seed=3, noise=0.05, n_soil=160)
     U = pmf.pmf_uncertainty(X, mdl=0.01, error_fraction=0.08)
     res = pmf.fit_pmf(X, U, n_factors=3, seed=1, n_starts=20)

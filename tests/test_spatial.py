@@ -1,12 +1,16 @@
 """Tests of hmlib.spatial (variograms, kriging, GPR, cross-validation, exceedance) and hmlib.geo."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from hmlib import geo
 from hmlib import spatial as sp
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _exp_cov(nugget: float, psill: float, a: float):
@@ -131,7 +135,7 @@ def test_meuse_zinc_variogram_near_published_fit():
     weights (fit.method = 7): gstat's published fit is Nug 0.0507 + Sph(0.5906, 897 m) (sp/gstat vignette,
     Pebesma 2004, doi:10.1016/j.cageo.2004.03.012). gstools uses bin centres where gstat uses the mean pair
     distance, so we accept 0.1 absolute on nugget and 20 % on sill and range."""
-    d = pd.read_csv("data/meuse/meuse_samples.csv")
+    d = pd.read_csv(DATA / "meuse" / "meuse_samples.csv")
     ev = sp.experimental_variogram(d["x"], d["y"], np.log(d["zinc"]), n_lags=15, max_lag_fraction=1 / 3)
     fit = sp.fit_variogram(ev, models=["spherical"])
     assert fit.nugget == pytest.approx(0.0507, abs=0.1)
@@ -271,8 +275,8 @@ def test_choose_log_and_input_checks():
 def test_map_metal_jura_cd_end_to_end():
     """Jura Cd on a subset of the grid: every method cross-validated on all 259 samples, the best one has the
     smallest RMSE, probabilities lie in [0, 1] and the VBBo guide value for Cd (0.8 mg/kg) is used."""
-    d = pd.read_csv("data/jura/jura_samples.csv")
-    g = pd.read_csv("data/jura/jura_grid.csv").iloc[::10]
+    d = pd.read_csv(DATA / "jura" / "jura_samples.csv")
+    g = pd.read_csv(DATA / "jura" / "jura_grid.csv").iloc[::10]
     thr = sp.guideline_thresholds("VBBo_Swiss1998", "guide")
     assert thr["Cd"] == 0.8
     mm = sp.map_metal("Cd", x=d["Xloc"], y=d["Yloc"], values=d["Cd"], grid_x=g["Xloc"], grid_y=g["Yloc"],

@@ -20,7 +20,7 @@ not measurements):
   x = 1 km that carries little parent-material metal. (Without samples where each source is
   nearly absent, PMF solutions are rotationally ambiguous and the truth is not recoverable.)
   The profiles likewise have zeros (e.g. no Co, Cr, Ni in the smelter and agriculture
-  profiles, no Pb in agriculture, almost no Cd in the geogenic profile): each source has a
+  profiles, little Pb in agriculture, almost no Cd in the geogenic profile): each source has a
   species another lacks, which makes the true factorization the unique one up to scaling.
 * ``smelter``: a point source at ``SMELTER_XY``; Pb, Zn, Cd and Cu dominate. Contribution
   decays exponentially with distance, :math:`g = 3\\,e^{-d/1.2\\,\\mathrm{km}}` times
@@ -63,7 +63,7 @@ DEFAULT_PROFILES = pd.DataFrame(
         "Cr": [40.0, 0.0, 0.0],
         "Cu": [12.0, 2.0, 25.0],
         "Ni": [25.0, 0.0, 0.0],
-        "Pb": [15.0, 100.0, 0.0],
+        "Pb": [15.0, 100.0, 3.0],
         "Zn": [50.0, 120.0, 45.0],
     },
     index=pd.Index(["geogenic", "smelter", "agriculture"], name="source"),
@@ -74,7 +74,7 @@ DEFAULT_ENDMEMBERS = pd.DataFrame(
     {
         "source": ["geogenic", "geogenic", "smelter", "smelter", "agriculture", "agriculture"],
         "ratio": ["206Pb/207Pb", "208Pb/206Pb"] * 3,
-        "mean": [1.200, 2.065, 1.160, 2.110, 1.180, 2.085],
+        "mean": [1.200, 2.065, 1.160, 2.110, 1.175, 2.040],
         "sd": [0.004, 0.006, 0.003, 0.005, 0.004, 0.006],
     }
 )
