@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["MGWR_COST_NOTE", "DriverResult", "mgwr_drivers", "driver_table", "coefficient_figure", "methods_text"]
+__all__ = ["MGWR_COST_NOTE", "DriverResult", "mgwr_drivers", "driver_table", "coefficient_figure", "methods_text",
+           "results_text"]
 
 MGWR_COST_NOTE = ("MGWR's back-fitting fits n local regressions per covariate per iteration and its "
                   "bandwidth search repeats that for every candidate bandwidth; time and memory grow "
@@ -229,3 +230,21 @@ coefficients are significant where $|t|$ exceeds the critical value corrected fo
 parameters [@dasilva2016]. The analysis is skipped above {max_n} samples because MGWR's cost grows with the square
 of the number of samples [@li2020mgwr]. Associations are not causal.
 """
+
+
+def results_text(res: DriverResult) -> str:
+    """Results sentences: model comparison by AICc and the scale of each covariate's relation."""
+    c = res.comparison.set_index("model")
+    best = c["aicc"].idxmin()
+    txt = (f"By AICc the {best} model fitted best (AICc: OLS {c.loc['OLS', 'aicc']:.1f}, GWR {c.loc['GWR', 'aicc']:.1f}, "
+           f"MGWR {c.loc['MGWR', 'aicc']:.1f}; R²: {c.loc['OLS', 'r2']:.2f}, {c.loc['GWR', 'r2']:.2f}, "
+           f"{c.loc['MGWR', 'r2']:.2f}).")
+    n = len(res.local)
+    parts = []
+    for r in res.coefficients.itertuples():
+        if r.covariate == "intercept":
+            continue
+        scale = "global" if r.mgwr_bandwidth >= 0.9 * (n - 1) else f"{100 * r.mgwr_bandwidth / n:.0f} % of the samples"
+        parts.append(f"{r.covariate}: bandwidth {r.mgwr_bandwidth:.0f} of {n} samples ({scale}), local coefficients "
+                     f"{r.mgwr_min:.2f} to {r.mgwr_max:.2f}, significant at {100 * r.share_significant:.0f} % of samples")
+    return txt + " " + "; ".join(parts) + "."

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["knn_weights", "global_moran", "local_hotspots", "LISA_LABELS", "hotspot_figure", "hotspot_summary",
-           "methods_text"]
+           "methods_text", "results_text"]
 
 LISA_LABELS = {1: "High-High", 2: "Low-High", 3: "Low-Low", 4: "High-Low"}
 
@@ -274,3 +274,18 @@ def hotspot_summary(moran: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
                      "Cold spots": int((t["gi_class"] == "cold spot").sum()),
                      "Hot spots (FDR q<0.05)": int(((t["gi_class"] == "hot spot") & (t["gi_q"] < 0.05)).sum())})
     return pd.DataFrame(rows)
+
+
+def results_text(moran: pd.DataFrame, local: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """Results sentence: global autocorrelation and the metals with most FDR-robust hot spots."""
+    sig = moran[moran["p_perm"] < alpha]
+    txt = (f"Global Moran's I ranged from {moran['I'].min():.2f} to {moran['I'].max():.2f}; "
+           f"{len(sig)} of {len(moran)} metals were significantly autocorrelated (permutation p < {alpha:g}).")
+    hot = local[(local["gi_class"] == "hot spot") & (local["gi_q"] < 0.05)].groupby("metal").size()
+    if len(hot):
+        hot = hot.sort_values(ascending=False)
+        txt += (" Gi* hot spots that survive the false-discovery-rate correction: "
+                + ", ".join(f"{m} ({n} samples)" for m, n in hot.items()) + ".")
+    else:
+        txt += " No Gi* hot spot survives the false-discovery-rate correction."
+    return txt

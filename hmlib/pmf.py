@@ -720,7 +720,7 @@ def contribution_table(result: PMFResult) -> pd.DataFrame:
 def cosine_similarity_matrix(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Cosine similarity of every row of ``a`` with every row of ``b`` over their common columns.
 
-    .. math:: \\cos(\\mathbf a, \\mathbf b) = \\frac{\\mathbf a \\cdot \\mathbf b}{\\lVert\\mathbf a\\rVert\\,\\lVert\\mathbf b\\rVert}
+    .. math:: \\cos(a, b) = \\frac{a \\cdot b}{\\lVert a \\rVert\\,\\lVert b \\rVert}
     """
     cols = [c for c in a.columns if c in b.columns]
     if not cols:

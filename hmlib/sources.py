@@ -538,9 +538,11 @@ def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title:
         ax.set_title(f, fontsize=9)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
+    for i, ax in enumerate(axes.ravel()[:n]):
         if coord_unit:
             ax.set_xlabel(f"x ({coord_unit})", fontsize=7)
-            ax.set_ylabel(f"y ({coord_unit})", fontsize=7)
+            if i % ncol == 0:
+                ax.set_ylabel(f"y ({coord_unit})", fontsize=7)
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8, label="factor share (%)")
@@ -592,8 +594,9 @@ def methods_text(options: SourcesOptions, *, media: list[str], seed: int, esat_v
         "two-tailed p-values from the t distribution with $n-2$ degrees of freedom "
         "($t = r\\sqrt{(n-2)/(1-r^2)}$); \\* marks p < 0.05 and \\*\\* p < 0.01. Heatmaps order metals by "
         "average-linkage clustering on $1-r$.",
-        f"**PCA.** Concentrations were {'log10-transformed' if o.pca_transform == 'log' else 'clr-transformed [@aitchison1982]'} "
-        "and standardized; sampling adequacy was checked with the Kaiser-Meyer-Olkin measure [@kaiser1974kmo] "
+        "**PCA.** Concentrations were "
+        + ("log10-transformed " if o.pca_transform == "log" else "clr-transformed [@aitchison1982] ")
+        + "and standardized; sampling adequacy was checked with the Kaiser-Meyer-Olkin measure [@kaiser1974kmo] "
         "and Bartlett's sphericity test [@bartlett1950] (computed on the log data). Components were "
         + ("retained by the Kaiser criterion (eigenvalue > 1) [@kaiser1960]" if o.pca_components is None
            else f"fixed at {o.pca_components}")

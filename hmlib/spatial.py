@@ -58,6 +58,7 @@ __all__ = [
     "methods_text",
     "variogram_tables",
     "results_text",
+    "exceedance_text",
 ]
 
 VARIOGRAM_MODELS = ("spherical", "exponential", "gaussian", "matern")
@@ -1159,12 +1160,15 @@ def variogram_tables(maps: dict[str, MetalMap], *, coordinate_unit: str) -> tupl
 
 def results_text(cv_table: pd.DataFrame, best: pd.DataFrame, *, unit: str) -> str:
     """One results paragraph: which method won per metal and by how much."""
+    def sig3(v: float) -> str:
+        return f"{v:#.3g}".rstrip(".")
+
     parts = []
     for r in best.itertuples():
         if r.runner_up is None or not np.isfinite(r.improvement_pct):
-            parts.append(f"{r.metal}: {METHOD_LABELS[r.best]} (RMSE {r.rmse:.3g} {unit})")
+            parts.append(f"{r.metal}: {METHOD_LABELS[r.best]} (RMSE {sig3(r.rmse)} {unit})")
         else:
-            parts.append(f"{r.metal}: {METHOD_LABELS[r.best]} (RMSE {r.rmse:.3g} {unit}, {r.improvement_pct:.1f} % "
+            parts.append(f"{r.metal}: {METHOD_LABELS[r.best]} (RMSE {sig3(r.rmse)} {unit}, {r.improvement_pct:.1f} % "
                          f"below {METHOD_LABELS[r.runner_up]})")
     wins = best["best"].value_counts()
     lead = ", ".join(f"{METHOD_LABELS[m]} for {n} metal{'s' if n > 1 else ''}" for m, n in wins.items())
@@ -1179,3 +1183,15 @@ def results_text(cv_table: pd.DataFrame, best: pd.DataFrame, *, unit: str) -> st
     txt += (f"MSSE ranged from {ms.min():.2f} to {ms.max():.2f} across methods and metals (1 means the stated "
             "uncertainty matches the errors).")
     return txt
+
+
+def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set: str, unit: str) -> str:
+    """Results sentence on the share of the area above the guideline value, per metal."""
+    if shares is None or not len(shares):
+        return ""
+    s = shares.sort_values("share_expected", ascending=False)
+    parts = [f"{r.metal} {100 * r.share_predicted:.1f} % (expected {100 * r.share_expected:.1f} %; "
+             f"P > 0.9 on {100 * r.share_p90:.1f} %)" for r in s.itertuples()]
+    return (f"Share of the mapped area whose prediction exceeds the {threshold_name} value of {guideline_set}: "
+            + "; ".join(parts) + ". The expected share (mean exceedance probability) accounts for the prediction "
+            "uncertainty; where it differs strongly from the predicted share, the map is uncertain near the threshold.")

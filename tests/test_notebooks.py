@@ -52,3 +52,12 @@ def test_parameters_cell_matches_options_model(stage):
         assert ast.literal_eval(declared) == defaults[name] if declared not in ("None",) else defaults[name] is None, (
             f"{path.name}: default of {name} is {declared}, the options model says {defaults[name]!r}")
         assert inferred[name]["help"], f"{path.name}: parameter {name} needs a comment saying what it is"
+
+
+def test_registry_order_respects_dependencies():
+    """A stage runs after the stages whose tables it reads: they must come earlier in the registry."""
+    names = [s.name for s in REGISTRY]
+    for i, s in enumerate(REGISTRY):
+        for dep in s.after:
+            assert dep in names, f"{s.name}: after={dep!r} is not a registered stage"
+            assert names.index(dep) < i, f"{s.name} is registered before {dep}, which it depends on"

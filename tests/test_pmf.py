@@ -182,3 +182,24 @@ def test_generator_truth_is_consistent():
     b = generate(seed=9)
     pd.testing.assert_frame_equal(a["samples"], b["samples"])
     assert set(a["samples"]["medium"]) == {"soil", "sediment"}
+
+
+def test_stand_in_mdl_and_uncertainty_file(tmp_path):
+    x = pd.DataFrame({"A": [0.4, 2.0, 1.0], "B": [3.0, 5.0, 4.0]}, index=["s1", "s2", "s3"])
+    assert pmf.stand_in_mdl(x).to_dict() == {"A": 0.2, "B": 1.5}
+    f = tmp_path / "u.csv"
+    pd.DataFrame({"sample_id": ["s3", "s1", "s2"], "medium": "soil", "A": [0.1, 0.2, 0.3],
+                  "B": [1.0, 2.0, 3.0]}).to_csv(f, index=False)
+    u = pmf.read_uncertainty_file(f, concentration=x, medium="soil")
+    assert u.loc["s1", "A"] == 0.2 and u.loc["s3", "B"] == 1.0
+    with pytest.raises(ValueError, match="lacks"):
+        pmf.read_uncertainty_file(f, concentration=x.assign(C=1.0), medium="soil")
+
+
+def test_choose_factor_count_fallback():
+    """No count meets the Q ratio: take the count after which the relative Q(robust) drop is smallest."""
+    scan = pd.DataFrame({"n_factors": [2, 3, 4, 5], "q_true_over_expected": [9, 5, 4, 3.5],
+                         "q_robust": [1000.0, 400.0, 300.0, 280.0]})
+    p, why = pmf.choose_factor_count(scan, q_ratio_max=1.5)
+    # drops: 2->3 60 %, 3->4 25 %, 4->5 6.7 % -> keep 4
+    assert p == 4 and "least" in why

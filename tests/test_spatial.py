@@ -329,3 +329,15 @@ def test_geotiff_rejects_irregular_grid_and_geopackage_round_trip(tmp_path):
     assert back.crs.to_epsg() == 28992
     assert list(back.geometry.x) == [181000.0, 181040.0] and list(back["v"]) == [1.0, 2.0]
     assert gpd.read_file(path, layer="pts2")["v"].tolist() == [3.0, 3.0]
+
+
+def test_report_sentences_name_the_winner_and_the_margin():
+    cv = pd.DataFrame({"metal": ["Cd", "Cd"], "method": ["ok", "rk"], "mae": [1.0, 0.9], "rmse": [2.0, 1.5],
+                       "msse": [1.1, 0.9], "n": [50, 50]})
+    best = sp.best_methods(cv)
+    txt = sp.results_text(cv, best, unit="mg/kg")
+    assert "regression kriging" in txt and "25.0 % below ordinary kriging" in txt
+    sh = pd.DataFrame({"metal": ["Cd", "Pb"], "share_predicted": [0.1, 0.5], "share_expected": [0.2, 0.4],
+                       "share_p50": [0.1, 0.5], "share_p90": [0.0, 0.3]})
+    t = sp.exceedance_text(sh, threshold_name="guide", guideline_set="X", unit="mg/kg")
+    assert t.index("Pb 50.0 %") < t.index("Cd 10.0 %")
