@@ -369,9 +369,15 @@ def adaptive_background(concentrations_wide: pd.DataFrame, sites: pd.DataFrame, 
 # report helpers
 # --------------------------------------------------------------------------------------------
 def methods_text(*, covariates: list[str], coordinates: bool, grid_inputs: list[str] | None,
-                 grid_dropped: list[str] | None, em_min_weight: float) -> str:
-    """Methods paragraph of the adaptive background (pandoc markdown)."""
+                 grid_dropped: list[str] | None, em_min_weight: float, metals: list[str] = ()) -> str:
+    """Methods paragraph of the adaptive background (pandoc markdown).
+
+    ``metals``: the region's metal symbols, to tell lithogenic-element inputs from sample covariates.
+    """
     ins = [f"`{c}`" for c in covariates] + (["the coordinates $x, y$"] if coordinates else [])
+    lith = [c for c in covariates if c in set(metals)]
+    lith_txt = (f" (the lithogenic elements {', '.join(lith)} as natural logs; a metal is never an input of "
+                "its own model)" if lith else "")
     grid = ""
     if grid_inputs is not None:
         dropped = (f"; {', '.join(f'`{c}`' for c in grid_dropped)} "
@@ -393,7 +399,7 @@ log concentration was regressed on {', '.join(ins)} with a Gaussian process [@ra
 $$\\ln B(\\mathbf x) \\sim \\mathcal{{GP}}(m, k),\\qquad k(\\mathbf x, \\mathbf x') = \\sigma_f^2
 \\exp\\Big(-\\tfrac12\\sum_j \\frac{{(x_j - x'_j)^2}}{{\\ell_j^2}}\\Big) + \\sigma_n^2\\,\\delta_{{\\mathbf x\\mathbf x'}},$$
 
-with standardised numeric inputs (lithogenic elements as natural logs), one-hot classes, one length scale
+with standardised numeric inputs{lith_txt}, one-hot classes, one length scale
 per input and hyperparameters by maximum marginal likelihood. The background of each sample is the
 predictive median $B = e^{{\\mu}}$, its standard deviation that of the log-normal predictive distribution,
 $\\mathrm{{SD}}(B) = e^{{\\mu + s^2/2}}\\sqrt{{e^{{s^2}} - 1}}$, and the anthropogenic excess
@@ -430,12 +436,16 @@ def excess_summary(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: str = "m", ncols: int = 4,
-              cell: bool = False, log: bool = True, cmap: str = "viridis", title_suffix: str = ""):
+              cell: bool = False, scale: str = "log", cmap: str = "viridis", title_suffix: str = ""):
     """One map panel per metal of ``value`` (background, background_sd or excess) at points or grid cells.
 
-    Zero values (no excess) are drawn in light grey under a log colour scale.
+    ``scale``: colour scale 'log', 'sqrt' (good for excesses, which span zero to a few hot spots) or
+    'linear'. Zero values (no excess) at points are drawn in light grey.
     """
-    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.colors import LogNorm, Normalize, PowerNorm
+    from matplotlib.ticker import MaxNLocator
+
+    from .baselines import _plain_log_ticks
 
     from .plots import small_multiples
 
@@ -448,13 +458,22 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
         if (~pos).any() and not cell:
             ax.scatter(g["x"][~pos], g["y"][~pos], s=4, color="0.82", linewidths=0)
         if pos.any():
-            norm = LogNorm(v[pos].min(), v[pos].max()) if log and v[pos].min() < v[pos].max() else Normalize()
+            if scale == "sqrt":
+                norm = PowerNorm(0.5, vmin=0.0, vmax=float(v[pos].max()))
+            elif scale == "log" and v[pos].min() < v[pos].max():
+                norm = LogNorm(v[pos].min(), v[pos].max())
+            else:
+                norm = Normalize()
             sc = ax.scatter(g["x"][pos], g["y"][pos], c=v[pos], s=1.2 if cell else 7, marker="s" if cell else "o",
                             cmap=cmap, norm=norm, linewidths=0)
             cb = fig.colorbar(sc, ax=ax, shrink=0.8)
+            if isinstance(norm, LogNorm):
+                _plain_log_ticks(cb.ax.yaxis)
             cb.ax.tick_params(labelsize=6)
         ax.set_title(f"{metal} {title_suffix}({unit})", fontsize=8)
         ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.tick_params(labelsize=6)
     fig.supxlabel(f"x ({coordinate_unit})", fontsize=8)
     fig.supylabel(f"y ({coordinate_unit})", fontsize=8)

@@ -1003,6 +1003,15 @@ def literature_comparison(table: pd.DataFrame, literature: pd.Series, *, stratum
     return pd.DataFrame(rows)
 
 
+def _plain_log_ticks(axis) -> None:
+    """Log axis with at most a few plain-number labels (no overlapping 2x10^1 minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=6))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: str, log_transform: bool = True,
                               ncols: int = 4):
     """RCF curve per metal with the fitted three-segment line and its breakpoints (baseline, upper limit)."""
@@ -1028,6 +1037,7 @@ def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: s
                 ax.axvline(float(_back(psi, log_transform)), color=col, lw=0.8, ls="--")
         if log_transform:
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
         ax.set_title(metal, fontsize=8)
         ax.set_xlabel(f"{metal} ({unit})", fontsize=7)
         ax.set_ylabel("Cumulative frequency (%)", fontsize=7)
@@ -1061,6 +1071,7 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
         if literature is not None and metal in literature.index and np.isfinite(literature[metal]):
             ax.axhline(literature[metal], color="0.2", ls="--", lw=0.8)
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
         ax.set_xticks(xs, [m.upper() if m != "boxplot" else "Box" for m in g["method"]], fontsize=6, rotation=45)
         ax.set_title(f"{metal} ({g['unit'].iloc[0]})", fontsize=8)
         ax.tick_params(axis="y", labelsize=6)
