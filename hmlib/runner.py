@@ -270,6 +270,13 @@ def run_region(region: str, *, stages: list[str] | None = None, jobs: int = 1, r
     if not selected:
         raise HmlibError("no stages to run")
 
+    # stage kernels inherit the environment: share the cores between parallel stages instead of
+    # letting every BLAS/OpenMP pool claim all of them (oversubscription slows GPR fits ~8x)
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, threads)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
     staging = reports_dir / f".staging-{rid}-{os.getpid()}-{int(time.time())}"
     staging.mkdir(parents=True)
     for leftover in reports_dir.glob(f".staging-{rid}-*"):  # from a run that was killed
