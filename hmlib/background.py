@@ -148,7 +148,7 @@ def _pipeline(numeric, categorical, categories, n_inputs_guess: int, seed: int, 
 
     parts = []
     if numeric:
-        parts.append(("num", Pipeline([("impute", SimpleImputer(strategy="median")),
+        parts.append(("num", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                                        ("scale", StandardScaler())]), list(numeric)))
     if categorical:
         parts.append(("cat", OneHotEncoder(categories=categories, handle_unknown="ignore",

@@ -19,6 +19,16 @@ __all__ = ["knn_weights", "global_moran", "local_hotspots", "LISA_LABELS", "hots
 LISA_LABELS = {1: "High-High", 2: "Low-High", 3: "Low-Low", 4: "High-Low"}
 
 
+
+def _check_values(values, w) -> np.ndarray:
+    """``values`` as a float array with one finite value per observation of the weights ``w``."""
+    z = np.asarray(values, float)
+    if z.size != w.n:
+        raise ValueError(f"values: expected {w.n} values (one per weights observation), got {z.size}")
+    if not np.isfinite(z).all():
+        raise ValueError("values: expected finite values, got NaN or infinite")
+    return z
+
 def knn_weights(x, y, *, k: int = 8):
     """Row-standardised k-nearest-neighbour weights (:class:`libpysal.weights.KNN`)."""
     with warnings.catch_warnings():
@@ -61,11 +71,7 @@ def global_moran(values, w, *, n_permutations: int = 999, seed: int = 0) -> dict
         warnings.simplefilter("ignore")
         from esda import Moran
 
-    z = np.asarray(values, float)
-    if z.size != w.n:
-        raise ValueError(f"values: expected {w.n} values (one per weights observation), got {z.size}")
-    if not np.isfinite(z).all():
-        raise ValueError("values: expected finite values, got NaN or infinite")
+    z = _check_values(values, w)
     mi = Moran(z, w, permutations=0)
     W = w.sparse.tocsr()
     d = z - z.mean()
@@ -167,11 +173,7 @@ def local_hotspots(values, w, *, n_permutations: int = 999, alpha: float = 0.05,
         from esda import Moran_Local
     from statsmodels.stats.multitest import multipletests
 
-    z = np.asarray(values, float)
-    if z.size != w.n:
-        raise ValueError(f"values: expected {w.n} values (one per weights observation), got {z.size}")
-    if not np.isfinite(z).all():
-        raise ValueError("values: expected finite values, got NaN or infinite")
+    z = _check_values(values, w)
     n = z.size
     rng = np.random.default_rng(seed)
     lm = Moran_Local(z, w, permutations=0)
