@@ -1549,16 +1549,6 @@ class AccumulationRun:
     threshold_name: str = ""
 
 
-def stage_skip_reason(params) -> str | None:
-    """Why a region cannot run the stage (None when it can)."""
-    if not params.references.guideline:
-        return ("the region names no guideline set (references.guideline), which the carrying capacity needs")
-    solids = [m for m in params.media if m in ("soil", "sediment", "dust")]
-    if not solids:
-        return f"the region has no soil or sediment medium ({', '.join(params.media)})"
-    return None
-
-
 def _map_land_use(raw: pd.Series, o: AccumulationOptions, notes: list[str]) -> np.ndarray:
     s = raw.astype(object)
     out = []
@@ -1797,7 +1787,7 @@ def dominant_fluxes(budget: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ += ["AccumulationRun", "stage_skip_reason", "guideline_series", "run_accumulation", "projection_table",
+__all__ += ["AccumulationRun", "guideline_series", "run_accumulation", "projection_table",
             "capacity_tables", "dominant_fluxes"]
 
 

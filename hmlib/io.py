@@ -131,13 +131,9 @@ class RegionData:
         return {k: file_sha256(v) for k, v in self.files.items()}
 
 
-def _crs_bounds(crs: str):
-    """Valid (xmin, ymin, xmax, ymax) of an EPSG CRS in its own coordinates."""
-    return _crs_bounds_cached(crs)
-
-
 @lru_cache(maxsize=32)
-def _crs_bounds_cached(crs: str):
+def _crs_bounds(crs: str):
+    """Valid (xmin, ymin, xmax, ymax) of an EPSG CRS in its own coordinates (None if unknown)."""
     from pyproj import CRS, Transformer
 
     c = CRS.from_user_input(crs)

@@ -177,6 +177,16 @@ def read_multiband(path: str | Path, *, band_names: list[str] | None = None,
 
 
 # --- extraction -----------------------------------------------------------------------------
+
+def _valid_mask(b: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Pixels where every band of ``b`` (n_bands, rows, cols) is finite and ``valid`` (if given) is True."""
+    v = np.all(np.isfinite(b), axis=0)
+    if valid is not None:
+        if np.shape(valid) != b.shape[1:]:
+            raise ValueError(f"valid has shape {np.shape(valid)}; expected the raster shape {b.shape[1:]}")
+        v &= np.asarray(valid, dtype=bool)
+    return v
+
 def focal_mean(bands: np.ndarray, *, valid: np.ndarray | None = None, window_px: int = 3) -> np.ndarray:
     """Mean of the valid pixels in a ``window_px`` x ``window_px`` window around each pixel.
 
@@ -208,11 +218,7 @@ def focal_mean(bands: np.ndarray, *, valid: np.ndarray | None = None, window_px:
         raise ValueError(f"bands must be (n_bands, rows, cols) or (rows, cols), got shape {np.shape(bands)}")
     if window_px < 1 or window_px % 2 != 1:
         raise ValueError(f"window_px must be an odd positive integer, got {window_px}")
-    v = np.all(np.isfinite(b), axis=0)
-    if valid is not None:
-        if np.shape(valid) != b.shape[1:]:
-            raise ValueError(f"valid has shape {np.shape(valid)}; expected the raster shape {b.shape[1:]}")
-        v &= np.asarray(valid, dtype=bool)
+    v = _valid_mask(b, valid)
     w = v.astype(np.float64)
     # uniform_filter gives window means with zero padding; multiply by the window area for sums
     area = float(window_px * window_px)
@@ -272,11 +278,7 @@ def extract_at_points(bands: np.ndarray, transform, x, y, *, band_names: list[st
         raise ValueError(f"{len(names)} band names for {b.shape[0]} bands")
     if method not in ("window", "bilinear"):
         raise ValueError(f"method must be 'window' or 'bilinear', got {method!r}")
-    v = np.all(np.isfinite(b), axis=0)
-    if valid is not None:
-        if np.shape(valid) != b.shape[1:]:
-            raise ValueError(f"valid has shape {np.shape(valid)}; expected the raster shape {b.shape[1:]}")
-        v &= np.asarray(valid, dtype=bool)
+    v = _valid_mask(b, valid)
     if window_px < 1 or window_px % 2 != 1:
         raise ValueError(f"window_px must be an odd positive integer, got {window_px}")
     rows, cols = b.shape[1:]

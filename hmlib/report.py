@@ -150,10 +150,11 @@ def _data_summary(report_dir: Path, manifest: dict) -> str:
     parts = []
     ov = report_dir / "tables" / "data_overview.csv"
     if ov.is_file():
-        for r in pd.read_csv(ov).itertuples():
+        overview = pd.read_csv(ov)
+        for r in overview.itertuples():
             parts.append(f"{r.n_samples} {r.medium} samples ({r.metals}; {r.unit}"
                          + (f"; {r.n_censored} non-detects" if r.n_censored else "") + ")")
-        grid = int(pd.read_csv(ov)["grid_cells"].max())
+        grid = int(overview["grid_cells"].max())
         if grid:
             parts.append(f"a prediction grid of {grid} cells")
     ran = [s["name"] for s in manifest["stages"] if s["status"] in ("ok", "reused", "kept")]

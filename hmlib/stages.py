@@ -20,12 +20,14 @@ __all__ = ["Stage", "REGISTRY", "get_stage", "stage_names", "options_model", "va
            "skip_reason"]
 
 
-# --- requirement predicates: return None when the region can run the stage, else the reason ---------
-def needs_grid(params: "RegionParams") -> str | None:
+# --- requirement predicates --------------------------------------------------------------------------
+# Each takes the region's params and the stage's name and returns None when the region can run the
+# stage, else the reason it cannot.
+def needs_grid(params: "RegionParams", stage: str) -> str | None:
     return None if params.data.grid else "the region has no prediction grid (data.grid is not set)"
 
 
-def needs_two_paired_media(params: "RegionParams") -> str | None:
+def needs_two_paired_media(params: "RegionParams", stage: str) -> str | None:
     if len(params.media) < 2:
         return f"the region has one medium ({', '.join(params.media)}); this stage needs two or more paired media"
     if not params.data.site_column:
@@ -33,12 +35,24 @@ def needs_two_paired_media(params: "RegionParams") -> str | None:
     return None
 
 
-def needs_option(key: str, what: str) -> Callable[["RegionParams"], str | None]:
-    """Requirement: the stage's own options must set ``key`` (e.g. a fractions file)."""
-    def check(params: "RegionParams", _key=key) -> str | None:
+def needs_exposure_medium(params: "RegionParams", stage: str) -> str | None:
+    if {"soil", "dust", "water", "groundwater"} & set(params.media):
         return None
-    check.option_key = key  # resolved against the stage options in skip_reason
-    check.what = what
+    return "no soil, dust or water medium: the US EPA exposure equations need one"
+
+
+def needs_guideline(params: "RegionParams", stage: str) -> str | None:
+    if params.references.guideline:
+        return None
+    return "the region names no guideline set (references.guideline), which the carrying capacity needs"
+
+
+def needs_option(key: str, what: str) -> Callable[["RegionParams", str], str | None]:
+    """Requirement: the stage's own options must set ``key`` (e.g. a fractions file)."""
+    def check(params: "RegionParams", stage: str) -> str | None:
+        if (params.stages.get(stage) or {}).get(key):
+            return None
+        return f"stages.{stage}.{key} is not set ({what})"
     return check
 
 
@@ -53,7 +67,8 @@ class Stage:
     title : section title in the report.
     options : import string ``'module:Class'`` of the stage's options model (a StageOptions).
     after : stages whose tables this stage reads; they run first when selected.
-    requires : predicates; each returns None or the reason the region cannot run the stage.
+    requires : predicates ``(params, stage_name) -> None | reason``; the stage is skipped with the
+        first reason any of them gives.
     """
 
     name: str
@@ -61,7 +76,7 @@ class Stage:
     title: str
     options: str
     after: tuple[str, ...] = ()
-    requires: tuple[Callable[["RegionParams"], str | None], ...] = field(default=())
+    requires: tuple[Callable[["RegionParams", str], str | None], ...] = field(default=())
 
 
 REGISTRY: list[Stage] = [
@@ -100,8 +115,7 @@ REGISTRY: list[Stage] = [
         title="Human health risk: US EPA deterministic and Monte Carlo assessment",
         options="hmlib.health:HealthOptions",
         after=("data_quality",),
-        requires=(lambda params: None if {"soil", "dust", "water", "groundwater"} & set(params.media)
-                  else "no soil, dust or water medium: the US EPA exposure equations need one",),
+        requires=(needs_exposure_medium,),
     ),
     Stage(
         name="sources",
@@ -139,8 +153,7 @@ REGISTRY: list[Stage] = [
         title="Long-term accumulation: flux model, ML calibration and environmental carrying capacity",
         options="hmlib.accumulation:AccumulationOptions",
         after=("data_quality",),
-        requires=(lambda params: None if params.references.guideline else
-                  "the region names no guideline set (references.guideline), which the carrying capacity needs",),
+        requires=(needs_guideline,),
     ),
     Stage(
         name="mobility",
@@ -197,14 +210,8 @@ def validate_stage_options(stages: dict) -> list[str]:
 
 def skip_reason(stage: Stage, params: "RegionParams") -> str | None:
     """Why the region cannot run ``stage`` (None when it can)."""
-    opts = params.stages.get(stage.name) or {}
     for pred in stage.requires:
-        key = getattr(pred, "option_key", None)
-        if key is not None:
-            if not opts.get(key):
-                return f"stages.{stage.name}.{key} is not set ({pred.what})"
-            continue
-        reason = pred(params)
+        reason = pred(params, stage.name)
         if reason:
             return reason
     return None
