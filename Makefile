@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 REGION ?= jura
 JOBS   ?= 2
 
-.PHONY: install report test test-fast regions clean-reports lock
+.PHONY: install report test test-fast lint regions clean-reports lock
 
 $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ report: install
 	$(BIN)/hmlib run $(REGION) --jobs $(JOBS)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -35,3 +35,6 @@ clean-reports:
 # refresh the pinned versions after changing dependencies
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements-lock.txt
+
+lint: install
+	$(BIN)/ruff check .

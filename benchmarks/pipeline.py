@@ -1,13 +1,14 @@
-"""Pipeline overhead benchmark.
+"""Pipeline overhead benchmark: `hmlib run` (papermill, one kernel per stage) against the same
+stages' ``run`` + ``report`` called in one process, per stage and in total, with their ratio.
 
-Prints wall seconds per stage for a region (default jura) run through `hmlib run` (papermill,
-one kernel per stage, no rendering), then the same hmlib calls made in one process for the
-data-quality stage, and the ratio of the two (the overhead the notebooks add).
+    .venv/bin/python benchmarks/pipeline.py [region] [--jobs N]
 
-    .venv/bin/python benchmarks/pipeline.py [region]
+Both paths call the same library functions (the notebooks are views of ``hmlib.stages.<name>``),
+so the ratio is the cost of notebooks and kernels, not of a different computation.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -21,57 +22,53 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def in_process_data_quality(params_file: Path, out_dir: Path) -> float:
-    """The data-quality stage's hmlib calls without papermill (mirrors notebooks/00_data_quality.ipynb)."""
-    import pandas as pd
+def in_process(params_file: Path, order: list[str], out_dir: Path) -> dict[str, float]:
+    """Seconds per stage for ``run`` + ``report`` in this process, in the plan's order."""
+    import matplotlib.pyplot as plt
 
-    import hmlib
-    from hmlib import descriptive as dq, plots
+    from hmlib.pipeline.execute import execute_in_process
 
-    t0 = time.perf_counter()
-    ctx = hmlib.open_stage("data_quality", params_file=str(params_file), output_dir=str(out_dir), options={})
-    data, refs = ctx.data, ctx.params.references
-    ctx.out.table("data_overview", dq.data_overview(data), "overview")
-    summary = pd.concat([dq.summary_statistics(data.wide(m), censored=data.wide(m, values="censored").astype(bool),
-                                               medium=m, unit=data.unit(m)) for m in data.media])
-    ctx.out.table("summary_statistics", summary, "summary", display=dq.summary_display(summary))
-    pd.concat([dq.normality_tests(data.wide(m), medium=m) for m in data.media])
-    exc = pd.concat([dq.exceedance(data.wide(m), background_set=refs.background, guideline_set=refs.guideline,
-                                   medium=m, unit=data.unit(m)) for m in data.media])
-    ctx.out.table("exceedance", exc, "exceedance")
-    for m in data.media:
-        w = data.wide(m)
-        s = data.sites(m)
-        ctx.out.figure(f"h_{m}", plots.histograms(w, unit=data.unit(m)), "h")
-        ctx.out.figure(f"m_{m}", plots.sample_maps(w, s["x"], s["y"], unit=data.unit(m)), "m")
-        matplotlib.pyplot.close("all")
-    ctx.out.finish()
-    return time.perf_counter() - t0
+    seconds = {}
+    for name in order:
+        t0 = time.perf_counter()
+        execute_in_process(name, params_file=params_file, output_dir=out_dir)
+        plt.close("all")
+        seconds[name] = time.perf_counter() - t0
+    return seconds
 
 
-def main(region: str = "jura") -> None:
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("region", nargs="?", default="jura")
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+    from hmlib.params import load_params
     from hmlib.runner import find_params, run_region
 
-    params = find_params(region, params_dir=ROOT / "params")
+    params_file = find_params(args.region, params_dir=ROOT / "params")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        res = run_region(str(params), reports_dir=Path(tmp) / "reports", render=False, force=True, quiet=True)
-        total = time.perf_counter() - t0
-        print(f"region {region}: {len(res.stages)} stage(s), pipeline wall time {total:.1f} s (no rendering)")
-        print(f"{'stage':<18}{'status':<10}{'seconds':>9}")
-        for s in res.stages:
-            print(f"{s.name:<18}{s.status:<10}{s.seconds:>9.1f}")
-        dq_nb = next(s.seconds for s in res.stages if s.name == "data_quality")
-        t_ip = in_process_data_quality(params, Path(tmp) / "inproc")
-        print(f"data_quality in one process: {t_ip:.1f} s; through papermill: {dq_nb:.1f} s; "
-              f"ratio {dq_nb / t_ip:.2f} (notebook overhead {dq_nb - t_ip:.1f} s)")
+        res = run_region(str(params_file), reports_dir=Path(tmp) / "reports", render=False, force=True, quiet=True,
+                         jobs=args.jobs)
+        total_nb = time.perf_counter() - t0
+        ran = [s.name for s in res.stages if s.status == "ok"]
         t0 = time.perf_counter()
+        ip = in_process(params_file, ran, Path(tmp) / "inproc")
+        total_ip = time.perf_counter() - t0
+        print(f"region {args.region}: {len(ran)} stages run, jobs={args.jobs} (no rendering)")
+        print(f"{'stage':<18}{'papermill s':>12}{'in process s':>14}{'ratio':>8}")
+        for s in res.stages:
+            if s.name in ip:
+                print(f"{s.name:<18}{s.seconds:>12.1f}{ip[s.name]:>14.1f}{s.seconds / ip[s.name]:>8.2f}")
+            else:
+                print(f"{s.name:<18}{s.status:>12}")
+        print(f"{'total (wall)':<18}{total_nb:>12.1f}{total_ip:>14.1f}{total_nb / total_ip:>8.2f}")
         from hmlib.report import render_report
-        from hmlib.params import load_params
 
-        render_report(res.report_dir, params=load_params(params), manifest=res.manifest)
+        t0 = time.perf_counter()
+        render_report(res.report_dir, params=load_params(params_file), manifest=res.manifest)
         print(f"rendering HTML + PDF: {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    main()

@@ -1,8 +1,10 @@
-"""Benchmark of hmlib.spatial: kriging / GPR seconds and cross-validation error (Jura, Meuse), and the
-seconds for a generated case of 50,000 samples and 1,000,000 grid cells.
+"""Benchmark of hmlib.spatial: per region, metal and method, the k-fold and spatial-block (held-out) MAE and
+RMSE, their ratio to ordinary kriging, the method chosen and the seconds; then a generated case of many samples
+and a large grid predicted in chunks.
 
-A script, not a test:  .venv/bin/python benchmarks/spatial.py [--skip-large] [--cells N] [--samples N]
-Timings depend on the machine and its load; nothing here is asserted.
+A script, not a test:  .venv/bin/python benchmarks/spatial.py [REGION ...] [--skip-large] [--folds N]
+(default regions: jura, meuse and the generated arid_demo). Timings depend on the machine and its load; nothing
+here is asserted.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import argparse
 import os
 import platform
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -21,89 +24,98 @@ from hmlib import spatial as sp
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def region_benchmark(region: str, *, n_folds: int, seed: int) -> pd.DataFrame:
+def region_benchmark(region: str, *, n_folds: int, rf_trees: int) -> pd.DataFrame:
+    """Every metal of ``region`` through :func:`hmlib.spatial.map_metal` with the stage's default methods."""
     params = load_params(ROOT / "params" / f"{region}.yml")
     data = load_region(params)
     medium = data.media[0]
     sites, wide, grid = data.sites(medium), data.wide(medium), data.grid
-    drift = [c for c in params.data.covariates if c in grid.columns]
+    drift = [c for c in params.data.covariates if c in grid.columns and c in sites.columns]
     rows = []
-    for metal in data.metals:
-        v = wide[metal].to_numpy(float)
-        keep = np.isfinite(v) & sites[drift].notna().all(axis=1).to_numpy()
-        s, v = sites.loc[keep], v[keep]
-        log = sp.choose_log(v)
-        for method in ("ok", "rk", "gpr"):
-            cov = s[drift].reset_index(drop=True) if method == "rk" else None
-            t0 = time.perf_counter()
-            model = sp.fit_spatial_model(method, x=s["x"], y=s["y"], values=v, covariates=cov,
-                                         categorical=params.data.categorical, log=log, seed=seed)
-            t_fit = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            model.predict(grid["x"], grid["y"], grid[drift] if method == "rk" else None)
-            t_pred = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            cv = sp.cross_validate(method, x=s["x"], y=s["y"], values=v, covariates=cov,
-                                   categorical=params.data.categorical, log=log, n_folds=n_folds, seed=seed)
-            t_cv = time.perf_counter() - t0
-            m = sp.cv_metrics(cv)
-            rows.append({"region": region, "metal": metal, "method": method, "n_samples": len(v),
-                         "n_cells": len(grid), "fit_s": t_fit, "predict_s": t_pred, "cv_s": t_cv,
-                         "cv_rmse": m["rmse"], "cv_mae": m["mae"], "cv_msse": m["msse"]})
-            print(f"{region:6s} {metal:3s} {method:3s}  fit {t_fit:6.2f} s  predict {t_pred:6.2f} s  "
-                  f"{n_folds}-fold CV {t_cv:6.2f} s  RMSE {m['rmse']:9.3f}  MSSE {m['msse']:5.2f}", flush=True)
-    return pd.DataFrame(rows)
+    for i, metal in enumerate(data.metals):
+        others = [m for m in data.metals if m != metal]
+        t0 = time.perf_counter()
+        mm = sp.map_metal(metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
+                          sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
+                          grid_covariates=grid[drift] if drift else None, categorical=params.data.categorical,
+                          secondary=wide[others].reset_index(drop=True), n_folds=n_folds, rf_trees=rf_trees,
+                          seed=params.seed + i)
+        total = time.perf_counter() - t0
+        s = mm.cv_summary.copy()
+        ok = s[s["method"] == "ok"].set_index("scheme")["mae"]
+        s["ratio_mae_to_ok"] = s["mae"] / s["scheme"].map(ok)
+        s["seconds"] = [mm.seconds.get(f"cv_{sc}_{m}", np.nan) for sc, m in zip(s["scheme"], s["method"])]
+        s["region"], s["chosen"] = region, s["method"] == mm.best
+        rows.append(s)
+        for r in s.itertuples():
+            print(f"{region:12s} {metal:3s} {r.scheme:6s} {r.method:5s} MAE {r.mae:10.4g} RMSE {r.rmse:10.4g} "
+                  f"ratio to OK {r.ratio_mae_to_ok:5.3f}  {r.seconds:6.1f} s{'  <- chosen' if r.chosen else ''}",
+                  flush=True)
+        print(f"{region:12s} {metal:3s} total {total:.1f} s (prediction of {len(grid)} cells with "
+              f"{mm.best}: {mm.seconds.get(f'predict_{mm.best}', np.nan):.1f} s)", flush=True)
+    return pd.concat(rows, ignore_index=True)
 
 
-def large_benchmark(*, n_samples: int, n_cells: int, n_neighbours: int, seed: int) -> pd.DataFrame:
-    """Samples of a Gaussian field with an exponential covariance (gstools) on a 100 x 100 km square."""
+def large_benchmark(*, n_samples: int, n_cells: int, n_neighbours: int, seed: int, chunk_size: int) -> pd.DataFrame:
+    """Samples of a Gaussian field (gstools, exponential covariance) on a 100 x 100 km square; ordinary kriging
+    and random forest + kriging fitted, then the grid predicted in chunks (peak traced memory reported)."""
     import gstools as gs
 
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 100_000, (n_samples, 2))
-    t0 = time.perf_counter()
     field = gs.SRF(gs.Exponential(dim=2, var=1.0, len_scale=8_000.0), seed=seed)((xy[:, 0], xy[:, 1]))
-    z = np.exp(1.0 + 0.8 * field + rng.normal(0, 0.3, n_samples))     # lognormal concentrations
-    print(f"generated {n_samples} samples in {time.perf_counter() - t0:.1f} s", flush=True)
+    z = np.exp(1.0 + 0.8 * field + rng.normal(0, 0.3, n_samples))
     side = int(round(np.sqrt(n_cells)))
     gx, gy = np.meshgrid(np.linspace(0, 100_000, side), np.linspace(0, 100_000, side))
     gx, gy = gx.ravel(), gy.ravel()
     rows = []
-    for method in ("ok", "gpr"):
+    for method in ("ok", "rfk"):
         t0 = time.perf_counter()
         model = sp.fit_spatial_model(method, x=xy[:, 0], y=xy[:, 1], values=z, log=True, seed=seed,
                                      n_neighbours=n_neighbours)
         t_fit = time.perf_counter() - t0
+        tracemalloc.start()
         t0 = time.perf_counter()
-        pred = model.predict(gx, gy)
+        pred = model.predict(gx, gy, chunk_size=chunk_size)
         t_pred = time.perf_counter() - t0
-        rows.append({"region": "synthetic", "metal": "-", "method": method, "n_samples": n_samples,
-                     "n_cells": len(gx), "fit_s": t_fit, "predict_s": t_pred,
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rows.append({"region": "synthetic", "method": method, "n_samples": n_samples, "n_cells": len(gx),
+                     "fit_s": t_fit, "predict_s": t_pred, "peak_mib": peak,
                      "finite_share": float(np.isfinite(pred["prediction"]).mean())})
-        print(f"synthetic {method:3s}: {n_samples} samples -> {len(gx)} cells, k = {n_neighbours}: "
-              f"fit {t_fit:.1f} s, predict {t_pred:.1f} s", flush=True)
+        print(f"synthetic {method:4s}: {n_samples} samples -> {len(gx)} cells, k = {n_neighbours}, chunks of "
+              f"{chunk_size}: fit {t_fit:.1f} s, predict {t_pred:.1f} s, peak traced memory {peak:.0f} MiB", flush=True)
     return pd.DataFrame(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip-large", action="store_true", help="skip the 50,000-sample / 1,000,000-cell case")
-    ap.add_argument("--samples", type=int, default=50_000)
+    ap.add_argument("regions", nargs="*", default=["jura", "meuse", "arid_demo"])
+    ap.add_argument("--skip-large", action="store_true", help="skip the many-sample / large-grid case")
+    ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--cells", type=int, default=1_000_000)
     ap.add_argument("--neighbours", type=int, default=32)
+    ap.add_argument("--chunk", type=int, default=20_000)
     ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--trees", type=int, default=60)
     ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument("--out", default=None, help="optional CSV of the results")
+    ap.add_argument("--out", default=None, help="optional CSV of the per-method results")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
-    parts = [region_benchmark(r, n_folds=a.folds, seed=a.seed) for r in ("jura", "meuse")]
-    if not a.skip_large:
-        parts.append(large_benchmark(n_samples=a.samples, n_cells=a.cells, n_neighbours=a.neighbours, seed=a.seed))
-    res = pd.concat(parts, ignore_index=True)
-    summary = res.groupby(["region", "method"])[["fit_s", "predict_s"]].sum().round(2)
-    print("\nseconds summed over metals:\n", summary.to_string())
-    if a.out:
+    parts = [region_benchmark(r, n_folds=a.folds, rf_trees=a.trees) for r in a.regions]
+    res = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(res):
+        ch = res[res["chosen"]]
+        print("\nchosen method per metal, MAE ratio to ordinary kriging:")
+        print(ch.pivot_table(index=["region", "metal", "method"], columns="scheme", values="ratio_mae_to_ok").round(3)
+              .to_string())
+        print("\nmedian ratio of the chosen method's MAE to OK's, per region and scheme:")
+        print(ch.groupby(["region", "scheme"])["ratio_mae_to_ok"].median().round(3).to_string())
+    if a.out and len(res):
         res.to_csv(a.out, index=False)
+    if not a.skip_large:
+        large_benchmark(n_samples=a.samples, n_cells=a.cells, n_neighbours=a.neighbours, seed=a.seed,
+                        chunk_size=a.chunk)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,15 @@ Outputs (all linear in :math:`C`, so :math:`O = k\\,C` with :math:`k` in kg/m2/y
 
 The ML calibration learns a correction to the net flux with seeded gradient boosting
 (scikit-learn's ``GradientBoostingRegressor``; Friedman 2001) from a hindcast between two
-surveys or from the spatial residuals of one survey. Carrying capacity is the guideline minus
-the projected concentration; years to overload and overload shares by land use follow. Monte
-Carlo over lognormal multipliers of the uncertain flux parameters gives P5/P50/P95 bands, and a
-one-at-a-time analysis ranks the parameters.
+surveys; its skill is measured first, by spatial-block cross-validation with training-fold
+feature fills, and a correction is applied only where it lowers the out-of-fold error. A
+residual diagnostic (one survey) starts from the region's own background, never from a crustal
+reference, and is not projected forward unless asked. Carrying capacity is the
+sensitivity-adjusted guideline minus the projected concentration, in mg/kg and as the mass the
+plough layer can still take in kg/ha (:func:`mass_capacity_kg_ha`, with the depth and bulk density
+of a cited ``soil_layer`` reference set); years to overload and overload shares by land use
+follow. Monte Carlo over lognormal multipliers of the uncertain flux parameters gives
+P5/P50/P95 bands, and a one-at-a-time analysis ranks the parameters.
 
 The plume and mass-balance numerics are written here with NumPy: no maintained Python library
 provides long-term sector-averaged Gaussian deposition (AERMOD is a Fortran program, out of
@@ -46,21 +51,23 @@ Both are tested against hand-computed values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
 
-from .params import StageOptions
+from .progress import track
 from .reference import load_reference
 
+if TYPE_CHECKING:  # the options model is declared once, in the stage module
+    from .stages.accumulation import Options as AccumulationOptions
+
 __all__ = [
-    "AccumulationOptions",
     "LAND_USES",
     "SCENARIO_KEYS",
     "SECONDS_PER_YEAR",
     "soil_mass_kg_m2",
+    "soil_layer_values",
     "dispersion_sigmas",
     "plume_ground_concentration",
     "sector_average_concentration",
@@ -82,6 +89,7 @@ __all__ = [
     "effective_thresholds",
     "carrying_capacity",
     "years_to_overload",
+    "mass_capacity_kg_ha",
     "overload_summary",
     "MonteCarloResult",
     "monte_carlo",
@@ -110,137 +118,6 @@ SCENARIO_GROUP = {"point_deposition": "emission_factor", "background_deposition"
 
 
 # ======================================================================================
-# options
-# ======================================================================================
-class AccumulationOptions(StageOptions):
-    """Options of stage ``accumulation`` (``stages: accumulation:`` in params)."""
-
-    domain: Literal["auto", "grid", "samples"] = Field(
-        default="auto", description="project per grid cell or per sample ('auto': grid when it has the land-use column)")
-    medium: str | None = Field(default=None, description="medium of the surveys (default: the first medium)")
-    depth_m: float = Field(default=0.2, gt=0, le=2.0, description="plough-layer depth (m)")
-    bulk_density_kg_m3: float = Field(default=1300.0, ge=300, le=2200, description="dry bulk density (kg/m3)")
-    horizon_years: int = Field(default=50, ge=1, le=500, description="projection horizon (years after the survey)")
-    report_years: list[int] = Field(default_factory=lambda: [10, 20, 30, 50],
-                                    description="years after the survey reported in tables and maps")
-    start_year: int | None = Field(default=None, description="calendar year of the (last) survey; "
-                                   "default: the last value of survey_column")
-    scenarios: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {"baseline": {}, "emission_cut": {"emission_factor": 0.5},
-                                 "fertilizer_change": {"agricultural_factor": 0.5}},
-        description="scenario name -> multipliers (emission_factor, background_factor, agricultural_factor, "
-                    "sediment_factor; 1 when not given)")
-    point_sources: str | None = Field(default=None, description="CSV of point sources: source_id, x, y, "
-                                      "stack_height_m, <metal>_kg_yr..., optional start_year, end_year")
-    wind_rose: str | None = Field(default=None, description="CSV wind rose: direction_deg (from), speed_m_s, "
-                                  "stability (A-F), frequency; default: uniform directions")
-    wind_speed_m_s: float = Field(default=4.0, gt=0.5, le=30, description="wind speed of the uniform rose (m/s)")
-    stability_class: Literal["A", "B", "C", "D", "E", "F"] = Field(default="D", description="stability of the uniform rose")
-    n_wind_sectors: int = Field(default=16, ge=4, le=72, description="number of direction sectors of the uniform rose")
-    terrain: Literal["rural", "urban"] = Field(default="rural", description="Briggs dispersion coefficients set")
-    rain_fraction: float = Field(default=0.07, ge=0, le=1, description="fraction of the time with rain (wet deposition)")
-    min_distance_m: float = Field(default=100.0, gt=0, description="receptors closer to a stack are set to this distance")
-    background_deposition_g_ha_yr: dict[str, float] = Field(
-        default_factory=dict, description="regional background atmospheric deposition per metal (g/ha/yr)")
-    land_use_column: str | None = Field(default=None, description="column of land use in samples (and grid)")
-    land_use_map: dict[str, str] = Field(default_factory=dict, description="raw land-use code -> class")
-    default_land_use: str = Field(default="cultivated", description="class of samples without a land use")
-    agricultural_inputs: str = Field(default="FieldScale_Nicholson2003", description="agricultural_input reference set")
-    partition_coefficients: str = Field(default="SoilWater_Allison2005", description="partition_coefficient set (Kd)")
-    transfer_factors: str = Field(default="SoilPlant_KabataPendias2011", description="transfer_factor set")
-    enrichment_ratios: str = Field(default="Erosion_QuintonCatt2007", description="enrichment_ratio set")
-    deposition_parameters: str = Field(default="Particulate_SeinfeldPandis2016", description="deposition set")
-    dispersion_coefficients: str = Field(default="Briggs_1973", description="dispersion set")
-    percolation_mm_yr: float = Field(default=250.0, ge=0, le=3000, description="annual percolation below the layer (mm)")
-    runoff_mm_yr: dict[str, float] = Field(
-        default_factory=lambda: {"cultivated": 50.0, "grassland": 30.0, "orchard": 30.0, "forest": 10.0,
-                                 "residential": 150.0, "industrial": 200.0, "other": 50.0},
-        description="surface runoff by land use (mm/yr)")
-    soil_loss_t_ha_yr: dict[str, float] = Field(
-        default_factory=lambda: {"cultivated": 2.0, "grassland": 0.3, "orchard": 0.5, "forest": 0.1,
-                                 "residential": 0.2, "industrial": 0.2, "other": 0.5},
-        description="RUSLE soil loss A (product R K LS C P) by land use (t/ha/yr)")
-    crop_yield_t_ha_yr: dict[str, float] = Field(
-        default_factory=lambda: {"cultivated": 6.0, "grassland": 8.0},
-        description="harvested dry matter by land use (t/ha/yr); others 0")
-    crop_by_land_use: dict[str, str] = Field(default_factory=lambda: {"cultivated": "cereal", "grassland": "grass"},
-                                             description="crop of the transfer-factor set per land use")
-    sediment_class_column: str | None = Field(default=None, description="column of the sediment-deposition class")
-    sediment_deposition_kg_m2_yr: dict[str, float] = Field(
-        default_factory=dict, description="sediment deposition per class (kg/m2/yr)")
-    sediment_concentration_mg_kg: dict[str, float] = Field(
-        default_factory=dict, description="metal concentration of the deposited sediment (mg/kg)")
-    survey_column: str | None = Field(default=None, description="covariate holding the survey year (two surveys)")
-    site_column: str | None = Field(default=None, description="covariate pairing the samples of the two surveys")
-    calibration: Literal["auto", "hindcast", "residual", "none"] = Field(
-        default="auto", description="ML calibration: hindcast between surveys, residuals of one survey, or none")
-    history_years: int = Field(default=50, ge=1, le=1000,
-                               description="residual calibration: years of accumulation from the background")
-    calibration_features: list[str] = Field(default_factory=list,
-                                            description="covariates used by the calibration model (plus x, y, fluxes)")
-    apply_correction: bool = Field(default=True, description="add the learned flux correction to projections")
-    test_fraction: float = Field(default=0.3, gt=0.05, lt=0.8, description="share of sites held out for skill")
-    n_estimators: int = Field(default=300, ge=10, le=5000)
-    max_depth: int = Field(default=3, ge=1, le=10)
-    learning_rate: float = Field(default=0.05, gt=0, le=1)
-    guideline_threshold: str | None = Field(default=None, description="threshold_name of the guideline set "
-                                            "(default: references.guideline_threshold)")
-    sensitivity_weights: dict[str, float] = Field(
-        default_factory=dict, description="receptor-sensitivity weight by land use; the threshold is guideline / weight")
-    n_monte_carlo: int = Field(default=200, ge=20, le=5000, description="Monte Carlo iterations")
-    uncertainty_gsd: dict[str, float] = Field(
-        default_factory=lambda: {"deposition": 1.5, "agricultural": 1.5, "sediment": 1.5, "kd": 2.0,
-                                 "percolation": 1.3, "soil_loss": 1.5, "transfer_factor": 1.5},
-        description="geometric standard deviation of each uncertain parameter group (lognormal multipliers)")
-    map_metal: str | None = Field(default=None, description="metal shown in the maps (default: most overloaded)")
-    assumptions: list[str] = Field(default_factory=list,
-                                   description="assumptions of this application, listed in the report (with citations)")
-
-    @field_validator("scenarios")
-    @classmethod
-    def _scenario_keys(cls, v):
-        if not v:
-            raise ValueError("at least one scenario is needed, e.g. {baseline: {}}")
-        for name, spec in v.items():
-            bad = set(spec) - set(SCENARIO_KEYS)
-            if bad:
-                raise ValueError(f"scenario {name!r} has unknown keys {sorted(bad)}; allowed: {list(SCENARIO_KEYS)}")
-            for k, x in spec.items():
-                if not x >= 0:
-                    raise ValueError(f"scenario {name!r}: {k} must be >= 0, got {x}")
-        return v
-
-    @field_validator("land_use_map", "crop_by_land_use")
-    @classmethod
-    def _known_classes(cls, v, info):
-        keys = v.values() if info.field_name == "land_use_map" else v.keys()
-        bad = sorted(set(keys) - set(LAND_USES))
-        if bad:
-            raise ValueError(f"unknown land-use classes {bad}; expected one of {list(LAND_USES)}")
-        return v
-
-    @field_validator("uncertainty_gsd")
-    @classmethod
-    def _gsd(cls, v):
-        bad = sorted(set(v) - set(UNCERTAIN_GROUPS))
-        if bad:
-            raise ValueError(f"unknown parameter groups {bad}; expected some of {list(UNCERTAIN_GROUPS)}")
-        for k, x in v.items():
-            if not x >= 1:
-                raise ValueError(f"geometric SD of {k} must be >= 1, got {x}")
-        return v
-
-    @model_validator(mode="after")
-    def _years(self):
-        bad = [y for y in self.report_years if not 1 <= y <= self.horizon_years]
-        if bad:
-            raise ValueError(f"report_years {bad} outside 1..horizon_years ({self.horizon_years})")
-        if self.default_land_use not in LAND_USES:
-            raise ValueError(f"default_land_use {self.default_land_use!r} not one of {list(LAND_USES)}")
-        return self
-
-
-# ======================================================================================
 # soil mass and Gaussian plume
 # ======================================================================================
 def soil_mass_kg_m2(depth_m, bulk_density_kg_m3):
@@ -263,6 +140,40 @@ def soil_mass_kg_m2(depth_m, bulk_density_kg_m3):
         raise ValueError(f"depth_m and bulk_density_kg_m3 must be > 0, got {depth_m} and {bulk_density_kg_m3}")
     out = d * rho
     return float(out) if out.ndim == 0 else out
+
+
+def soil_layer_values(name: str = "Topsoil_Orgiazzi2018", *, depth_m: float | None = None,
+                      bulk_density_kg_m3: float | None = None) -> dict:
+    """Plough-layer depth, bulk density and soil mass per area, from a cited reference set unless given.
+
+    .. math:: M = d\\,\\rho_b
+
+    Parameters
+    ----------
+    name : ``soil_layer`` reference set (rows ``depth`` in m and ``bulk_density`` in kg/m3).
+    depth_m, bulk_density_kg_m3 : values set for the region; ``None`` takes the reference value.
+
+    Returns
+    -------
+    dict with depth_m, bulk_density_kg_m3, soil_mass_kg_m2, depth_source, bulk_density_source
+    (the reference's citation, or "set for this region").
+
+    References
+    ----------
+    Orgiazzi A. et al. (2018) LUCAS Soil, the largest expandable soil dataset for Europe: a review.
+    European Journal of Soil Science 69:140-153, https://doi.org/10.1111/ejss.12499
+    """
+    ref = load_reference("soil_layer", name).set_index("parameter")
+    need = {"depth": "m", "bulk_density": "kg/m3"}
+    for key, unit in need.items():
+        if key not in ref.index or str(ref.loc[key, "unit"]) != unit:
+            raise ValueError(f"soil_layer set {name} needs a row {key!r} in {unit}")
+    d = float(ref.loc["depth", "value"]) if depth_m is None else float(depth_m)
+    rho = float(ref.loc["bulk_density", "value"]) if bulk_density_kg_m3 is None else float(bulk_density_kg_m3)
+    return {"depth_m": d, "bulk_density_kg_m3": rho, "soil_mass_kg_m2": soil_mass_kg_m2(d, rho),
+            "depth_source": str(ref.loc["depth", "source"]) if depth_m is None else "set for this region",
+            "bulk_density_source": (str(ref.loc["bulk_density", "source"]) if bulk_density_kg_m3 is None
+                                    else "set for this region")}
 
 
 def _dispersion_table(name: str) -> pd.DataFrame:
@@ -367,6 +278,27 @@ def sector_average_concentration(*, emission_g_s, frequency, wind_speed_m_s, dis
                         \\exp\\!\\left(-\\frac{H^2}{2\\sigma_z^2}\\right), \\qquad
         \\int_0^\\infty \\bar C\\,dz = \\frac{f\\,Q}{u\\,r\\,\\Delta\\theta}
 
+    Parameters
+    ----------
+    emission_g_s : float or array-like
+        Emission rate Q (g/s).
+    frequency : float or array-like
+        Fraction f of the time the wind blows into the sector (0-1).
+    wind_speed_m_s : float or array-like
+        Wind speed u (m/s).
+    distance_m : array-like of float
+        Downwind distance r (m).
+    height_m : float or array-like
+        Effective release height H (m).
+    sector_width_rad : float
+        Sector width (radians).
+    stability : str
+        Pasquill-Gifford stability class (A-F).
+    terrain : str, default "rural"
+        Terrain of the dispersion coefficients.
+    coefficients : str, default "Briggs_1973"
+        Dispersion coefficient set.
+
     Returns
     -------
     (concentration_g_m3, column_g_m2) arrays shaped like ``distance_m``.
@@ -384,6 +316,19 @@ def read_point_sources(path, *, metals: list[str]) -> pd.DataFrame:
     Columns: ``source_id, x, y, stack_height_m`` and one ``<metal>_kg_yr`` per emitted metal
     (missing metals count as 0); optional ``effective_height_m`` (stack plus plume rise),
     ``start_year`` and ``end_year`` (calendar years active, inclusive).
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV file (``#`` comment lines allowed).
+    metals : list of str
+        Metals of the assessment.
+
+    Returns
+    -------
+    DataFrame
+        The sources with one ``<metal>_kg_yr`` column per metal (kg/yr), ``effective_height_m`` (m)
+        and ``start_year``/``end_year`` (NaN when not given).
     """
     df = pd.read_csv(path, comment="#")
     need = ["source_id", "x", "y", "stack_height_m"]
@@ -412,6 +357,16 @@ def read_wind_rose(path) -> pd.DataFrame:
     """Read a wind rose CSV (direction_deg the wind blows FROM, speed_m_s, stability, frequency).
 
     Frequencies are normalised to sum to 1; directions must be equally spaced sectors.
+
+    Parameters
+    ----------
+    path : str or Path
+        CSV file (``#`` comment lines allowed).
+
+    Returns
+    -------
+    DataFrame
+        direction_deg (degrees), speed_m_s (m/s), stability, frequency (fraction, sums to 1).
     """
     df = pd.read_csv(path, comment="#")
     need = ["direction_deg", "speed_m_s", "stability", "frequency"]
@@ -428,7 +383,22 @@ def read_wind_rose(path) -> pd.DataFrame:
 
 
 def uniform_wind_rose(*, n_sectors: int = 16, speed_m_s: float = 4.0, stability: str = "D") -> pd.DataFrame:
-    """A wind rose with equal frequency from ``n_sectors`` directions, one speed and stability."""
+    """A wind rose with equal frequency from ``n_sectors`` directions, one speed and stability.
+
+    Parameters
+    ----------
+    n_sectors : int, default 16
+        Number of equally spaced directions.
+    speed_m_s : float, default 4.0
+        Wind speed (m/s).
+    stability : str, default "D"
+        Pasquill-Gifford stability class.
+
+    Returns
+    -------
+    DataFrame
+        direction_deg, speed_m_s, stability, frequency (1 / n_sectors each).
+    """
     return pd.DataFrame({"direction_deg": np.arange(n_sectors) * 360.0 / n_sectors, "speed_m_s": speed_m_s,
                          "stability": stability, "frequency": 1.0 / n_sectors})
 
@@ -515,6 +485,15 @@ def agricultural_inputs(*, land_use: np.ndarray, metals: list[str], rates: pd.Da
 
     Rates come from an ``agricultural_input`` reference set in g/ha/yr
     (1 g/ha/yr = 0.1 mg/m2/yr); land uses or metals not listed get 0.
+
+    Parameters
+    ----------
+    land_use : numpy.ndarray
+        Land-use class per cell.
+    metals : list of str
+        Metals, in column order.
+    rates : DataFrame
+        Reference rates (land_use, metal, pathway, value, unit g/ha/yr).
 
     Returns
     -------
@@ -622,13 +601,13 @@ class FluxModel:
     def n(self) -> int:
         return int(self.soil_mass_kg_m2.size)
 
-    def subset(self, idx) -> "FluxModel":
+    def subset(self, idx) -> FluxModel:
         """The model restricted to cells ``idx``."""
         return FluxModel(self.metals, self.soil_mass_kg_m2[idx], {k: v[idx] for k, v in self.constant_inputs.items()},
                          self.point_deposition[:, idx], self.source_years,
                          {k: v[idx] for k, v in self.output_rates.items()}, self.land_use[idx])
 
-    def scaled(self, multipliers: dict[str, float]) -> "FluxModel":
+    def scaled(self, multipliers: dict[str, float]) -> FluxModel:
         """A copy with parameter groups scaled (Monte Carlo / sensitivity).
 
         ``deposition``, ``agricultural`` and ``sediment`` scale inputs; ``kd`` divides leaching and
@@ -646,11 +625,36 @@ class FluxModel:
 def build_flux_model(*, x_m, y_m, land_use, metals: list[str], options: AccumulationOptions,
                      sources: pd.DataFrame | None = None, wind_rose: pd.DataFrame | None = None,
                      sediment_class=None) -> FluxModel:
-    """Assemble the :class:`FluxModel` of a set of cells from the options and reference sets."""
+    """Assemble the :class:`FluxModel` of a set of cells from the options and reference sets.
+
+    Parameters
+    ----------
+    x_m, y_m : array-like of float
+        Cell coordinates (m).
+    land_use : array-like
+        Land-use class per cell.
+    metals : list of str
+        Metals modelled.
+    options : AccumulationOptions
+        Stage options (soil layer, reference sets, rates).
+    sources : DataFrame, optional
+        Point sources from :func:`read_point_sources`.
+    wind_rose : DataFrame, optional
+        Wind rose (default: uniform from the options).
+    sediment_class : array-like, optional
+        Sediment deposition class per cell.
+
+    Returns
+    -------
+    FluxModel
+        Soil mass (kg/m2), constant inputs and point deposition (mg/m2/yr), source years and
+        output rate constants per cell and metal.
+    """
     o = options
     lu = np.asarray(land_use, dtype=object)
     n = lu.size
-    mass = np.full(n, soil_mass_kg_m2(o.depth_m, o.bulk_density_kg_m3))
+    layer = soil_layer_values(o.soil_layer, depth_m=o.depth_m, bulk_density_kg_m3=o.bulk_density_kg_m3)
+    mass = np.full(n, layer["soil_mass_kg_m2"])
     ci: dict[str, np.ndarray] = {}
     bg = np.array([float(o.background_deposition_g_ha_yr.get(m, 0.0)) * 0.1 for m in metals])
     ci["background_deposition"] = np.broadcast_to(bg, (n, len(metals))).copy()
@@ -693,6 +697,22 @@ def scenario_inputs(model: FluxModel, *, scenario: dict[str, float], n_years: in
 
     Constant components are (n, m) arrays; ``point_deposition`` is (n_years, n, m) when sources
     have active years (a source counts in year t if start_year + t lies in [start, end]).
+
+    Parameters
+    ----------
+    model : FluxModel
+        Process model.
+    scenario : dict of str to float
+        Multipliers per scenario group (missing: 1).
+    n_years : int
+        Number of projected years.
+    start_year : int or None
+        Calendar year of year 0 (needed when sources have active years).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Component -> input flux (mg/m2/yr), shaped as described above.
     """
     f = {k: float(scenario.get(k, 1.0)) for k in SCENARIO_KEYS}
     out = {k: v * f[SCENARIO_GROUP[k]] for k, v in model.constant_inputs.items()}
@@ -838,6 +858,19 @@ def idw_interpolate(*, x_from, y_from, values, x_to, y_to, k: int = 8, power: fl
     Used only to give grid cells an initial state when no kriged map is available (Shepard 1968,
     https://doi.org/10.1145/800186.810616). Uses :class:`scipy.spatial.cKDTree`.
 
+    Parameters
+    ----------
+    x_from, y_from : array-like of float
+        Sample coordinates.
+    values : array-like of float
+        Sample values, (n_from,) or (n_from, n_columns).
+    x_to, y_to : array-like of float
+        Target coordinates (same unit).
+    k : int, default 8
+        Number of nearest neighbours.
+    power : float, default 2.0
+        Distance exponent p.
+
     Returns
     -------
     ndarray (n_to, n_columns of values).
@@ -868,6 +901,27 @@ def flux_budget(proj: Projection, *, metals: list[str], land_use: np.ndarray, so
     (input/output/correction), mean_mg_m2_yr (mean over cells and years), share_percent (of
     the direction's total), and one row per metal-land use with flux "stock_change" checking
     :math:`M\\,\\Delta C / T`.
+
+    Parameters
+    ----------
+    proj : Projection
+        Projection made with ``return_fluxes=True``.
+    metals : list of str
+        Metals, in the projection's order.
+    land_use : numpy.ndarray
+        Land-use class per cell.
+    soil_mass_kg_m2 : float or array-like
+        Soil mass of the layer per cell (kg/m2).
+    years : tuple of int, optional
+        Year range [t0, t1) averaged (default: the whole projection).
+
+    Returns
+    -------
+    pd.DataFrame
+        A long table: land_use ("all" for the whole domain), metal, flux, direction
+        (input/output/correction), mean_mg_m2_yr (mean over cells and years), share_percent (of the
+        direction's total), and one row per metal-land use with flux "stock_change" checking
+        :math:`M\\,\\Delta C / T`.
     """
     if not proj.inputs_mg_m2_yr:
         raise ValueError("flux_budget needs a projection made with return_fluxes=True")
@@ -912,13 +966,19 @@ class CalibrationResult:
     Attributes
     ----------
     mode : "hindcast" or "residual".
-    metrics : per metal: n_train, n_test, held-out and training RMSE / R2 of the process model
-        and of the calibrated model (concentrations, mg/kg), mean target flux correction.
-    predictions : held-out sites: site, metal, observed, process, calibrated (mg/kg).
+    metrics : per metal: validation scheme, n_folds, n_train (per fold), n_test (all sites, each
+        held out once), out-of-fold RMSE / R2 of the process model and of the calibrated model
+        (concentrations, mg/kg; ``*_test``), out-of-fold R2 of the correction itself, in-sample
+        RMSE of the final model (``*_train``), mean target flux correction, and ``skilled``
+        (out-of-fold RMSE of the calibrated model below the process model's).
+    predictions : every site: site, fold, metal, observed, process, calibrated (out-of-fold,
+        mg/kg), target and predicted correction (mg/m2/yr; predicted by the model fitted without
+        the site's fold).
     importance : per metal and feature, impurity importance of the gradient-boosting model.
     models : metal -> fitted GradientBoostingRegressor (refit on all sites).
     features : feature names used (one-hot for land use).
-    fill_values : median of each feature, substituted for missing feature values.
+    fill_values : median of each feature over all sites, substituted for missing feature values
+        when the final model predicts (the skill estimate used training-site medians).
     """
 
     mode: str
@@ -940,10 +1000,28 @@ class CalibrationResult:
 
 
 def calibration_features(*, x, y, covariates: pd.DataFrame | None, land_use, model: FluxModel,
-                         scenario_input: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Feature table for the flux-correction model: coordinates, covariates, land use (one-hot) and
-    the process model's input fluxes (log1p of the total per metal) and output rate constant."""
-    feats = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)})
+                         scenario_input: dict[str, np.ndarray], coordinates: bool = False) -> pd.DataFrame:
+    """Feature table for the flux-correction model: covariates, land use (one-hot), the process
+    model's input fluxes (log1p of the total per metal) and output rate constant, and the
+    coordinates only when ``coordinates`` is true (they carry spatial autocorrelation rather than a
+    mechanism, so they are not candidate features by default).
+
+    Parameters
+    ----------
+    x, y : site coordinates (used only with ``coordinates=True``).
+    covariates : numeric or categorical covariates (categorical ones are one-hot encoded), or None.
+    land_use : class per site.
+    model : the process model at the sites.
+    scenario_input : input fluxes of the calibration period (:func:`scenario_inputs`).
+    coordinates : add ``x`` and ``y`` as features.
+
+    Returns
+    -------
+    DataFrame, one row per site.
+    """
+    n = len(np.asarray(land_use))
+    feats = (pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}) if coordinates
+             else pd.DataFrame(index=pd.RangeIndex(n)))
     if covariates is not None:
         for c in covariates.columns:
             s = covariates[c]
@@ -974,10 +1052,82 @@ def _r2(obs, pred):
     return float(1 - np.sum((obs - pred) ** 2) / ss) if ss > 0 else np.nan
 
 
+def calibration_folds(x, y, *, n_folds: int = 5, scheme: str = "spatial_block", n_blocks: int = 20,
+                      seed: int) -> np.ndarray:
+    """Cross-validation fold (0..n_folds-1) of each site of the calibration.
+
+    ``spatial_block``: the sites are grouped into ``n_blocks`` k-means clusters of their
+    coordinates (scikit-learn ``KMeans``, seeded) and whole clusters are assigned to folds, the
+    largest first to the currently smallest fold, so that a held-out site has no training
+    neighbour from its own block (block cross-validation, Roberts et al. 2017,
+    https://doi.org/10.1111/ecog.02881). ``random``: a seeded permutation of the sites dealt into
+    folds.
+
+    Parameters
+    ----------
+    x, y : site coordinates.
+    n_folds : number of folds (>= 2).
+    scheme : ``'spatial_block'`` or ``'random'``.
+    n_blocks : number of k-means blocks (spatial_block only; at least ``n_folds``).
+    seed : seeds the clustering and the permutation.
+
+    Returns
+    -------
+    ndarray of int, one fold per site.
+    """
+    xy = np.column_stack([np.asarray(x, float), np.asarray(y, float)])
+    n = len(xy)
+    if n_folds < 2 or n < 2 * n_folds:
+        raise ValueError(f"need n_folds >= 2 and at least {2 * n_folds} sites, got {n_folds} folds and {n} sites")
+    rng = np.random.default_rng(seed)
+    if scheme == "random":
+        fold = np.empty(n, dtype=int)
+        fold[rng.permutation(n)] = np.arange(n) % n_folds
+        return fold
+    if scheme != "spatial_block":
+        raise ValueError(f"cv scheme must be 'spatial_block' or 'random', got {scheme!r}")
+    from sklearn.cluster import KMeans
+
+    k = int(min(max(n_blocks, n_folds), len(np.unique(xy, axis=0))))
+    if k < n_folds:
+        raise ValueError(f"spatial-block folds need at least {n_folds} distinct site locations, got {k}")
+    block = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(xy)
+    sizes = np.bincount(block, minlength=k)
+    load = np.zeros(n_folds, dtype=int)
+    fold_of_block = np.empty(k, dtype=int)
+    for bl in sorted(range(k), key=lambda i: (-sizes[i], i)):
+        f = int(np.argmin(load))
+        fold_of_block[bl] = f
+        load[f] += sizes[bl]
+    return fold_of_block[block]
+
+
+def training_fill(features: pd.DataFrame, train) -> tuple[np.ndarray, dict]:
+    """Feature matrix with missing values replaced by each feature's median over the training rows only.
+
+    Parameters
+    ----------
+    features : one row per site.
+    train : indices of the training rows.
+
+    Returns
+    -------
+    (X, fill) : the filled matrix of all rows (float) and feature -> fill value (0 when a feature
+    has no training value).
+    """
+    f = features.reset_index(drop=True)
+    fill = f.iloc[np.asarray(train, dtype=int)].median(numeric_only=True).fillna(0.0).to_dict()
+    return f.fillna(fill).to_numpy(float), fill
+
+
+__all__ += ["calibration_folds", "training_fill"]
+
+
 def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_kg: np.ndarray,
                        c_end_mg_kg: np.ndarray, years: np.ndarray | int, scenario_input_fn, mode: str,
-                       seed: int, test_fraction: float = 0.3, n_estimators: int = 300, max_depth: int = 3,
-                       learning_rate: float = 0.05, site_ids=None) -> CalibrationResult:
+                       seed: int, n_folds: int = 5, n_estimators: int = 300, max_depth: int = 3,
+                       learning_rate: float = 0.05, site_ids=None, x=None, y=None,
+                       cv_scheme: str = "spatial_block", n_spatial_blocks: int = 20) -> CalibrationResult:
     """Learn a correction :math:`\\Delta F` to the process model's net flux with gradient boosting.
 
     For each site the target is the flux that closes the gap between the observed end state
@@ -987,13 +1137,15 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
 
         \\Delta F = \\frac{M\\,(C^{obs}_{end} - C^{proc}_{end})}{\\Delta t}
 
-    (hindcast: start = first survey, end = second survey; residual mode: start = background,
-    end = current survey, :math:`\\Delta t` = ``history_years``). A seeded
+    (hindcast: start = first survey, end = second survey; residual mode: start = the region's
+    background, end = current survey, :math:`\\Delta t` = ``history_years``). A seeded
     ``GradientBoostingRegressor`` (Friedman 2001; Pedregosa et al. 2011) learns
-    :math:`\\Delta F` from the features on a training share of the sites; skill is the RMSE of
-    the end-state concentration at held-out sites, process model alone vs. the process model
-    re-run with the predicted correction. The models are then refit on all sites. Missing
-    feature values are replaced by the feature's median over the sites.
+    :math:`\\Delta F` from the features. Skill is measured by cross-validation
+    (:func:`calibration_folds`: whole spatial blocks, or random sites): in each fold the model is
+    fitted on the other folds, with missing feature values filled by the *training* medians
+    (:func:`training_fill`), and the process model is re-run at the held-out sites with the
+    predicted correction; the out-of-fold RMSE of the end-state concentration is compared with the
+    process model's. The final model is refit on all sites (fill: medians over all sites).
 
     Parameters
     ----------
@@ -1001,9 +1153,19 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
     features : one row per site (see :func:`calibration_features`).
     c_start_mg_kg, c_end_mg_kg : (n, m) start and observed end concentrations.
     years : Δt per site (int or (n,) ints).
-    scenario_input_fn : callable(model_subset, n_years) -> inputs dict for the hindcast period.
+    scenario_input_fn : callable(model_subset, n_years) -> inputs dict for the calibration period.
     mode : "hindcast" or "residual" (recorded).
-    seed : random seed of the split and the boosting.
+    seed : random seed of the folds and the boosting.
+    n_folds : number of cross-validation folds.
+    n_estimators, max_depth, learning_rate : boosting settings.
+    site_ids : labels of the sites (default 0..n-1).
+    x, y : site coordinates (needed for spatial-block folds).
+    cv_scheme : ``'spatial_block'`` or ``'random'``.
+    n_spatial_blocks : number of spatial blocks.
+
+    Returns
+    -------
+    :class:`CalibrationResult`.
 
     References
     ----------
@@ -1031,42 +1193,57 @@ def calibrate_net_flux(*, model: FluxModel, features: pd.DataFrame, c_start_mg_k
 
     proc_end = _end(model, c_start_mg_kg, None, dt)
     target = model.soil_mass_kg_m2[:, None] * (c_end_mg_kg - proc_end) / dt[:, None]
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_test = max(int(round(test_fraction * n)), 3)
-    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    fill = features.median(numeric_only=True).fillna(0.0).to_dict()
-    X = features.fillna(fill).to_numpy(float)
+    if cv_scheme == "spatial_block" and (x is None or y is None):
+        raise ValueError("spatial-block folds need the site coordinates x and y")
+    fold = calibration_folds(x if x is not None else np.zeros(n), y if y is not None else np.zeros(n),
+                             n_folds=n_folds, scheme=cv_scheme, n_blocks=n_spatial_blocks, seed=seed)
+    feats = features.reset_index(drop=True)
     params = dict(n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
                   subsample=0.8, min_samples_leaf=8, random_state=seed)
-    corr_test = np.zeros((n_test, m))
-    corr_train = np.zeros((len(train), m))
-    for j in range(m):
-        ok = np.isfinite(target[train, j])
-        g = GradientBoostingRegressor(**params).fit(X[train][ok], target[train, j][ok])
-        corr_test[:, j] = g.predict(X[test])
-        corr_train[:, j] = g.predict(X[train])
-    cal_test = _end(model.subset(test), c_start_mg_kg[test], corr_test, dt[test])
-    cal_train = _end(model.subset(train), c_start_mg_kg[train], corr_train, dt[train])
-    rows, preds, imps, models = [], [], [], {}
-    sid = np.asarray(site_ids if site_ids is not None else np.arange(n))
+    oof_corr = np.zeros((n, m))
+    oof_end = np.zeros((n, m))
+    for k in range(n_folds):
+        te, tr = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        Xk, _ = training_fill(feats, tr)
+        for j in range(m):
+            ok = np.isfinite(target[tr, j])
+            g = GradientBoostingRegressor(**params).fit(Xk[tr][ok], target[tr, j][ok])
+            oof_corr[te, j] = g.predict(Xk[te])
+        oof_end[te] = _end(model.subset(te), c_start_mg_kg[te], oof_corr[te], dt[te])
+    X, fill = training_fill(feats, np.arange(n))
+    full_corr = np.zeros((n, m))
+    preds, imps, models = [], [], {}
     for j, metal in enumerate(model.metals):
-        obs_t, pro_t, cal_t = c_end_mg_kg[test, j], proc_end[test, j], cal_test[:, j]
-        rows.append({"metal": metal, "mode": mode, "n_train": len(train), "n_test": n_test,
-                     "rmse_process_test": _rmse(obs_t, pro_t), "rmse_calibrated_test": _rmse(obs_t, cal_t),
-                     "r2_process_test": _r2(obs_t, pro_t), "r2_calibrated_test": _r2(obs_t, cal_t),
-                     "rmse_process_train": _rmse(c_end_mg_kg[train, j], proc_end[train, j]),
-                     "rmse_calibrated_train": _rmse(c_end_mg_kg[train, j], cal_train[:, j]),
-                     "mean_correction_mg_m2_yr": float(np.nanmean(target[:, j]))})
-        preds.append(pd.DataFrame({"site": sid[test], "metal": metal, "observed": obs_t, "process": pro_t,
-                                   "calibrated": cal_t}))
         ok = np.isfinite(target[:, j])
         g = GradientBoostingRegressor(**params).fit(X[ok], target[ok, j])
         models[metal] = g
-        imps.append(pd.DataFrame({"metal": metal, "feature": list(features.columns),
+        full_corr[:, j] = g.predict(X)
+        imps.append(pd.DataFrame({"metal": metal, "feature": list(feats.columns),
                                   "importance": g.feature_importances_}))
-    return CalibrationResult(mode, pd.DataFrame(rows), pd.concat(preds, ignore_index=True),
-                             pd.concat(imps, ignore_index=True), models, list(features.columns), fill)
+    insample_end = _end(model, c_start_mg_kg, full_corr, dt)
+    sid = np.asarray(site_ids if site_ids is not None else np.arange(n))
+    scheme = (f"{n_folds}-fold spatial-block cross-validation ({n_spatial_blocks} k-means blocks)"
+              if cv_scheme == "spatial_block" else f"{n_folds}-fold random cross-validation")
+    n_train = int(np.median([np.sum(fold != k) for k in range(n_folds)]))
+    rows = []
+    for j, metal in enumerate(model.metals):
+        obs = c_end_mg_kg[:, j]
+        rows.append({"metal": metal, "mode": mode, "validation": scheme, "n_folds": n_folds, "n_train": n_train,
+                     "n_test": n,
+                     "rmse_process_test": _rmse(obs, proc_end[:, j]), "rmse_calibrated_test": _rmse(obs, oof_end[:, j]),
+                     "r2_process_test": _r2(obs, proc_end[:, j]), "r2_calibrated_test": _r2(obs, oof_end[:, j]),
+                     "r2_correction_test": _r2(target[:, j], oof_corr[:, j]),
+                     "rmse_process_train": _rmse(obs, proc_end[:, j]),
+                     "rmse_calibrated_train": _rmse(obs, insample_end[:, j]),
+                     "mean_correction_mg_m2_yr": float(np.nanmean(target[:, j]))})
+        preds.append(pd.DataFrame({"site": sid, "fold": fold + 1, "metal": metal, "observed": obs,
+                                   "process": proc_end[:, j], "calibrated": oof_end[:, j],
+                                   "target_correction_mg_m2_yr": target[:, j],
+                                   "predicted_correction_mg_m2_yr": oof_corr[:, j]}))
+    met = pd.DataFrame(rows)
+    met["skilled"] = met["rmse_calibrated_test"] < met["rmse_process_test"]
+    return CalibrationResult(mode, met, pd.concat(preds, ignore_index=True),
+                             pd.concat(imps, ignore_index=True), models, list(feats.columns), fill)
 
 
 # ======================================================================================
@@ -1079,6 +1256,17 @@ def effective_thresholds(*, guideline_mg_kg: pd.Series, metals: list[str], land_
     .. math:: T_{eff} = T / w_{LU}
 
     (a weight above 1 marks a more sensitive receptor and lowers the threshold; 1 when not given).
+
+    Parameters
+    ----------
+    guideline_mg_kg : Series
+        Guideline per metal (mg/kg).
+    metals : list of str
+        Metals, in column order.
+    land_use : array-like
+        Land-use class per cell.
+    sensitivity_weights : dict of str to float
+        Land use -> weight (> 0).
 
     Returns
     -------
@@ -1093,10 +1281,53 @@ def effective_thresholds(*, guideline_mg_kg: pd.Series, metals: list[str], land_
 
 
 def carrying_capacity(concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndarray) -> np.ndarray:
-    """Remaining capacity :math:`T_{eff} - C` (mg/kg) per cell, metal (and year); negative = overloaded."""
+    """Remaining capacity :math:`T_{eff} - C` (mg/kg) per cell, metal (and year); negative = overloaded.
+
+    Parameters
+    ----------
+    concentration_mg_kg : numpy.ndarray
+        Concentration (mg/kg), (n, m) or (n, m, T+1).
+    thresholds_mg_kg : numpy.ndarray
+        Effective thresholds (mg/kg), (n, m).
+
+    Returns
+    -------
+    numpy.ndarray
+        Remaining capacity (mg/kg), shaped like ``concentration_mg_kg``.
+    """
     c = np.asarray(concentration_mg_kg, float)
     t = np.asarray(thresholds_mg_kg, float)
     return (t[..., None] if c.ndim == t.ndim + 1 else t) - c
+
+
+def mass_capacity_kg_ha(headroom_mg_kg, soil_mass_kg_m2):
+    """Mass carrying capacity: the metal mass per hectare the plough layer can still take.
+
+    .. math::
+
+        Q = M\\,(T_{eff} - C) \\times 10^{-2}, \\qquad M = d\\,\\rho_b
+
+    with :math:`M` in kg/m2 and :math:`T_{eff} - C` in mg/kg, so :math:`M (T_{eff} - C)` is in
+    mg/m2 and the factor :math:`10^4\\,\\mathrm{m^2/ha} \\times 10^{-6}\\,\\mathrm{kg/mg} = 10^{-2}`
+    gives kg/ha (the soil environmental capacity :math:`M (S - C)` of the carrying-capacity
+    framework this module follows; see the module docstring).
+    Example: Pb threshold 85 mg/kg, 40 mg/kg today, 0.2 m at 1300 kg/m3 (M = 260 kg/m2):
+    45 x 260 = 11 700 mg/m2 = 117 kg/ha.
+
+    Parameters
+    ----------
+    headroom_mg_kg : :math:`T_{eff} - C` (negative when overloaded), any shape.
+    soil_mass_kg_m2 : :math:`M`, broadcastable to ``headroom_mg_kg``.
+
+    Returns
+    -------
+    ndarray (kg/ha), negative when overloaded.
+    """
+    h = np.asarray(headroom_mg_kg, dtype=float)
+    mass = np.asarray(soil_mass_kg_m2, dtype=float)
+    if np.any(~(mass > 0)):
+        raise ValueError("soil_mass_kg_m2 must be > 0")
+    return h * mass * 1e-2
 
 
 def years_to_overload(concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndarray) -> np.ndarray:
@@ -1106,6 +1337,11 @@ def years_to_overload(concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndar
     ----------
     concentration_mg_kg : (n, m, T+1).
     thresholds_mg_kg : (n, m).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, m) first year index (float; inf when never, NaN without threshold).
     """
     over = np.asarray(concentration_mg_kg) >= np.asarray(thresholds_mg_kg)[..., None]
     first = np.argmax(over, axis=2).astype(float)
@@ -1115,15 +1351,30 @@ def years_to_overload(concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndar
 
 
 def overload_summary(*, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndarray, land_use, metals: list[str],
-                     years: list[int], scenario: str) -> pd.DataFrame:
-    """Share of cells overloaded (:math:`C \\ge T_{eff}`) by land use at reported years.
+                     years: list[int], scenario: str, soil_mass_kg_m2=None) -> pd.DataFrame:
+    """Carrying capacity and overload by land use at reported years.
 
-    Returns rows metal, scenario, year, land_use ("all" for the domain), share_overloaded
-    (fraction 0-1), median_years_to_overload (median over cells, cells never overloaded within
-    the horizon counted as beyond it; NaN when the median lies beyond the horizon), n_cells,
-    mean_capacity_mg_kg.
+    Parameters
+    ----------
+    concentration_mg_kg : (n, m, T+1) projected concentrations.
+    thresholds_mg_kg : (n, m) sensitivity-adjusted thresholds.
+    land_use : (n,) class per cell.
+    metals : metal names of the second axis.
+    years : year indices reported.
+    scenario : scenario name (copied into the rows).
+    soil_mass_kg_m2 : (n,) soil mass per area; adds the mass capacity (:func:`mass_capacity_kg_ha`).
+
+    Returns
+    -------
+    DataFrame with rows metal, scenario, year, land_use ("all" for the domain), n_cells,
+    mean_threshold_mg_kg, mean_concentration_mg_kg, share_overloaded (fraction 0-1),
+    median_years_to_overload (median over cells, cells never overloaded within the horizon
+    counted as beyond it; NaN when the median lies beyond the horizon), mean_capacity_mg_kg and
+    median_capacity_mg_kg (headroom :math:`T_{eff} - C`, negative = overloaded), and with
+    ``soil_mass_kg_m2`` mean_capacity_kg_ha and median_capacity_kg_ha.
     """
     lu = np.asarray(land_use, dtype=object)
+    mass = None if soil_mass_kg_m2 is None else np.asarray(soil_mass_kg_m2, dtype=float).reshape(-1)
     yto = years_to_overload(concentration_mg_kg, thresholds_mg_kg)
     rows = []
     for gname, mask in [("all", np.ones(lu.size, bool))] + [(c, lu == c) for c in sorted(pd.unique(lu))]:
@@ -1134,10 +1385,17 @@ def overload_summary(*, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.nd
             for yr in years:
                 c = concentration_mg_kg[mask, j, yr]
                 t = thresholds_mg_kg[mask, j]
-                rows.append({"metal": metal, "scenario": scenario, "year": int(yr), "land_use": gname,
-                             "share_overloaded": float(np.mean(c >= t)),
-                             "median_years_to_overload": med if np.isfinite(med) else np.nan,
-                             "n_cells": int(mask.sum()), "mean_capacity_mg_kg": float(np.mean(t - c))})
+                r = {"metal": metal, "scenario": scenario, "year": int(yr), "land_use": gname,
+                     "share_overloaded": float(np.mean(c >= t)),
+                     "median_years_to_overload": med if np.isfinite(med) else np.nan,
+                     "n_cells": int(mask.sum()), "mean_threshold_mg_kg": float(np.mean(t)),
+                     "mean_concentration_mg_kg": float(np.mean(c)),
+                     "mean_capacity_mg_kg": float(np.mean(t - c)), "median_capacity_mg_kg": float(np.median(t - c))}
+                if mass is not None:
+                    q = mass_capacity_kg_ha(t - c, mass[mask])
+                    r["mean_capacity_kg_ha"] = float(np.mean(q))
+                    r["median_capacity_kg_ha"] = float(np.median(q))
+                rows.append(r)
     return pd.DataFrame(rows)
 
 
@@ -1190,6 +1448,39 @@ def monte_carlo(*, model: FluxModel, initial_mg_kg: np.ndarray, scenarios: dict[
     (median 1), scales the process model (:meth:`FluxModel.scaled`) and projects every
     scenario; the P5/P50/P95 over iterations are reported (Helton & Davis 2003,
     https://doi.org/10.1016/S0951-8320(03)00058-9 for sampling-based uncertainty analysis).
+
+    Parameters
+    ----------
+    model : FluxModel
+        Process model.
+    initial_mg_kg : numpy.ndarray
+        Initial concentration per cell and metal (mg/kg).
+    scenarios : dict of str to dict
+        Scenario name -> multipliers per scenario group.
+    n_years : int
+        Projection horizon (years).
+    start_year : int or None
+        Calendar year of year 0.
+    thresholds_mg_kg : numpy.ndarray
+        Effective thresholds (n, m) (mg/kg).
+    report_years : list of int
+        Year indices reported per cell and for the overloaded share.
+    gsd : dict of str to float
+        Geometric standard deviation per parameter group (<= 1: fixed).
+    n_iter : int
+        Number of iterations.
+    rng : numpy.random.Generator
+        Random generator.
+    correction_mg_m2_yr : numpy.ndarray, optional
+        Calibrated flux correction (mg/m2/yr).
+    cell_ids : array-like, optional
+        Cell identifiers (default 0..n-1).
+
+    Returns
+    -------
+    MonteCarloResult
+        P5/P50/P95 bands per land use (mg/kg), per cell (mg/kg) and of the overloaded share, and the
+        drawn multipliers.
     """
     groups = [g for g in relevant_groups(model) if gsd.get(g, 1.0) > 1.0]
     draws = np.exp(rng.standard_normal((n_iter, len(groups))) * np.log([gsd[g] for g in groups]))
@@ -1203,7 +1494,7 @@ def monte_carlo(*, model: FluxModel, initial_mg_kg: np.ndarray, scenarios: dict[
         means = np.empty((n_iter, len(classes), len(model.metals), n_years + 1))
         shares = np.empty((n_iter, len(classes), len(model.metals), len(report_years)))
         atyears = np.empty((n_iter, model.n, len(model.metals), len(report_years)), dtype=np.float32)
-        for i in range(n_iter):
+        for i in track(range(n_iter), desc=f"accumulation Monte Carlo ({sname})", unit="run"):
             sm = model.scaled(dict(zip(groups, draws[i])))
             C = run_model(sm, initial_mg_kg=initial_mg_kg, scenario=spec, n_years=n_years, start_year=start_year,
                           correction_mg_m2_yr=correction_mg_m2_yr).concentration_mg_kg
@@ -1236,6 +1527,29 @@ def oat_sensitivity(*, model: FluxModel, initial_mg_kg: np.ndarray, scenario: di
 
     Returns metal, parameter, low_change_percent, high_change_percent: the change of the
     domain-mean concentration at the horizon relative to the central run (percent).
+
+    Parameters
+    ----------
+    model : FluxModel
+        Process model.
+    initial_mg_kg : numpy.ndarray
+        Initial concentration per cell and metal (mg/kg).
+    scenario : dict of str to float
+        Scenario multipliers.
+    n_years : int
+        Projection horizon (years).
+    start_year : int or None
+        Calendar year of year 0.
+    gsd : dict of str to float
+        Geometric standard deviation per parameter group (<= 1: skipped).
+    correction_mg_m2_yr : numpy.ndarray, optional
+        Calibrated flux correction (mg/m2/yr).
+
+    Returns
+    -------
+    pd.DataFrame
+        Metal, parameter, low_change_percent, high_change_percent: the change of the domain-mean
+        concentration at the horizon relative to the central run (percent).
     """
     base = run_model(model, initial_mg_kg=initial_mg_kg, scenario=scenario, n_years=n_years, start_year=start_year,
                      correction_mg_m2_yr=correction_mg_m2_yr).concentration_mg_kg[:, :, -1].mean(axis=0)
@@ -1260,67 +1574,119 @@ def oat_sensitivity(*, model: FluxModel, initial_mg_kg: np.ndarray, scenario: di
 # report text and figures
 # ======================================================================================
 def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, calibration_mode: str,
-                 n_sources: int, guideline: str, threshold: str) -> str:
-    """Methods paragraph (pandoc markdown with formulas and citations)."""
+                 n_sources: int, guideline: str, threshold: str, soil_layer: dict | None = None,
+                 correction_applied: bool = False, background_source: str | None = None) -> str:
+    """Methods paragraph (pandoc markdown with formulas and citations).
+
+    Parameters
+    ----------
+    options : the stage options.
+    domain : "grid" or "samples".
+    n_cells : number of cells or samples projected.
+    calibration_mode : "hindcast", "residual" or "none" (as run).
+    n_sources : number of point sources.
+    guideline, threshold : guideline set and threshold name.
+    soil_layer : :func:`soil_layer_values` (default: from the options).
+    correction_applied : whether the learned correction entered the projections.
+    background_source : residual calibration: the background used (:func:`region_background`).
+
+    Returns
+    -------
+    str (markdown).
+    """
     o = options
-    M = soil_mass_kg_m2(o.depth_m, o.bulk_density_kg_m3)
-    scen = "; ".join(f"*{k}*: " + (", ".join(f"{a} = {b:g}" for a, b in v.items()) or "current rates")
+    lay = soil_layer or soil_layer_values(o.soil_layer, depth_m=o.depth_m, bulk_density_kg_m3=o.bulk_density_kg_m3)
+    M = lay["soil_mass_kg_m2"]
+    depth_cite = "[@orgiazzi2018lucas]" if o.depth_m is None else "(set for this region)"
+    bd_cite = ("(an assumed value for mineral arable topsoil, within the range measured in European topsoils "
+               "[@chen2024bulkdensity])" if o.bulk_density_kg_m3 is None else "(set for this region)")
+    scen = "; ".join(f"*{k.replace('_', ' ')}*: " + (", ".join(f"{a.replace('_', ' ')} × {b:g}" for a, b in v.items())
+                                                     or "current rates")
                      for k, v in o.scenarios.items())
+    unit_word = "cells" if domain == "grid" else "samples"
+    validation = (f"{o.n_folds}-fold spatial-block cross-validation was used: the sites were grouped into "
+                  f"{o.n_spatial_blocks} k-means clusters of their coordinates and whole clusters were held out "
+                  "together, so that a held-out site has no training neighbour in its block [@roberts2017cv]"
+                  if o.cv_scheme == "spatial_block" else
+                  f"{o.n_folds}-fold random cross-validation was used (not spatially blocked, so the skill may be "
+                  "optimistic where neighbouring sites share the missing flux)")
+    feats = "the covariates " + ", ".join(o.calibration_features) if o.calibration_features else "no covariates"
+    feats += ", land use and the modelled fluxes" + (" and the coordinates" if o.calibration_coordinates else "")
     txt = [
         "**Mass balance.** The metal stock of the plough layer was followed year by year "
-        f"per {'grid cell' if domain == 'grid' else 'sample'} ({n_cells} {'cells' if domain == 'grid' else 'samples'}) "
-        "with a process model of input and output fluxes coupled to a machine-learning correction, "
+        f"per {'grid cell' if domain == 'grid' else 'sample'} ({n_cells} {unit_word}) "
+        "with a process model of input and output fluxes, optionally coupled to a machine-learning correction, "
         "following the framework of [@seed001accumulation]:",
         "$$C_{t+1} = C_t + \\frac{\\sum_i I_{i,t} - \\sum_j k_j\\,C_t + \\Delta F}{M}, \\qquad M = d\\,\\rho_b$$",
-        f"with depth $d$ = {o.depth_m:g} m and bulk density $\\rho_b$ = {o.bulk_density_kg_m3:g} kg/m³ "
-        f"($M$ = {M:g} kg/m²), fluxes in mg/m²/yr and $\\Delta F$ the learned correction. ",
+        f"with depth $d$ = {lay['depth_m']:g} m {depth_cite} and bulk density $\\rho_b$ = "
+        f"{lay['bulk_density_kg_m3']:g} kg/m³ {bd_cite} ($M$ = {M:g} kg/m²), fluxes in mg/m²/yr and $\\Delta F$ the "
+        "learned correction where one is applied.",
         "**Inputs.** "
-        + (f"Atmospheric deposition from {n_sources} point source(s) used a Gaussian plume with ground reflection and "
-           f"Briggs {o.terrain} dispersion coefficients by Pasquill-Gifford stability class [@briggs1973; "
-           "@seinfeld2016], averaged over the wind rose in the sector-averaged long-term form [@turner1970]: "
+        + (f"Atmospheric deposition from {n_sources} point source{'s' if n_sources != 1 else ''} used a Gaussian "
+           f"plume with ground reflection and Briggs {o.terrain} dispersion coefficients by Pasquill-Gifford "
+           "stability class [@briggs1973; @seinfeld2016], averaged over the wind rose in the sector-averaged "
+           "long-term form [@turner1970]: "
            "$\\bar C(r,0) = \\sqrt{2/\\pi}\\, f Q / (u\\,\\sigma_z\\,r\\,\\Delta\\theta)\\, "
            "\\exp(-H^2/2\\sigma_z^2)$; deposition is $v_d \\bar C(r,0) + \\Lambda f_{rain} \\int \\bar C dz$ "
-           f"(dry deposition velocity and scavenging coefficient from set `{o.deposition_parameters}` [@sehmel1980; "
-           f"@seinfeld2016]; rain {100 * o.rain_fraction:g} % of the time; no plume depletion or plume rise). "
-           if n_sources else "No point sources were given. ")
+           "(dry deposition velocities and scavenging coefficients from Sehmel (1980) and Seinfeld & Pandis (2016) "
+           f"[@sehmel1980; @seinfeld2016]; rain {100 * o.rain_fraction:g} % of the time; no plume depletion or "
+           "plume rise). " if n_sources else "No point sources were given. ")
         + ("Regional background deposition: "
            + ", ".join(f"{k} {v:g}" for k, v in o.background_deposition_g_ha_yr.items()) + " g/ha/yr. "
            if o.background_deposition_g_ha_yr else "")
-        + f"Agricultural inputs (fertilizer, manure, irrigation) by land use came from set `{o.agricultural_inputs}` "
+        + "Agricultural inputs (fertilizer, manure, irrigation) by land use came from Nicholson et al. (2003) "
           "[@nicholson2003]"
-        + (f"; floodplain sediment deposition by class of `{o.sediment_class_column}` "
+        + ("; floodplain sediment deposition by class "
            f"({', '.join(f'{k}: {v:g}' for k, v in o.sediment_deposition_kg_m2_yr.items())} kg/m²/yr) times the "
            "metal concentration of the deposited sediment" if o.sediment_class_column else "") + ".",
         "**Outputs** are linear in $C$: leaching $P\\,C/K_d$ and dissolved runoff $R\\,C/K_d$ "
-        f"(percolation $P$ = {o.percolation_mm_yr:g} mm/yr, runoff by land use, $K_d$ from `{o.partition_coefficients}` "
+        f"(percolation $P$ = {o.percolation_mm_yr:g} mm/yr, runoff by land use, $K_d$ from Allison & Allison (2005) "
         "[@allison2005kd]), erosion $A \\cdot ER \\cdot C$ (RUSLE soil loss $A = R K LS C P$ by land use "
-        f"[@renard1997], enrichment ratio from `{o.enrichment_ratios}` [@quinton2007]) and crop offtake "
-        f"$Y \\cdot TF \\cdot C$ (transfer factors from `{o.transfer_factors}` [@kabatapendias2011]).",
-        "**Calibration.** "
-        + {"hindcast": "The process model was run from the first to the second survey at every site; the gap to the "
-                       "observed second survey, converted to a flux $\\Delta F = M (C^{obs} - C^{proc})/\\Delta t$, "
-                       "was learned from covariates, coordinates and the modelled fluxes",
-           "residual": f"The process model was run for {o.history_years} years from the background reference "
-                       "concentrations; the spatial residual of the current survey, converted to a flux "
-                       f"$\\Delta F = M (C^{{obs}} - C^{{proc}})/{o.history_years}$, was learned from covariates, "
-                       "coordinates and the modelled fluxes",
-           "none": "No calibration was made (no second survey and residual calibration switched off)"}[calibration_mode]
-        + ("" if calibration_mode == "none" else
-           f" by gradient boosting [@friedman2001; @pedregosa2011sklearn] ({o.n_estimators} trees, depth "
-           f"{o.max_depth}, learning rate {o.learning_rate:g}, seeded); {100 * o.test_fraction:g} % of the sites "
-           "were held out to measure skill, then the model was refit on all sites"
-           + (" and its correction added to the projections." if o.apply_correction else
-              "; the correction is reported as a diagnostic and not added to the projections.")),
+        "[@renard1997], enrichment ratios from Quinton & Catt (2007) [@quinton2007]) and crop offtake "
+        "$Y \\cdot TF \\cdot C$ (transfer factors from Kabata-Pendias (2011) [@kabatapendias2011]).",
+    ]
+    if calibration_mode == "hindcast":
+        txt.append(
+            "**Calibration (validation first).** The process model was run from the first to the second survey at "
+            "every site; the gap to the observed second survey, converted to a flux "
+            "$\\Delta F = M (C^{obs} - C^{proc})/\\Delta t$, was learned from " + feats
+            + f" by gradient boosting [@friedman2001; @pedregosa2011sklearn] ({o.n_estimators} trees, depth "
+            f"{o.max_depth}, learning rate {o.learning_rate:g}). To measure skill, {validation}; in each fold the model "
+            "was fitted on the other folds (missing feature values filled with training-site medians) and the "
+            "held-out error of the second survey was compared between the process model alone and the calibrated "
+            "model. "
+            "The model was then refit on all sites. "
+            + ("The correction is added to the projections only for metals where it lowered the held-out error."
+               if correction_applied else "The correction was not added to the projections."))
+    elif calibration_mode == "residual":
+        txt.append(
+            "**Residual diagnostic.** The process model was run for "
+            f"{o.history_years} years from the region's own background ({background_source or 'regional background'}) "
+            "to the survey; the residual of the survey, converted to a flux "
+            f"$\\Delta F = M (C^{{obs}} - C^{{proc}})/{o.history_years}$, was learned from " + feats
+            + f" by gradient boosting [@friedman2001; @pedregosa2011sklearn] and validated as above ({validation}). "
+            "This residual is a diagnostic of what the process model does not explain (historic inputs, other "
+            "sources, or a background that is itself uncertain), not a measured present-day flux: "
+            + ("it was nevertheless added to the projections as a constant future flux, as set for this region."
+               if correction_applied else "it is not added to the projections."))
+    else:
+        txt.append("**Calibration.** No machine-learning calibration was made: the region has no second survey "
+                   "pairing the sites, and the residual diagnostic was not requested or had no regional "
+                   "background; projections follow the process model alone.")
+    txt.append(
         f"**Scenarios** over {o.horizon_years} years: {scen}. "
-        f"**Carrying capacity** is $T/w_{{LU}} - C_t$ with $T$ the `{threshold}` value of guideline set "
-        f"`{guideline}` and $w_{{LU}}$ the receptor-sensitivity weight of the land use"
+        f"**Carrying capacity** is given both as the concentration headroom $T/w_{{LU}} - C_t$ (mg/kg), with $T$ the "
+        f"{threshold} value of guideline set {guideline} and $w_{{LU}}$ the receptor-sensitivity weight of the land use"
         + (" (" + ", ".join(f"{k} {v:g}" for k, v in o.sensitivity_weights.items()) + ")"
            if o.sensitivity_weights else " (1 for all land uses)")
-        + "; a cell is overloaded when $C_t \\ge T/w$, and the years to overload are the first such year. "
+        + ", and as the mass the plough layer can still take, $Q = M\\,(T/w_{LU} - C_t)$, in kg/ha "
+        f"($M$ = {M:g} kg/m², so 1 mg/kg of headroom is {M * 1e-2:g} kg/ha); a "
+        f"{'cell' if domain == 'grid' else 'sample'} is overloaded when $C_t \\ge T/w$, and the years to overload "
+        "are the first such year. "
         f"**Uncertainty**: {o.n_monte_carlo} seeded Monte Carlo runs with lognormal multipliers (median 1; geometric SD "
-        + ", ".join(f"{k} {v:g}" for k, v in o.uncertainty_gsd.items())
-        + ") give P5/P50/P95 bands; a one-at-a-time analysis multiplies and divides each group by its geometric SD.",
-    ]
+        + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in o.uncertainty_gsd.items())
+        + ") give P5/P50/P95 bands [@helton2003]; a one-at-a-time analysis multiplies and divides each group by "
+          "its geometric SD.")
     return "\n\n".join(txt)
 
 
@@ -1331,7 +1697,24 @@ def _lu_colors(classes):
 
 
 def plot_timeseries(bands: pd.DataFrame, *, scenario: str, metals: list[str], thresholds: dict[str, float]):
-    """Mean concentration per land use over time with the Monte Carlo P5-P95 band, one panel per metal."""
+    """Mean concentration per land use over time with the Monte Carlo P5-P95 band, one panel per metal.
+
+    Parameters
+    ----------
+    bands : DataFrame
+        Land-use bands (scenario, metal, land_use, year, p5, p50, p95; mg/kg).
+    scenario : str
+        Scenario plotted.
+    metals : list of str
+        Metals, one panel each.
+    thresholds : dict of str to float
+        Metal -> threshold (mg/kg), drawn dashed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per metal.
+    """
     import matplotlib.pyplot as plt
 
     n = len(metals)
@@ -1361,7 +1744,32 @@ def plot_timeseries(bands: pd.DataFrame, *, scenario: str, metals: list[str], th
 
 def plot_maps(*, x, y, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndarray, years: list[int], metal: str,
               metals: list[str], sources: pd.DataFrame | None = None, grid: bool = True):
-    """Maps of C / T_eff for one metal at year 0 and the reported years (baseline)."""
+    """Maps of C / T_eff for one metal at year 0 and the reported years (baseline).
+
+    Parameters
+    ----------
+    x, y : array-like of float
+        Cell or sample coordinates.
+    concentration_mg_kg : numpy.ndarray
+        Projected concentrations (n, m, T+1) (mg/kg).
+    thresholds_mg_kg : numpy.ndarray
+        Effective thresholds (n, m) (mg/kg).
+    years : list of int
+        Year indices mapped after year 0.
+    metal : str
+        Metal mapped.
+    metals : list of str
+        Metals, in array order.
+    sources : DataFrame, optional
+        Point sources (x, y), drawn as triangles.
+    grid : bool, default True
+        Draw grid cells (squares) rather than points.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One map of C / T_eff per year.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -1389,7 +1797,20 @@ def plot_maps(*, x, y, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.nda
 
 
 def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
-    """Stacked bars of mean inputs (positive) and outputs (negative) by land use, one panel per metal."""
+    """Stacked bars of mean inputs (positive) and outputs (negative) by land use, one panel per metal.
+
+    Parameters
+    ----------
+    budget : DataFrame
+        Table from :func:`flux_budget`.
+    metals : list of str
+        Metals, one panel each.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Stacked bars of fluxes (mg/m2/yr) by land use.
+    """
     import matplotlib.pyplot as plt
 
     n = len(metals)
@@ -1427,7 +1848,20 @@ def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
 
 
 def plot_calibration(pred: pd.DataFrame, *, metals: list[str]):
-    """Observed vs predicted end-state concentrations at held-out sites: process model and calibrated model."""
+    """Observed vs predicted end-state concentrations at held-out sites: process model and calibrated model.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        Held-out predictions (metal, observed, process, calibrated; mg/kg).
+    metals : list of str
+        Metals, one panel each.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One scatter panel per metal.
+    """
     import matplotlib.pyplot as plt
 
     n = len(metals)
@@ -1448,7 +1882,20 @@ def plot_calibration(pred: pd.DataFrame, *, metals: list[str]):
 
 
 def plot_sensitivity(oat: pd.DataFrame, *, metals: list[str]):
-    """Tornado chart of the one-at-a-time sensitivity (percent change of the mean at the horizon)."""
+    """Tornado chart of the one-at-a-time sensitivity (percent change of the mean at the horizon).
+
+    Parameters
+    ----------
+    oat : DataFrame
+        Table from :func:`oat_sensitivity`.
+    metals : list of str
+        Metals, one panel each.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One tornado panel per metal.
+    """
     import matplotlib.pyplot as plt
 
     n = len(metals)
@@ -1474,7 +1921,24 @@ def plot_sensitivity(oat: pd.DataFrame, *, metals: list[str]):
 
 
 def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenarios: list[str]):
-    """Overloaded share by land use and year for one metal, per scenario, with Monte Carlo P5-P95 whiskers."""
+    """Overloaded share by land use and year for one metal, per scenario, with Monte Carlo P5-P95 whiskers.
+
+    Parameters
+    ----------
+    cc : DataFrame
+        Carrying-capacity summary (scenario, metal, land_use, year, share_overloaded).
+    bands : DataFrame
+        Monte Carlo overload bands (scenario, metal, land_use, year, p5, p95).
+    metal : str
+        Metal plotted.
+    scenarios : list of str
+        Scenarios, one panel each.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Bars of the overloaded share (%) by land use and year.
+    """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(scenarios), figsize=(7, 2.6), sharey=True, squeeze=False)
@@ -1502,7 +1966,7 @@ def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenario
 
 
 # ======================================================================================
-# stage driver: everything the notebook needs, from validated region data
+# results of a run, the regional background, guideline values (composed by hmlib.stages.accumulation)
 # ======================================================================================
 @dataclass
 class AccumulationRun:
@@ -1526,6 +1990,9 @@ class AccumulationRun:
     calibration_mode : "hindcast", "residual" or "none".
     notes : plain-language notes for the report (assumptions, dropped rows).
     threshold_name : guideline threshold used.
+    correction_applied : whether the learned correction enters the projections.
+    background_source : residual calibration: which regional background started the history run.
+    soil_layer : depth, bulk density, soil mass and their sources (:func:`soil_layer_values`).
     """
 
     domain: str
@@ -1547,28 +2014,70 @@ class AccumulationRun:
     calibration_mode: str
     notes: list[str] = field(default_factory=list)
     threshold_name: str = ""
+    correction_applied: bool = False
+    background_source: str | None = None
+    soil_layer: dict = field(default_factory=dict)
 
 
-def _map_land_use(raw: pd.Series, o: AccumulationOptions, notes: list[str]) -> np.ndarray:
-    s = raw.astype(object)
-    out = []
-    unknown = set()
-    for v in s:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            out.append(o.default_land_use)
-            continue
-        key = str(v).strip()
-        cls = o.land_use_map.get(key, key if key in LAND_USES else None)
-        if cls is None:
-            unknown.add(key)
-            cls = "other"
-        out.append(cls)
-    if unknown:
-        notes.append(f"Land-use codes without a class were counted as 'other': {', '.join(sorted(unknown))}.")
-    n_missing = int(s.isna().sum())
-    if n_missing:
-        notes.append(f"{n_missing} location(s) without a land use were taken as '{o.default_land_use}'.")
-    return np.array(out, dtype=object)
+def region_background(*, sample_ids, metals: list[str], medium: str, adaptive: pd.DataFrame | None = None,
+                      baselines: pd.DataFrame | None = None) -> tuple[np.ndarray, str]:
+    """The region's own background per sample and metal, for the residual calibration.
+
+    The adaptive background of each sample (table ``adaptive_background``: sample_id, medium,
+    metal, background) is used where available; otherwise the recommended baseline of the metal
+    over all samples (table ``baselines``: medium, stratum ``all``, metal, recommended, baseline).
+
+    Parameters
+    ----------
+    sample_ids : the samples of the current survey, in order.
+    metals : metals, in order.
+    medium : the medium of the samples.
+    adaptive, baselines : the two tables of the baselines section, or None.
+
+    Returns
+    -------
+    (background (n, m) in mg/kg, description for the report).
+
+    Raises
+    ------
+    ValueError
+        When neither table covers every metal.
+    """
+    if (adaptive is None or not len(adaptive)) and (baselines is None or not len(baselines)):
+        raise ValueError("this run has neither an adaptive background nor geochemical baselines")
+    ids = pd.Index(np.asarray(sample_ids).astype(str))
+    out = np.full((len(ids), len(metals)), np.nan)
+    used = set()
+    if adaptive is not None and len(adaptive):
+        a = adaptive[adaptive["medium"] == medium] if "medium" in adaptive.columns else adaptive
+        w = a.assign(sample_id=a["sample_id"].astype(str)).pivot_table(
+            index="sample_id", columns="metal", values="background", aggfunc="first")
+        w = w.reindex(index=ids, columns=metals)
+        out = w.to_numpy(float)
+        if np.isfinite(out).any():
+            used.add("adaptive")
+    if baselines is not None and len(baselines) and np.isnan(out).any():
+        b = baselines
+        if "medium" in b.columns:
+            b = b[b["medium"] == medium]
+        if "stratum" in b.columns:
+            b = b[b["stratum"] == "all"]
+        if "recommended" in b.columns:
+            b = b[b["recommended"].astype(str).str.lower().isin(["true", "1"])]
+        per_metal = b.groupby("metal")["baseline"].first().reindex(metals).to_numpy(float)
+        fill = np.broadcast_to(per_metal, out.shape)
+        miss = np.isnan(out) & np.isfinite(fill)
+        if miss.any():
+            used.add("baseline")
+        out = np.where(miss, fill, out)
+    bad = [m for j, m in enumerate(metals) if np.isnan(out[:, j]).any()]
+    if bad:
+        raise ValueError(f"the region's background lacks {', '.join(bad)} for some samples")
+    desc = {frozenset({"adaptive"}): "the adaptive (covariate-dependent) background of each sample",
+            frozenset({"baseline"}): "the recommended geochemical baseline of each metal",
+            frozenset({"adaptive", "baseline"}): "the adaptive background of each sample, or the recommended "
+                                                 "baseline where the adaptive background was missing"}[frozenset(used)]
+    return out, desc
 
 
 def guideline_series(params, *, threshold: str | None, medium: str, metals: list[str]) -> tuple[pd.Series, str]:
@@ -1588,170 +2097,6 @@ def guideline_series(params, *, threshold: str | None, medium: str, metals: list
     return s.reindex(metals), thr
 
 
-def run_accumulation(*, data, params, options: AccumulationOptions, seed: int) -> AccumulationRun:
-    """Build the process model, calibrate it and project every scenario (stage ``accumulation``).
-
-    Parameters
-    ----------
-    data : :class:`hmlib.io.RegionData`.
-    params : :class:`hmlib.params.RegionParams`.
-    options : validated :class:`AccumulationOptions`.
-    seed : seed of the calibration split and boosting.
-    """
-    o = options
-    notes: list[str] = []
-    medium = o.medium or data.media[0]
-    if medium not in data.media:
-        raise ValueError(f"stages.accumulation.medium {medium!r} is not a medium of the region {data.media}")
-    unit = params.data.coordinate_unit
-    if unit == "degree":
-        raise ValueError("the accumulation stage needs projected coordinates in m or km (data.coordinate_unit), "
-                         "got 'degree'")
-    to_m = 1000.0 if unit == "km" else 1.0
-    sites = data.sites(medium)
-    conc = data.wide(medium)
-    metals = [m for m in data.metals if m in conc.columns]
-    for c in (o.land_use_column, o.survey_column, o.site_column, o.sediment_class_column):
-        if c and c not in sites.columns:
-            raise ValueError(f"column {c!r} named in stages.accumulation is not a sample covariate; "
-                             f"expected one of {sorted(set(sites.columns) - {'medium', 'source_file', 'source_row'})}")
-    ok = conc[metals].notna().all(axis=1)
-    if (~ok).any():
-        notes.append(f"{int((~ok).sum())} sample(s) with a missing metal value were left out.")
-    sites, conc = sites[ok.to_numpy()], conc[ok]
-    # surveys
-    if o.survey_column:
-        yrs = pd.to_numeric(sites[o.survey_column], errors="raise")
-        last, first = int(yrs.max()), int(yrs.min())
-        current = (yrs == last).to_numpy()
-    else:
-        last = first = None
-        current = np.ones(len(sites), bool)
-    start_year = o.start_year if o.start_year is not None else last
-    cur_sites, cur_conc = sites[current], conc[current]
-    sources = read_point_sources(params.resolve(o.point_sources), metals=metals) if o.point_sources else None
-    if sources is not None:
-        sources[["x", "y"]] = sources[["x", "y"]] * 1.0
-    rose = read_wind_rose(params.resolve(o.wind_rose)) if o.wind_rose else None
-    src_m = None
-    if sources is not None:
-        src_m = sources.copy()
-        src_m["x"], src_m["y"] = sources["x"] * to_m, sources["y"] * to_m
-    # domain
-    grid = data.grid
-    grid_ok = grid is not None and all(c is None or c in grid.columns
-                                       for c in (o.land_use_column, o.sediment_class_column))
-    if o.domain == "grid" and not grid_ok:
-        raise ValueError("stages.accumulation.domain is 'grid' but the region has no grid or the grid lacks "
-                         f"the land-use / sediment-class columns ({o.land_use_column}, {o.sediment_class_column})")
-    domain = "grid" if (o.domain == "grid" or (o.domain == "auto" and grid_ok)) else "samples"
-
-    def _lu(frame):
-        if o.land_use_column:
-            return _map_land_use(frame[o.land_use_column], o, notes)
-        return np.full(len(frame), o.default_land_use, dtype=object)
-
-    def _model(frame, lu):
-        return build_flux_model(x_m=frame["x"].to_numpy(float) * to_m, y_m=frame["y"].to_numpy(float) * to_m,
-                                land_use=lu, metals=metals, options=o, sources=src_m, wind_rose=rose,
-                                sediment_class=(frame[o.sediment_class_column].to_numpy()
-                                                if o.sediment_class_column else None))
-
-    cur_lu = _lu(cur_sites)
-    cur_model = _model(cur_sites, cur_lu)
-    if domain == "grid":
-        ids = grid["cell_id"].astype(str).to_numpy() if "cell_id" in grid else np.array(
-            [f"C{i + 1:05d}" for i in range(len(grid))])
-        dom_frame = grid.reset_index(drop=True)
-        dom_lu = _lu(dom_frame)
-        dom_model = _model(dom_frame, dom_lu)
-        initial = idw_interpolate(x_from=cur_sites["x"].to_numpy(float), y_from=cur_sites["y"].to_numpy(float),
-                                  values=cur_conc[metals].to_numpy(float), x_to=dom_frame["x"].to_numpy(float),
-                                  y_to=dom_frame["y"].to_numpy(float))
-        notes.append("Grid cells start from an inverse-distance-weighted interpolation (8 nearest samples, power 2) "
-                     "of the last survey.")
-    else:
-        ids = cur_sites.index.astype(str).to_numpy()
-        dom_frame, dom_lu, dom_model = cur_sites.reset_index(), cur_lu, cur_model
-        initial = cur_conc[metals].to_numpy(float)
-    # calibration
-    mode = o.calibration
-    has_pairs = o.survey_column is not None and o.site_column is not None and first != last
-    if mode == "auto":
-        mode = "hindcast" if has_pairs else "residual"
-    if mode == "hindcast" and not has_pairs:
-        raise ValueError("calibration 'hindcast' needs survey_column and site_column with two survey years")
-    feat_cols = list(o.calibration_features)
-    miss = [c for c in feat_cols if c not in sites.columns]
-    if miss:
-        raise ValueError(f"calibration_features {miss} are not sample covariates")
-    if domain == "grid":
-        dropped = [c for c in feat_cols if c not in dom_frame.columns]
-        if dropped:
-            notes.append(f"Calibration features not on the grid were not used: {', '.join(dropped)}.")
-            feat_cols = [c for c in feat_cols if c in dom_frame.columns]
-    calib = None
-    if mode == "hindcast":
-        a = sites[(yrs == first).to_numpy()].reset_index().set_index(o.site_column)
-        b = sites[(yrs == last).to_numpy()].reset_index().set_index(o.site_column)
-        common = a.index.intersection(b.index)
-        if len(common) < 10:
-            raise ValueError(f"only {len(common)} sites were sampled in both surveys {first} and {last}; "
-                             "the hindcast calibration needs at least 10")
-        a, b = a.loc[common], b.loc[common]
-        ca = conc.loc[a["sample_id"], metals].to_numpy(float)
-        cb = conc.loc[b["sample_id"], metals].to_numpy(float)
-        lu_a = _lu(a)
-        m_a = _model(a, lu_a)
-        inp = scenario_inputs(m_a, scenario={}, n_years=last - first, start_year=first)
-        feats = calibration_features(x=a["x"], y=a["y"], covariates=a[feat_cols] if feat_cols else None,
-                                     land_use=lu_a, model=m_a, scenario_input=inp)
-        calib = calibrate_net_flux(
-            model=m_a, features=feats, c_start_mg_kg=ca, c_end_mg_kg=cb, years=last - first,
-            scenario_input_fn=lambda mm, T: scenario_inputs(mm, scenario={}, n_years=T, start_year=first),
-            mode="hindcast", seed=seed, test_fraction=o.test_fraction, n_estimators=o.n_estimators,
-            max_depth=o.max_depth, learning_rate=o.learning_rate, site_ids=np.asarray(common))
-    elif mode == "residual":
-        from .reference import background_values
-
-        bg = background_values(params.references.background, medium="soil" if medium != "sediment" else medium)
-        missing_bg = [m for m in metals if m not in bg.index]
-        if missing_bg:
-            raise ValueError(f"background set {params.references.background} lacks {missing_bg} (residual calibration)")
-        c_start = np.broadcast_to(bg.reindex(metals).to_numpy(float), (len(cur_sites), len(metals))).copy()
-        h0 = None if start_year is None else start_year - o.history_years
-        inp = scenario_inputs(cur_model, scenario={}, n_years=o.history_years, start_year=h0)
-        feats = calibration_features(x=cur_sites["x"], y=cur_sites["y"],
-                                     covariates=cur_sites[feat_cols] if feat_cols else None, land_use=cur_lu,
-                                     model=cur_model, scenario_input=inp)
-        calib = calibrate_net_flux(
-            model=cur_model, features=feats, c_start_mg_kg=c_start, c_end_mg_kg=initial if domain == "samples"
-            else cur_conc[metals].to_numpy(float), years=o.history_years,
-            scenario_input_fn=lambda mm, T: scenario_inputs(mm, scenario={}, n_years=T, start_year=h0),
-            mode="residual", seed=seed, test_fraction=o.test_fraction, n_estimators=o.n_estimators,
-            max_depth=o.max_depth, learning_rate=o.learning_rate, site_ids=cur_sites.index.to_numpy())
-    correction = None
-    if calib is not None and o.apply_correction:
-        inp_dom = scenario_inputs(dom_model, scenario={}, n_years=o.horizon_years, start_year=start_year)
-        dfeats = calibration_features(x=dom_frame["x"], y=dom_frame["y"],
-                                      covariates=dom_frame[feat_cols] if feat_cols else None, land_use=dom_lu,
-                                      model=dom_model, scenario_input=inp_dom)
-        correction = calib.predict(dfeats, metals)
-    guide, thr = guideline_series(params, threshold=o.guideline_threshold, medium=medium, metals=metals)
-    thresholds = effective_thresholds(guideline_mg_kg=guide, metals=metals, land_use=dom_lu,
-                                      sensitivity_weights=o.sensitivity_weights)
-    projections = {}
-    for i, (name, spec) in enumerate(o.scenarios.items()):
-        projections[name] = run_model(dom_model, initial_mg_kg=initial, scenario=spec, n_years=o.horizon_years,
-                                      start_year=start_year, correction_mg_m2_yr=correction, return_fluxes=(i == 0))
-    run = AccumulationRun(domain, "cell_id" if domain == "grid" else "sample_id", ids,
-                          dom_frame["x"].to_numpy(float), dom_frame["y"].to_numpy(float), dom_lu, metals, dom_model,
-                          initial, start_year, calib, correction, thresholds, guide, projections, sources, mode,
-                          list(dict.fromkeys(notes)),
-                          threshold_name=thr)
-    return run
-
-
 def projection_table(run: AccumulationRun, *, years: list[int]) -> pd.DataFrame:
     """Long table (id, metal, scenario, year, concentration) at year 0 and the reported years."""
     yrs = [0] + [y for y in years if y != 0]
@@ -1766,10 +2111,105 @@ def projection_table(run: AccumulationRun, *, years: list[int]) -> pd.DataFrame:
 
 
 def capacity_tables(run: AccumulationRun, *, years: list[int]) -> pd.DataFrame:
-    """Overload summary (see :func:`overload_summary`) for every scenario."""
+    """Carrying capacity and overload summary (see :func:`overload_summary`) for every scenario,
+    with the mass capacity in kg/ha from the domain's soil mass."""
     return pd.concat([overload_summary(concentration_mg_kg=pr.concentration_mg_kg, thresholds_mg_kg=run.thresholds_mg_kg,
-                                       land_use=run.land_use, metals=run.metals, years=[0] + list(years), scenario=s)
+                                       land_use=run.land_use, metals=run.metals, years=[0] + list(years), scenario=s,
+                                       soil_mass_kg_m2=run.model.soil_mass_kg_m2)
                       for s, pr in run.projections.items()], ignore_index=True)
+
+
+def carrying_capacity_table(cc: pd.DataFrame, overload_bands: pd.DataFrame | None, *,
+                            soil_layer: dict) -> pd.DataFrame:
+    """The tidy carrying-capacity table of the report (``tables/carrying_capacity.csv``).
+
+    One row per metal, scenario, year and land use: the mean threshold and concentration, the
+    concentration headroom (mg/kg) and mass capacity (kg/ha) with the depth and bulk density
+    they assume, the overloaded share with its Monte Carlo P5-P95 and the median years to
+    overload.
+
+    Parameters
+    ----------
+    cc : :func:`capacity_tables`.
+    overload_bands : :attr:`MonteCarloResult.overload_bands` (or None).
+    soil_layer : :func:`soil_layer_values`.
+
+    Returns
+    -------
+    DataFrame.
+    """
+    out = cc.copy()
+    if overload_bands is not None and len(overload_bands):
+        b = overload_bands.rename(columns={"p5": "share_overloaded_p5", "p50": "share_overloaded_p50",
+                                           "p95": "share_overloaded_p95"})
+        out = out.merge(b, on=["scenario", "metal", "land_use", "year"], how="left")
+    else:
+        out["share_overloaded_p5"] = out["share_overloaded_p50"] = out["share_overloaded_p95"] = np.nan
+    out["depth_m"] = soil_layer["depth_m"]
+    out["bulk_density_kg_m3"] = soil_layer["bulk_density_kg_m3"]
+    cols = ["metal", "scenario", "year", "land_use", "n_cells", "mean_threshold_mg_kg", "mean_concentration_mg_kg",
+            "mean_capacity_mg_kg", "median_capacity_mg_kg", "mean_capacity_kg_ha", "median_capacity_kg_ha",
+            "share_overloaded", "share_overloaded_p5", "share_overloaded_p95", "median_years_to_overload",
+            "depth_m", "bulk_density_kg_m3"]
+    return out[cols]
+
+
+def capacity_cells(run: AccumulationRun, *, scenario: str) -> pd.DataFrame:
+    """Per cell (or sample) and metal: threshold, concentration today and at the horizon, headroom
+    today in mg/kg and kg/ha (:func:`mass_capacity_kg_ha`) and years to overload
+    (:func:`years_to_overload`; inf = not within the horizon) under ``scenario``."""
+    C = run.projections[scenario].concentration_mg_kg
+    T = run.thresholds_mg_kg
+    yto = years_to_overload(C, T)
+    n, m = T.shape
+    head = T - C[:, :, 0]
+    return pd.DataFrame({run.id_column: np.repeat(run.ids, m), "land_use": np.repeat(run.land_use, m),
+                         "metal": np.tile(run.metals, n), "scenario": scenario,
+                         "threshold_mg_kg": T.ravel(), "concentration_now_mg_kg": C[:, :, 0].ravel(),
+                         "concentration_horizon_mg_kg": C[:, :, -1].ravel(), "capacity_now_mg_kg": head.ravel(),
+                         "capacity_now_kg_ha": mass_capacity_kg_ha(head, run.model.soil_mass_kg_m2[:, None]).ravel(),
+                         "years_to_overload": yto.ravel()})
+
+
+def read_flux_truth(path) -> pd.DataFrame:
+    """Read a generator's known flux bias (``site_id, metal, bias_mg_m2_yr``) of a demo region."""
+    t = pd.read_csv(path)
+    need = ["site_id", "metal", "bias_mg_m2_yr"]
+    miss = [c for c in need if c not in t.columns]
+    if miss:
+        raise ValueError(f"{path}: missing column(s) {miss}; expected {need}")
+    return t.assign(site_id=t["site_id"].astype(str))
+
+
+def flux_truth_recovery(calibration: CalibrationResult, truth: pd.DataFrame) -> pd.DataFrame:
+    """Compare the correction learned at held-out sites with a generator's known flux bias.
+
+    Out-of-fold predictions are used: each site's correction comes from the model fitted without
+    the site's cross-validation fold.
+    Per metal: n_sites (every site, out of fold), mean true and mean recovered flux (mg/m2/yr), their ratio,
+    Pearson correlation and RMSE of recovered against true.
+
+    Parameters
+    ----------
+    calibration : :class:`CalibrationResult` (its ``predictions`` carry the held-out corrections).
+    truth : site_id, metal, bias_mg_m2_yr (:func:`read_flux_truth`).
+
+    Returns
+    -------
+    DataFrame, one row per metal.
+    """
+    p = calibration.predictions.assign(site=lambda d: d["site"].astype(str))
+    j = p.merge(truth, left_on=["site", "metal"], right_on=["site_id", "metal"], how="inner")
+    rows = []
+    for metal, g in j.groupby("metal", sort=False):
+        t, r = g["bias_mg_m2_yr"].to_numpy(float), g["predicted_correction_mg_m2_yr"].to_numpy(float)
+        rows.append({"metal": metal, "n_sites": len(g), "true_mean_mg_m2_yr": float(t.mean()),
+                     "recovered_mean_mg_m2_yr": float(r.mean()),
+                     "recovered_to_true_ratio": float(r.mean() / t.mean()) if t.mean() != 0 else np.nan,
+                     "correlation": float(np.corrcoef(t, r)[0, 1]) if len(g) > 2 and np.std(t) > 0 and np.std(r) > 0
+                     else np.nan,
+                     "rmse_mg_m2_yr": _rmse(t, r)})
+    return pd.DataFrame(rows)
 
 
 def dominant_fluxes(budget: pd.DataFrame) -> pd.DataFrame:
@@ -1787,7 +2227,8 @@ def dominant_fluxes(budget: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ += ["AccumulationRun", "guideline_series", "run_accumulation", "projection_table",
+__all__ += ["carrying_capacity_table", "carrying_capacity_display", "capacity_cells", "read_flux_truth", "flux_truth_recovery"]
+__all__ += ["AccumulationRun", "region_background", "guideline_series", "projection_table",
             "capacity_tables", "dominant_fluxes"]
 
 
@@ -1810,34 +2251,44 @@ def budget_display(budget: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibration_display(cal: CalibrationResult) -> pd.DataFrame:
-    """Reader's calibration table (held-out and training RMSE, held-out R²)."""
+    """Reader's calibration table (held-out and training RMSE, held-out R², skill)."""
     return cal.metrics[["metal", "n_train", "n_test", "rmse_process_test", "rmse_calibrated_test", "r2_process_test",
-                        "r2_calibrated_test", "rmse_process_train", "rmse_calibrated_train",
+                        "r2_calibrated_test", "r2_correction_test", "rmse_calibrated_train",
                         "mean_correction_mg_m2_yr"]].rename(columns={
-        "metal": "Metal", "n_train": "n train", "n_test": "n test",
-        "rmse_process_test": "Held-out RMSE, process (mg/kg)", "rmse_calibrated_test": "Held-out RMSE, calibrated (mg/kg)",
-        "r2_process_test": "Held-out R², process", "r2_calibrated_test": "Held-out R², calibrated",
-        "rmse_process_train": "Training RMSE, process (mg/kg)",
-        "rmse_calibrated_train": "Training RMSE, calibrated (mg/kg)",
+        "metal": "Metal", "n_train": "n train per fold", "n_test": "n sites (each held out once)",
+        "rmse_process_test": "RMSE, process (mg/kg)", "rmse_calibrated_test": "Out-of-fold RMSE, calibrated (mg/kg)",
+        "r2_process_test": "R², process", "r2_calibrated_test": "Out-of-fold R², calibrated",
+        "r2_correction_test": "Out-of-fold R² of ΔF",
+        "rmse_calibrated_train": "In-sample RMSE, calibrated (mg/kg)",
         "mean_correction_mg_m2_yr": "Mean ΔF (mg/m²/yr)"})
 
 
-def capacity_display(cc: pd.DataFrame, bands: pd.DataFrame, *, year: int) -> pd.DataFrame:
-    """Reader's overload table at ``year``: metal x land use rows, one column per scenario (percent, P5-P95)."""
-    a = cc[cc["year"] == year].copy()
-    if len(bands):
-        a = a.merge(bands.rename(columns={"p5": "s5", "p50": "s50", "p95": "s95"}),
-                    on=["scenario", "metal", "land_use", "year"], how="left")
-    else:
-        a["s5"] = a["s95"] = np.nan
+def carrying_capacity_display(cap: pd.DataFrame, *, year: int) -> pd.DataFrame:
+    """Reader's carrying-capacity table at ``year``: metal x land use rows, the overloaded share per scenario
+    (percent, Monte Carlo P5-P95), median years to overload and today's median headroom in mg/kg and kg/ha
+    (first scenario).
+
+    Parameters
+    ----------
+    cap : :func:`carrying_capacity_table`.
+    year : the reported year shown.
+
+    Returns
+    -------
+    DataFrame.
+    """
+    a = cap[cap["year"] == year].copy()
     a["cell"] = [f"{100 * v:.0f} ({100 * lo:.0f}-{100 * hi:.0f})" if np.isfinite(lo) else f"{100 * v:.0f}"
-                 for v, lo, hi in zip(a["share_overloaded"], a["s5"], a["s95"])]
+                 for v, lo, hi in zip(a["share_overloaded"], a["share_overloaded_p5"], a["share_overloaded_p95"])]
     t = a.pivot_table(index=["metal", "land_use"], columns="scenario", values="cell", aggfunc="first", sort=False)
-    med = a[a["scenario"] == a["scenario"].iloc[0]].set_index(["metal", "land_use"])["median_years_to_overload"]
-    t.columns = [f"{c}: overloaded % (P5-P95)" for c in t.columns]
-    t["Median years to overload (first scenario)"] = med.reindex(t.index).to_numpy()
-    t["Cells"] = a[a["scenario"] == a["scenario"].iloc[0]].set_index(["metal", "land_use"])["n_cells"].reindex(
-        t.index).to_numpy()
+    t.columns = [f"{str(c).replace('_', ' ')}: overloaded % (P5-P95)" for c in t.columns]
+    first = cap["scenario"].iloc[0]
+    now = cap[(cap["year"] == 0) & (cap["scenario"] == first)].set_index(["metal", "land_use"])
+    horizon = a[a["scenario"] == first].set_index(["metal", "land_use"])
+    t["Median years to overload"] = horizon["median_years_to_overload"].reindex(t.index).to_numpy()
+    t["Headroom today, median (mg/kg)"] = now["median_capacity_mg_kg"].reindex(t.index).to_numpy()
+    t["Mass capacity today, median (kg/ha)"] = now["median_capacity_kg_ha"].reindex(t.index).to_numpy()
+    t["Cells"] = horizon["n_cells"].reindex(t.index).to_numpy()
     return t.reset_index().rename(columns={"metal": "Metal", "land_use": "Land use"})
 
 
@@ -1848,40 +2299,83 @@ def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index().rename(columns={"metal": "Metal", "scenario": "Scenario"})
 
 
-def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame, horizon: int) -> str:
-    """Results paragraph: dominant fluxes, calibration skill, overload at the horizon."""
-    dom = dominant_fluxes(budget)
-    parts = ["**Dominant fluxes.** " + "; ".join(
-        f"{r.metal}: inputs mainly {str(r.main_input).replace('_', ' ')} ({r.main_input_share_percent:.0f} %), "
-        f"outputs mainly {str(r.main_output).replace('_', ' ')} ({r.main_output_share_percent:.0f} %)"
-        for r in dom.itertuples()) + "."]
-    a = budget[(budget["land_use"] == "all") & (budget["flux"] == "ml_correction")]
-    if len(a):
-        tot = budget[(budget["land_use"] == "all") & (budget["direction"] == "input")].groupby("metal")["mean_mg_m2_yr"].sum()
-        parts.append("The learned ML correction added " + ", ".join(
-            f"{r.metal} {r.mean_mg_m2_yr:.3g} mg/m²/yr ({100 * r.mean_mg_m2_yr / tot[r.metal]:.0f} % of the process inputs)"
-            for r in a.itertuples()) + " on average: flux missing from the process model.")
+def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame, horizon: int,
+                 overload_bands: pd.DataFrame | None = None, truth: pd.DataFrame | None = None) -> str:
+    """Results paragraphs: calibration skill first (validation scheme, held-out errors), then the
+    dominant fluxes, the correction, overload and capacity at the horizon (with Monte Carlo
+    ranges) and, for a generated demo, what the calibration recovered of the known truth.
+
+    Parameters
+    ----------
+    run : :class:`AccumulationRun`.
+    budget : :func:`flux_budget` of the first scenario.
+    cc : :func:`capacity_tables`.
+    horizon : projection horizon (years).
+    overload_bands : Monte Carlo bands of the overloaded share (or None).
+    truth : :func:`flux_truth_recovery` (or None).
+
+    Returns
+    -------
+    str (markdown).
+    """
+    parts = []
     if run.calibration is not None:
         m = run.calibration.metrics
-        better = m[m["rmse_calibrated_test"] < m["rmse_process_test"]]["metal"].tolist()
+        better = m[m["skilled"]]["metal"].tolist()
+        label = "Calibration" if run.calibration.mode == "hindcast" else "Residual diagnostic"
         parts.append(
-            f"**Calibration ({run.calibration.mode}).** The held-out RMSE of the calibrated model was lower than the "
-            f"process model's for {len(better)} of {len(m)} metals"
-            + (f" ({', '.join(better)})" if better else "") + "; "
-            + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg"
-                        for r in m.itertuples()) + ".")
+            f"**{label}: skill before interpretation.** Validation: {m['validation'].iloc[0]}, "
+            f"every one of {int(m['n_test'].iloc[0])} sites held out once ({int(m['n_train'].iloc[0])} training sites "
+            "per fold). The out-of-fold RMSE "
+            f"of the calibrated model was lower than the process model's for {len(better)} of {len(m)} metals"
+            + (f" ({', '.join(better)})" if better else "") + ": "
+            + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg "
+                        f"(out-of-fold R² of the correction {r.r2_correction_test:.2f})" for r in m.itertuples()) + "."
+            + ("" if better else " The correction has no held-out skill and is not interpreted further."))
+    dom = dominant_fluxes(budget)
+    parts.append("**Dominant fluxes** (process model). " + "; ".join(
+        f"{r.metal}: inputs mainly {str(r.main_input).replace('_', ' ')} ({r.main_input_share_percent:.0f} %), "
+        f"outputs mainly {str(r.main_output).replace('_', ' ')} ({r.main_output_share_percent:.0f} %)"
+        for r in dom.itertuples()) + ".")
+    a = budget[(budget["land_use"] == "all") & (budget["flux"] == "ml_correction")]
+    if len(a) and run.correction_applied:
+        tot = budget[(budget["land_use"] == "all") & (budget["direction"] == "input")].groupby("metal")["mean_mg_m2_yr"].sum()
+        parts.append("The applied correction added " + ", ".join(
+            f"{r.metal} {r.mean_mg_m2_yr:.3g} mg/m²/yr ({100 * r.mean_mg_m2_yr / tot[r.metal]:.0f} % of the process "
+            "inputs)" for r in a.itertuples()) + " on average: flux missing from the process model.")
+    if truth is not None and len(truth):
+        parts.append("**Known truth (generated data).** Out of fold, the learned correction had a mean of "
+                     + "; ".join(f"{r.metal} {r.recovered_mean_mg_m2_yr:.3g} against a true {r.true_mean_mg_m2_yr:.3g} "
+                                 f"mg/m²/yr (correlation {r.correlation:.2f})" for r in truth.itertuples()) + ".")
     first = cc["scenario"].iloc[0]
     a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
     a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
+    bands = None
+    if overload_bands is not None and len(overload_bands):
+        bands = overload_bands[(overload_bands["land_use"] == "all") & (overload_bands["year"] == horizon)
+                               ].set_index(["metal", "scenario"])
     txt = []
     for metal, s in a.groupby("metal", sort=False):
-        txt.append(f"{metal} {100 * a0.loc[metal, 'share_overloaded']:.0f} % now, "
-                   + ", ".join(f"{100 * v:.0f} % ({sc})" for sc, v in zip(s["scenario"], s["share_overloaded"]))
+        cells = []
+        for sc, v in zip(s["scenario"], s["share_overloaded"]):
+            rng = ""
+            if bands is not None and (metal, sc) in bands.index:
+                b = bands.loc[(metal, sc)]
+                rng = f", P5-P95 {100 * b['p5']:.0f}-{100 * b['p95']:.0f} %"
+            cells.append(f"{100 * v:.0f} % ({sc.replace('_', ' ')}{rng})")
+        txt.append(f"{metal} {100 * a0.loc[metal, 'share_overloaded']:.0f} % now, " + ", ".join(cells)
                    + f" after {horizon} years")
-    parts.append(f"**Overload** (share of {'cells' if run.domain == 'grid' else 'samples'} at or above the "
-                 f"sensitivity-adjusted {run.threshold_name} value): " + "; ".join(txt) + ".")
+    unit = "cells" if run.domain == "grid" else "samples"
+    parts.append(f"**Overload** (share of {unit} at or above the sensitivity-adjusted {run.threshold_name} value): "
+                 + "; ".join(txt) + ".")
+    if "median_capacity_kg_ha" in a0.columns:
+        def _f(v):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        parts.append("**Remaining capacity today** (median over " + unit + "): " + "; ".join(
+            f"{metal} {_f(r.median_capacity_mg_kg)} mg/kg, i.e. {_f(r.median_capacity_kg_ha)} kg/ha"
+            for metal, r in a0.iterrows()) + " (negative: already above the threshold).")
     return "\n\n".join(parts)
 
 
-__all__ += ["relevant_groups", "choose_map_metal", "budget_display", "calibration_display", "capacity_display", "projection_display",
+__all__ += ["relevant_groups", "choose_map_metal", "budget_display", "calibration_display", "projection_display",
             "results_text"]

@@ -14,7 +14,9 @@ imea      iterative mean: drop values outside :math:`\\bar t \\pm 2s` until none
 imed      iterative median: the same with the median and the scaled median absolute
           deviation (MAD); baseline = median, upper limit = median + 2 MAD [@reimann2005]
 rcf       relative cumulative frequency curve; two breakpoints by segmented regression;
-          baseline = lower breakpoint, upper limit = upper breakpoint [@xian2022pinqing]
+          baseline = the breakpoint closing the segment that holds most values (the break
+          between background and anomalous populations), upper limit = upper breakpoint
+          [@matschullat2000; @xian2022pinqing]
 boxplot   Tukey fences :math:`Q_1 - 1.5\\,IQR`, :math:`Q_3 + 1.5\\,IQR`; baseline = median of the
           values inside the fences, upper limit = :math:`Q_3 + 1.5\\,IQR` [@tukey1977]
 em        Gaussian mixture (expectation-maximisation), 1-4 components chosen by BIC; the
@@ -36,22 +38,16 @@ bootstrap interval).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
 from scipy import stats
 from threadpoolctl import threadpool_limits
-
-from .params import StageOptions
 
 __all__ = [
     "METHODS",
     "METHOD_LABELS",
-    "BaselinesOptions",
     "BaselineEstimate",
     "EMFit",
     "iterative_mean_baseline",
@@ -80,52 +76,6 @@ METHOD_LABELS = {"imea": "Iterative mean (IMEA)", "imed": "Iterative median (IME
                  "rcf": "Relative cumulative frequency (RCF)", "boxplot": "Boxplot (Tukey)",
                  "em": "Gaussian mixture (EM)"}
 _MAD_SCALE = 1.0 / stats.norm.ppf(0.75)  # 1.4826: makes the MAD a consistent estimator of sigma
-
-
-# --------------------------------------------------------------------------------------------
-# options of the stage (baselines + adaptive background)
-# --------------------------------------------------------------------------------------------
-class BaselinesOptions(StageOptions):
-    """Options of stage ``baselines`` (``params/<region>.yml`` under ``stages: baselines:``).
-
-    Attributes
-    ----------
-    methods : baseline methods to run (subset of imea, imed, rcf, boxplot, em).
-    log_transform : estimate on natural-log values (True) or on raw concentrations.
-    stratify_by : sample columns (covariates of params ``data.covariates``) to stratify by;
-        each column gives its own set of strata rows besides the unstratified ``all`` rows.
-    n_bootstrap : bootstrap resamples for the confidence intervals (>= 500).
-    confidence : two-sided confidence level of the intervals.
-    em_max_components : largest number of mixture components tried (BIC picks 1..this).
-    em_min_weight : smallest mixing weight a component needs to count as the background.
-    min_samples : strata with fewer samples are not estimated (listed in the report).
-    adaptive : run the adaptive (GPR) background.
-    adaptive_covariates : covariates of the GPR background: sample covariates of params
-        ``data.covariates`` and/or metal symbols (lithogenic elements, used as log values).
-    adaptive_coordinates : add the sample coordinates x, y as GPR inputs.
-    gpr_restarts : optimizer restarts of the GPR hyperparameters (seeded).
-    """
-
-    methods: list[Literal["imea", "imed", "rcf", "boxplot", "em"]] = Field(
-        default_factory=lambda: list(METHODS), min_length=1)
-    log_transform: bool = True
-    stratify_by: list[str] = Field(default_factory=list)
-    n_bootstrap: int = Field(default=1000, ge=500, le=20000)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    em_max_components: int = Field(default=4, ge=1, le=6)
-    em_min_weight: float = Field(default=0.4, gt=0.0, le=0.5)
-    min_samples: int = Field(default=10, ge=5)
-    adaptive: bool = True
-    adaptive_covariates: list[str] = Field(default_factory=list)
-    adaptive_coordinates: bool = True
-    gpr_restarts: int = Field(default=0, ge=0, le=10)
-
-    @field_validator("methods")
-    @classmethod
-    def _unique_methods(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"each method once, got {v}")
-        return v
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,35 +160,89 @@ def _masked(t: np.ndarray, keep: np.ndarray) -> np.ndarray:
 # batched estimators: t has shape (B, n); each returns (baseline_t, upper_t, n_retained, keep)
 # --------------------------------------------------------------------------------------------
 def _imea_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
-    keep = np.ones_like(t, dtype=bool)
-    for it in range(max_iter):
-        x = _masked(t, keep)
-        m = np.nanmean(x, axis=1, keepdims=True)
-        s = np.nanstd(x, axis=1, ddof=1, keepdims=True)
-        new = keep & (np.abs(t - m) <= k * s)
-        if np.array_equal(new, keep):
+    # The kept set is always an interval of values (the intersection of bands), i.e. a contiguous
+    # range [lo, hi) of each sorted row: mean and SD come from prefix sums, the new range from two
+    # counts, so an iteration costs O(n) per resample instead of masked reductions.
+    B, n = t.shape
+    xs = np.sort(t, axis=1)
+    c = xs - xs.mean(axis=1, keepdims=True)  # centred: prefix sums of squares without cancellation
+    s1 = np.concatenate([np.zeros((B, 1)), np.cumsum(c, axis=1)], axis=1)
+    s2 = np.concatenate([np.zeros((B, 1)), np.cumsum(c * c, axis=1)], axis=1)
+    r = np.arange(B)
+    lo, hi = np.zeros(B, dtype=int), np.full(B, n)
+
+    def moments(lo, hi):
+        m_ = hi - lo
+        sum1 = s1[r, hi] - s1[r, lo]
+        mean_c = sum1 / m_
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.maximum(s2[r, hi] - s2[r, lo] - m_ * mean_c ** 2, 0.0) / (m_ - 1)
+        return mean_c, np.sqrt(var)
+
+    for it in range(max_iter):  # noqa: B007 - the count is returned
+        mc, sd = moments(lo, hi)
+        new_lo = np.maximum(lo, (c < (mc - k * sd)[:, None]).sum(axis=1))
+        new_hi = np.minimum(hi, (c <= (mc + k * sd)[:, None]).sum(axis=1))
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
-        keep = new
-    x = _masked(t, keep)
-    m = np.nanmean(x, axis=1)
-    s = np.nanstd(x, axis=1, ddof=1)
-    return m, m + k * s, keep.sum(axis=1), keep, it
+        lo, hi = new_lo, new_hi
+    mc, sd = moments(lo, hi)
+    m = mc + xs.mean(axis=1)
+    keep = (t >= xs[r, lo][:, None]) & (t <= xs[r, np.maximum(hi - 1, lo)][:, None])
+    return m, m + k * sd, keep.sum(axis=1), keep, it
+
+
+def _nanmedian_rows(x: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN, (B, 1). Sorting puts NaN last, so the median is read at
+    the middle of each row's valid count; several times faster than ``np.nanmedian`` on (B, n)."""
+    xs = np.sort(x, axis=1)
+    k = np.isfinite(x).sum(axis=1)
+    r = np.arange(x.shape[0])
+    lo = xs[r, np.maximum((k - 1) // 2, 0)]
+    hi = xs[r, np.maximum(k // 2, 0)]
+    return np.where(k > 0, (lo + hi) / 2, np.nan)[:, None]
+
+
+def _robust_scale(x: np.ndarray, med: np.ndarray):
+    """Scaled MAD of the rows of ``x`` (NaN = dropped), with a documented fallback where it is 0.
+
+    When more than half of the values are tied at the median (typically non-detects substituted
+    by one value) the MAD is 0 and the band median +/- k MAD would keep only the ties. There the
+    scale falls back to the scaled mean absolute deviation from the median,
+    :math:`\\sqrt{\\pi/2}\\,\\mathrm{mean}|t_i - \\tilde t|` (also consistent for the normal SD),
+    the fallback of the modified z-score of Iglewicz & Hoaglin (1993). Returns the scale and a
+    boolean "fallback used" per row.
+    """
+    dev = np.abs(x - med)
+    mad = _MAD_SCALE * _nanmedian_rows(dev)
+    zero = ~(mad > 0)
+    if zero.any():
+        mean_ad = np.sqrt(np.pi / 2) * np.nanmean(dev, axis=1, keepdims=True)
+        mad = np.where(zero, mean_ad, mad)
+    return mad, zero[:, 0]
 
 
 def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
     keep = np.ones_like(t, dtype=bool)
-    for it in range(max_iter):
+    frozen = np.zeros(t.shape[0], dtype=bool)  # rows whose MAD hit 0: trimmed once with the fallback, then stop
+    for it in range(max_iter):  # noqa: B007 - the count is returned
         x = _masked(t, keep)
-        med = np.nanmedian(x, axis=1, keepdims=True)
-        mad = _MAD_SCALE * np.nanmedian(np.abs(x - med), axis=1, keepdims=True)
+        med = _nanmedian_rows(x)
+        mad, zero = _robust_scale(x, med)
         new = keep & (np.abs(t - med) <= k * mad)
+        new[frozen] = keep[frozen]
+        frozen = frozen | zero
         if np.array_equal(new, keep):
             break
         keep = new
     x = _masked(t, keep)
-    med = np.nanmedian(x, axis=1, keepdims=True)
-    mad = _MAD_SCALE * np.nanmedian(np.abs(x - med), axis=1, keepdims=True)
-    return med[:, 0], (med + k * mad)[:, 0], keep.sum(axis=1), keep, it
+    med = _nanmedian_rows(x)
+    mad, fallback = _robust_scale(x, med)
+    # all retained values identical: no scale at all, the method is undefined (NaN, not b = u)
+    collapsed = ~(mad[:, 0] > 0)
+    base = np.where(collapsed, np.nan, med[:, 0])
+    up = np.where(collapsed, np.nan, (med + k * mad)[:, 0])
+    return base, up, keep.sum(axis=1), keep, (it, fallback)
 
 
 def _boxplot_batch(t: np.ndarray, whisker: float = 1.5):
@@ -246,7 +250,7 @@ def _boxplot_batch(t: np.ndarray, whisker: float = 1.5):
     iqr = q3 - q1
     lo, hi = q1 - whisker * iqr, q3 + whisker * iqr
     keep = (t >= lo[:, None]) & (t <= hi[:, None])
-    base = np.nanmedian(_masked(t, keep), axis=1)
+    base = _nanmedian_rows(_masked(t, keep))[:, 0]
     return base, hi, keep.sum(axis=1), keep, (q1, q3, lo)
 
 
@@ -350,12 +354,41 @@ def _segmented_search(x: np.ndarray, y: np.ndarray, *, n_grid: int = 30, n_fine:
     return np.where(finite, p1, np.nan), np.where(finite, p2, np.nan), best_rss, best_beta
 
 
-def _rcf_batch(t: np.ndarray, n_grid: int = 30, min_points: int = 3):
+def _rcf_pick(x_sorted: np.ndarray, p1: np.ndarray, p2: np.ndarray):
+    """Background segment and the breakpoint that closes it, per resample.
+
+    The three segments of the fitted curve hold ``n1, n2, n3`` values; the background population
+    is the segment holding the most values (the steep part of the curve, where the bulk of the
+    samples lies). The baseline is the breakpoint at its upper end, i.e. the break in slope that
+    separates the background population from the values above it (Matschullat et al. 2000); the
+    upper limit is the next breakpoint above it (or the same one when none is left). When the
+    top segment holds most values there is no break above it, and its lower breakpoint is used.
+    Returns baseline_t, upper_t, background_segment (1, 2, 3; 0 where undefined).
+    """
+    n1 = (x_sorted <= p1[:, None]).sum(1)
+    n2 = (x_sorted <= p2[:, None]).sum(1) - n1
+    n3 = x_sorted.shape[1] - n1 - n2
+    seg = np.argmax(np.stack([n1, n2, n3], axis=1), axis=1) + 1  # ties: the lower segment
+    base = np.where(seg == 1, p1, p2)
+    up = p2.copy()
+    ok = np.isfinite(p1) & np.isfinite(p2)
+    return np.where(ok, base, np.nan), np.where(ok, up, np.nan), np.where(ok, seg, 0)
+
+
+def _rcf_batch(t: np.ndarray, n_grid: int = 30, min_points: int = 3, max_points: int = 250):
     x = np.sort(t, axis=1)
     y = _rcf_xy(x)
-    p1, p2, _, _ = _segmented_search(x, y, n_grid=n_grid, min_points=min_points)
-    keep = t <= p2[:, None]
-    return p1, p2, keep.sum(axis=1), keep, None
+    if x.shape[1] > max_points:
+        # the fit uses the curve at max_points evenly spaced ranks (order statistics): the curve is
+        # smooth at this resolution and the cost no longer grows with n
+        cols = np.round(np.linspace(0, x.shape[1] - 1, max_points)).astype(int)
+        xf, yf = x[:, cols], y[:, cols]
+    else:
+        xf, yf = x, y
+    p1, p2, _, _ = _segmented_search(xf, yf, n_grid=n_grid, min_points=min_points)
+    base, up, seg = _rcf_pick(x, p1, p2)
+    keep = t <= base[:, None]
+    return base, up, keep.sum(axis=1), keep, (p1, p2, seg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,8 +398,11 @@ def _estimate(method, batch_fn, concentration, log_transform, **kw) -> BaselineE
     c, t = _as_values(concentration, log_transform=log_transform)
     base_t, up_t, n_ret, keep, extra = batch_fn(t[None, :], **kw)
     details = {"baseline_transformed": float(base_t[0]), "upper_transformed": float(up_t[0])}
-    if method in ("imea", "imed"):
+    if method == "imea":
         details["iterations"] = int(extra)
+    if method == "imed":
+        details["iterations"] = int(extra[0])
+        details["mad_zero_fallback"] = bool(extra[1][0])
     return BaselineEstimate(method=method, baseline=float(_back(base_t[0], log_transform)),
                             upper_limit=float(_back(up_t[0], log_transform)), n_retained=int(n_ret[0]),
                             n_total=int(c.size), retained=keep[0].copy(), log_transform=log_transform,
@@ -390,6 +426,11 @@ def iterative_mean_baseline(concentration, *, log_transform: bool = True, k: flo
     log_transform : work on natural logarithms (baseline = geometric mean of retained values).
     k : width of the retained band in standard deviations.
 
+    Returns
+    -------
+    BaselineEstimate
+        Baseline b and upper limit u (unit of the input), retained/total counts and the retained mask.
+
     References
     ----------
     Zhang, H. et al. (2020) Geochemical baseline determination and contamination of heavy metals in
@@ -409,12 +450,34 @@ def iterative_median_baseline(concentration, *, log_transform: bool = True, k: f
     The factor :math:`1/\\Phi^{-1}(0.75) = 1.4826` makes the MAD estimate the standard deviation of
     normal data (the "scaled MAD", ``scipy.stats.median_abs_deviation(scale='normal')``).
 
+    MAD = 0 (more than half of the values tied at the median, e.g. substituted non-detects):
+    that pass trims with the fallback scale and the iteration stops there (further passes would
+    only concentrate the ties); the scale falls back to :math:`\\sqrt{\\pi/2}\\,\\mathrm{mean}|t_i - \\tilde t|` (Iglewicz &
+    Hoaglin 1993) and ``details['mad_zero_fallback']`` is True. If the iteration ends with all
+    retained values identical the method is undefined and a ``ValueError`` is raised (never
+    baseline = upper limit).
+
+    Parameters
+    ----------
+    concentration : 1-D array of concentrations (NaN ignored).
+    log_transform : work on natural logarithms.
+    k : width of the retained band in scaled MADs.
+
+    Returns
+    -------
+    BaselineEstimate
+
     References
     ----------
     Reimann, C., Filzmoser, P., Garrett, R.G. (2005) Background and threshold: critical comparison of
     methods of determination. Sci. Total Environ. 346, 1-16. doi:10.1016/j.scitotenv.2004.11.023
     """
-    return _estimate("imed", _imed_batch, concentration, log_transform, k=k)
+    est = _estimate("imed", _imed_batch, concentration, log_transform, k=k)
+    if not np.isfinite(est.baseline):
+        raise ValueError("IMED undefined: the iteration kept only values tied at one level (MAD and mean absolute "
+                         "deviation are 0), typically non-detects substituted by one value; use the censored-data "
+                         "statistics instead")
+    return est
 
 
 def boxplot_baseline(concentration, *, log_transform: bool = True, whisker: float = 1.5) -> BaselineEstimate:
@@ -426,6 +489,20 @@ def boxplot_baseline(concentration, *, log_transform: bool = True, whisker: floa
         b = g^{-1}(\\mathrm{median}\\{t : F_{lo} \\le t \\le F_{hi}\\}),\\quad u = g^{-1}(F_{hi})
 
     Quartiles by linear interpolation (Hyndman-Fan type 7, NumPy's and R's default).
+
+    Parameters
+    ----------
+    concentration : array-like of float
+        1-D concentrations (any unit; NaN ignored).
+    log_transform : bool, default True
+        Work on natural logarithms.
+    whisker : float, default 1.5
+        Fence multiplier of the interquartile range.
+
+    Returns
+    -------
+    BaselineEstimate
+        Baseline b and upper limit u (unit of the input), retained/total counts and the retained mask.
 
     References
     ----------
@@ -439,6 +516,18 @@ def relative_cumulative_frequency(concentration, *, log_transform: bool = True) 
     """The relative cumulative frequency curve: sorted (transformed) values and frequency in %.
 
     .. math:: F(t_{(i)}) = 100\\, i / n
+
+    Parameters
+    ----------
+    concentration : array-like of float
+        1-D concentrations (any unit; NaN ignored).
+    log_transform : bool, default True
+        Transform with the natural logarithm.
+
+    Returns
+    -------
+    DataFrame
+        Sorted values: concentration (input unit), transformed (ln or raw), cumulative_frequency_pct (%).
     """
     c, t = _as_values(concentration, log_transform=log_transform)
     order = np.argsort(t, kind="stable")
@@ -461,6 +550,19 @@ def segmented_fit(x, y, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3,
     For fixed breakpoints the model is linear, so the search profiles the exact least-squares
     fit (the estimator of Muggeo 2003 reaches the same optimum by iteration; the grid form is
     used because it evaluates all bootstrap resamples in one batched computation).
+
+    Parameters
+    ----------
+    x, y : array-like of float
+        1-D predictor and response of equal length.
+    n_grid : int, default 30
+        Candidate breakpoints of the exhaustive search.
+    n_fine : int, default 9
+        Points per breakpoint in each zoom round.
+    n_refine : int, default 3
+        Number of zoom rounds.
+    min_points : int, default 3
+        Fewest values per segment.
 
     Returns
     -------
@@ -490,28 +592,59 @@ def segmented_fit(x, y, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3,
 
 
 def rcf_baseline(concentration, *, log_transform: bool = True, n_grid: int = 30) -> BaselineEstimate:
-    """Relative cumulative frequency (RCF) baseline from the breakpoints of the curve.
+    """Relative cumulative frequency (RCF) baseline: the break in slope that closes the background.
 
     The cumulative frequency curve :math:`F(t_{(i)}) = 100\\,i/n` is fitted by a continuous
-    three-segment linear model (:func:`segmented_fit`); its breakpoints :math:`\\psi_1 < \\psi_2`
-    give baseline :math:`b = g^{-1}(\\psi_1)` and upper limit :math:`u = g^{-1}(\\psi_2)`.
-    ``n_retained`` counts the values at or below :math:`\\psi_2`.
+    three-segment linear model (:func:`segmented_fit`) with breakpoints :math:`\\psi_1 < \\psi_2`.
+    The segment holding the most values is the background population (the steep part of the
+    curve); the baseline is the breakpoint at its upper end, where the curve bends away from the
+    background population towards the anomalous values:
+
+    .. math::
+
+        b = g^{-1}(\\psi_{k}),\\qquad k = \\begin{cases} 1 & n_1 \\ge \\max(n_2, n_3)\\\\
+        2 & \\text{otherwise} \\end{cases},\\qquad u = g^{-1}(\\psi_2)
+
+    with :math:`n_j` the values in segment :math:`j`. For a single log-normal population the
+    bulk lies in the middle segment and :math:`b = \\psi_2` (about the 85th percentile); for a
+    background population followed by a gap and an anomalous one, the first segment is the
+    background and :math:`b = \\psi_1` lies between the two populations. This is the reading of
+    Matschullat et al. (2000) and of the studies that apply it to soils and sediments (Xian et
+    al. 2022): values below the break belong to the natural background, above it to the mixed or
+    anthropogenic population, which is why the RCF value is the highest of the usual methods
+    (Wu et al. 2025, Table 1). The upper limit is :math:`\\psi_2` (equal to the baseline when
+    the background segment ends at :math:`\\psi_2`). ``n_retained`` counts the values at or below
+    the baseline. ``details`` carries ``psi1``, ``psi2`` and ``background_segment``.
+
+    Parameters
+    ----------
+    concentration : 1-D array of positive concentrations (NaN ignored).
+    log_transform : fit the curve on natural-log values.
+    n_grid : candidate breakpoints of the coarse search.
+
+    Returns
+    -------
+    BaselineEstimate
 
     References
     ----------
+    Matschullat, J., Ottenstein, R., Reimann, C. (2000) Geochemical background - can we calculate it?
+    Environ. Geol. 39, 990-1000. doi:10.1007/s002549900084
     Xian, H. et al. (2022) Geochemical baseline establishment and pollution assessment of heavy metals
     in the largest coastal lagoon (Pinqing Lagoon) in China mainland. Mar. Pollut. Bull. 177, 113459.
     doi:10.1016/j.marpolbul.2022.113459
-    Matschullat, J., Ottenstein, R., Reimann, C. (2000) Geochemical background - can we calculate it?
-    Environ. Geol. 39, 990-1000. doi:10.1007/s002549900084
     """
-    est = _estimate("rcf", _rcf_batch, concentration, log_transform, n_grid=n_grid)
-    if not np.isfinite(est.baseline):
+    c, t = _as_values(concentration, log_transform=log_transform)
+    base_t, up_t, n_ret, keep, (p1, p2, seg) = _rcf_batch(t[None, :], n_grid=n_grid)
+    if not np.isfinite(base_t[0]):
         raise ValueError("RCF undefined: no pair of breakpoints leaves 3 values in each of the three "
-                         f"segments ({est.n_total} values, {np.unique(np.asarray(concentration)).size} distinct)")
-    est.details["psi1"] = est.details["baseline_transformed"]
-    est.details["psi2"] = est.details["upper_transformed"]
-    return est
+                         f"segments ({c.size} values, {np.unique(c).size} distinct)")
+    details = {"baseline_transformed": float(base_t[0]), "upper_transformed": float(up_t[0]),
+               "psi1": float(p1[0]), "psi2": float(p2[0]), "background_segment": int(seg[0])}
+    return BaselineEstimate(method="rcf", baseline=float(_back(base_t[0], log_transform)),
+                            upper_limit=float(_back(up_t[0], log_transform)), n_retained=int(n_ret[0]),
+                            n_total=int(c.size), retained=keep[0].copy(), log_transform=log_transform,
+                            details=details)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,6 +674,27 @@ def fit_em(concentration, *, log_transform: bool = True, max_components: int = 4
     requires the background to hold a large share of the samples: smaller low components are
     usually natural sub-populations (a poorer lithology, a cluster of values at the detection
     limit), not the regional background.
+
+    Parameters
+    ----------
+    concentration : array-like of float
+        1-D concentrations (any unit; NaN ignored).
+    log_transform : bool, default True
+        Fit on natural logarithms.
+    max_components : int, default 4
+        Largest number of mixture components tried.
+    min_weight : float, default 0.4
+        Smallest weight of a component eligible as background.
+    seed : int, default 0
+        Random seed of the starts.
+    n_init : int, default 3
+        Number of seeded starts per fit.
+
+    Returns
+    -------
+    EMFit
+        Selected mixture (means, SDs, weights on the transformed scale), BIC per number of
+        components and the index of the background component.
 
     References
     ----------
@@ -583,6 +737,18 @@ def em_background_probability(fit: EMFit, concentration) -> np.ndarray:
 
     i.e. the posterior of the background component plus that of any lower component (natural
     sub-populations). Samples with :math:`p_i > 0.5` are "classified as background".
+
+    Parameters
+    ----------
+    fit : EMFit
+        Mixture from :func:`fit_em`.
+    concentration : array-like of float
+        Concentrations (same unit as the fit).
+
+    Returns
+    -------
+    numpy.ndarray
+        Probability (0-1) per value, same shape as ``concentration``.
     """
     c = np.asarray(concentration, dtype=float)
     out = np.full(c.shape, np.nan)
@@ -617,6 +783,24 @@ def em_baseline(concentration, *, log_transform: bool = True, max_components: in
     ``n_retained`` counts the values whose most probable component is the background or a
     component with a lower mean (values not above the background).
 
+    Parameters
+    ----------
+    concentration : array-like of float
+        1-D concentrations (any unit; NaN ignored).
+    log_transform : bool, default True
+        Fit on natural logarithms.
+    max_components : int, default 4
+        Largest number of mixture components tried.
+    min_weight : float, default 0.4
+        Smallest weight of a component eligible as background.
+    seed : int, default 0
+        Random seed.
+
+    Returns
+    -------
+    BaselineEstimate
+        Baseline b and upper limit u (unit of the input), counts, retained mask and mixture details.
+
     References
     ----------
     Sun et al. (2025), sequential adaptive EM + GPR background workflow (seed 000 of this project).
@@ -635,7 +819,7 @@ def em_baseline(concentration, *, log_transform: bool = True, max_components: in
 
 
 def _em_batch(tb: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, *,
-              max_iter: int = 300, tol: float = 1e-3, reg_covar: float = 1e-6):
+              max_iter: int = 300, tol: float = 1e-3, reg_covar: float = 1e-6, counts: np.ndarray | None = None):
     """EM for one-dimensional Gaussian mixtures, run on all resamples (rows of ``tb``) at once.
 
     Same updates as :class:`sklearn.mixture.GaussianMixture` (``covariance_type='full'`` in one
@@ -645,42 +829,79 @@ def _em_batch(tb: np.ndarray, weights: np.ndarray, means: np.ndarray, variances:
     Hand-written because looping the library fit over 1000 resamples per group and metal
     costs several times more; checked against scikit-learn in the tests.
 
+    ``counts`` (B, m): weighted form for binned data, ``tb`` then holds the m bin centres
+    (shape (1, m) or (B, m)) and each row's values are the centres repeated ``counts`` times.
+
     Returns weights, means, variances, each (B, K).
     """
-    B, n = tb.shape
-    w = np.tile(weights, (B, 1))
-    mu = np.tile(means, (B, 1))
-    var = np.tile(variances, (B, 1))
-    t = tb[:, :, None]
+    if counts is None:
+        B, n = tb.shape
+        c = np.ones((1, tb.shape[1], 1))
+    else:
+        B = counts.shape[0]
+        n = counts.sum(axis=1)[:, None]
+        c = counts[:, :, None].astype(float)
+    W = np.tile(weights, (B, 1))
+    MU = np.tile(means, (B, 1))
+    VAR = np.tile(variances, (B, 1))
+    tt = tb[:, :, None]
+    nn = np.broadcast_to(np.asarray(n, dtype=float).reshape(-1, 1), (B, 1))
+    cc = np.broadcast_to(c, (B, *c.shape[1:])) if counts is not None else c
     prev = np.full(B, -np.inf)
+    act = np.arange(B)  # resamples not yet converged (each stops on its own criterion)
     for _ in range(max_iter):
+        t = tt if tt.shape[0] == 1 else tt[act]
+        c_a = cc if counts is None else cc[act]
+        w, mu, var = W[act], MU[act], VAR[act]
         logp = np.log(w)[:, None, :] - 0.5 * (np.log(2 * np.pi * var)[:, None, :]
                                               + (t - mu[:, None, :]) ** 2 / var[:, None, :])
         mx = logp.max(axis=2, keepdims=True)
         lse = mx + np.log(np.exp(logp - mx).sum(axis=2, keepdims=True))
-        resp = np.exp(logp - lse)
-        ll = lse[:, :, 0].mean(axis=1)
+        resp = np.exp(logp - lse) * c_a
+        ll = (lse * c_a)[:, :, 0].sum(axis=1) / nn[act, 0]
         nk = resp.sum(axis=1) + 10 * np.finfo(float).eps
-        w = nk / n
-        mu = (resp * t).sum(axis=1) / nk
-        var = (resp * (t - mu[:, None, :]) ** 2).sum(axis=1) / nk + reg_covar
-        if np.all(np.abs(ll - prev) < tol):
+        W[act] = nk / nn[act]
+        MU[act] = (resp * t).sum(axis=1) / nk
+        VAR[act] = (resp * (t - MU[act][:, None, :]) ** 2).sum(axis=1) / nk + reg_covar
+        done = np.abs(ll - prev[act]) < tol
+        prev[act] = ll
+        act = act[~done]
+        if act.size == 0:
             break
-        prev = ll
-    return w, mu, var
+    return W, MU, VAR
 
 
-def _em_boot(fit: EMFit, tb: np.ndarray, min_weight: float, seed: int, chunk: int = 250):
+def _em_boot(fit: EMFit, t: np.ndarray, idx: np.ndarray, min_weight: float, seed: int, chunk: int = 250,
+             n_bins: int = 256):
     """EM on each resample with the number of components fixed at the full-data choice,
-    started from the full-data fit (conditional bootstrap; documented in the report)."""
+    started from the full-data fit (conditional bootstrap; documented in the report).
+
+    Above ``n_bins`` values the resamples are binned: each value is replaced by the centre of
+    its bin (``n_bins`` equal bins over the data range, width range / n_bins, far below the
+    component SDs) and EM runs on bin counts, which makes the cost independent of n.
+    """
     g0 = fit.model
     z = stats.norm.ppf(0.975)
     if fit.n_components == 1:
+        tb = t[idx]
         mu = tb.mean(axis=1)
         return mu, mu + z * tb.std(axis=1)
+    binned = t.size > n_bins
+    if binned:
+        edges = np.linspace(t.min(), t.max(), n_bins + 1)
+        centres = (edges[:-1] + edges[1:]) / 2
+        b_of = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, n_bins - 1)
     base, up = [], []
-    for i in range(0, tb.shape[0], chunk):
-        w, mu, var = _em_batch(tb[i:i + chunk], g0.weights_, g0.means_[:, 0], g0.covariances_[:, 0, 0])
+    for i in range(0, idx.shape[0], chunk):
+        part = idx[i:i + chunk]
+        if binned:
+            B = part.shape[0]
+            flat = b_of[part] + n_bins * np.arange(B)[:, None]
+            counts = np.bincount(flat.ravel(), minlength=B * n_bins).reshape(B, n_bins)
+            w, mu, var = _em_batch(centres[None, :], g0.weights_, g0.means_[:, 0], g0.covariances_[:, 0, 0],
+                                   counts=counts)
+        else:
+            w, mu, var = _em_batch(t[part], g0.weights_, g0.means_[:, 0], g0.covariances_[:, 0, 0])
         j = np.array([_background_index(mu[b], w[b], min_weight) for b in range(mu.shape[0])])
         r = np.arange(mu.shape[0])
         base.append(mu[r, j])
@@ -707,6 +928,27 @@ def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, c
     For ``method='em'`` the number of components is held at the full-data BIC choice
     (``em_fit``) and each resample's mixture is started from the full-data fit.
 
+    Parameters
+    ----------
+    concentration : array-like of float
+        1-D concentrations (any unit; NaN ignored).
+    method : str
+        One of :data:`METHODS`.
+    n_bootstrap : int, default 1000
+        Number of resamples.
+    confidence : float, default 0.95
+        Confidence level of the interval.
+    seed : int, default 0
+        Random seed.
+    log_transform : bool, default True
+        Work on natural logarithms.
+    em_fit : EMFit, optional
+        Full-data mixture for ``method='em'`` (fitted when None).
+    em_min_weight : float, default 0.4
+        Smallest weight of the background component (EM).
+    chunk : int, default 100
+        Resamples evaluated per batch.
+
     Returns
     -------
     dict: ci_low, ci_high (baseline), upper_ci_low, upper_ci_high, n_boot, n_failed.
@@ -727,7 +969,7 @@ def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, c
     if method == "em":
         if em_fit is None:
             em_fit = fit_em(c, log_transform=log_transform, min_weight=em_min_weight, seed=seed)
-        base, up = _em_boot(em_fit, tb, em_min_weight, seed)
+        base, up = _em_boot(em_fit, t, idx, em_min_weight, seed)
     else:
         fn = _BATCH[method]
         parts = [fn(tb[i:i + chunk])[:2] for i in range(0, n_bootstrap, chunk)]
@@ -749,7 +991,7 @@ _ESTIMATORS = {"imea": iterative_mean_baseline, "imed": iterative_median_baselin
 
 TABLE_COLUMNS = ["medium", "stratum", "metal", "method", "baseline", "upper_limit", "ci_low", "ci_high",
                  "n_retained", "n_total", "unit", "recommended", "upper_ci_low", "upper_ci_high",
-                 "stratify_by", "log_transform"]
+                 "stratify_by", "log_transform", "note"]
 
 
 def _one_group(values: np.ndarray, *, methods, log_transform, n_bootstrap, confidence, seed, fit_seed,
@@ -782,6 +1024,11 @@ def _one_method(values, m, mi, *, log_transform, n_bootstrap, confidence, seed, 
     else:
         e = _ESTIMATORS[m](values, log_transform=log_transform)
         est = dict(baseline=e.baseline, upper_limit=e.upper_limit, n_retained=e.n_retained)
+        if e.details.get("mad_zero_fallback"):
+            est["note"] = ("more than half of the values tie at the median (MAD = 0); scale from the scaled "
+                           "mean absolute deviation")
+        if m == "rcf" and e.details.get("background_segment") == 3:
+            est["note"] = "the top segment holds most values; baseline at its lower breakpoint"
         ci = bootstrap_baseline(values, method=m, n_bootstrap=n_bootstrap, confidence=confidence, seed=s,
                                 log_transform=log_transform)
     return {"method": m, **est, "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
@@ -848,8 +1095,8 @@ def baseline_table(concentrations: pd.DataFrame, *, methods=METHODS, log_transfo
                 skipped.append({"medium": medium, "stratum": stratum, "metal": metal, "n_total": int(v.size),
                                 "reason": f"{m}: {why}"})
             for r in got:
-                rows.append({"medium": medium, "stratum": stratum, "metal": metal, **r, "n_total": int(v.size),
-                             "unit": unit, "stratify_by": col, "log_transform": log_transform})
+                rows.append({"medium": medium, "stratum": stratum, "metal": metal, "note": "", **r,
+                             "n_total": int(v.size), "unit": unit, "stratify_by": col, "log_transform": log_transform})
     table = pd.DataFrame(rows)
     if table.empty:
         table = pd.DataFrame(columns=TABLE_COLUMNS)
@@ -867,6 +1114,16 @@ def recommend_methods(table: pd.DataFrame) -> pd.DataFrame:
     the middle one; with an even number, of the two middle ones the one with the narrower
     relative bootstrap interval :math:`(c_{hi} - c_{lo}) / b`. With one or two methods the
     narrower relative interval decides among all. Returns a copy with boolean ``recommended``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Baselines table with medium, stratum, metal, method, baseline, ci_low, ci_high.
+
+    Returns
+    -------
+    pd.DataFrame
+        A copy with boolean ``recommended``.
 
     References
     ----------
@@ -921,7 +1178,34 @@ def compare_with_literature(table: pd.DataFrame, literature: pd.Series) -> pd.Da
 # --------------------------------------------------------------------------------------------
 def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: float, em_max_components: int,
                  em_min_weight: float, stratify_by, min_samples: int, reference_set: str | None) -> str:
-    """Methods paragraph of the baselines section (pandoc markdown with math and citations)."""
+    """Methods paragraph of the baselines section (pandoc markdown with math and citations).
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Methods used (keys of :data:`METHODS`).
+    log_transform : bool
+        Whether estimation was on natural logs.
+    n_bootstrap : int
+        Number of bootstrap resamples.
+    confidence : float
+        Confidence level of the intervals.
+    em_max_components : int
+        Largest number of mixture components.
+    em_min_weight : float
+        Smallest weight of the EM background component.
+    stratify_by : sequence of str
+        Stratification columns (empty: none).
+    min_samples : int
+        Fewest samples for a stratum to be estimated.
+    reference_set : str or None
+        Literature background set compared with.
+
+    Returns
+    -------
+    str
+        Methods paragraphs (pandoc markdown).
+    """
     scale = "natural-log" if log_transform else "raw"
     g = "e^{t}" if log_transform else "t"
     strat = (f" The estimation was repeated within each class of {', '.join(f'`{c}`' for c in stratify_by)}"
@@ -931,12 +1215,20 @@ def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: 
                 "the mean and SD recomputed until no value is dropped; $b = \\bar t$, $u = \\bar t + 2s$.",
         "imed": "**Iterative median (IMED)** [@reimann2005]: the same with the median $\\tilde t$ and the scaled "
                 "median absolute deviation $\\mathrm{MAD} = 1.4826\\,\\mathrm{median}|t_i - \\tilde t|$; "
-                "$b = \\tilde t$, $u = \\tilde t + 2\\,\\mathrm{MAD}$.",
+                "$b = \\tilde t$, $u = \\tilde t + 2\\,\\mathrm{MAD}$. Where more than half of the values tie "
+                "at the median (non-detects substituted by one value), the MAD is zero; that pass then uses "
+                "$1.2533\\,\\mathrm{mean}|t_i - \\tilde t|$ as the scale [@iglewicz1993], the iteration stops "
+                "there, and the table notes it.",
         "rcf": "**Relative cumulative frequency (RCF)** [@matschullat2000; @xian2022pinqing]: the curve "
                "$F(t_{(i)}) = 100\\,i/n$ is fitted by a continuous three-segment linear regression "
                "$F = \\beta_0 + \\beta_1 t + \\beta_2 (t-\\psi_1)_+ + \\beta_3 (t-\\psi_2)_+$ whose breakpoints "
                "minimise the residual sum of squares (exhaustive search over pairs of candidate breakpoints, "
-               "then three zoom rounds; the least-squares criterion of @muggeo2003); $b = \\psi_1$, $u = \\psi_2$.",
+               "then three zoom rounds; the least-squares criterion of @muggeo2003). The segment holding most samples is "
+               "the background population; the baseline is the breakpoint at its upper end, where the curve bends "
+               "away from the background towards the anomalous values ($b = \\psi_1$ when the first segment holds "
+               "most samples, else $b = \\psi_2$), and $u = \\psi_2$. Read this way, the RCF value is a threshold "
+               "between populations rather than a central value, and is usually the highest of the methods "
+               "[@wu2025tracing].",
         "boxplot": "**Boxplot** [@tukey1977]: Tukey's fences $Q_1 - 1.5\\,\\mathrm{IQR}$ and $Q_3 + 1.5\\,\\mathrm{IQR}$; "
                    "$b$ = median of the values inside the fences, $u = Q_3 + 1.5\\,\\mathrm{IQR}$.",
         "em": f"**Gaussian mixture (EM)** [@dempster1977; @sun2025adaptive]: mixtures of 1 to {em_max_components} "
@@ -966,7 +1258,22 @@ methods' baselines (of an even number, the middle one with the narrower relative
 
 
 def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.DataFrame:
-    """Reader's version of the baselines table (units in headers, CI as text)."""
+    """Reader's version of the baselines table (units in headers, CI as text).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Baselines table (medium, stratum, metal, method, baseline, ci_low, ci_high, upper_limit,
+        n_retained, n_total, recommended, unit, optional note).
+    stratum : str or None, default "all"
+        Stratum shown (None: all strata, with a Stratum column).
+
+    Returns
+    -------
+    DataFrame
+        Formatted table: Medium, Metal, Method, Baseline, 95% CI, Upper limit, Retained / total,
+        Recommended (and Note); single-valued Medium and Stratum columns dropped.
+    """
     t = table if stratum is None else table[table["stratum"] == stratum]
     unit = t["unit"].iloc[0] if len(t) else ""
     from .outputs import format_table
@@ -981,6 +1288,8 @@ def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.Dat
         "Retained / total": (t["n_retained"].astype(int).astype(str) + " / " + t["n_total"].astype(int).astype(str)).to_numpy(),
         "Recommended": t["recommended"].map({True: "✔", False: ""}).to_numpy(),
     })
+    if "note" in t.columns and t["note"].fillna("").astype(str).str.len().gt(0).any():
+        out["Note"] = t["note"].fillna("").astype(str).to_numpy()
     if stratum is not None:
         out = out.drop(columns=["Stratum"])
     if out["Medium"].nunique() == 1:
@@ -989,7 +1298,23 @@ def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.Dat
 
 
 def literature_comparison(table: pd.DataFrame, literature: pd.Series, *, stratum: str = "all") -> pd.DataFrame:
-    """Per medium and metal: range of the methods, recommended baseline, literature value and ratio."""
+    """Per medium and metal: range of the methods, recommended baseline, literature value and ratio.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Baselines table with a ``recommended`` column.
+    literature : Series
+        Literature background per metal (same unit).
+    stratum : str, default "all"
+        Stratum compared.
+
+    Returns
+    -------
+    DataFrame
+        One row per medium and metal: min/max_baseline, recommended_method, recommended_baseline,
+        ci_low, ci_high, literature, ratio_to_literature, n_methods_above_literature, unit.
+    """
     t = compare_with_literature(table[table["stratum"] == stratum], literature)
     rows = []
     for (medium, metal), g in t.groupby(["medium", "metal"], sort=False):
@@ -1014,7 +1339,24 @@ def _plain_log_ticks(axis) -> None:
 
 def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: str, log_transform: bool = True,
                               ncols: int = 4):
-    """RCF curve per metal with the fitted three-segment line and its breakpoints (baseline, upper limit)."""
+    """RCF curve per metal with the fitted three-segment line and its breakpoints (baseline, upper limit).
+
+    Parameters
+    ----------
+    values_by_metal : dict of str to numpy.ndarray
+        Concentrations per metal.
+    unit : str
+        Concentration unit, for the axis labels.
+    log_transform : bool, default True
+        Fit on natural logs and use a log x axis.
+    ncols : int, default 4
+        Number of panel columns.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per metal.
+    """
     import matplotlib.pyplot as plt
 
     from .plots import small_multiples
@@ -1044,7 +1386,7 @@ def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: s
         ax.tick_params(labelsize=6)
     handles = [plt.Line2D([], [], color="0.45", marker=".", ls=""), plt.Line2D([], [], color="C0"),
                plt.Line2D([], [], color="C2", ls="--"), plt.Line2D([], [], color="C3", ls="--")]
-    fig.legend(handles, ["samples", "segmented fit", "lower breakpoint (baseline)", "upper breakpoint (upper limit)"],
+    fig.legend(handles, ["samples", "segmented fit", "lower breakpoint", "upper breakpoint"],
                loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
@@ -1052,7 +1394,24 @@ def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: s
 
 def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None = None, stratum: str = "all",
                            ncols: int = 4):
-    """Baseline (with bootstrap CI) and upper limit of each method per metal; literature value dashed."""
+    """Baseline (with bootstrap CI) and upper limit of each method per metal; literature value dashed.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Baselines table (stratum, metal, method, baseline, ci_low, ci_high, upper_limit, recommended, unit).
+    literature : Series, optional
+        Literature background per metal.
+    stratum : str, default "all"
+        Stratum plotted.
+    ncols : int, default 4
+        Number of panel columns.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per metal, log y axis.
+    """
     import matplotlib.pyplot as plt
 
     from .plots import small_multiples
@@ -1084,8 +1443,41 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
 
 
 def strata_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Recommended baseline per stratum (rows) and metal (columns), for the report."""
+    """Recommended baseline per stratum (rows) and metal (columns), for the report.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Baselines table with medium, stratum, metal, baseline, recommended.
+
+    Returns
+    -------
+    DataFrame
+        Columns medium, stratum, then the recommended baseline of each metal (concentration unit).
+    """
     rec = table[table["recommended"]]
     out = rec.pivot_table(index=["medium", "stratum"], columns="metal", values="baseline", aggfunc="first", sort=False)
     out = out.reindex(columns=list(dict.fromkeys(table["metal"])))
     return out.reset_index()
+
+
+def background_values_table(table: pd.DataFrame, statistics: pd.DataFrame, *, stratum: str = "all") -> pd.DataFrame:
+    """Per medium and metal: the recommended baseline beside the censored-data statistics and BTVs.
+
+    Parameters
+    ----------
+    table : output of :func:`baseline_table` (with ``recommended``).
+    statistics : output of :func:`hmlib.censored.background_statistics`.
+    stratum : rows used.
+
+    Returns
+    -------
+    DataFrame: medium, metal, unit, baseline, baseline_method, ci_low, ci_high, km_mean, ucl95,
+    utl95_95, upl95, usl95, distribution, n, n_censored.
+    """
+    rec = table[(table["stratum"] == stratum) & table["recommended"].astype(bool)]
+    rec = rec[["medium", "metal", "unit", "baseline", "method", "ci_low", "ci_high"]].rename(
+        columns={"method": "baseline_method"})
+    st = statistics[statistics["stratum"] == stratum][["medium", "metal", "km_mean", "ucl95", "utl95_95", "upl95",
+                                                        "usl95", "distribution", "n", "n_censored"]]
+    return rec.merge(st, on=["medium", "metal"], how="left").reset_index(drop=True)

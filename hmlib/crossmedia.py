@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
 from scipy import stats
 
 from .errors import UnitError
-from .params import StageOptions
 from .units import convert, dimension
 
 __all__ = [
-    "CrossmediaOptions",
     "partition_coefficient",
     "kd_l_per_kg",
     "site_table",
@@ -56,32 +53,6 @@ __all__ = [
     "variable_label",
     "sem_labels",
 ]
-
-
-class CrossmediaOptions(StageOptions):
-    """Options of the ``crossmedia`` stage."""
-
-    solid_medium: str = Field(default="sediment", description="solid medium of the Kd pair (mg/kg)")
-    water_medium: str = Field(default="water", description="water medium of the Kd pair (ug/L)")
-    kd_drivers: list[str] = Field(
-        default_factory=list,
-        description="site-table columns ('<covariate>_<medium>', e.g. salinity_psu_water) tested as Kd drivers; "
-                    "empty: every numeric covariate measured in the water or the solid medium")
-    sem_model: str | None = Field(
-        default=None, description="SEM in lavaan syntax on site-table columns ('<metal or covariate>_<medium>'); "
-                                  "None: one latent per medium measured by its metals, chained in media order")
-    sem_log10: bool = Field(default=True, description="log10-transform concentrations before standardizing")
-    sem_refine: bool = Field(default=False, description="drop indicators with small standardized loadings")
-    sem_refine_threshold: float = Field(default=0.3, ge=0.0, lt=1.0,
-                                        description="|standardized loading| below which an indicator is dropped")
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level for tests and marks")
-
-    @field_validator("sem_model")
-    @classmethod
-    def _model_not_blank(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("a non-empty lavaan model (or null for the default model)")
-        return v
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +91,16 @@ def kd_l_per_kg(kd_seed002):
 
     .. math:: K_d[\\mathrm{L\\,kg^{-1}}] = \\frac{C_s[\\mathrm{mg/kg}]}{C_w[\\mathrm{mg/L}]}
               = \\frac{C_s}{C_w[\\mathrm{ug/L}] / 1000} = 10 \\, K_d^{(002)}
+
+    Parameters
+    ----------
+    kd_seed002 : array-like of float
+        Kd on the seed-002 scale (mg/kg over ug/L, times 100).
+
+    Returns
+    -------
+    numpy.ndarray
+        Kd in L/kg.
     """
     return np.asarray(kd_seed002, dtype=float) * 10.0
 
@@ -130,6 +111,18 @@ def site_metals(data, medium: str) -> pd.DataFrame:
 
     Several samples of one medium at a site (e.g. three soil composites) are averaged
     (arithmetic mean of the canonical values).
+
+    Parameters
+    ----------
+    data : region data object
+        Loaded region data with ``media``, ``samples`` (with ``site_id``), ``wide``, ``sites`` and ``unit``.
+    medium : str
+        Medium to average.
+
+    Returns
+    -------
+    DataFrame
+        Sites (index site_id) x metals, mean concentration in the medium's canonical unit.
     """
     if medium not in data.media:
         raise ValueError(f"medium {medium!r} not in the region's media {data.media}")
@@ -241,6 +234,16 @@ def kd_group_summary(kd: pd.DataFrame) -> pd.DataFrame:
     """Distribution of log10 Kd per metal and group (and over all sites, group ``all``).
 
     Returns metal, group, n, mean, sd, median, p25, p75, min, max of log10 Kd, plus the median Kd.
+
+    Parameters
+    ----------
+    kd : DataFrame
+        Kd table (site_id, metal, kd, log10_kd, group) from ``kd_table``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Metal, group, n, mean, sd, median, p25, p75, min, max of log10 Kd, plus the median Kd.
     """
     _check_kd(kd)
     d = kd.dropna(subset=["log10_kd"])
@@ -262,6 +265,16 @@ def kd_group_tests(kd: pd.DataFrame) -> pd.DataFrame:
     """Kruskal-Wallis test of log10 Kd differences between groups, per metal.
 
     Returns metal, n, n_groups, H, p (NaN when fewer than two groups have data).
+
+    Parameters
+    ----------
+    kd : DataFrame
+        Kd table (site_id, metal, kd, log10_kd, group) from ``kd_table``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Metal, n, n_groups, H, p (NaN when fewer than two groups have data).
 
     References
     ----------
@@ -289,7 +302,24 @@ def _check_kd(kd: pd.DataFrame) -> None:
 
 def default_drivers(site: pd.DataFrame, *, covariates: list[str], media: list[str],
                     min_fraction: float = 0.8) -> list[str]:
-    """Covariate columns ``<covariate>_<medium>`` of ``media`` present in ``site`` for most sites."""
+    """Covariate columns ``<covariate>_<medium>`` of ``media`` present in ``site`` for most sites.
+
+    Parameters
+    ----------
+    site : DataFrame
+        Site table with ``<covariate>_<medium>`` columns.
+    covariates : list of str
+        Covariate base names.
+    media : list of str
+        Media whose covariates are considered.
+    min_fraction : float, default 0.8
+        Smallest share of sites with a value.
+
+    Returns
+    -------
+    list of str
+        Numeric columns with enough values and more than two distinct values.
+    """
     out = []
     for m in media:
         for c in covariates:
@@ -371,7 +401,24 @@ def kd_drivers(kd: pd.DataFrame, drivers: pd.DataFrame) -> pd.DataFrame:
 def default_sem_model(site: pd.DataFrame, *, media: list[str], metals: list[str], max_indicators: int = 4) -> str:
     """A default lavaan model: one latent ``<medium>_sys`` per medium, measured by up to
     ``max_indicators`` of its metals (in the region's order), and a chain of regressions in
-    media order (``medium2_sys ~ medium1_sys``, ...)."""
+    media order (``medium2_sys ~ medium1_sys``, ...).
+
+    Parameters
+    ----------
+    site : DataFrame
+        Site table with ``<metal>_<medium>`` columns.
+    media : list of str
+        Media in chain order.
+    metals : list of str
+        Metals in the region's order.
+    max_indicators : int, default 4
+        Largest number of indicators per latent variable.
+
+    Returns
+    -------
+    str
+        Model in lavaan syntax, one statement per line.
+    """
     lines, names = [], []
     for m in media:
         ind = [f"{x}_{m}" for x in metals if f"{x}_{m}" in site.columns][:max_indicators]
@@ -393,7 +440,20 @@ _VAR_NAMES = {"om_pct": "OM (%)", "ph": "pH", "do_mg_l": "DO (mg/L)", "salinity_
 
 def variable_label(column: str, media: list[str] | tuple[str, ...] = ("soil", "sediment", "water", "dust",
                                                                           "groundwater", "porewater", "crop")) -> str:
-    """Reader's label of a site-table column: ``salinity_psu_water`` -> ``salinity (psu), water``."""
+    """Reader's label of a site-table column: ``salinity_psu_water`` -> ``salinity (psu), water``.
+
+    Parameters
+    ----------
+    column : str
+        Site-table column name.
+    media : sequence of str
+        Media suffixes recognised.
+
+    Returns
+    -------
+    str
+        Readable label (with unit and medium where known).
+    """
     for m in media:
         if column.endswith(f"_{m}"):
             base = column[: -len(m) - 1]
@@ -402,7 +462,20 @@ def variable_label(column: str, media: list[str] | tuple[str, ...] = ("soil", "s
 
 
 def kd_boxplot(kd: pd.DataFrame, *, ncols: int = 4):
-    """Box plots of log10 Kd per metal (one panel each), one box per group (or one box without groups)."""
+    """Box plots of log10 Kd per metal (one panel each), one box per group (or one box without groups).
+
+    Parameters
+    ----------
+    kd : DataFrame
+        Kd table (site_id, metal, kd, log10_kd, group) from ``kd_table``.
+    ncols : int, default 4
+        Largest number of panel columns.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One box-plot panel per metal.
+    """
     import matplotlib.pyplot as plt
 
     _check_kd(kd)
@@ -437,7 +510,26 @@ def kd_boxplot(kd: pd.DataFrame, *, ncols: int = 4):
 
 def drivers_heatmap(drivers: pd.DataFrame, *, value: str = "spearman_rho", p: str = "spearman_p",
                     alpha: float = 0.05, title: str = ""):
-    """Metals x drivers heatmap of ``value`` (Spearman rho or standardized beta); * p < alpha, ** p < alpha/5."""
+    """Metals x drivers heatmap of ``value`` (Spearman rho or standardized beta); * p < alpha, ** p < alpha/5.
+
+    Parameters
+    ----------
+    drivers : DataFrame
+        Kd-drivers table with columns metal, variable, ``value`` and ``p``.
+    value : str, default "spearman_rho"
+        Column shown as colour and number.
+    p : str, default "spearman_p"
+        Column of p-values for the stars.
+    alpha : float, default 0.05
+        Significance level.
+    title : str, default ""
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Heatmap, metals as rows and drivers as columns.
+    """
     import matplotlib.pyplot as plt
 
     if not {"metal", "variable", value, p} <= set(drivers.columns):
@@ -470,7 +562,32 @@ def drivers_heatmap(drivers: pd.DataFrame, *, value: str = "spearman_rho", p: st
 def methods_text(*, solid_medium: str, water_medium: str, drivers: list[str], sem_log10: bool, sem_refine: bool,
                  threshold: float, alpha: float, n_sites: int, include_kd: bool = True) -> str:
     """Methods paragraphs of the crossmedia stage (pandoc markdown with math and citations);
-    without ``include_kd`` only the SEM paragraph."""
+    without ``include_kd`` only the SEM paragraph.
+
+    Parameters
+    ----------
+    solid_medium, water_medium : str
+        Media of the Kd pair.
+    drivers : list of str
+        Driver columns of the site table.
+    sem_log10 : bool
+        Whether concentrations entered the SEM as log10.
+    sem_refine : bool
+        Whether the SEM was refined by dropping weak indicators.
+    threshold : float
+        Standardized loading below which an indicator may be dropped.
+    alpha : float
+        Significance level.
+    n_sites : int
+        Number of paired sites.
+    include_kd : bool, default True
+        Include the partitioning paragraph.
+
+    Returns
+    -------
+    str
+        Methods paragraphs (pandoc markdown).
+    """
     drv = "; ".join(variable_label(d) for d in drivers) if drivers else "none available"
     refine = (f" The a priori model was refined by repeatedly removing the indicator with the smallest absolute "
               f"standardized loading below {threshold:g} (keeping at least two per latent variable) and refitting; "
@@ -497,7 +614,12 @@ standardized betas $\\beta_j = b_j s_{{x_j}}/s_y$; variance inflation factors fl
 geochemical systems measured by metals and properties) and a structural part
 $\\eta = B\\eta + \\Gamma\\xi + \\zeta$, written in lavaan syntax (shown below). Inputs were
 {"log10-transformed concentrations and" if sem_log10 else ""} covariates, z-scored over the sites with
-complete data, and the model was estimated by maximum likelihood with semopy [@igolkina2020semopy].
+complete data, and the model was estimated by maximum likelihood with lavaan's defaults [@rosseel2012lavaan]
+(first loading of each latent fixed at 1, residuals of pure outcomes correlated, observed predictors'
+moments fixed at their sample values, expected-information standard errors; the estimator is hmlib's own,
+checked number for number against lavaan 0.6-14 on three reference models). Indicators that also act as
+predictors are modelled as in lavaan, and residual covariances are standardized as residual correlations
+(lavaan's std.all); AIC and BIC are conditional on the observed predictors.
 Standardized estimates are reported with standard errors and Wald p-values of the unstandardized
 estimates. Fit is judged by $\\chi^2 = N F_{{ML}}$ [@joreskog1969], CFI [@bentler1990], TLI [@tucker1973],
 RMSEA $= \\sqrt{{\\max(\\chi^2 - df, 0)/(df\\,N)}}$ with its 90% confidence interval from the noncentral
@@ -512,7 +634,18 @@ not counted in the degrees of freedom.{refine} Significance level: {alpha:g}.
 def sem_labels(result) -> dict[str, str]:
     """Display labels for a path diagram: an indicator of a latent system shows only its metal or
     property (its medium is the latent's), other variables their full label; ``<medium>_sys``
-    latents read ``<medium> system``."""
+    latents read ``<medium> system``.
+
+    Parameters
+    ----------
+    result : SEM result
+        Fitted model with ``estimates``, ``observed`` and ``latents``.
+
+    Returns
+    -------
+    dict of str to str
+        Variable name -> display label.
+    """
     est = result.estimates
     ind = set(est.loc[est["op"] == "=~", "rhs"])
     out = {}

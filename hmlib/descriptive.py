@@ -15,38 +15,30 @@ Biometrika 52:591-611. doi:10.1093/biomet/52.3-4.591
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
-from pydantic import Field
 from scipy import stats
 
-from .params import StageOptions
 from .reference import background_values, guideline_values, load_reference
 from .units import convert, dimension
 
 __all__ = [
-    "DataQualityOptions",
     "summary_statistics",
     "normality_tests",
     "iqr_outliers",
     "exceedance",
+    "exceedance_samples",
+    "exceedance_summary",
+    "exceedance_text",
+    "sample_conditions",
+    "EXCEEDANCE_COLUMNS",
     "correlation_table",
+    "correlation_matrices",
     "STATISTICS",
 ]
 
 STATISTICS = ["n", "n_censored", "n_missing", "min", "p25", "median", "mean", "geometric_mean", "p75", "max",
               "sd", "cv", "skewness", "kurtosis"]
-
-
-class DataQualityOptions(StageOptions):
-    """Options of the ``data_quality`` stage."""
-
-    iqr_factor: float = Field(default=1.5, gt=0, description="Tukey fence multiplier for outlier flags")
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level for tests and marks")
-    correlation_log: bool = Field(default=True, description="correlations on log10 values (else raw)")
-    map_columns: int = Field(default=4, ge=1, le=6, description="panels per row in the sample maps")
 
 
 def _check_wide(conc: pd.DataFrame) -> None:
@@ -65,6 +57,11 @@ def summary_statistics(conc: pd.DataFrame, *, censored: pd.DataFrame | None = No
     ----------
     conc : samples x metals, canonical unit; NaN = missing.
     censored : same shape, True where the value is a substituted non-detect.
+
+    Returns
+    -------
+    DataFrame
+        Long table with columns medium, metal, statistic, value, unit (one row per metal and statistic).
 
     Notes
     -----
@@ -106,6 +103,20 @@ def normality_tests(conc: pd.DataFrame, *, medium: str = "soil", alpha: float = 
     """Shapiro-Wilk W and p on raw and natural-log values per metal.
 
     Returns columns medium, metal, scale (``raw``/``log``), w, p, normal (p >= alpha).
+
+    Parameters
+    ----------
+    conc : DataFrame
+        Samples x metals concentrations; NaN = missing.
+    medium : str, default "soil"
+        Medium name written to the table.
+    alpha : float, default 0.05
+        Significance level of the test.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns medium, metal, scale (``raw``/``log``), w, p, normal (p >= alpha).
     """
     _check_wide(conc)
     rows = []
@@ -126,6 +137,20 @@ def iqr_outliers(conc: pd.DataFrame, *, factor: float = 1.5, log: bool = False) 
 
     With ``log=True`` the fences are computed on log values (appropriate for right-skewed
     concentrations).
+
+    Parameters
+    ----------
+    conc : DataFrame
+        Samples x metals concentrations.
+    factor : float, default 1.5
+        Fence multiplier k of the interquartile range (> 0).
+    log : bool, default False
+        Compute the fences on natural-log values (non-positive values become NaN).
+
+    Returns
+    -------
+    DataFrame
+        Boolean samples x metals table, True for outliers.
     """
     _check_wide(conc)
     if factor <= 0:
@@ -136,60 +161,300 @@ def iqr_outliers(conc: pd.DataFrame, *, factor: float = 1.5, log: bool = False) 
     return (x < q1 - factor * iqr) | (x > q3 + factor * iqr)
 
 
-def _strictest(gl: pd.DataFrame) -> pd.DataFrame:
-    return gl.groupby(["metal", "threshold_name"], as_index=False, sort=False)["value"].min()
+_EXC_SAMPLE_COLUMNS = ["sample_id", "medium", "metal", "reference_set", "threshold_name", "threshold", "condition",
+                       "exceeds", "status", "concentration", "censored", "detection_limit", "fallback",
+                       "fallback_reason"]
+EXCEEDANCE_COLUMNS = ["medium", "metal", "reference_set", "threshold_name", "threshold", "threshold_max", "n",
+                      "n_exceeding", "n_cannot_tell", "n_fallback", "share_exceeding"]
 
 
-def exceedance(conc: pd.DataFrame, *, background_set: str | None, guideline_set: str | None,
-               medium: str = "soil", unit: str = "mg/kg", water_standard_set: str | None = None) -> pd.DataFrame:
-    """Counts and shares of samples above background and guideline values.
+def exceedance_samples(conc: pd.DataFrame, *, background_set: str | None, guideline_set: str | None,
+                       medium: str = "soil", unit: str = "mg/kg", water_standard_set: str | None = None,
+                       conditions: pd.DataFrame | None = None, default_conditions: dict | None = None,
+                       censored: pd.DataFrame | None = None, detection_limit: pd.DataFrame | None = None
+                       ) -> pd.DataFrame:
+    """Each sample judged against each applicable background, guideline and water-standard value.
 
-    Where a guideline set gives several values for one metal and threshold (by land use or
-    pH class) the strictest (lowest) is used; the report says so. A set with no values for the
-    medium (a soil background for water) contributes no rows; water media are compared with
-    ``water_standard_set`` when given.
+    Guideline sets with conditions (land use, pH class: GB 15618-2018) give every sample the
+    value of its own class (:func:`hmlib.reference.applicable_guidelines`); where a condition
+    is unknown the strictest value the known conditions leave is used (``fallback``).
 
-    Returns columns medium, metal, reference_set, threshold_name, threshold, n_exceeding,
-    share_exceeding (share of non-missing samples strictly above the threshold).
+    A non-detect (``censored``) is below its detection limit DL. It is ``not above`` a threshold
+    when DL <= threshold, and ``cannot tell`` when DL > threshold (its true value may lie on either
+    side), never counted as below [@helsel2012]. A detected value is ``above`` when strictly
+    greater than the threshold. Missing concentrations give no row.
+
+    Parameters
+    ----------
+    conc : samples (index sample_id) x metals in ``unit``.
+    background_set, guideline_set, water_standard_set : reference set names (None: not used).
+        A set without values for the medium contributes no rows.
+    conditions : DataFrame indexed by sample_id with condition columns (``ph``, ``land_use``).
+    default_conditions : condition -> value for the whole region where ``conditions`` has no column.
+    censored, detection_limit : same shape as ``conc``: non-detect flags and detection limits
+        (``unit``); None: every value is a detect.
+
+    Returns
+    -------
+    DataFrame sample_id, medium, metal, reference_set, threshold_name, threshold, condition,
+    exceeds (nullable boolean; missing = cannot tell), status (``above``, ``not above``,
+    ``cannot tell``), concentration, censored, detection_limit, fallback, fallback_reason.
     """
     _check_wide(conc)
     from .errors import ReferenceDataError
+    from .reference import applicable_guidelines
 
-    refs = []
-    # a set without values for this medium (e.g. a soil background for water) contributes no rows
+    ids = conc.index.astype(str)
+    c = conc.copy()
+    c.index = ids
+    cond = conditions.copy() if conditions is not None else pd.DataFrame(index=ids)
+    cond.index = cond.index.astype(str)
+    cond = cond.reindex(ids)
+    parts = []
+
+    def flat(ref: str, name: str, values: pd.Series, condition: str) -> pd.DataFrame:
+        rows = [pd.DataFrame({"sample_id": ids, "metal": m, "threshold_name": name, "threshold": float(v),
+                              "condition": condition, "fallback": False, "fallback_reason": ""})
+                for m, v in values.items() if m in c.columns]
+        return pd.concat(rows, ignore_index=True).assign(reference_set=ref) if rows else None
+
     if background_set:
         try:
             bg = background_values(background_set, medium=medium, unit=unit)
-            refs += [(background_set, "background", m, float(v)) for m, v in bg.items()]
+            parts.append(flat(background_set, "background", bg, ""))
         except ReferenceDataError:
             pass
     if guideline_set:
         try:
-            gl = _strictest(guideline_values(guideline_set, medium=medium, unit=unit))
-            refs += [(guideline_set, r.threshold_name, r.metal, float(r.value)) for r in gl.itertuples()]
+            gl = guideline_values(guideline_set, medium=medium, unit=unit)
+            gl = gl[gl["metal"].isin(c.columns)]
+            if len(gl):
+                parts.append(applicable_guidelines(gl, cond, default=default_conditions)
+                             .assign(reference_set=guideline_set))
         except ReferenceDataError:
             pass
     if water_standard_set and dimension(unit) == "mass_concentration":
         ws = load_reference("water_standard", water_standard_set)
         ws = ws[ws["unit"].map(dimension) == "mass_concentration"]
-        refs += [(water_standard_set, "water_standard", r.metal, float(convert(float(r.value), r.unit, unit)))
-                 for r in ws.itertuples()]
+        vals = pd.Series({r.metal: float(convert(float(r.value), r.unit, unit)) for r in ws.itertuples()})
+        parts.append(flat(water_standard_set, "water_standard", vals, ""))
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return pd.DataFrame({k: pd.Series(dtype=object) for k in _EXC_SAMPLE_COLUMNS})
+    t = pd.concat(parts, ignore_index=True)
+    long = c.rename_axis(index="sample_id", columns="metal").stack(future_stack=True).rename("concentration")
+    t = t.merge(long.reset_index(), on=["sample_id", "metal"], how="left")
+    if censored is not None:
+        cen = censored.copy()
+        cen.index = cen.index.astype(str)
+        cen = cen.rename_axis(index="sample_id", columns="metal").stack(future_stack=True).rename("censored")
+        t = t.merge(cen.reset_index(), on=["sample_id", "metal"], how="left")
+        t["censored"] = t["censored"].fillna(False).astype(bool)
+    else:
+        t["censored"] = False
+    if detection_limit is not None:
+        dl = detection_limit.copy()
+        dl.index = dl.index.astype(str)
+        dl = dl.rename_axis(index="sample_id", columns="metal").stack(future_stack=True).rename("detection_limit")
+        t = t.merge(dl.reset_index(), on=["sample_id", "metal"], how="left")
+    else:
+        t["detection_limit"] = np.nan
+    t = t[t["concentration"].notna() & t["threshold"].notna()].copy()
+    # a non-detect without a recorded limit: its reported (substituted) value bounds nothing; use it as the limit
+    dlv = t["detection_limit"].astype(float).where(t["detection_limit"].notna(), t["concentration"])
+    cannot = t["censored"] & (dlv > t["threshold"])
+    above = ~t["censored"] & (t["concentration"] > t["threshold"])
+    t["status"] = np.where(cannot, "cannot tell", np.where(above, "above", "not above"))
+    t["exceeds"] = pd.array(np.where(cannot, None, above), dtype="boolean")
+    t.insert(1, "medium", medium)
+    return t[_EXC_SAMPLE_COLUMNS].reset_index(drop=True)
+
+
+def exceedance_summary(samples: pd.DataFrame) -> pd.DataFrame:
+    """Counts per medium, metal, reference set and threshold from :func:`exceedance_samples`.
+
+    ``threshold``/``threshold_max``: lowest and highest value applied (equal unless the set
+    has conditions); ``n``: samples with a value; ``n_exceeding``: above; ``n_cannot_tell``:
+    non-detects whose detection limit is above the threshold; ``n_fallback``: samples judged
+    against the strictest value because a condition (pH, land use) was unknown;
+    ``share_exceeding`` = n_exceeding / n.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        Per-sample judgements from :func:`exceedance_samples`.
+
+    Returns
+    -------
+    DataFrame
+        One row per medium, metal, reference set and threshold, with columns :data:`EXCEEDANCE_COLUMNS`.
+    """
     rows = []
-    for ref, name, metal, thr in refs:
-        if metal not in conc.columns:
-            continue
-        v = conc[metal].dropna()
-        n_exc = int((v > thr).sum())
+    for (medium, metal, ref, name), g in samples.groupby(["medium", "metal", "reference_set", "threshold_name"],
+                                                         sort=False):
+        n = len(g)
+        k = int((g["status"] == "above").sum())
         rows.append({"medium": medium, "metal": metal, "reference_set": ref, "threshold_name": name,
-                     "threshold": thr, "n_exceeding": n_exc, "share_exceeding": n_exc / len(v) if len(v) else np.nan})
-    return pd.DataFrame(rows, columns=["medium", "metal", "reference_set", "threshold_name", "threshold",
-                                       "n_exceeding", "share_exceeding"])
+                     "threshold": float(g["threshold"].min()), "threshold_max": float(g["threshold"].max()),
+                     "n": n, "n_exceeding": k, "n_cannot_tell": int((g["status"] == "cannot tell").sum()),
+                     "n_fallback": int(g["fallback"].sum()), "share_exceeding": k / n if n else np.nan})
+    return pd.DataFrame(rows, columns=EXCEEDANCE_COLUMNS)
+
+
+def exceedance(conc: pd.DataFrame, *, background_set: str | None, guideline_set: str | None,
+               medium: str = "soil", unit: str = "mg/kg", water_standard_set: str | None = None,
+               conditions: pd.DataFrame | None = None, default_conditions: dict | None = None,
+               censored: pd.DataFrame | None = None, detection_limit: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Counts and shares of samples above background and guideline values.
+
+    The per-sample judgement of :func:`exceedance_samples` (each sample against the value of
+    its own land-use and pH class; non-detects with a detection limit above the threshold
+    counted as ``cannot tell``) summarised by :func:`exceedance_summary`. Arguments as in
+    :func:`exceedance_samples`.
+
+    Parameters
+    ----------
+    conc : DataFrame
+        Samples (index sample_id) x metals in ``unit``.
+    background_set, guideline_set, water_standard_set : str or None
+        Reference set names (None: not used).
+    medium : str, default "soil"
+        Medium of the concentrations.
+    unit : str, default "mg/kg"
+        Unit of ``conc`` and ``detection_limit``.
+    conditions : DataFrame, optional
+        Per-sample condition columns (``ph``, ``land_use``), indexed by sample_id.
+    default_conditions : dict, optional
+        Condition -> value for the whole region.
+    censored, detection_limit : DataFrame, optional
+        Non-detect flags and detection limits, same shape as ``conc``.
+
+    Returns
+    -------
+    DataFrame with columns :data:`EXCEEDANCE_COLUMNS`.
+    """
+    return exceedance_summary(exceedance_samples(
+        conc, background_set=background_set, guideline_set=guideline_set, medium=medium, unit=unit,
+        water_standard_set=water_standard_set, conditions=conditions, default_conditions=default_conditions,
+        censored=censored, detection_limit=detection_limit))
+
+
+def exceedance_text(summary: pd.DataFrame, *, guideline_set: str | None, default_conditions: dict | None,
+                    condition_columns: dict | None) -> str:
+    """Methods sentence on how each sample was judged (conditions used, fallbacks, non-detects).
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Exceedance summary (:func:`exceedance`).
+    guideline_set : str or None
+        Guideline set used.
+    default_conditions : dict or None
+        Region-wide condition values.
+    condition_columns : dict or None
+        Condition -> sample column that gives it per sample.
+
+    Returns
+    -------
+    str
+        Methods sentences.
+    """
+    parts = []
+    if guideline_set:
+        from .reference import guideline_condition_variables
+
+        variables = guideline_condition_variables(guideline_values_any(guideline_set))
+        if variables:
+            how = []
+            for var in variables:
+                label = {"ph": "pH", "land_use": "land use"}.get(var, var.replace("_", " "))
+                col = (condition_columns or {}).get(var)
+                val = (default_conditions or {}).get(var)
+                if col:
+                    how.append(f"its own {label} (column {col})")
+                elif val is not None:
+                    how.append(f"the {label} class '{val}', applied to the whole region because no {label} is "
+                               "given per sample")
+                else:
+                    how.append(f"the strictest {label} class, because no {label} is given")
+            parts.append(f"{guideline_set} sets values by {' and '.join(label_of(v) for v in variables)}; each sample "
+                         f"was judged against the value for {' and '.join(how)}.")
+            g = summary[summary["reference_set"] == guideline_set]
+            nf = int(g.groupby("medium")["n_fallback"].max().sum()) if len(g) else 0
+            if nf:
+                parts.append(f"{nf} sample{'s' if nf != 1 else ''} without the needed condition "
+                             f"{'were' if nf != 1 else 'was'} judged against the strictest value.")
+    nc = int(summary["n_cannot_tell"].sum()) if len(summary) else 0
+    parts.append("A non-detect counts as above no threshold; where its detection limit exceeds the threshold it "
+                 "cannot be told whether the sample is above or below, and it is counted apart"
+                 + (f" ({nc} such judgements in all)." if nc else " (none here)."))
+    return " ".join(parts)
+
+
+def sample_conditions(sites: pd.DataFrame, *, ph_column: str | None, land_use_column: str | None,
+                      land_use: str | None, guideline_set: str | None) -> tuple[pd.DataFrame, dict, dict]:
+    """Condition table of the samples for :func:`exceedance_samples` and the guideline conditions used.
+
+    Parameters
+    ----------
+    sites : sample attributes indexed by sample_id (:meth:`hmlib.io.RegionData.sites`).
+    ph_column, land_use_column : sample columns holding pH and land use (None: not given).
+    land_use : one land use for the whole region when ``land_use_column`` is None; None: the
+        set's ``other`` class where it has one (GB 15618-2018), else unknown (strictest value).
+    guideline_set : the guideline set (to find its ``other`` class).
+
+    Returns
+    -------
+    (conditions, default_conditions, condition_columns): conditions indexed by sample_id with
+    columns ``ph``/``land_use`` where given; the region-wide defaults; variable -> column used.
+    """
+    cond = pd.DataFrame(index=sites.index.astype(str))
+    cols = {}
+    if ph_column:
+        cond["ph"] = pd.to_numeric(sites[ph_column], errors="coerce").to_numpy()
+        cols["ph"] = ph_column
+    if land_use_column:
+        cond["land_use"] = sites[land_use_column].astype(object).to_numpy()
+        cols["land_use"] = land_use_column
+    default = {}
+    if not land_use_column:
+        if land_use is not None:
+            default["land_use"] = land_use
+        elif guideline_set:
+            g = guideline_values_any(guideline_set)
+            if "land_use" in g.columns and "other" in set(g["land_use"].dropna().astype(str)):
+                default["land_use"] = "other"
+    return cond, default, cols
+
+
+def label_of(var: str) -> str:
+    """Reader's name of a guideline condition variable."""
+    return {"ph": "pH class", "land_use": "land use"}.get(var, var.replace("_", " "))
+
+
+def guideline_values_any(name: str) -> pd.DataFrame:
+    """All rows of guideline set ``name`` (every medium and unit), as loaded."""
+    return load_reference("guideline", name)
 
 
 def correlation_table(conc: pd.DataFrame, *, medium: str = "soil", log: bool = True) -> pd.DataFrame:
     """Pearson and Spearman coefficients with two-tailed p-values for every pair of metals.
 
     Pairwise complete observations. Returns medium, method, scale, metal_a, metal_b, r, p, n.
+
+    Parameters
+    ----------
+    conc : DataFrame
+        Samples x metals concentrations.
+    medium : str, default "soil"
+        Medium name written to the table.
+    log : bool, default True
+        Correlate log10 values (non-positive values dropped) instead of raw values.
+
+    Returns
+    -------
+    pd.DataFrame
+        Medium, method, scale, metal_a, metal_b, r, p, n.
     """
     _check_wide(conc)
     x = np.log10(conc.where(conc > 0)) if log else conc
@@ -207,6 +472,26 @@ def correlation_table(conc: pd.DataFrame, *, medium: str = "soil", log: bool = T
                 rows.append({"medium": medium, "method": method, "scale": "log10" if log else "raw",
                              "metal_a": a, "metal_b": b, "r": r, "p": p, "n": len(ok)})
     return pd.DataFrame(rows)
+
+
+def correlation_matrices(pairs: pd.DataFrame, *, metals: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Square matrices of r and p from the pair rows of :func:`correlation_table` (one method, one medium).
+
+    Parameters
+    ----------
+    pairs : rows of :func:`correlation_table` for one medium and one method.
+    metals : row and column order of the matrices.
+
+    Returns
+    -------
+    (r, p) : DataFrames metals x metals; the diagonal is r = 1, p = 0.
+    """
+    r = pd.DataFrame(1.0, index=metals, columns=metals)
+    pv = pd.DataFrame(0.0, index=metals, columns=metals)
+    for row in pairs.itertuples():
+        r.loc[row.metal_a, row.metal_b] = r.loc[row.metal_b, row.metal_a] = row.r
+        pv.loc[row.metal_a, row.metal_b] = pv.loc[row.metal_b, row.metal_a] = row.p
+    return r, pv
 
 
 def data_overview(data) -> pd.DataFrame:
@@ -272,6 +557,6 @@ Samples outside Tukey's fences $[Q_1 - k\\,\\mathrm{{IQR}},\\ Q_3 + k\\,\\mathrm
 log values are flagged as outliers and kept, because in geochemical surveys extreme values are often
 the contamination of interest rather than errors [@reimann2005]. Exceedance counts compare each sample
 with {' and '.join(refs) if refs else 'no reference set'}; where a guideline set distinguishes land uses or
-pH classes, the strictest value is used here. Pearson and Spearman coefficients were computed on
+pH classes, each sample is judged against the value of its own class (see below). Pearson and Spearman coefficients were computed on
 {scale} concentrations with two-tailed p-values.
 """

@@ -75,6 +75,12 @@ def mgwr_drivers(x, y, response, covariates: pd.DataFrame, *, response_name: str
     covariates : numeric covariates, one column each (categorical ones one-hot beforehand).
     max_n : refuse (ValueError) above this many samples, see :data:`MGWR_COST_NOTE`.
 
+    Returns
+    -------
+    DriverResult
+        Model comparison (OLS, GWR, MGWR: aicc, r2, adj_r2, bandwidth), per-covariate coefficient
+        summary and per-sample local coefficients, t-values and significance flags.
+
     References
     ----------
     Fotheringham, A.S., Yang, W. and Kang, W. (2017). Multiscale geographically weighted
@@ -156,6 +162,26 @@ def driver_table(samples: pd.DataFrame, concentrations: pd.DataFrame, *, respons
     with a missing value are dropped. Returns (response, covariates, labels) with the labels
     saying which were logged.
 
+    Parameters
+    ----------
+    samples : DataFrame
+        Sample attributes (numeric covariates), indexed like ``concentrations``.
+    concentrations : DataFrame
+        Wide concentrations, one column per metal (mg/kg).
+    response : str
+        Metal used as response.
+    covariates : list of str
+        Numeric sample covariates and/or metals used as predictors.
+    log_metals : bool, default True
+        Take the natural log of metal concentrations.
+    categorical : collection of str, default ()
+        Names of categorical covariates (refused).
+
+    Returns
+    -------
+    tuple[pd.Series, pd.DataFrame, list[str]]
+        (response, covariates, labels) with the labels saying which were logged.
+
     Raises
     ------
     ValueError
@@ -188,7 +214,20 @@ def driver_table(samples: pd.DataFrame, concentrations: pd.DataFrame, *, respons
 
 
 def coefficient_figure(res: DriverResult, *, coordinate_unit: str):
-    """Maps of MGWR local coefficients; samples where |t| is below the corrected critical value are hollow."""
+    """Maps of MGWR local coefficients; samples where |t| is below the corrected critical value are hollow.
+
+    Parameters
+    ----------
+    res : DriverResult
+        Result of :func:`mgwr_drivers`.
+    coordinate_unit : str
+        Unit of the coordinates, for the axis label.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One map panel per coefficient (intercept and covariates), titled with the MGWR bandwidth.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -218,7 +257,22 @@ def coefficient_figure(res: DriverResult, *, coordinate_unit: str):
 
 
 def methods_text(*, response_label: str, covariate_labels: list[str], max_n: int) -> str:
-    """Methods paragraph for the driver analysis (pandoc markdown)."""
+    """Methods paragraph for the driver analysis (pandoc markdown).
+
+    Parameters
+    ----------
+    response_label : str
+        Label of the response (e.g. ``'ln Pb'``).
+    covariate_labels : list of str
+        Labels of the covariates.
+    max_n : int
+        Sample count above which the analysis is skipped.
+
+    Returns
+    -------
+    str
+        Methods paragraph (pandoc markdown with citation keys).
+    """
     return rf"""
 **Drivers.** To see which covariates go with {response_label} and at what spatial scale, {response_label} was
 regressed on {", ".join(covariate_labels)} (all standardised) with a global ordinary least squares model, a
@@ -233,7 +287,19 @@ of the number of samples [@li2020mgwr]. Associations are not causal.
 
 
 def results_text(res: DriverResult) -> str:
-    """Results sentences: model comparison by AICc and the scale of each covariate's relation."""
+    """Results sentences: model comparison by AICc and the scale of each covariate's relation.
+
+    Parameters
+    ----------
+    res : DriverResult
+        Result of :func:`mgwr_drivers`.
+
+    Returns
+    -------
+    str
+        Sentences comparing OLS/GWR/MGWR by AICc and R² and giving each covariate's bandwidth,
+        coefficient range and share of significant samples.
+    """
     c = res.comparison.set_index("model")
     best = c["aicc"].idxmin()
     txt = (f"By AICc the {best} model fitted best (AICc: OLS {c.loc['OLS', 'aicc']:.1f}, GWR {c.loc['GWR', 'aicc']:.1f}, "

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "HmlibError",
+    "InputError",
+    "short_repr",
+    "plural",
     "UnitError",
     "ParamsError",
     "DataIssue",
@@ -23,6 +26,35 @@ class HmlibError(Exception):
     """Base class of all errors hmlib raises on purpose (bad input, failed stage)."""
 
     exit_status = 1
+
+
+#: longest echo of a user-supplied value in a message (a YAML bomb or a binary cell is cut)
+MAX_ECHO = 80
+
+
+def short_repr(value: object, *, limit: int = MAX_ECHO) -> str:
+    """``repr(value)`` cut to ``limit`` characters (with its full length) so messages stay readable."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still reported
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``'1 problem'``, ``'3 problems'``: counts in messages without '(s)'."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+class InputError(HmlibError, ValueError):
+    """Bad input that is neither a params key nor a data cell: a command-line argument, a path.
+
+    The message names the argument or file, the value and what was expected.
+    """
+
+    exit_status = 2
 
 
 class UnitError(HmlibError, ValueError):
@@ -56,8 +88,10 @@ class ParamsError(HmlibError, ValueError):
     def __init__(self, path: str, problems: list[str]):
         self.path = str(path)
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{self.path}: invalid parameters ({len(self.problems)} problem(s)):\n{lines}")
+        lines = "\n".join(f"  - {p}" for p in self.problems[:50])
+        if len(self.problems) > 50:
+            lines += f"\n  ... and {len(self.problems) - 50} more"
+        super().__init__(f"{self.path}: invalid parameters ({plural(len(self.problems), 'problem')}):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +115,7 @@ class DataIssue:
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column '{self.column}'")
-        val = "" if self.value is None else f" value {self.value!r}:"
+        val = "" if self.value is None else f" value {short_repr(self.value)}:"
         return f"{', '.join(where)}:{val} {self.message}"
 
 
@@ -99,7 +133,7 @@ class DataError(HmlibError, ValueError):
         n = len(self.issues)
         shown = self.issues[:50]
         more = f"\n  ... and {n - 50} more" if n > 50 else ""
-        return f"invalid input data ({n} problem(s)):\n" + "\n".join(f"  - {i}" for i in shown) + more
+        return f"invalid input data ({plural(n, 'problem')}):\n" + "\n".join(f"  - {i}" for i in shown) + more
 
 
 class StageError(HmlibError, RuntimeError):

@@ -26,7 +26,18 @@ __all__ = ["RegularGrid", "regular_grid", "grid_to_array", "write_geotiff", "wri
 
 
 def crs_or_none(crs: str | None) -> str | None:
-    """``'EPSG:<code>'`` unchanged; ``'local'`` or None -> None (no CRS is written)."""
+    """``'EPSG:<code>'`` unchanged; ``'local'`` or None -> None (no CRS is written).
+
+    Parameters
+    ----------
+    crs : str or None
+        ``'EPSG:<code>'``, ``'local'`` or None.
+
+    Returns
+    -------
+    str or None
+        The EPSG string unchanged, or None for ``'local'``/None.
+    """
     if crs is None or crs == "local":
         return None
     if not str(crs).upper().startswith("EPSG:"):
@@ -74,6 +85,18 @@ def _spacing(v: np.ndarray) -> float:
 def regular_grid(x, y, *, tolerance: float = 1e-3) -> RegularGrid:
     """Recover the regular lattice of cell centres ``x, y``.
 
+    Parameters
+    ----------
+    x, y : array-like of float
+        Cell-centre coordinates (equal length, coordinate units of the grid).
+    tolerance : float, default 1e-3
+        Largest allowed offset from the lattice, in cell sizes.
+
+    Returns
+    -------
+    RegularGrid
+        Lattice origin (top-left cell centre), cell size, shape and the column/row of each cell.
+
     Raises
     ------
     ValueError
@@ -101,7 +124,20 @@ def regular_grid(x, y, *, tolerance: float = 1e-3) -> RegularGrid:
 
 
 def grid_to_array(grid: RegularGrid, values) -> np.ndarray:
-    """Values of the grid's cells as a (nrows, ncols) float array, NaN where there is no cell."""
+    """Values of the grid's cells as a (nrows, ncols) float array, NaN where there is no cell.
+
+    Parameters
+    ----------
+    grid : RegularGrid
+        Lattice from :func:`regular_grid`.
+    values : array-like of float
+        One value per grid cell, in the order of the cells given to :func:`regular_grid`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (nrows, ncols) float array, north-up, NaN where there is no cell.
+    """
     v = np.asarray(values, float)
     if v.size != grid.col.size:
         raise ValueError(f"values: expected {grid.col.size} (one per grid cell), got {v.size}")
@@ -115,6 +151,22 @@ def write_geotiff(path, *, x, y, bands: dict[str, np.ndarray], crs: str | None) 
 
     Band names are stored as band descriptions. ``crs`` is an EPSG string or None/'local' (no
     CRS written; see the module notes). Returns the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; parent folders are created.
+    x, y : array-like of float
+        Cell-centre coordinates of a regular grid.
+    bands : dict of str to array-like
+        Band name -> one value per cell.
+    crs : str or None
+        ``'EPSG:<code>'``, or None/``'local'`` for no CRS.
+
+    Returns
+    -------
+    Path
+        The path.
     """
     import rasterio
 
@@ -141,6 +193,22 @@ def write_geopackage(path, layers: dict[str, pd.DataFrame], *, crs: str | None, 
 
     ``crs`` is an EPSG string, or None/'local' for layers without a CRS. An existing file is
     replaced. Returns the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file; parent folders are created, an existing file is replaced.
+    layers : dict of str to DataFrame
+        Layer name -> points table with coordinate columns ``x`` and ``y``.
+    crs : str or None
+        ``'EPSG:<code>'``, or None/``'local'`` for no CRS.
+    x, y : str, default "x", "y"
+        Names of the coordinate columns.
+
+    Returns
+    -------
+    Path
+        The path.
     """
     import geopandas as gpd
 

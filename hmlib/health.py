@@ -54,15 +54,13 @@ US EPA RSL equations; it is checked against published RSLs (soil and tapwater) i
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
 
 from .errors import ReferenceDataError
-from .params import StageOptions
 from .reference import load_reference
 
 __all__ = [
@@ -72,7 +70,6 @@ __all__ = [
     "RECEPTORS",
     "PATHWAYS",
     "DEFAULT_CR_VI_FRACTION",
-    "HealthOptions",
     "load_exposure_parameters",
     "load_toxicity",
     "load_distributions",
@@ -90,7 +87,13 @@ __all__ = [
     "monte_carlo",
     "rank_sensitivity",
     "montecarlo_table",
+    "grid_methods",
     "grid_risk",
+    "methods_caption",
+    "format_probability",
+    "distribution_median",
+    "central_values_table",
+    "central_values_text",
     "methods_text",
     "results_text",
     "montecarlo_text",
@@ -107,7 +110,7 @@ PARAMETER_SETS: dict[str, str] = {
     "hj25_3": "HJ253_MEE2019",
 }
 #: toxicity-set key -> toxicity reference file stem
-TOXICITY_SETS: dict[str, str] = {"epa_rsl": "RSL_USEPA2024"}
+TOXICITY_SETS: dict[str, str] = {"epa_rsl": "RSL_USEPA2024", "epa_rsl_iris2024": "RSLIRIS2024CrVI_USEPA2024"}
 #: Monte Carlo distribution-set key -> file stem
 DISTRIBUTION_SETS: dict[str, str] = {"usepa_efh2011": "MonteCarlo_USEPA2011"}
 RECEPTORS = ("child", "adult", "resident")
@@ -119,37 +122,6 @@ _GROUPS = ("child", "adult")
 _Z95 = 1.6448536269514722  # standard normal 95th percentile
 _SOIL_PARAMS = ("BW", "IRS", "EF", "ED", "age_start", "ET", "SA_soil", "AF", "PEF", "LT")
 _WATER_PARAMS = ("BW", "IRW", "EF", "ED", "age_start", "SA_water", "t_event", "EV", "LT")
-
-
-# ------------------------------------------------------------------------------------------------
-# options
-# ------------------------------------------------------------------------------------------------
-class HealthOptions(StageOptions):
-    """Options of the ``health`` stage (``stages: health:`` in params)."""
-
-    parameters: Literal["epa_rsl", "seed003", "hj25_3"] = Field(
-        default="epa_rsl", description="exposure parameter set: US EPA RSL resident, seed 003, China HJ 25.3-2019")
-    toxicity: Literal["epa_rsl"] = Field(default="epa_rsl", description="toxicity value set")
-    receptors: list[Literal["child", "adult", "resident"]] = Field(
-        default=["child", "adult", "resident"], min_length=1, description="receptors to assess")
-    cr_vi_fraction: float = Field(
-        default=0.142857, ge=0.0, le=1.0,
-        description="share of Cr(VI) in total Cr (default 1/7: the RSL 1:6 Cr(VI):Cr(III) assumption)")
-    default_abs_soil: float | None = Field(
-        default=None, ge=0.0, le=1.0,
-        description="dermal absorption fraction for metals without an ABS (None: no dermal soil pathway, as the RSLs)")
-    n_iter: int = Field(default=10000, ge=10000, le=1_000_000, description="Monte Carlo iterations")
-    distributions: Literal["usepa_efh2011"] = Field(
-        default="usepa_efh2011", description="exposure-factor distribution set for the Monte Carlo analysis")
-    grid_method: str | None = Field(
-        default=None, description="method of tables/grid_predictions.csv to map risk from (None: the first listed)")
-
-    @field_validator("receptors")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"receptors must be distinct, got {v}")
-        return v
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,6 +172,18 @@ def load_toxicity(name: str = "epa_rsl", *, medium: str = "soil") -> pd.DataFram
     Medium-specific rows (e.g. cadmium diet vs water RfD) take precedence over ``any`` rows.
     Columns: rfd_oral (mg/kg-day), sf_oral ((mg/kg-day)^-1), rfc (mg/m3), iur ((ug/m3)^-1),
     giabs, abs_soil, rba_soil, kp_water (cm/h), mutagen (bool), rsl_name, source; NaN = no value.
+
+    Parameters
+    ----------
+    name : str, default "epa_rsl"
+        Toxicity reference set.
+    medium : str, default "soil"
+        Sampled medium (soil, dust, water or groundwater).
+
+    Returns
+    -------
+    DataFrame
+        Toxicity values indexed by metal, columns as listed above.
     """
     med = exposure_medium(medium)
     df = _read_reference("toxicity", _stem(name, TOXICITY_SETS, "toxicity"))
@@ -211,14 +195,36 @@ def load_toxicity(name: str = "epa_rsl", *, medium: str = "soil") -> pd.DataFram
 
 
 def load_distributions(name: str = "usepa_efh2011") -> pd.DataFrame:
-    """Exposure-factor distributions for :func:`monte_carlo` (one row per parameter and receptor)."""
+    """Exposure-factor distributions for :func:`monte_carlo` (one row per parameter and receptor).
+
+    Parameters
+    ----------
+    name : str, default "usepa_efh2011"
+        Distribution reference set.
+
+    Returns
+    -------
+    DataFrame
+        Rows of parameter, receptor, distribution, p1, p2, p3 (and unit, basis); ``attrs['name']`` = ``name``.
+    """
     df = _read_reference("exposure_distribution", _stem(name, DISTRIBUTION_SETS, "distribution")).copy()
     df.attrs["name"] = name
     return df
 
 
 def exposure_medium(medium: str) -> str:
-    """Exposure equations used for a sampled medium: ``soil`` (soil, dust) or ``water`` (water, groundwater)."""
+    """Exposure equations used for a sampled medium: ``soil`` (soil, dust) or ``water`` (water, groundwater).
+
+    Parameters
+    ----------
+    medium : str
+        Sampled medium: soil, dust, water or groundwater.
+
+    Returns
+    -------
+    str
+        ``'soil'`` or ``'water'``.
+    """
     m = {"soil": "soil", "dust": "soil", "water": "water", "groundwater": "water"}.get(medium)
     if m is None:
         raise ValueError(f"medium {medium!r} has no human exposure model here; expected soil, dust, water or groundwater")
@@ -238,6 +244,11 @@ def speciate_chromium(concentrations: pd.DataFrame, *, cr_vi_fraction: float = D
     concentrations : wide table (samples x metals); returned unchanged when it has no ``Cr``.
     cr_vi_fraction : :math:`f`, the Cr(VI) share of total Cr in [0, 1]. Default 1/7: the 1:6
         Cr(VI):Cr(III) ratio of the RSL "Chromium, Total" entry (US EPA RSL User's Guide).
+
+    Returns
+    -------
+    DataFrame
+        Copy of ``concentrations`` with ``Cr`` replaced by ``Cr(III)`` and ``Cr(VI)`` (same unit).
 
     References
     ----------
@@ -263,6 +274,18 @@ def adaf_years(start_yr, duration_yr):
 
     For the RSL resident (child 0-6, adult 6-26) this gives 32 and 40 years, i.e. the mutagenic
     intake factor IFSM_adj = 166,833 mg/kg of the RSL User's Guide.
+
+    Parameters
+    ----------
+    start_yr : float or array-like
+        Age at the start of exposure (years).
+    duration_yr : float or array-like
+        Exposure duration (years).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ADAF-weighted exposure duration (years).
 
     References
     ----------
@@ -451,6 +474,18 @@ def sample_indices(risk: pd.DataFrame, *, by_metal: bool = False) -> pd.DataFram
     .. math:: HI = \\sum_{metals}\\sum_{pathways} HQ,\\qquad TCR = \\sum_{metals}\\sum_{pathways} CR
 
     Sums skip missing values; TCR is NaN for a group without any cancer value.
+
+    Parameters
+    ----------
+    risk : DataFrame
+        Risk table (sample_id, medium, receptor, metal, pathway, hq, cr).
+    by_metal : bool, default False
+        Also group by metal.
+
+    Returns
+    -------
+    DataFrame
+        sample_id, medium, receptor (, metal), hi, tcr (dimensionless).
     """
     keys = ["sample_id", "medium", "receptor"] + (["metal"] if by_metal else [])
     g = risk.groupby(keys, sort=False)
@@ -462,6 +497,16 @@ def hazard_summary(risk: pd.DataFrame) -> pd.DataFrame:
 
     Columns: receptor, metal, hi_mean, hi_max, share_hi_gt_1, tcr_mean, share_cr_gt_1e-4,
     share_cr_gt_1e-6 (shares of samples, 0-1; NaN where the metal has no such toxicity value).
+
+    Parameters
+    ----------
+    risk : DataFrame
+        Risk table (sample_id, medium, receptor, metal, pathway, hq, cr).
+
+    Returns
+    -------
+    DataFrame
+        One row per receptor and metal, columns as listed above.
     """
     per_metal = sample_indices(risk, by_metal=True)
     total = sample_indices(risk).assign(metal="all")
@@ -525,6 +570,22 @@ def sample_distribution(distribution: str, p1: float, p2: float = np.nan, p3: fl
     ``lognormal``: p1 = median, p2 = 95th percentile, :math:`\\sigma = \\ln(p_2/p_1)/z_{0.95}`;
     ``normal``: mean p1, sd p2, truncated below at p3 (scipy.stats.truncnorm);
     ``triangular``: min p1, mode p2, max p3; ``uniform``: [p1, p2]; ``fixed``: p1.
+
+    Parameters
+    ----------
+    distribution : str
+        fixed, lognormal, normal, triangular or uniform.
+    p1, p2, p3 : float
+        Distribution parameters as above (unit of the exposure factor).
+    n : int
+        Number of draws.
+    rng : numpy.random.Generator
+        Random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` draws (unit of the exposure factor).
     """
     d = str(distribution).strip().lower()
     if d == "fixed":
@@ -559,10 +620,22 @@ def sample_exposure_parameters(exposure: pd.DataFrame, distributions: pd.DataFra
     Parameters not in ``distributions`` stay at their point value. A row with receptor ``all``
     draws one value per iteration shared by child and adult (e.g. exposure frequency).
 
+    Parameters
+    ----------
+    exposure : DataFrame
+        Point values, index child/adult, one column per parameter.
+    distributions : DataFrame or None
+        Distribution rows (parameter, receptor, distribution, p1, p2, p3); None: no parameter varies.
+    n : int
+        Number of iterations.
+    rng : numpy.random.Generator
+        The seeded generator of the draws.
+
     Returns
     -------
-    (params, varied): params maps 'child'/'adult' to {parameter: array(n)}; varied is a DataFrame
-    of the drawn (non-constant) inputs, columns '<parameter> (<receptor>)'.
+    tuple of (dict, DataFrame)
+        ``params`` maps 'child'/'adult' to {parameter: array(n)}; ``varied`` is a DataFrame of the
+        drawn (non-constant) inputs, columns '<parameter> (<receptor>)'.
     """
     params = {g: {k: np.full(n, float(v)) for k, v in exposure.loc[g].items() if pd.notna(v)} for g in _GROUPS}
     varied = {}
@@ -624,6 +697,18 @@ def rank_sensitivity(inputs: pd.DataFrame, outputs: Mapping[str, np.ndarray]) ->
     """Spearman rank correlation of each input with each output (scipy.stats.spearmanr).
 
     Returns a long DataFrame: output, input, rho. Constant inputs are skipped.
+
+    Parameters
+    ----------
+    inputs : DataFrame
+        Drawn inputs, one column per input, one row per iteration.
+    outputs : mapping of str to numpy.ndarray
+        Output name -> values per iteration.
+
+    Returns
+    -------
+    pd.DataFrame
+        A long DataFrame: output, input, rho. Constant inputs are skipped.
     """
     from scipy.stats import spearmanr
 
@@ -659,6 +744,11 @@ def monte_carlo(concentrations: pd.DataFrame, *, medium: str, receptor: str, exp
     distributions : from :func:`load_distributions`, or None to keep every factor at its point value.
     n_iter : number of iterations (the stage uses >= 10,000).
     seed : seed of the numpy Generator.
+
+    Returns
+    -------
+    MonteCarloResult
+        HI and TCR per iteration (total and by metal), drawn inputs and their rank sensitivity.
 
     References
     ----------
@@ -721,36 +811,97 @@ def monte_carlo(concentrations: pd.DataFrame, *, medium: str, receptor: str, exp
 
 
 def montecarlo_table(results) -> pd.DataFrame:
-    """Concatenated :meth:`MonteCarloResult.summary` of several results."""
+    """Concatenated :meth:`MonteCarloResult.summary` of several results.
+
+    Parameters
+    ----------
+    results : iterable of MonteCarloResult
+        Monte Carlo results.
+
+    Returns
+    -------
+    DataFrame
+        medium, receptor, metric, mean, p5, p50, p95, threshold, prob_gt_threshold, n_iter, seed.
+    """
     return pd.concat([r.summary() for r in results], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------------
 # grid
 # ------------------------------------------------------------------------------------------------
+def grid_methods(grid_predictions: pd.DataFrame, *, method: str | None = None) -> dict[str, str]:
+    """Prediction method used per metal on the grid.
+
+    The spatial stage writes, for each metal, the predictions of the method its cross-validation
+    chose; a table holding several methods per metal marks the chosen one in a boolean column
+    ``chosen`` (or ``best``/``selected``). With ``method`` given, that method is used for every
+    metal that has it. Raises ValueError when a metal has several unmarked methods.
+
+    Parameters
+    ----------
+    grid_predictions : DataFrame
+        Grid predictions with metal and method columns (optionally chosen/best/selected).
+    method : str, optional
+        Method to use for every metal that has it.
+
+    Returns
+    -------
+    dict of str to str
+        Metal -> prediction method.
+    """
+    need = {"metal", "method"}
+    if not need <= set(grid_predictions.columns):
+        raise ValueError(f"grid predictions need columns {sorted(need)}, got {list(grid_predictions.columns)}")
+    g = grid_predictions
+    out = {}
+    for metal, d in g.groupby("metal", sort=False):
+        methods = list(dict.fromkeys(d["method"]))
+        if method is not None:
+            if method in methods:
+                out[metal] = method
+            continue
+        flag = next((c for c in ("chosen", "best", "selected") if c in d.columns), None)
+        if flag is not None:
+            chosen = list(dict.fromkeys(d.loc[d[flag].astype(str).str.lower().isin(["true", "1"]), "method"]))
+            if len(chosen) == 1:
+                out[metal] = chosen[0]
+                continue
+        if len(methods) != 1:
+            raise ValueError(f"grid predictions hold methods {methods} for {metal} and mark none as chosen; "
+                             "name one (stages.health.grid_method)")
+        out[metal] = methods[0]
+    if method is not None and not out:
+        avail = sorted(set(g["method"]))
+        raise ValueError(f"grid method {method!r} not in the grid predictions; available: {avail}")
+    return out
+
+
 def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicity: pd.DataFrame,
               receptors=("child", "resident"), method: str | None = None,
               cr_vi_fraction: float = DEFAULT_CR_VI_FRACTION, default_abs_soil: float | None = None,
               medium: str = "soil") -> pd.DataFrame:
     """HI and TCR per grid cell from predicted concentrations (spatial stage output).
 
+    The per-sample model (:func:`risk_table`: same exposure parameters, toxicity values, Cr(VI)
+    share and dermal rule) applied to each metal's predictions by the method chosen for that
+    metal (:func:`grid_methods`), so a cell at a sample with the sample's concentrations has the
+    sample's HI and TCR.
+
     Parameters
     ----------
     grid_predictions : long table x, y, metal, method, prediction (canonical unit), variance.
-    method : prediction method to use (default: the first method listed).
+    method : one prediction method for every metal (default: the method chosen per metal).
 
     Returns
     -------
-    DataFrame x, y, receptor, hi, tcr, method.
+    DataFrame x, y, receptor, hi, tcr; ``attrs['methods']``: metal -> method used.
     """
     need = {"x", "y", "metal", "method", "prediction"}
     if not need <= set(grid_predictions.columns):
         raise ValueError(f"grid predictions need columns {sorted(need)}, got {list(grid_predictions.columns)}")
-    methods = list(dict.fromkeys(grid_predictions["method"]))
-    method = method or methods[0]
-    if method not in methods:
-        raise ValueError(f"grid method {method!r} not in the grid predictions; available: {methods}")
-    g = grid_predictions[grid_predictions["method"] == method]
+    used = grid_methods(grid_predictions, method=method)
+    g = grid_predictions[[m in used and k == used[m] for m, k in
+                          zip(grid_predictions["metal"], grid_predictions["method"])]]
     wide = g.pivot_table(index=["x", "y"], columns="metal", values="prediction", aggfunc="mean")
     wide.columns.name = None
     cells = wide.reset_index()[["x", "y"]]
@@ -761,14 +912,168 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
     idx = sample_indices(risk)
     idx["cell"] = idx["sample_id"].astype(int)
     out = idx.merge(cells, left_on="cell", right_index=True)
-    return out[["x", "y", "receptor", "hi", "tcr"]].assign(method=method).reset_index(drop=True)
+    out = out[["x", "y", "receptor", "hi", "tcr"]].reset_index(drop=True)
+    out.attrs["methods"] = used
+    return out
+
+
+def methods_caption(methods: Mapping[str, str], labels: Mapping[str, str] | None = None) -> str:
+    """Reader's list of the prediction method per metal, grouped: 'ordinary kriging (Cd, Zn), ...'.
+
+    Parameters
+    ----------
+    methods : mapping of str to str
+        Metal -> method key.
+    labels : mapping of str to str, optional
+        Method key -> label.
+
+    Returns
+    -------
+    str
+        Methods grouped with their metals, separated by semicolons.
+    """
+    labels = labels or {"ok": "ordinary kriging", "rk": "regression kriging", "gpr": "Gaussian process regression",
+                        "idw": "inverse distance weighting"}
+    by: dict[str, list[str]] = {}
+    for metal, m in methods.items():
+        by.setdefault(m, []).append(metal)
+    return "; ".join(f"{labels.get(m, m)} for {', '.join(ms)}" for m, ms in by.items())
+
+
+def format_probability(p: float, n_iter: int) -> str:
+    """A Monte Carlo probability printed the same way in tables and text.
+
+    Zero hits print as ``< 1/n`` (``< 1e-04`` for 10,000 iterations), probabilities below 0.001
+    in scientific notation (``3.0e-04``), others with three decimals.
+
+    Parameters
+    ----------
+    p : float
+        Probability (0-1).
+    n_iter : int
+        Number of Monte Carlo iterations.
+
+    Returns
+    -------
+    str
+        Formatted probability (``'–'`` for NaN).
+    """
+    if not np.isfinite(p):
+        return "–"
+    if p <= 0:
+        return f"< {1.0 / n_iter:.0e}"
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.3f}"
+
+
+def distribution_median(distribution: str, p1: float, p2: float = np.nan, p3: float = np.nan) -> float:
+    """Median of an exposure-factor distribution of :func:`sample_distribution` (normal: its mean,
+    truncation ignored; triangular: the closed form of the triangular median).
+
+    Parameters
+    ----------
+    distribution : str
+        fixed, lognormal, normal, triangular or uniform.
+    p1, p2, p3 : float
+        Distribution parameters as in :func:`sample_distribution`.
+
+    Returns
+    -------
+    float
+        Median (unit of the exposure factor).
+    """
+    d = str(distribution).strip().lower()
+    if d in ("fixed", "lognormal", "normal"):
+        return float(p1)
+    if d == "uniform":
+        return (float(p1) + float(p2)) / 2.0
+    if d == "triangular":
+        a, c, b = float(p1), float(p2), float(p3)
+        if c >= (a + b) / 2:
+            return a + np.sqrt((b - a) * (c - a) / 2.0)
+        return b - np.sqrt((b - a) * (b - c) / 2.0)
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
+def central_values_table(exposure: pd.DataFrame, distributions: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic point value beside the Monte Carlo median of each varied exposure factor.
+
+    Returns parameter, receptor, unit, deterministic, mc_median, ratio (median / point value), basis.
+
+    Parameters
+    ----------
+    exposure : DataFrame
+        Deterministic exposure factors indexed by receptor group.
+    distributions : DataFrame
+        Distributions from :func:`load_distributions`.
+
+    Returns
+    -------
+    pd.DataFrame
+        Parameter, receptor, unit, deterministic, mc_median, ratio (median / point value), basis.
+    """
+    rows = []
+    for r in distributions.itertuples(index=False):
+        groups = _GROUPS if r.receptor == "all" else (r.receptor,)
+        point = float(exposure.loc[groups[0], r.parameter]) if r.parameter in exposure.columns else np.nan
+        med = distribution_median(r.distribution, float(r.p1), float(r.p2) if pd.notna(r.p2) else np.nan,
+                                  float(r.p3) if pd.notna(r.p3) else np.nan)
+        rows.append({"parameter": r.parameter, "receptor": r.receptor, "unit": getattr(r, "unit", ""),
+                     "deterministic": point, "mc_median": med, "ratio": med / point if point else np.nan,
+                     "basis": getattr(r, "basis", "")})
+    return pd.DataFrame(rows, columns=["parameter", "receptor", "unit", "deterministic", "mc_median", "ratio",
+                                       "basis"])
+
+
+_PARAM_LABEL = {"IRS": "soil ingestion rate", "AF": "skin adherence factor", "BW": "body weight",
+                "EF": "exposure frequency", "IRW": "drinking-water intake", "ED": "exposure duration"}
+
+
+def central_values_text(central: pd.DataFrame, *, tolerance: float = 0.05) -> str:
+    """Why the deterministic and Monte Carlo central values differ (markdown), from :func:`central_values_table`.
+
+    Parameters
+    ----------
+    central : DataFrame
+        Table from :func:`central_values_table`.
+    tolerance : float, default 0.05
+        Relative difference below which values count as equal.
+
+    Returns
+    -------
+    str
+        Explanatory paragraph (markdown).
+    """
+    d = central[(central["ratio"] - 1).abs() > tolerance]
+    if d.empty:
+        return ("The Monte Carlo distributions are centred on the deterministic point values, so their medians and "
+                "the deterministic results agree up to the sampled spread.")
+    def u(r):
+        unit = str(getattr(r, "unit", "") or "")
+        return f" {unit.replace('day/yr', 'days per year')}" if unit and unit != "nan" else ""
+
+    who = {"all": "all ages"}
+    items = [f"{_PARAM_LABEL.get(r.parameter, r.parameter)} ({who.get(r.receptor, r.receptor)}) "
+             f"{r.deterministic:g}{u(r)} in the deterministic set against a Monte Carlo median of {r.mc_median:.3g}"
+             for r in d.itertuples()]
+    lower = bool((d["ratio"] < 1).all())
+    return ("The deterministic and probabilistic results answer different questions. The deterministic point values "
+            "are the reasonable-maximum exposure (RME) defaults of the parameter set, upper-end values by design "
+            "[@USEPA1989RAGSA], whereas the Monte Carlo distributions are centred on central-tendency values of the "
+            "Exposure Factors Handbook and RAGS Part E [@USEPA2011EFH; @USEPA2004RAGSE] with the RME value near their "
+            "95th percentile: " + "; ".join(items) + ". "
+            + ("The Monte Carlo median is therefore lower than the deterministic estimate, which lies in the upper "
+               "part of the simulated distribution." if lower else
+               "Where the Monte Carlo median is below the point value the probabilistic central estimate is lower; "
+               "where above, higher."))
 
 
 # ------------------------------------------------------------------------------------------------
 # report text and figures
 # ------------------------------------------------------------------------------------------------
 _SET_CITATION = {"epa_rsl": "the US EPA Regional Screening Level resident defaults [@USEPA2024RSL]",
-                 "seed003": "the values of seed study 003 [@zhao2026tarim], completed with RSL defaults where the study states none",
+                 "seed003": "the values of @zhao2026tarim, completed with RSL defaults where the study states none",
                  "hj25_3": "the Chinese technical guideline HJ 25.3-2019 [@MEE2019HJ253]"}
 
 
@@ -783,8 +1088,42 @@ def _upright(markdown: str) -> str:
 
 
 def methods_text(*, parameters: str, receptors, cr_vi_fraction: float, n_iter: int, seed: int,
-                 not_assessed=(), default_abs_soil: float | None = None, media=("soil",)) -> str:
-    """Methods section (markdown with formulas and citations) for the report."""
+                 not_assessed=(), default_abs_soil: float | None = None, media=("soil",),
+                 toxicity: str = "epa_rsl") -> str:
+    """Methods section (markdown with formulas and citations) for the report.
+
+    Parameters
+    ----------
+    parameters : str
+        Exposure parameter set name.
+    receptors : sequence of str
+        Receptors assessed.
+    cr_vi_fraction : float
+        Cr(VI) share of total Cr (0-1).
+    n_iter : int
+        Monte Carlo iterations.
+    seed : int
+        Monte Carlo seed.
+    not_assessed : sequence of str, default ()
+        Metals without toxicity values.
+    default_abs_soil : float, optional
+        Dermal ABS for metals without a published value.
+    media : sequence of str, default ("soil",)
+        Media assessed.
+    toxicity : str, default "epa_rsl"
+        Toxicity set name.
+
+    Returns
+    -------
+    str
+        Methods section (markdown).
+    """
+    tox_note = (", except for Cr(VI), which takes the oral reference dose (9e-4 mg/kg-day), reference concentration "
+                "(3e-5 mg/m3) and oral slope factor (0.27 per mg/kg-day) of the final IRIS assessment of August 2024 "
+                "[@USEPA2024IRISCrVI]" if toxicity == "epa_rsl_iris2024" else
+                "; these tables still carry the 1998 IRIS reference dose and reference concentration of Cr(VI) and an "
+                "oral slope factor of 0.5 per mg/kg-day, while the final IRIS assessment of August 2024 gives 9e-4 "
+                "mg/kg-day, 3e-5 mg/m3 and 0.27 per mg/kg-day [@USEPA2024IRISCrVI]")
     water = any(exposure_medium(m) == "water" for m in media)
     soil = any(exposure_medium(m) == "soil" for m in media)
     paths = []
@@ -800,11 +1139,11 @@ def methods_text(*, parameters: str, receptors, cr_vi_fraction: float, n_iter: i
               f"Metals without a published ABS are given ABS = {default_abs_soil:g} (stage option).")
     return _upright(f"""
 Human health risk was assessed with the US EPA Superfund approach [@USEPA1989RAGSA; @USEPA2004RAGSE;
-@USEPA2009RAGSF] in the form used by seed study 003 [@zhao2026tarim, eq. 5-12], for the pathways
+@USEPA2009RAGSF] in the form used by @zhao2026tarim [eq. 5-12], for the pathways
 {' and '.join(paths)}, and for the receptors {', '.join(receptors)}. Exposure parameters are
 {_SET_CITATION.get(parameters, parameters)}; toxicity values (oral reference dose RfD, oral slope factor SF,
 reference concentration RfC, inhalation unit risk IUR, gastrointestinal absorption GIABS, dermal absorption ABS,
-relative bioavailability RBA, permeability $K_p$) are those of the RSL tables of November 2024 [@USEPA2024RSL].
+relative bioavailability RBA, permeability $K_p$) are those of the RSL tables of November 2024 [@USEPA2024RSL]{tox_note}.
 The average daily dose for noncancer effects and the lifetime average daily dose for cancer are
 
 $$ADD = \\frac{{C \\cdot IR \\cdot CF \\cdot EF \\cdot ED}}{{BW \\cdot AT}},\\qquad
@@ -832,7 +1171,24 @@ correlation of each input with HI and TCR (tornado chart).
 
 def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataFrame | None = None, *,
                  medium: str = "soil") -> str:
-    """A short results paragraph (markdown) from :func:`hazard_summary`, :func:`risk_table` and the MC summary."""
+    """A short results paragraph (markdown) from :func:`hazard_summary`, :func:`risk_table` and the MC summary.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Table from :func:`hazard_summary`.
+    risk : DataFrame
+        Risk table (receptor, pathway, hq).
+    montecarlo : DataFrame, optional
+        Monte Carlo summary (:func:`montecarlo_table`).
+    medium : str, default "soil"
+        Medium described.
+
+    Returns
+    -------
+    str
+        Results paragraph (markdown).
+    """
     parts = []
     tot = summary[summary["metal"] == "all"].set_index("receptor")
     per = summary[summary["metal"] != "all"]
@@ -859,8 +1215,26 @@ def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataF
     return " ".join(parts)
 
 
+def _eq(formatted: str) -> str:
+    """``= 0.012`` or ``< 1e-04`` (no '= <')."""
+    return formatted if formatted.startswith("<") else f"= {formatted}"
+
+
 def montecarlo_text(montecarlo: pd.DataFrame, *, medium: str = "soil") -> str:
-    """A short paragraph (markdown) on the Monte Carlo summary (:func:`montecarlo_table`) of one medium."""
+    """A short paragraph (markdown) on the Monte Carlo summary (:func:`montecarlo_table`) of one medium.
+
+    Parameters
+    ----------
+    montecarlo : DataFrame
+        Monte Carlo summary (:func:`montecarlo_table`).
+    medium : str, default "soil"
+        Medium described.
+
+    Returns
+    -------
+    str
+        Paragraph (markdown) with percentiles and exceedance probabilities per receptor.
+    """
     parts = []
     mc = montecarlo[montecarlo["medium"] == medium] if "medium" in montecarlo else montecarlo
     for rec in dict.fromkeys(mc["receptor"]):
@@ -870,17 +1244,30 @@ def montecarlo_text(montecarlo: pd.DataFrame, *, medium: str = "soil") -> str:
             continue
         h = hi.iloc[0]
         t = (f"In the Monte Carlo analysis ({int(h.n_iter):,} iterations) the {rec}'s HI had P5/P50/P95 = "
-             f"{h.p5:.2g}/{h.p50:.2g}/{h.p95:.2g} and P(HI > 1) = {h.prob_gt_threshold:.3f}")
+             f"{h.p5:.2g}/{h.p50:.2g}/{h.p95:.2g} and P(HI > 1) {_eq(format_probability(h.prob_gt_threshold, int(h.n_iter)))}")
         if len(tc):
             c = tc.iloc[0]
             t += (f"; TCR had P5/P50/P95 = {c.p5:.2g}/{c.p50:.2g}/{c.p95:.2g} and "
-                  f"P(TCR > 1e-4) = {c.prob_gt_threshold:.3f}")
+                  f"P(TCR > 1e-4) {_eq(format_probability(c.prob_gt_threshold, int(c.n_iter)))}")
         parts.append(t + ".")
     return " ".join(parts)
 
 
 def plot_contributions(risk: pd.DataFrame, *, receptors=None):
-    """Mean HI and TCR per metal, stacked by pathway, one row of panels per receptor."""
+    """Mean HI and TCR per metal, stacked by pathway, one row of panels per receptor.
+
+    Parameters
+    ----------
+    risk : DataFrame
+        Risk table (receptor, metal, pathway, hq, cr).
+    receptors : sequence of str, optional
+        Receptors shown (default: all in ``risk``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Stacked horizontal bars of mean HQ and CR per metal.
+    """
     import matplotlib.pyplot as plt
 
     receptors = list(receptors or dict.fromkeys(risk["receptor"]))
@@ -912,7 +1299,18 @@ def plot_contributions(risk: pd.DataFrame, *, receptors=None):
 
 
 def plot_montecarlo(results):
-    """Histograms of log10 HI and log10 TCR per receptor with the thresholds 1, 1e-6 and 1e-4."""
+    """Histograms of log10 HI and log10 TCR per receptor with the thresholds 1, 1e-6 and 1e-4.
+
+    Parameters
+    ----------
+    results : iterable of MonteCarloResult
+        Monte Carlo results.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels of density histograms (log10 HI, log10 TCR).
+    """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.2))
@@ -933,7 +1331,20 @@ def plot_montecarlo(results):
 
 
 def plot_tornado(result: MonteCarloResult, *, top: int = 10):
-    """Tornado chart: Spearman rank correlation of the inputs with HI and TCR."""
+    """Tornado chart: Spearman rank correlation of the inputs with HI and TCR.
+
+    Parameters
+    ----------
+    result : MonteCarloResult
+        Monte Carlo result with ``sensitivity``.
+    top : int, default 10
+        Number of inputs shown per output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One tornado panel per output (HI, TCR).
+    """
     import matplotlib.pyplot as plt
 
     s = result.sensitivity
@@ -955,6 +1366,18 @@ def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m"):
 
     One HI panel per receptor (the resident's HI is the child's and is not repeated when both
     are present) and one TCR panel per receptor with cancer values (the resident's only, when present).
+
+    Parameters
+    ----------
+    grid : DataFrame
+        Grid risk table (x, y, receptor, hi, tcr) from :func:`grid_risk`.
+    coordinate_unit : str, default "m"
+        Unit of the coordinates.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Log-scaled maps of HI and TCR.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm

@@ -46,17 +46,40 @@ def _fmt(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
 
+def _argument_problems(args) -> list[str]:
+    """Bad option values, each naming the option, the value and what is expected."""
+    from .io import MAX_CANONICAL
+
+    problems = []
+    unit = "mg/kg" if args.medium == "soil" else "ug/L"
+    c = args.concentration
+    if not (math.isfinite(c) and c >= 0):
+        problems.append(f"--concentration: got {c!r}; expected a finite number >= 0 ({unit})")
+    elif c > MAX_CANONICAL[unit]:
+        what = "the whole sample" if args.medium == "soil" else "one kilogram per litre"
+        problems.append(f"--concentration: got {c:g} {unit}; expected at most {MAX_CANONICAL[unit]:,.0f} {unit} "
+                        f"({what}): a larger value is impossible")
+    for opt, v in (("--cr-vi-fraction", args.cr_vi_fraction), ("--default-abs-soil", args.default_abs_soil)):
+        if v is not None and not (math.isfinite(v) and 0 <= v <= 1):
+            problems.append(f"{opt}: got {v!r}; expected a fraction between 0 and 1")
+    return problems
+
+
 def run(args) -> int:
     """Execute ``hmlib risk``; returns the exit status (0 ok, 2 bad input)."""
     from .health import DEFAULT_CR_VI_FRACTION, risk_calculator
 
+    problems = _argument_problems(args)
+    if problems:
+        print("\n".join(f"hmlib risk: {p}" for p in problems), file=sys.stderr)
+        return 2
     frac = DEFAULT_CR_VI_FRACTION if args.cr_vi_fraction is None else args.cr_vi_fraction
     try:
         df = risk_calculator(medium=args.medium, metal=args.metal, concentration=args.concentration,
                              receptor=args.receptor, parameters=args.parameters, toxicity=args.toxicity,
                              cr_vi_fraction=frac, default_abs_soil=args.default_abs_soil)
-    except ValueError as e:
-        print(f"hmlib risk: {e}", file=sys.stderr)
+    except (ValueError, KeyError) as e:  # unknown metal or parameter: the message names it
+        print(f"hmlib risk: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     unit = "mg/kg" if args.medium == "soil" else "ug/L"
     if args.json:

@@ -30,7 +30,20 @@ def _check_values(values, w) -> np.ndarray:
     return z
 
 def knn_weights(x, y, *, k: int = 8):
-    """Row-standardised k-nearest-neighbour weights (:class:`libpysal.weights.KNN`)."""
+    """Row-standardised k-nearest-neighbour weights (:class:`libpysal.weights.KNN`).
+
+    Parameters
+    ----------
+    x, y : array-like of float
+        Sample coordinates (projected).
+    k : int, default 8
+        Number of nearest neighbours (fewer than the samples).
+
+    Returns
+    -------
+    libpysal.weights.KNN
+        Row-standardised k-nearest-neighbour spatial weights.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from libpysal.weights import KNN
@@ -55,6 +68,17 @@ def global_moran(values, w, *, n_permutations: int = 999, seed: int = 0) -> dict
 
     The pseudo p-value is :math:`(1 + \#\{|I^*-E[I]| \ge |I-E[I]|\})/(1 + R)` over ``R`` random
     permutations :math:`I^*` of the values (two-sided).
+
+    Parameters
+    ----------
+    values : array-like of float
+        One value per sample (e.g. log concentration), ordered as the weights.
+    w : libpysal.weights.W
+        Spatial weights, e.g. from :func:`knn_weights`.
+    n_permutations : int, default 999
+        Number of random permutations for the pseudo p-value.
+    seed : int, default 0
+        Seed of the permutation generator.
 
     Returns
     -------
@@ -153,6 +177,19 @@ def local_hotspots(values, w, *, n_permutations: int = 999, alpha: float = 0.05,
     hand-written with a seeded numpy Generator because esda's numba kernels take close to a
     minute to compile in every new process, longer than this whole analysis.
 
+    Parameters
+    ----------
+    values : array-like of float
+        One value per sample (e.g. log concentration), ordered as the weights.
+    w : libpysal.weights.W
+        Spatial weights, e.g. from :func:`knn_weights`.
+    n_permutations : int, default 999
+        Conditional-randomisation draws per sample.
+    alpha : float, default 0.05
+        Significance level for the cluster and hot/cold spot classes.
+    seed : int, default 0
+        Seed of the random generator.
+
     Returns
     -------
     DataFrame per sample: lisa_I, lisa_p, lisa_q, lisa_quadrant, lisa_cluster, gi_z, gi_p,
@@ -215,6 +252,24 @@ def hotspot_figure(table: pd.DataFrame, *, kind: str, coordinate_unit: str, ncol
 
     ``table`` is the hotspots table (metal, x, y, lisa_cluster, gi_class); ``outline`` optional
     grid cells (x, y) drawn in light grey for orientation.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Hotspots table with columns metal, x, y, lisa_cluster, gi_class.
+    kind : {'lisa', 'gi'}
+        Map LISA clusters or Gi* classes.
+    coordinate_unit : str
+        Unit of the coordinates, for the axis label.
+    ncols : int, default 4
+        Largest number of panel columns.
+    outline : DataFrame, optional
+        Grid cells (x, y) drawn in light grey.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per metal with a shared legend.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -246,7 +301,24 @@ def hotspot_figure(table: pd.DataFrame, *, kind: str, coordinate_unit: str, ncol
 
 
 def methods_text(*, k: int, n_permutations: int, alpha: float, log_note: str) -> str:
-    """Methods paragraph for the hotspot analysis (pandoc markdown)."""
+    """Methods paragraph for the hotspot analysis (pandoc markdown).
+
+    Parameters
+    ----------
+    k : int
+        Number of nearest neighbours in the weights.
+    n_permutations : int
+        Number of permutations/draws.
+    alpha : float
+        Significance level.
+    log_note : str
+        Phrase saying on which scale the values were analysed (e.g. ``'log-transformed'``).
+
+    Returns
+    -------
+    str
+        Methods paragraph (pandoc markdown with citation keys).
+    """
     return f"""
 **Hotspots.** Spatial autocorrelation of each metal ({log_note}) was measured on row-standardised
 {k}-nearest-neighbour weights (libpysal) with global Moran's $I$ [@moran1950; @rey2007pysal] and its
@@ -264,6 +336,19 @@ def hotspot_summary(moran: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
 
     ``moran`` has one row per metal (metal, scale, I, p_perm, ...); ``local`` is the per-sample
     table (metal, lisa_cluster, gi_class, gi_q).
+
+    Parameters
+    ----------
+    moran : DataFrame
+        Global Moran results, one row per metal (metal, scale, I, p_perm).
+    local : DataFrame
+        Per-sample local results (metal, lisa_cluster, gi_class, gi_q).
+
+    Returns
+    -------
+    DataFrame
+        One row per metal: Metal, Scale, Moran's I, p (perm.), High-High, Low-Low,
+        Outliers (HL/LH), Hot spots, Cold spots, Hot spots (FDR q<0.05) (counts of samples).
     """
     rows = []
     for r in moran.itertuples():
@@ -279,7 +364,22 @@ def hotspot_summary(moran: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
 
 
 def results_text(moran: pd.DataFrame, local: pd.DataFrame, *, alpha: float = 0.05) -> str:
-    """Results sentence: global autocorrelation and the metals with most FDR-robust hot spots."""
+    """Results sentence: global autocorrelation and the metals with most FDR-robust hot spots.
+
+    Parameters
+    ----------
+    moran : DataFrame
+        Global Moran results, one row per metal (metal, I, p_perm).
+    local : DataFrame
+        Per-sample local results (metal, gi_class, gi_q).
+    alpha : float, default 0.05
+        Significance level for global autocorrelation.
+
+    Returns
+    -------
+    str
+        Results sentences (range of Moran's I, significant metals, FDR-robust hot spots per metal).
+    """
     sig = moran[moran["p_perm"] < alpha]
     txt = (f"Global Moran's I ranged from {moran['I'].min():.2f} to {moran['I'].max():.2f}; "
            f"{len(sig)} of {len(moran)} metals were significantly autocorrelated (permutation p < {alpha:g}).")

@@ -16,19 +16,14 @@ standards are cited CSV files under ``hmlib/data/reference`` (kinds ``index_clas
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
-from pydantic import Field
 from scipy import stats
 
-from .params import StageOptions
 from .reference import load_reference
 from .units import convert
 
 __all__ = [
-    "IndicesOptions",
     "SINGLE_METAL_INDICES",
     "INTEGRATED_INDICES",
     "DEFAULT_CLASS_SETS",
@@ -46,12 +41,17 @@ __all__ = [
     "toxic_response_factors",
     "water_standard_values",
     "compute_indices",
+    "MAJOR_ELEMENTS",
+    "assessed_metals",
+    "scaled_first_limits",
+    "integrated_class_tables",
     "compute_water_indices",
     "index_class_shares",
     "index_summary",
     "baseline_background",
     "stratified_baseline_background",
     "adaptive_background_wide",
+    "solid_backgrounds",
     "methods_text",
     "plot_class_maps",
     "plot_class_shares",
@@ -73,49 +73,6 @@ DEFAULT_CLASS_SETS: dict[str, str] = {
     "HPI": "HPI_Mohan1996",
 }
 
-_Index = Literal["CF", "Igeo", "EF", "Er", "Cdeg", "PLI", "Nemerow", "PERI"]
-_Method = Literal["imea", "imed", "rcf", "boxplot", "em"]
-
-
-class IndicesOptions(StageOptions):
-    """Options of stage ``indices`` (``stages: indices:`` in params)."""
-
-    background_source: Literal["reference", "baseline", "adaptive"] = Field(
-        default="baseline",
-        description="background B of the indices: the params' reference set, a static baseline of stage "
-                    "'baselines', or the per-sample adaptive background (EM + GPR)")
-    baseline_method: Literal["recommended", "imea", "imed", "rcf", "boxplot", "em"] = Field(
-        default="recommended", description="baseline method used when background_source is 'baseline', and as "
-                                           "the static side of the static-vs-adaptive comparison")
-    baseline_stratum: str | None = Field(
-        default=None, description="stratification column (a covariate the baselines stage stratified by, e.g. Rock): "
-                                  "each sample gets its stratum's baseline; None: the unstratified baseline")
-    reference_background: str | None = Field(
-        default=None, description="background reference set; default: references.background of the params")
-    indices: list[_Index] = Field(
-        default_factory=lambda: ["CF", "Igeo", "EF", "Er", "Cdeg", "PLI", "Nemerow", "PERI"],
-        description="indices computed for solid media")
-    ef_reference_element: str | None = Field(
-        default=None, description="conservative reference element of the enrichment factor (Al, Fe, Sc, Ti...); "
-                                  "EF is skipped when unset or not measured")
-    igeo_factor: float = Field(default=1.5, gt=0, description="the constant k of Igeo = log2(C / (k B))")
-    toxic_response: str = Field(default="Hakanson_1980", description="toxic response factor set")
-    peri_classes: Literal["Hakanson_1980", "PERI_Wu2025"] = Field(
-        default="Hakanson_1980", description="class table of PERI")
-    water_standard: str | None = Field(
-        default=None, description="water standard of HPI; default: references.water_standard, else WHO_2022")
-    misjudgment_indices: list[_Index] = Field(
-        default_factory=lambda: ["CF", "Igeo", "Er", "PERI"],
-        description="indices compared between the static and the adaptive background")
-    zoning_methods: list[_Method] = Field(
-        default_factory=lambda: ["imea", "imed", "rcf", "boxplot"],
-        description="baseline methods whose min and max bound the dual-media zones (seed 002 used four)")
-    zoning_media: list[str] | None = Field(
-        default=None, min_length=2, max_length=2, description="two media paired by site for dual-media zoning (x axis, y axis); "
-                                  "default: the first two solid media")
-    guideline_threshold: str | None = Field(
-        default=None, description="guideline threshold of the bearing capacity; default: "
-                                  "references.guideline_threshold")
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,6 +193,11 @@ def geoaccumulation_index(concentration_mg_kg, background_mg_kg, *, k: float = 1
     concentration_mg_kg, background_mg_kg : as in :func:`contamination_factor`.
     k : background correction factor (> 0), 1.5 after Mueller (1969).
 
+    Returns
+    -------
+    DataFrame, Series or numpy.ndarray
+        Same kind as ``concentration_mg_kg``: Igeo (dimensionless, log2 units).
+
     References
     ----------
     Mueller G. (1969) Index of geoaccumulation in sediments of the Rhine River. GeoJournal 2:108-118.
@@ -289,6 +251,11 @@ def ecological_risk_factor(contamination_factor_: pd.DataFrame, toxic_response: 
     contamination_factor_ : DataFrame samples x metals of CF.
     toxic_response : Series metal -> toxic response factor :math:`T_r` (see :func:`toxic_response_factors`).
 
+    Returns
+    -------
+    DataFrame
+        Samples x metals of Er (dimensionless).
+
     References
     ----------
     Hakanson L. (1980) Water Research 14:975-1001. doi:10.1016/0043-1354(80)90143-8
@@ -309,6 +276,16 @@ def degree_of_contamination(contamination_factor_: pd.DataFrame) -> pd.Series:
 
     A sample with a missing CF gets NaN (the sum is over a fixed set of metals).
 
+    Parameters
+    ----------
+    contamination_factor_ : DataFrame
+        Samples x metals of CF (dimensionless).
+
+    Returns
+    -------
+    Series
+        Cdeg per sample (dimensionless), named ``Cdeg``.
+
     References
     ----------
     Hakanson L. (1980) Water Research 14:975-1001. doi:10.1016/0043-1354(80)90143-8
@@ -321,6 +298,16 @@ def potential_ecological_risk_index(ecological_risk: pd.DataFrame) -> pd.Series:
     r"""Hakanson's potential ecological risk index (PERI, RI): the sum of the metals' Er.
 
     .. math:: PERI = \sum_{i=1}^{n} E_r^i = \sum_{i=1}^{n} T_r^i \, \frac{C_i}{B_i}
+
+    Parameters
+    ----------
+    ecological_risk : DataFrame
+        Samples x metals of Er (:func:`ecological_risk_factor`).
+
+    Returns
+    -------
+    Series
+        PERI per sample (dimensionless), named ``PERI``; NaN when a metal is missing.
 
     References
     ----------
@@ -338,6 +325,16 @@ def pollution_load_index(contamination_factor_: pd.DataFrame) -> pd.Series:
 
     Computed with :func:`scipy.stats.gmean` (on logs, so products of many factors do not
     overflow). A sample with a missing CF gets NaN; a CF of 0 gives PLI 0.
+
+    Parameters
+    ----------
+    contamination_factor_ : DataFrame
+        Samples x metals of CF (dimensionless).
+
+    Returns
+    -------
+    Series
+        PLI per sample (dimensionless), named ``PLI``.
 
     References
     ----------
@@ -359,6 +356,16 @@ def nemerow_index(single_factor_index: pd.DataFrame) -> pd.Series:
 
     where :math:`P_i = C_i / S_i` is the single-factor index of metal i (here the contamination
     factor, :math:`S_i` = background). A sample with a missing :math:`P_i` gets NaN.
+
+    Parameters
+    ----------
+    single_factor_index : DataFrame
+        Samples x metals of single-factor indices P_i (dimensionless).
+
+    Returns
+    -------
+    Series
+        P_N per sample (dimensionless), named ``Nemerow``.
 
     References
     ----------
@@ -391,6 +398,11 @@ def heavy_metal_pollution_index(concentration_ug_l: pd.DataFrame, standard_ug_l:
     concentration_ug_l : DataFrame samples x metals (ug/L).
     standard_ug_l : Series metal -> standard S (ug/L) covering every column.
     ideal_ug_l : Series metal -> ideal value I (ug/L, < S), or a scalar; default 0.
+
+    Returns
+    -------
+    Series
+        HPI per sample (dimensionless; critical value 100), named ``HPI``.
 
     References
     ----------
@@ -426,6 +438,18 @@ def load_index_classes(name: str, index: str | None = None) -> pd.DataFrame:
     Columns index, scheme, rank, class, lower, upper, closed, source. ``closed='left'`` means
     ``lower <= value < upper``, ``'right'`` means ``lower < value <= upper``; a blank bound is
     unbounded. Raises ValueError when ``index`` is given and the set has no table for it.
+
+    Parameters
+    ----------
+    name : str
+        Reference set name (kind ``index_classes``).
+    index : str, optional
+        Keep only the table of this index.
+
+    Returns
+    -------
+    DataFrame
+        Columns index, scheme, rank, class, lower, upper, closed, source.
     """
     df = load_reference("index_classes", name)
     if index is not None:
@@ -459,6 +483,19 @@ def classify(values, classes: pd.DataFrame) -> pd.DataFrame:
     Values within a relative 1e-12 of a class bound are treated as equal to it (floating-point
     rounding of ratios). Returns a DataFrame (same index as ``values`` when it is a Series) with
     columns ``class_rank`` (0 = lowest class; nullable integer, missing for NaN values) and ``class``.
+
+    Parameters
+    ----------
+    values : Series or array-like of float
+        Index values to classify.
+    classes : DataFrame
+        Class table of one index (rank, class, lower, upper, closed).
+
+    Returns
+    -------
+    pd.DataFrame
+        A DataFrame (same index as ``values`` when it is a Series) with columns ``class_rank`` (0 = lowest
+        class; nullable integer, missing for NaN values) and ``class``.
     """
     bounds, closed = _check_class_table(classes)
     labels = classes.sort_values("rank")["class"].to_numpy(object)
@@ -478,13 +515,37 @@ def classify(values, classes: pd.DataFrame) -> pd.DataFrame:
 
 
 def toxic_response_factors(name: str = "Hakanson_1980") -> pd.Series:
-    """Toxic response factors :math:`T_r` of set ``name`` as a Series metal -> Tr."""
+    """Toxic response factors :math:`T_r` of set ``name`` as a Series metal -> Tr.
+
+    Parameters
+    ----------
+    name : str, default "Hakanson_1980"
+        Reference set name (kind ``toxic_response``).
+
+    Returns
+    -------
+    Series
+        Metal -> Tr (dimensionless), named ``Tr``.
+    """
     df = load_reference("toxic_response", name)
     return pd.Series(df["tr"].to_numpy(float), index=df["metal"].to_numpy(), name="Tr")
 
 
 def water_standard_values(name: str, unit: str = "ug/L") -> pd.Series:
-    """Water standard ``name`` (kind ``water_standard``) as a Series metal -> value in ``unit``."""
+    """Water standard ``name`` (kind ``water_standard``) as a Series metal -> value in ``unit``.
+
+    Parameters
+    ----------
+    name : str
+        Reference set name (kind ``water_standard``).
+    unit : str, default "ug/L"
+        Unit of the returned values.
+
+    Returns
+    -------
+    Series
+        Metal -> standard value in ``unit``.
+    """
     df = load_reference("water_standard", name)
     vals = {r.metal: float(convert(float(r.value), r.unit, unit)) for r in df.itertuples()}
     return pd.Series(vals, name=f"{name} ({unit})", dtype=float)
@@ -516,7 +577,9 @@ def _tidy(values, *, index: str, medium: str, background_used: str, classes: pd.
 def compute_indices(concentration_mg_kg: pd.DataFrame, background_mg_kg, *, medium: str, background_used: str,
                     toxic_response: pd.Series, class_tables: dict[str, pd.DataFrame],
                     indices=("CF", "Igeo", "EF", "Er", "Cdeg", "PLI", "Nemerow", "PERI"),
-                    ef_reference_element: str | None = None, igeo_factor: float = 1.5) -> tuple[pd.DataFrame, list[str]]:
+                    ef_reference_element: str | None = None, igeo_factor: float = 1.5,
+                    integrated_metals=None, nemerow_standard_mg_kg: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, list[str]]:
     """All requested indices of one solid medium as a tidy table, plus notes on what was skipped.
 
     Parameters
@@ -526,10 +589,18 @@ def compute_indices(concentration_mg_kg: pd.DataFrame, background_mg_kg, *, medi
         :func:`contamination_factor`), covering every column.
     medium, background_used : written into the table (e.g. ``"soil"``, ``"baseline: boxplot"``).
     toxic_response : Series metal -> Tr; Er and PERI use the metals that have one.
-    class_tables : index -> class table (rows of :func:`load_index_classes` for that index).
+    class_tables : index -> class table (rows of :func:`load_index_classes` for that index, or
+        the scaled tables of :func:`integrated_class_tables`). An index without a table has
+        values but no classes.
     indices : any of CF, Igeo, EF, Er, Cdeg, PLI, Nemerow, PERI.
-    ef_reference_element : reference element of EF; EF is skipped (with a note) when None or
-        not among the columns.
+    ef_reference_element : reference element of EF; EF is skipped (with a note) when None, not
+        among the columns, or without a usable background value.
+    integrated_metals : metals summed by the integrated indices Cdeg, PLI, Nemerow and PERI
+        (None: every column except the EF reference element; see :func:`assessed_metals`).
+    nemerow_standard_mg_kg : per sample and metal guideline values S (DataFrame like the
+        concentrations): the Nemerow single-factor index is then :math:`P_i = C_i/S_i`, graded
+        after HJ/T 166-2004. None: :math:`P_i = CF_i` (C over background) and Nemerow is
+        reported without grades, because the HJ/T 166 grades are defined for C/S.
 
     Returns
     -------
@@ -544,6 +615,15 @@ def compute_indices(concentration_mg_kg: pd.DataFrame, background_mg_kg, *, medi
     metals = [m for m in concentration_mg_kg.columns if m != ef_reference_element]
     conc = concentration_mg_kg[metals]
     cf = contamination_factor(conc, background_mg_kg)
+    if integrated_metals is None:
+        integ = list(metals)
+    else:
+        integ = [m for m in metals if m in set(integrated_metals)]
+        left_out = [m for m in metals if m not in integ]
+        if left_out and any(i in indices for i in ("Cdeg", "PLI", "Nemerow", "PERI")):
+            notes.append(f"The integrated indices sum over {', '.join(integ) or 'no metal'}; "
+                         f"{', '.join(left_out)} {'is' if len(left_out) == 1 else 'are'} not among the assessed "
+                         "trace metals.")
     parts = []
     tc = class_tables.get
 
@@ -553,48 +633,206 @@ def compute_indices(concentration_mg_kg: pd.DataFrame, background_mg_kg, *, medi
         ig = geoaccumulation_index(conc, background_mg_kg, k=igeo_factor)
         parts.append(_tidy(ig, index="Igeo", medium=medium, background_used=background_used, classes=tc("Igeo")))
     if "EF" in indices:
+        has_bg = (ef_reference_element in background_mg_kg.columns if isinstance(background_mg_kg, pd.DataFrame)
+                  else ef_reference_element in getattr(background_mg_kg, "index", ()))
         if ef_reference_element is None:
-            notes.append("The enrichment factor was not computed: no reference element is configured "
-                         "(stages.indices.ef_reference_element).")
+            notes.append("The enrichment factor was not computed: no reference element is configured.")
         elif ef_reference_element not in concentration_mg_kg.columns:
             notes.append(f"The enrichment factor was not computed: the reference element {ef_reference_element} "
                          "was not measured in this region.")
+        elif not has_bg:
+            notes.append(f"The enrichment factor was not computed: the background ({background_used}) has no value "
+                         f"for the reference element {ef_reference_element}.")
         else:
-            ef = enrichment_factor(concentration_mg_kg, background_mg_kg, reference_element=ef_reference_element)
-            parts.append(_tidy(ef, index="EF", medium=medium, background_used=background_used, classes=tc("EF")))
+            try:
+                ef = enrichment_factor(concentration_mg_kg, background_mg_kg, reference_element=ef_reference_element)
+                parts.append(_tidy(ef, index="EF", medium=medium, background_used=background_used,
+                                   classes=tc("EF")))
+            except ValueError as e:  # a zero or unusable reference value: skip EF, keep the other indices
+                notes.append(f"The enrichment factor was not computed: {e}.")
     with_tr = [m for m in metals if m in toxic_response.index]
     if ("Er" in indices or "PERI" in indices) and len(with_tr) < len(metals):
-        notes.append(f"No toxic response factor for {sorted(set(metals) - set(with_tr))}: Er and PERI use "
-                     f"{', '.join(with_tr)}.")
+        notes.append(f"No toxic response factor for {', '.join(sorted(set(metals) - set(with_tr)))}: Er and PERI "
+                     f"use {', '.join(with_tr)}.")
     er = ecological_risk_factor(cf[with_tr], toxic_response) if with_tr else None
     if "Er" in indices and er is not None:
         parts.append(_tidy(er, index="Er", medium=medium, background_used=background_used, classes=tc("Er")))
+    er_integ = [m for m in with_tr if m in integ]
+    if nemerow_standard_mg_kg is not None:
+        have_s = [m for m in integ if m in nemerow_standard_mg_kg.columns]
+        p_single = (conc[have_s].astype(float) / nemerow_standard_mg_kg.reindex(index=conc.index, columns=have_s)
+                    if have_s else None)
+        if have_s and len(have_s) < len(integ):
+            notes.append(f"The Nemerow index uses {', '.join(have_s)} (guideline values exist for these only).")
+        nem_classes = tc("Nemerow")
+    else:
+        p_single, nem_classes = cf[integ], None
     integrated = {
-        "Cdeg": lambda: degree_of_contamination(cf),
-        "PLI": lambda: pollution_load_index(cf),
-        "Nemerow": lambda: nemerow_index(cf),
-        "PERI": lambda: potential_ecological_risk_index(er) if er is not None else None,
+        "Cdeg": lambda: degree_of_contamination(cf[integ]) if integ else None,
+        "PLI": lambda: pollution_load_index(cf[integ]) if integ else None,
+        "Nemerow": lambda: nemerow_index(p_single) if p_single is not None and p_single.shape[1] else None,
+        "PERI": lambda: potential_ecological_risk_index(er[er_integ]) if er is not None and er_integ else None,
     }
     for name, fn in integrated.items():
         if name in indices:
             v = fn()
             if v is not None:
                 parts.append(_tidy(v, index=name, medium=medium, background_used=background_used,
-                                   classes=tc(name)))
+                                   classes=nem_classes if name == "Nemerow" else tc(name)))
     table = pd.concat(parts, ignore_index=True) if parts else _tidy(
         pd.Series(dtype=float), index="CF", medium=medium, background_used=background_used, classes=None)
     return table, notes
 
 
+#: major and conservative elements: measured for normalisation (EF) or as covariates, not assessed as pollutants
+MAJOR_ELEMENTS = ("Al", "Ca", "Fe", "K", "Mg", "Mn", "Na", "Sc", "Si", "Ti", "V", "Li", "Zr", "Rb", "Sr", "P", "S")
+
+
+def assessed_metals(metals, *, integrated_metals=None, ef_reference_element: str | None = None) -> list[str]:
+    """Metals summed by the integrated indices: ``integrated_metals`` when given, else the measured
+    metals except the major and conservative elements (:data:`MAJOR_ELEMENTS`) and the EF reference element.
+
+    Parameters
+    ----------
+    metals : iterable of str
+        Measured metals, in order.
+    integrated_metals : iterable of str, optional
+        Metals to assess explicitly.
+    ef_reference_element : str, optional
+        EF reference element (excluded).
+
+    Returns
+    -------
+    list of str
+        Assessed metals in the order of ``metals``.
+    """
+    if integrated_metals is not None:
+        return [m for m in metals if m in set(integrated_metals)]
+    return [m for m in metals if m not in MAJOR_ELEMENTS and m != ef_reference_element]
+
+
+#: Hakanson's (1980) eight pollutants (PCB, Hg, Cd, As, Pb, Cu, Cr, Zn) have toxic response factors summing to 133;
+#: he set the first PERI limit at 150 and the first Cdeg limit at 8 (eight substances with CF = 1)
+HAKANSON_TR_SUM = 133.0
+HAKANSON_PERI_FIRST = 150.0
+HAKANSON_N = 8
+
+
+def scaled_first_limits(toxic_response: pd.Series, metals) -> dict[str, float]:
+    r"""First class limits of PERI and Cdeg for the metals assessed.
+
+    .. math::
+        L_1^{PERI} = \mathrm{round}_{10}\Big(\frac{150}{133} \sum_{i \in M} T_r^i\Big), \qquad
+        L_1^{C_{deg}} = |M|
+
+    Hakanson (1980) set the first PERI limit at 150, the sum of the toxic response factors of his
+    eight pollutants (133) rounded up, and the first Cdeg limit at 8, eight substances each at
+    CF = 1; the next limits double (300, 600; 16, 32). The scaled limits keep his ratio of first
+    limit to summed factors for the metals ``M`` actually assessed (rounded to the nearest ten,
+    at least 10), and double in the same way.
+
+    Parameters
+    ----------
+    toxic_response : Series
+        Metal -> toxic response factor Tr.
+    metals : iterable of str
+        Metals assessed.
+
+    Returns
+    -------
+    dict with keys ``PERI`` and ``Cdeg`` (first limits), ``tr_sum`` and ``n``.
+
+    References
+    ----------
+    Hakanson L. (1980) Water Research 14:975-1001. doi:10.1016/0043-1354(80)90143-8
+    """
+    metals = list(metals)
+    tr = toxic_response.reindex([m for m in metals if m in toxic_response.index]).astype(float)
+    s = float(tr.sum())
+    peri = max(10.0, float(np.round(s * HAKANSON_PERI_FIRST / HAKANSON_TR_SUM / 10.0) * 10.0))
+    return {"PERI": peri, "Cdeg": float(len(metals)), "tr_sum": s, "n": len(metals)}
+
+
+def _scale_table(table: pd.DataFrame, factor: float, scheme: str) -> pd.DataFrame:
+    t = table.copy()
+    t["lower"] = np.round(t["lower"] * factor, 9)  # no float residue on the class bounds (110, not 109.999...)
+    t["upper"] = np.round(t["upper"] * factor, 9)
+    t["scheme"] = scheme
+    return t
+
+
+def integrated_class_tables(*, toxic_response: pd.Series, metals, limits: str = "scaled",
+                            peri_metals=None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Class tables of Cdeg and PERI: Hakanson's limits scaled to the metals assessed, or as published.
+
+    Parameters
+    ----------
+    toxic_response : Series metal -> Tr.
+    metals : metals summed by Cdeg (the assessed metals).
+    limits : ``scaled`` (:func:`scaled_first_limits`, the default), ``Hakanson_1980`` (150/300/600
+        and 8/16/32 whatever the metals) or ``PERI_Wu2025`` (PERI 100/200/400 of Wu et al. 2025,
+        Cdeg scaled).
+    peri_metals : metals summed by PERI (default: ``metals`` with a Tr).
+
+    Returns
+    -------
+    (tables, info): tables index -> class table for ``Cdeg`` and ``PERI``; info holds the
+    first limits and the rule used.
+    """
+    if limits not in ("scaled", "Hakanson_1980", "PERI_Wu2025"):
+        raise ValueError(f"limits must be 'scaled', 'Hakanson_1980' or 'PERI_Wu2025', got {limits!r}")
+    hk_peri = load_index_classes("Hakanson_1980", "PERI")
+    hk_cdeg = load_index_classes("Hakanson_1980", "Cdeg")
+    peri_metals = [m for m in (peri_metals if peri_metals is not None else metals) if m in toxic_response.index]
+    first = scaled_first_limits(toxic_response, peri_metals)
+    first_c = scaled_first_limits(toxic_response, metals)
+    info = {"limits": limits, "tr_sum": first["tr_sum"], "n": first_c["n"], "peri_metals": peri_metals}
+    if limits == "Hakanson_1980":
+        tables = {"PERI": hk_peri, "Cdeg": hk_cdeg}
+        info.update(peri_first=HAKANSON_PERI_FIRST, cdeg_first=float(HAKANSON_N))
+    else:
+        cdeg = _scale_table(hk_cdeg, first_c["Cdeg"] / HAKANSON_N, "scaled to the metals assessed")
+        if limits == "PERI_Wu2025":
+            peri = load_index_classes("PERI_Wu2025", "PERI")
+            info.update(peri_first=100.0)
+        else:
+            peri = _scale_table(hk_peri, first["PERI"] / HAKANSON_PERI_FIRST, "scaled to the metals assessed")
+            info.update(peri_first=first["PERI"])
+        info.update(cdeg_first=first_c["Cdeg"])
+        tables = {"PERI": peri, "Cdeg": cdeg}
+    return tables, info
+
+
 def compute_water_indices(concentration_ug_l: pd.DataFrame, *, standard_ug_l: pd.Series, medium: str,
                           standard_name: str, classes: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
-    """HPI of a water medium over the metals that have a standard, as a tidy table plus notes."""
+    """HPI of a water medium over the metals that have a standard, as a tidy table plus notes.
+
+    Parameters
+    ----------
+    concentration_ug_l : DataFrame
+        Samples x metals (ug/L).
+    standard_ug_l : Series
+        Metal -> water standard (ug/L).
+    medium : str
+        Medium name written to the table.
+    standard_name : str
+        Name of the standard, for the notes and ``background_used``.
+    classes : DataFrame or None
+        HPI class table (None: no classes).
+
+    Returns
+    -------
+    tuple of (DataFrame, list of str)
+        Tidy table (sample_id, medium, metal, index, value, class, background_used, class_rank)
+        and notes on metals without a standard.
+    """
     _check_wide(concentration_ug_l, "concentration_ug_l")
     have = [m for m in concentration_ug_l.columns if m in standard_ug_l.index]
     notes = []
     if len(have) < concentration_ug_l.shape[1]:
         notes.append(f"{standard_name} has no value for "
-                     f"{sorted(set(concentration_ug_l.columns) - set(have))}; HPI uses {', '.join(have) or 'none'}.")
+                     f"{', '.join(sorted(set(concentration_ug_l.columns) - set(have)))}; HPI uses "
+                     f"{', '.join(have) or 'no metal'}.")
     if not have:
         return _tidy(pd.Series(dtype=float), index="HPI", medium=medium, background_used=standard_name,
                      classes=None).iloc[:0], notes
@@ -610,6 +848,18 @@ def index_class_shares(indices_table: pd.DataFrame, class_tables: dict[str, pd.D
     With ``class_tables`` (index -> class table) every class of the table is listed, zero
     counts included; without, the classes that occur for the index. Returns medium, metal,
     index, class_rank, class, n, share (of samples with a value).
+
+    Parameters
+    ----------
+    indices_table : DataFrame
+        Tidy indices table (medium, metal, index, value, class, class_rank).
+    class_tables : dict of str to DataFrame, optional
+        Index -> class table.
+
+    Returns
+    -------
+    pd.DataFrame
+        Medium, metal, index, class_rank, class, n, share (of samples with a value).
     """
     need = {"medium", "metal", "index", "class", "class_rank", "value"}
     if not need <= set(indices_table.columns):
@@ -699,14 +949,90 @@ def stratified_baseline_background(baselines: pd.DataFrame, strata: pd.Series, *
     missing_stratum = strata.isna().to_numpy()
     if missing_stratum.any():
         out.loc[missing_stratum, metals] = overall.to_numpy()
-        fallback.append(f"{int(missing_stratum.sum())} sample(s) without a {column} value")
+        k = int(missing_stratum.sum())
+        fallback.append(f"{k} sample{'s' if k != 1 else ''} without a {column} value")
     notes = ([f"No stratified baseline for {', '.join(fallback)}; the unstratified baseline is used there."]
              if fallback else [])
     return out, notes
 
 
+def solid_backgrounds(*, sample_ids, sites: pd.DataFrame, medium: str, unit: str, reference_set: str,
+                      source: str, baseline_method: str, baseline_stratum: str | None,
+                      baselines: pd.DataFrame | None, adaptive: pd.DataFrame | None) -> tuple[dict, list[str]]:
+    """The backgrounds of one solid medium: reference set, static baseline, adaptive, and the one used.
+
+    Parameters
+    ----------
+    sample_ids : the medium's sample ids (rows of the per-sample backgrounds).
+    sites : sample attributes indexed by sample_id (for ``baseline_stratum``).
+    reference_set : background reference set (kind ``background``).
+    source : ``reference``, ``baseline`` or ``adaptive``: the background of the indices.
+    baseline_method, baseline_stratum : as in :func:`baseline_background` /
+        :func:`stratified_baseline_background`.
+    baselines, adaptive : tables of the baselines stage (None when it did not run).
+
+    Returns
+    -------
+    (backgrounds, notes): backgrounds maps ``used``, ``static``, ``reference`` and, when available,
+    ``adaptive`` to (values, label); values are a Series per metal or a DataFrame per sample.
+    Falls back (with a note) to the static background when no adaptive one exists, and to the
+    reference set when no baselines exist.
+    """
+    from .reference import background_values
+
+    ids = pd.Index([str(i) for i in sample_ids])
+    notes: list[str] = []
+    ref = (background_values(reference_set, medium=medium, unit=unit), f"reference set {reference_set}")
+    out = {"reference": ref, "static": ref}
+    if baselines is not None:
+        bl, used = baseline_background(baselines, medium=medium, method=baseline_method)
+        if len(bl):
+            how = (", ".join(f"{k}: {v}" for k, v in used.items()) if baseline_method == "recommended"
+                   else baseline_method)
+            out["static"] = (bl, f"{baseline_method} geochemical baseline ({how})")
+            if baseline_stratum:
+                if baseline_stratum not in sites.columns:
+                    notes.append(f"The stratification column {baseline_stratum} is not a sample attribute; the "
+                                 "unstratified baseline is used.")
+                else:
+                    strata = sites[baseline_stratum].copy()
+                    strata.index = strata.index.astype(str)
+                    sbg, sn = stratified_baseline_background(baselines, strata.reindex(ids), medium=medium,
+                                                             column=baseline_stratum, method=baseline_method)
+                    out["static"] = (sbg, f"{baseline_method} geochemical baseline per {baseline_stratum} stratum")
+                    notes += sn
+    if adaptive is not None:
+        aw = adaptive_background_wide(adaptive, medium=medium)
+        if not aw.empty:
+            out["adaptive"] = (aw.reindex(ids), "adaptive background (EM + GPR)")
+    if source == "reference":
+        out["used"] = ref
+    elif source == "adaptive" and "adaptive" in out:
+        out["used"] = out["adaptive"]
+    else:
+        out["used"] = out["static"]
+        if source == "adaptive":
+            notes.append(f"No adaptive background exists for {medium}; the indices use the {out['static'][1]}.")
+        elif baselines is None:
+            notes.append(f"No geochemical baselines were computed; the indices use the reference set {reference_set}.")
+    return out, notes
+
+
 def adaptive_background_wide(adaptive: pd.DataFrame, *, medium: str) -> pd.DataFrame:
-    """Per-sample background of ``medium`` from ``tables/adaptive_background.csv`` as samples x metals."""
+    """Per-sample background of ``medium`` from ``tables/adaptive_background.csv`` as samples x metals.
+
+    Parameters
+    ----------
+    adaptive : DataFrame
+        Adaptive background table (sample_id, medium, metal, background).
+    medium : str
+        Medium to extract.
+
+    Returns
+    -------
+    DataFrame
+        Samples (index sample_id, str) x metals of background (concentration unit of the table).
+    """
     need = {"sample_id", "medium", "metal", "background"}
     if not need <= set(adaptive.columns):
         raise ValueError(f"adaptive background table needs columns {sorted(need)}, got {list(adaptive.columns)}")
@@ -720,9 +1046,39 @@ def adaptive_background_wide(adaptive: pd.DataFrame, *, medium: str) -> pd.DataF
 # --------------------------------------------------------------------------------------------
 # report text and figures
 def methods_text(*, background_label: str, igeo_factor: float, ef_reference_element: str | None,
-                 peri_classes: str, toxic_response: pd.Series, water_standard: str | None,
-                 has_water: bool) -> str:
-    """Methods paragraph of the indices section (pandoc markdown with citations)."""
+                 class_info: dict, toxic_response: pd.Series, water_standard: str | None,
+                 has_water: bool, nemerow_guideline: str | None = None, integrated_metals=None) -> str:
+    """Methods paragraph of the indices section (pandoc markdown with citations).
+
+    ``class_info`` is the info dict of :func:`integrated_class_tables`; ``nemerow_guideline`` names
+    the guideline set Nemerow's single-factor indices are computed against (None: background).
+
+    Parameters
+    ----------
+    background_label : str
+        Description of the background used.
+    igeo_factor : float
+        Igeo background factor k.
+    ef_reference_element : str or None
+        EF reference element (None: EF not reported).
+    class_info : dict
+        Info dict of :func:`integrated_class_tables`.
+    toxic_response : Series
+        Metal -> Tr.
+    water_standard : str or None
+        Water standard set name.
+    has_water : bool
+        Whether a water medium is present (adds the HPI sentence).
+    nemerow_guideline : str, optional
+        Guideline set of the Nemerow single-factor indices.
+    integrated_metals : list of str, optional
+        Metals summed by the integrated indices.
+
+    Returns
+    -------
+    str
+        Methods paragraphs (pandoc markdown).
+    """
     tr = ", ".join(f"{m} {v:g}" for m, v in toxic_response.items())
     later = [m for m in ("Ni", "Co") if m in toxic_response.index]
     tr_cite = ("@hakanson1980; " + " and ".join(later) + " after @xu2008toxicity") if later else "@hakanson1980"
@@ -731,8 +1087,28 @@ def methods_text(*, background_label: str, igeo_factor: float, ef_reference_elem
           if ef_reference_element else
           "The enrichment factor needs a conservative reference element (Al, Fe, Sc...); none is configured, "
           "so EF is not reported.")
-    peri_cls = ("150, 300 and 600 [@hakanson1980]" if peri_classes == "Hakanson_1980"
-                else "100, 200 and 400 as revised for eight metals by @wu2025tracing")
+    lim = class_info.get("limits", "scaled")
+    p1, c1 = class_info.get("peri_first", 150.0), class_info.get("cdeg_first", 8.0)
+    if lim == "Hakanson_1980":
+        cls = ("The class limits of $C_{deg}$ (8, 16, 32) and PERI (150, 300, 600) are Hakanson's, set for eight "
+               "pollutants including PCB; with fewer or less toxic metals they understate the classes "
+               "[@hakanson1980].")
+    else:
+        peri_txt = ("PERI classes are bounded at 100, 200 and 400 as revised by @wu2025tracing"
+                    if lim == "PERI_Wu2025" else
+                    f"PERI classes are bounded at {p1:g}, {2 * p1:g} and {4 * p1:g}: Hakanson set his first limit, "
+                    f"150, at the sum of his eight toxic response factors (133) rounded up, so here the first limit "
+                    f"is the sum for the metals assessed ({class_info.get('tr_sum', 0):g}) times 150/133, rounded "
+                    "to the nearest ten, and the next limits double as in Hakanson's table")
+        cls = (f"{peri_txt}; the degree of contamination is classed at {c1:g}, {2 * c1:g} and {4 * c1:g} (one unit of "
+               f"contamination factor per metal assessed, as Hakanson's 8, 16 and 32 for eight substances) "
+               "[@hakanson1980].")
+    integ = (f" The integrated indices ($C_{{deg}}$, PLI, Nemerow, PERI) sum over the assessed trace metals "
+             f"{', '.join(integrated_metals)}." if integrated_metals else "")
+    nem = (f"the single-factor index $P_i = C_i/S_i$ against the {nemerow_guideline} value $S_i$ that applies to the "
+           "sample, graded after HJ/T 166-2004 [@hjt166_2004]" if nemerow_guideline else
+           "the contamination factor as single-factor index ($P_i = C_i/B_i$); HJ/T 166-2004 grades it against "
+           "quality standards, not backgrounds, so no grade is given here [@hjt166_2004]")
     std_key = {"WHO_2022": " [@who2022dwq]", "GB5749_2022": " [@gb5749_2022]"}.get(water_standard or "", "")
     water = (f" For water, the heavy metal pollution index of @mohan1996 weights each metal by the inverse of its "
              f"standard ({water_standard}{std_key}): $Q_i = 100\\,M_i/S_i$, $W_i = 1/S_i$, "
@@ -746,10 +1122,9 @@ $$I_{{geo}} = \\log_2\\left(\\frac{{C_i}}{{{igeo_factor:g}\\,B_i}}\\right)$$
 
 is classed in the seven classes of @mueller1969. {ef} The pollution load index is the geometric mean of
 the contamination factors, $PLI = (\\prod_i CF_i)^{{1/n}}$, with 1 marking baseline levels
-[@tomlinson1980]; the Nemerow integrated index $P_N = \\sqrt{{(\\overline{{CF}}^2 + CF_{{max}}^2)/2}}$ is
-graded after HJ/T 166-2004 [@hjt166_2004]. Hakanson's potential ecological risk factor
-$E_r^i = T_r^i\\,CF_i$ and index $PERI = \\sum_i E_r^i$ use the toxic response factors {tr}
-[{tr_cite}]; PERI classes are bounded at {peri_cls}.{water}
+[@tomlinson1980]; the Nemerow integrated index $P_N = \\sqrt{{(\\overline{{P}}^2 + P_{{max}}^2)/2}}$ uses
+{nem}. Hakanson's potential ecological risk factor $E_r^i = T_r^i\\,CF_i$ and index $PERI = \\sum_i E_r^i$ use the
+toxic response factors {tr} [{tr_cite}]. {cls}{integ}{water}
 Class tables, toxic response factors and standards are cited data files shipped with hmlib.
 """.strip()
 
@@ -759,6 +1134,28 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
     """Sample maps of one index, one panel per metal, samples coloured by class.
 
     ``sites`` is indexed by sample_id with columns x, y. Returns the matplotlib figure.
+
+    Parameters
+    ----------
+    indices_table : DataFrame
+        Tidy indices table (sample_id, metal, index, class_rank).
+    sites : DataFrame
+        Coordinates x, y indexed by sample_id.
+    index : str
+        Index mapped.
+    class_table : DataFrame
+        Class table of the index (rank, class).
+    coordinate_unit : str, default "m"
+        Unit of the coordinates.
+    ncols : int, default 4
+        Largest number of panel columns.
+    title_suffix : str, default ""
+        Text appended to each title.
+
+    Returns
+    -------
+    object
+        The matplotlib figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -798,7 +1195,22 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
 
 
 def plot_class_shares(shares: pd.DataFrame, *, index: str, medium: str):
-    """Stacked horizontal bars of class shares per metal for one index and medium."""
+    """Stacked horizontal bars of class shares per metal for one index and medium.
+
+    Parameters
+    ----------
+    shares : DataFrame
+        Class shares from :func:`index_class_shares`.
+    index : str
+        Index plotted.
+    medium : str
+        Medium plotted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Stacked bars of class shares (%) per metal.
+    """
     import matplotlib.pyplot as plt
 
     s = shares[(shares["index"] == index) & (shares["medium"] == medium)]
@@ -823,7 +1235,18 @@ def plot_class_shares(shares: pd.DataFrame, *, index: str, medium: str):
 
 def index_summary(indices_table: pd.DataFrame) -> pd.DataFrame:
     """Per medium, metal and index: n, median, 90th percentile, maximum and the percentage of
-    samples above the lowest class (``pct_above_lowest``; NaN for indices without classes)."""
+    samples above the lowest class (``pct_above_lowest``; NaN for indices without classes).
+
+    Parameters
+    ----------
+    indices_table : DataFrame
+        Tidy indices table (medium, metal, index, value, class_rank).
+
+    Returns
+    -------
+    DataFrame
+        Columns medium, metal, index, n, median, p90, max, pct_above_lowest (%).
+    """
     need = {"medium", "metal", "index", "value", "class_rank"}
     if not need <= set(indices_table.columns):
         raise ValueError(f"indices_table needs columns {sorted(need)}, got {list(indices_table.columns)}")

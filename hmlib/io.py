@@ -5,15 +5,27 @@ returns a :class:`RegionData`. All problems are collected and raised together as
 :class:`~hmlib.errors.DataError`; each names the file, the row number as shown in the file
 (header = row 1), the column and the value.
 
-Checks: required columns present; metal values numeric, non-negative, or non-detects
+Checks: the file decodes in ``data.encoding`` (a failure names the row and column), splits on
+``data.delimiter`` (a header that is one column naming several is reported with the delimiter
+it seems to use), has a header with unique, non-empty names and at least
+:data:`MIN_SAMPLES` data rows per medium, and every row has as many values as the header;
+required columns present; metal values numeric, non-negative, below the physical bound of
+their unit (:data:`MAX_CANONICAL`: no sample holds more than 10^6 mg/kg), or non-detects
 (``<0.05`` = censored at 0.05; a token such as ``ND`` = censored at the configured detection
-limit); coordinates numeric and inside the CRS's valid range; ids unique per medium. Metal
-values are converted to the canonical unit of their medium (mg/kg for solids, ug/L for water)
-through :func:`hmlib.units.convert`; non-detects are substituted by the configured rule.
+limit); coordinates numeric and inside the CRS's valid range; ids unique per medium.
+
+Numbers are read strictly (ASCII digits, one decimal mark, optional exponent). A comma in a
+number is never guessed: ``1,250`` may be 1250 or 1.25, so it is an error unless the params
+declare ``data.decimal: ','`` or ``data.thousands: ','``. Metal values are converted to the
+canonical unit of their medium (mg/kg for solids, ug/L for water) through
+:func:`hmlib.units.convert`; non-detects are substituted by the configured rule.
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,15 +34,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataIssue
+from .errors import DataError, DataIssue, plural, short_repr
 from .params import RegionParams, load_params
-from .units import canonical_unit, convert
+from .units import canonical_unit, convert, dimension
 
-__all__ = ["RegionData", "load_region", "parse_concentration", "file_sha256", "SUBSTITUTION_FACTORS"]
+__all__ = ["RegionData", "load_region", "parse_concentration", "parse_number", "read_table", "file_sha256",
+           "SUBSTITUTION_FACTORS", "MIN_SAMPLES", "MAX_CANONICAL"]
 
 SUBSTITUTION_FACTORS = {"half_dl": 0.5, "dl": 1.0, "dl_sqrt2": 1.0 / np.sqrt(2.0), "zero": 0.0}
+#: fewest samples of a medium the loader accepts: the data-quality summary needs four (the
+#: bias-corrected kurtosis is undefined below n = 4; the Shapiro-Wilk test needs three)
+MIN_SAMPLES = 4
+#: physical upper bound of a concentration in each canonical unit: 10^6 mg/kg is the whole sample;
+#: 10^9 ug/L is one kilogram per litre, beyond any dissolved concentration
+MAX_CANONICAL = {"mg/kg": 1e6, "ug/L": 1e9}
 _MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "none", "-"}
-_LT = re.compile(r"^<\s*=?\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+_LT = re.compile(r"^<\s*=?\s*(.*)$")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_COMMA_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
+_COMMA_DECIMAL = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?", re.ASCII)
+_SPACE_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d+)?", re.ASCII)
+_DELIMITER_CANDIDATES = [",", ";", "\t", "|"]
+_DELIM_NAME = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -41,19 +66,97 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def parse_concentration(text: str, *, nd_tokens, detection_limit: float | None):
+def parse_number(text: str, *, decimal: str = ".", thousands: str | None = None) -> tuple[float, str | None]:
+    """Parse one numeric cell strictly.
+
+    Parameters
+    ----------
+    text : str
+        The cell as written in the file (surrounding blanks are ignored).
+    decimal : {'.', ','}
+        The decimal mark the params declare (``data.decimal``).
+    thousands : str or None
+        The thousands separator the params declare (``data.thousands``); None: none allowed.
+
+    Returns
+    -------
+    tuple
+        ``(value, problem)``: ``problem`` is None, or a message saying why the cell is not a
+        number; a separator that could be a thousands separator or a decimal mark is a problem
+        unless declared, never guessed.
+    """
+    t = str(text).strip()
+    s = t
+    if thousands:
+        grp, dec = re.escape(thousands), re.escape(decimal)
+        if re.fullmatch(rf"[+-]?\d{{1,3}}(?:{grp}\d{{3}})+(?:{dec}\d*)?(?:[eE][+-]?\d+)?", s, re.ASCII):
+            s = s.replace(thousands, "")
+    if decimal == ",":
+        if "." in s:
+            return np.nan, ("contains '.' although the decimal mark is ',' (data.decimal); a '.' used to group "
+                            "thousands must be declared with data.thousands: '.'")
+        if s.count(",") == 1:
+            s = s.replace(",", ".")
+    elif "," in s:
+        if _COMMA_THOUSANDS.fullmatch(s):
+            return np.nan, ("the comma may be a thousands separator (1,250 = 1250) or a decimal comma (1,250 = 1.25); "
+                            "hmlib does not guess: remove it, or declare data.thousands: ',' or data.decimal: ','")
+        if _COMMA_DECIMAL.fullmatch(s):
+            return np.nan, ("has a decimal comma; declare data.decimal: ',' (with data.delimiter: ';' when fields "
+                            "are separated by semicolons) or write the number with a '.'")
+    if not _NUMBER.fullmatch(s):
+        if thousands is None and _SPACE_THOUSANDS.fullmatch(s):
+            return np.nan, "a blank or an apostrophe groups the digits; remove it or declare data.thousands"
+        return np.nan, "not a number"
+    v = float(s)
+    if not np.isfinite(v):
+        return np.nan, "not a finite number"
+    return v, None
+
+
+def _parse_column(col: pd.Series, *, decimal: str, thousands: str | None) -> tuple[pd.Series, dict]:
+    """Numbers of a text column: ``(values, {index: problem})``; missing (NaN) cells stay NaN.
+
+    Plain numbers take a vectorised path (the same strict pattern as :func:`parse_number`); every
+    other cell goes through :func:`parse_number`, so both give the same value or problem.
+    """
+    out = pd.Series(np.nan, index=col.index, dtype=float)
+    present = col.notna()
+    s = col[present].astype(str).str.strip()
+    problems: dict = {}
+    if decimal == ".":
+        fast = s.str.fullmatch(_NUMBER.pattern, flags=re.ASCII).fillna(False).astype(bool)
+        vals = s[fast].astype(float)
+        finite = np.isfinite(vals.to_numpy())
+        out.loc[vals.index[finite]] = vals.to_numpy()[finite]
+        rest = s[~fast].index.append(vals.index[~finite])
+    else:
+        rest = s.index
+    for i in rest:
+        v, problem = parse_number(s.at[i], decimal=decimal, thousands=thousands)
+        if problem:
+            problems[i] = problem
+        else:
+            out.at[i] = v
+    return out, problems
+
+
+def parse_concentration(text: str, *, nd_tokens, detection_limit: float | None, decimal: str = ".",
+                        thousands: str | None = None):
     """Parse one concentration cell.
 
     Returns ``(value, censored, detection_limit, problem)``: value is NaN for a missing cell;
     for a non-detect, value is the detection limit and censored is True; ``problem`` is None
-    or a message for a bad cell.
+    or a message for a bad cell. ``decimal`` and ``thousands`` are as in :func:`parse_number`.
     """
     t = str(text).strip()
     if t.lower() in _MISSING_TOKENS:
         return np.nan, False, np.nan, None
     m = _LT.match(t)
     if m:
-        dl = float(m.group(1))
+        dl, problem = parse_number(m.group(1), decimal=decimal, thousands=thousands)
+        if problem:
+            return np.nan, True, np.nan, f"detection limit after '<' {problem}; expected e.g. '<0.05'"
         if dl <= 0:
             return np.nan, True, np.nan, "detection limit must be > 0"
         return dl, True, dl, None
@@ -62,12 +165,12 @@ def parse_concentration(text: str, *, nd_tokens, detection_limit: float | None):
             return np.nan, True, np.nan, ("non-detect without a detection limit: write it as '<DL' (e.g. '<0.05') "
                                           "or set non_detects.detection_limits for this metal")
         return float(detection_limit), True, float(detection_limit), None
-    try:
-        v = float(t.replace(",", ".")) if t.count(",") == 1 and "." not in t else float(t)
-    except ValueError:
-        return np.nan, False, np.nan, "not a number (expected a number, '<DL' for a non-detect, or blank)"
-    if not np.isfinite(v):
-        return np.nan, False, np.nan, "not a finite number"
+    v, problem = parse_number(t, decimal=decimal, thousands=thousands)
+    if problem == "not a number":
+        hint = " (values above a limit such as '>100' are not supported)" if t.startswith(">") else ""
+        return np.nan, False, np.nan, f"not a number (expected a number, '<DL' for a non-detect, or blank){hint}"
+    if problem:
+        return np.nan, False, np.nan, problem
     if v < 0:
         return np.nan, False, np.nan, ("negative concentration; a non-detect is written '<DL', "
                                        "and sentinel values such as -999 are not accepted")
@@ -149,64 +252,221 @@ def _crs_bounds(crs: str):
     return (xmin - dx, ymin - dy, xmax + dx, ymax + dy)
 
 
-def _read_csv(path: Path, encoding: str, issues: list[DataIssue]) -> pd.DataFrame | None:
+def _decode(blob: bytes, encoding: str, fname: str, delimiter: str, issues: list[DataIssue]) -> str | None:
+    """Bytes -> text in ``encoding`` (a UTF-8 byte-order mark is dropped); a failure names row and column."""
+    enc = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        text = blob.decode(enc)
+    except UnicodeDecodeError as e:
+        row = blob[: e.start].count(b"\n") + 1
+        line_start = blob.rfind(b"\n", 0, e.start) + 1
+        header = blob.split(b"\n", 1)[0].decode(enc, errors="replace").lstrip("\ufeff").rstrip("\r")
+        names = [c.strip() for c in next(csv.reader([header], delimiter=delimiter), [])]
+        k = blob[line_start: e.start].decode(enc, errors="replace").count(delimiter)
+        col = names[k] if row > 1 and k < len(names) else None
+        utf16 = blob[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or blob[:200].count(b"\x00") > 20
+        guess = "UTF-16 (declare data.encoding: utf-16)" if utf16 else \
+            "often latin-1 or cp1252 for files saved by Excel: save the file as UTF-8 or declare e.g. data.encoding: cp1252"
+        issues.append(DataIssue(fname, row, col, None,
+                                f"byte 0x{blob[e.start]:02x} cannot be read as {encoding}; the file uses another "
+                                f"text encoding ({guess})"))
+        return None
+    return text.lstrip("\ufeff")
+
+
+def read_table(path: str | Path, *, encoding: str = "utf-8", delimiter: str = ",",
+               issues: list[DataIssue], what: str = "sample") -> pd.DataFrame | None:
+    """Read a CSV file as text cells, checking its structure.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file.
+    encoding : str
+        Its text encoding (``data.encoding``).
+    delimiter : str
+        Its field separator (``data.delimiter``).
+    issues : list of DataIssue
+        Problems found are appended here (file, row as shown in the file, column, value).
+    what : str
+        What one row holds, for messages ("sample", "grid cell").
+
+    Returns
+    -------
+    DataFrame or None
+        Every cell as stripped text; the index is the row number in the file minus 2 (so
+        ``index + 2`` is the row a spreadsheet shows, the header being row 1). None when the
+        file cannot be read as a table (the reasons are in ``issues``).
+    """
+    path = Path(path)
+    fname = str(path)
+    if path.is_dir():
+        issues.append(DataIssue(fname, None, None, None, "is a folder; expected a CSV file"))
+        return None
     if not path.is_file():
-        issues.append(DataIssue(str(path), None, None, None, "file not found"))
+        issues.append(DataIssue(fname, None, None, None, "file not found"))
         return None
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
-    except Exception as e:  # noqa: BLE001 - reported to the user with the file name
-        issues.append(DataIssue(str(path), None, None, None, f"cannot be read as CSV: {e}"))
+        blob = path.read_bytes()
+    except OSError as e:
+        issues.append(DataIssue(fname, None, None, None, f"cannot be read: {e.strerror or e}"))
         return None
-    df.columns = [c.strip() for c in df.columns]
-    dup = df.columns[df.columns.duplicated()].tolist()
-    if dup:
-        issues.append(DataIssue(str(path), 1, dup[0], None, "column name appears more than once in the header"))
-    return df
+    if not blob.strip():
+        issues.append(DataIssue(fname, None, None, None,
+                                f"file is empty; expected a header row naming the columns and one row per {what}"))
+        return None
+    text = _decode(blob, encoding, fname, delimiter, issues)
+    if text is None:
+        return None
+    if "\x00" in text:
+        row = text[: text.index("\x00")].count("\n") + 1
+        issues.append(DataIssue(fname, row, None, None, "contains a NUL character; expected a text file "
+                                                        "(a UTF-16 file needs data.encoding: utf-16)"))
+        return None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for rec in reader:
+            line, start = start, reader.line_num + 1
+            if not any(c.strip() for c in rec):
+                continue  # blank line, or a row of empty cells left by a spreadsheet
+            records.append((line, rec))
+    except csv.Error as e:
+        msg = "contains a NUL byte; expected a text file" if "NUL" in str(e) else f"cannot be read as CSV: {e}"
+        issues.append(DataIssue(fname, start, None, None, msg))
+        return None
+    if not records:
+        issues.append(DataIssue(fname, None, None, None,
+                                f"file is empty; expected a header row naming the columns and one row per {what}"))
+        return None
+    head_line, header = records[0]
+    header = [c.strip() for c in header]
+    # a header that is one column naming several: the fields are separated by another character
+    if len(header) == 1:
+        for cand in _DELIMITER_CANDIDATES:
+            if cand != delimiter and header[0].count(cand) >= 1:
+                issues.append(DataIssue(fname, head_line, None, short_repr(header[0], limit=60),
+                                        f"the header is one column, so fields are not separated by "
+                                        f"{_DELIM_NAME[delimiter]}; the file seems to use {_DELIM_NAME[cand]}: "
+                                        f"declare data.delimiter: {_DELIM_NAME[cand] if cand != chr(9) else 'tab'}"))
+                return None
+    n = len(header)
+    bad = False
+    rows = records[1:]
+    # columns without a name: dropped when empty (a trailing separator), an error otherwise
+    unnamed = [j for j, c in enumerate(header) if c == ""]
+    keep = [j for j in range(n) if j not in unnamed]
+    for j in unnamed:
+        if any(j < len(r) and r[j].strip() for _, r in rows):
+            issues.append(DataIssue(fname, head_line, None, None,
+                                    f"column {j + 1} has values but no name in the header; expected a name"))
+            bad = True
+    seen: dict[str, int] = {}
+    for j, c in enumerate(header):
+        if c == "":
+            continue
+        if c in seen:
+            issues.append(DataIssue(fname, head_line, c, None,
+                                    f"column name appears more than once in the header (columns {seen[c] + 1} "
+                                    f"and {j + 1}); expected unique names"))
+            bad = True
+        else:
+            seen[c] = j
+    if not rows:
+        issues.append(DataIssue(fname, None, None, None,
+                                f"the file has a header but no data rows; expected one row per {what}"))
+        return None
+    cells, index = [], []
+    for line, rec in rows:
+        if len(rec) > n and not any(c.strip() for c in rec[n:]):
+            rec = rec[:n]  # trailing empty fields
+        if len(rec) != n:
+            hint = ""
+            if len(rec) > n and delimiter == ",":
+                hint = ("; a decimal comma or a comma inside an unquoted value splits a field: quote such values, "
+                        "or use ';' between fields and declare data.delimiter: ';'")
+            issues.append(DataIssue(fname, line, None, None,
+                                    f"row has {len(rec)} values but the header has {n} columns{hint}"))
+            bad = True
+            continue
+        cells.append([rec[j].strip() for j in keep])
+        index.append(line - 2)
+    if bad:
+        return None
+    return pd.DataFrame(cells, columns=[header[j] for j in keep], index=pd.Index(index, dtype=int), dtype=str)
+
+
+def _read_csv(path: Path, p: RegionParams, issues: list[DataIssue], what: str = "sample") -> pd.DataFrame | None:
+    return read_table(path, encoding=p.data.encoding, delimiter=p.data.delimiter, issues=issues, what=what)
 
 
 def _check_columns(df, path, required, issues) -> bool:
     missing = [c for c in required if c not in df.columns]
+    lower = {c.lower(): c for c in df.columns}
     for c in missing:
+        near = lower.get(c.lower())
+        hint = f"; a column {near!r} differs only in upper/lower case" if near else ""
         issues.append(DataIssue(str(path), 1, c, None,
-                                f"required column missing from the header (columns present: {list(df.columns)})"))
+                                f"required column missing from the header (columns present: "
+                                f"{short_repr(', '.join(df.columns), limit=300)[1:-1]}){hint}"))
     return not missing
 
 
 def _parse_coords(df, path, p: RegionParams, issues):
     xs, ys = {}, {}
+    raw_x, raw_y = df[p.data.x_column], df[p.data.y_column]
     bounds = p.data.coordinate_bounds
     if bounds is None and p.data.crs != "local":
         bounds = _crs_bounds(p.data.crs)
     for col, store in ((p.data.x_column, xs), (p.data.y_column, ys)):
-        for i, raw in df[col].items():
-            row = int(i) + 2
-            t = str(raw).strip()
-            try:
-                v = float(t)
-                if not np.isfinite(v):
-                    raise ValueError
-            except ValueError:
-                issues.append(DataIssue(str(path), row, col, raw, "coordinate is not a finite number"))
-                continue
-            store[i] = v
+        vals, problems = _parse_column(df[col], decimal=p.data.decimal, thousands=p.data.thousands)
+        for i, problem in problems.items():
+            raw = df.at[i, col]
+            what = "coordinate is missing" if str(raw).strip() == "" else f"coordinate: {problem}"
+            issues.append(DataIssue(str(path), int(i) + 2, col, raw, what))
+        store.update(vals.drop(index=list(problems)).to_dict())
     if bounds is not None:
         xmin, ymin, xmax, ymax = bounds
         where = f"CRS {p.data.crs}" if p.data.coordinate_bounds is None else "data.coordinate_bounds"
         for i, v in xs.items():
             if not xmin <= v <= xmax:
-                issues.append(DataIssue(str(path), int(i) + 2, p.data.x_column, v,
+                issues.append(DataIssue(str(path), int(i) + 2, p.data.x_column, raw_x.at[i],
                                         f"x coordinate outside the valid range [{xmin:.6g}, {xmax:.6g}] of {where}"))
         for i, v in ys.items():
             if not ymin <= v <= ymax:
-                issues.append(DataIssue(str(path), int(i) + 2, p.data.y_column, v,
+                issues.append(DataIssue(str(path), int(i) + 2, p.data.y_column, raw_y.at[i],
                                         f"y coordinate outside the valid range [{ymin:.6g}, {ymax:.6g}] of {where}"))
     return pd.Series(xs, dtype=float).reindex(df.index), pd.Series(ys, dtype=float).reindex(df.index)
 
 
+def _numeric_column(col: pd.Series, name: str, fname: str, p: RegionParams, issues: list[DataIssue]) -> pd.Series:
+    """Numbers of a covariate column (missing cells stay NaN); each bad cell becomes an issue."""
+    out, problems = _parse_column(col, decimal=p.data.decimal, thousands=p.data.thousands)
+    for i, problem in problems.items():
+        if problem == "not a number":
+            problem = "covariate is not a number (list it under data.categorical if it is a class)"
+        issues.append(DataIssue(fname, int(i) + 2, name, col.at[i], problem))
+    return out
+
+
+def _implausible(value: float, unit: str, medium: str) -> str | None:
+    """A message when ``value`` (in ``unit``) exceeds the physical bound of its dimension, else None."""
+    if not np.isfinite(value):
+        return None
+    canon = canonical_unit(unit)
+    v = float(convert(value, unit, canon))
+    bound = MAX_CANONICAL[canon]
+    if v > bound:
+        what = "the whole sample" if dimension(unit) == "mass_fraction" else "one kilogram per litre"
+        return (f"{v:.3g} {canon} is above {bound:,.0f} {canon} ({what}), which is impossible; "
+                f"check the value and the unit declared for {medium} under media")
+    return None
+
+
 def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: list[DataIssue]):
     d = p.data
-    df = _read_csv(path, d.encoding, issues)
+    df = _read_csv(path, p, issues)
     if df is None:
         return None, None
     # with one file per medium, covariates may be measured in some media only (salinity in water)
@@ -224,7 +484,7 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
         for i, m in med.items():
             if m not in p.media:
                 issues.append(DataIssue(fname, int(i) + 2, d.medium_column, m,
-                                        f"unknown medium; expected one of {list(p.media)}"))
+                                        f"unknown medium; expected one of {', '.join(p.media)} (as declared under media)"))
     else:
         med = pd.Series(medium_fixed or next(iter(p.media)), index=df.index)
     # ids
@@ -248,16 +508,11 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
             samples[c] = np.nan
             continue
         col = df[c].str.strip()
-        col = col.where(~col.isin(["", "NA", "NaN", "nan", "na"]))
+        col = col.where(~col.str.lower().isin(_MISSING_TOKENS))
         if c in d.categorical:
             samples[c] = col
         else:
-            num = pd.to_numeric(col, errors="coerce")
-            bad = num.isna() & col.notna()
-            for i in bad[bad].index:
-                issues.append(DataIssue(fname, int(i) + 2, c, df.at[i, c],
-                                        "covariate is not a number (list it under data.categorical if it is a class)"))
-            samples[c] = num
+            samples[c] = _numeric_column(col, c, fname, p, issues)
     samples["source_file"] = fname
     samples["source_row"] = df.index.to_numpy() + 2
     # concentrations
@@ -270,7 +525,12 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
                 continue
             unit = p.media[medium].unit
             dl_cfg = nd.detection_limits.get(metal)
-            val, cens, dl, problem = parse_concentration(raw, nd_tokens=nd.tokens, detection_limit=dl_cfg)
+            val, cens, dl, problem = parse_concentration(raw, nd_tokens=nd.tokens, detection_limit=dl_cfg,
+                                                         decimal=d.decimal, thousands=d.thousands)
+            if problem:
+                issues.append(DataIssue(fname, int(i) + 2, col, raw, problem))
+                continue
+            problem = _implausible(val, unit, medium)
             if problem:
                 issues.append(DataIssue(fname, int(i) + 2, col, raw, problem))
                 continue
@@ -278,6 +538,20 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
     conc = pd.DataFrame(recs, columns=["sample_id", "medium", "metal", "reported", "unit_reported", "censored",
                                        "detection_limit", "raw"])
     return samples, conc
+
+
+def _check_sample_counts(tables, files: dict[str, str], p: RegionParams, issues: list[DataIssue]) -> None:
+    """Every declared medium needs at least :data:`MIN_SAMPLES` samples."""
+    samples = pd.concat([t[0] for t in tables], ignore_index=True)
+    one_file = not isinstance(p.data.samples, dict)
+    for medium in p.media:
+        fname = files["samples"] if one_file else files.get(f"samples:{medium}", "data.samples")
+        n = int((samples["medium"] == medium).sum())
+        col = p.data.medium_column if one_file and p.data.medium_column else None
+        if n < MIN_SAMPLES:
+            issues.append(DataIssue(fname, None, col, None,
+                                    f"{plural(n, 'sample')} of {medium}; expected at least {MIN_SAMPLES} "
+                                    "(the summary statistics of the data-quality section need four values)"))
 
 
 def load_region(params: RegionParams | str | Path) -> RegionData:
@@ -309,18 +583,24 @@ def load_region(params: RegionParams | str | Path) -> RegionData:
     if p.data.grid:
         gpath = p.resolve(p.data.grid)
         files["grid"] = str(gpath)
-        g = _read_csv(gpath, p.data.encoding, issues)
+        g = _read_csv(gpath, p, issues, what="grid cell")
         if g is not None and _check_columns(g, gpath, [p.data.x_column, p.data.y_column], issues):
             gx, gy = _parse_coords(g, gpath, p, issues)
             grid = g.drop(columns=[p.data.x_column, p.data.y_column]).copy()
             for c in grid.columns:
                 if c in p.data.categorical:
                     continue
-                num = pd.to_numeric(grid[c], errors="coerce")
-                if num.notna().sum() == (grid[c].str.strip() != "").sum():
+                col = grid[c].where(~grid[c].str.lower().isin(_MISSING_TOKENS))
+                if c in p.data.covariates:  # declared numeric: every cell must be a number
+                    grid[c] = _numeric_column(col, c, str(gpath), p, issues)
+                    continue
+                num = pd.to_numeric(col, errors="coerce")
+                if num.notna().sum() == col.notna().sum():
                     grid[c] = num
             grid.insert(0, "y", gy)
             grid.insert(0, "x", gx)
+    if not issues:
+        _check_sample_counts(tables, files, p, issues)
     if issues:
         raise DataError(issues)
     samples = pd.concat([t[0] for t in tables], ignore_index=True)

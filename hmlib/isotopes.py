@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["two_endmember_share", "two_endmember_table", "MixingPosterior", "bayesian_mixing",
-           "metropolis_mixing_batch", "bayesian_mixing_table", "endmember_matrices"]
+           "metropolis_mixing_batch", "bayesian_mixing_table", "endmember_matrices", "rhat", "ess_bulk"]
 
 
 def two_endmember_share(ratio_sample, *, ratio_a: float, ratio_b: float) -> np.ndarray:
@@ -36,6 +36,20 @@ def two_endmember_share(ratio_sample, *, ratio_a: float, ratio_b: float) -> np.n
     206Pb/207Pb, the share of 207Pb); it equals the Pb share when the denominator isotope's
     abundance is the same in both end-members, which is close for common Pb sources. Values
     outside [0, 1] are returned as computed (the sample lies outside the end-member range).
+
+    Parameters
+    ----------
+    ratio_sample : float or array-like
+        Isotope ratio(s) of the sample(s) (dimensionless).
+    ratio_a : float
+        Ratio of end-member A.
+    ratio_b : float
+        Ratio of end-member B (must differ from ``ratio_a``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Share of end-member A (fraction, 0-1 inside the mixing line), same shape as ``ratio_sample``.
 
     References
     ----------
@@ -49,7 +63,22 @@ def two_endmember_share(ratio_sample, *, ratio_a: float, ratio_b: float) -> np.n
 
 def endmember_matrices(endmembers: pd.DataFrame, *, ratios: list[str],
                        sources: list[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Sources, mean matrix and sd matrix (sources x ratios) from the long end-member table."""
+    """Sources, mean matrix and sd matrix (sources x ratios) from the long end-member table.
+
+    Parameters
+    ----------
+    endmembers : pandas.DataFrame
+        Long end-member table with columns source, ratio, mean, sd.
+    ratios : list of str
+        Ratio names to use (matrix columns, in order).
+    sources : list of str or None, optional
+        Sources to use (matrix rows, in order); None uses all in table order.
+
+    Returns
+    -------
+    tuple of (list of str, numpy.ndarray, numpy.ndarray)
+        Source names, mean matrix and sd matrix, each of shape (n_sources, n_ratios).
+    """
     need = {"source", "ratio", "mean", "sd"}
     if not need <= set(endmembers.columns):
         raise ValueError(f"end-member table needs columns {sorted(need)}, got {list(endmembers.columns)}")
@@ -73,6 +102,22 @@ def two_endmember_table(samples: pd.DataFrame, endmembers: pd.DataFrame, *, rati
 
     Columns: sample_id, medium, method (``linear_<ratio>``), source, share, ci_low, ci_high
     (NaN: the linear model gives a point estimate), outside_range (share outside [0, 1]).
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Sample table with sample_id, medium and the ratio columns.
+    endmembers : pandas.DataFrame
+        Long end-member table (source, ratio, mean, sd).
+    ratio_columns : dict of str to str
+        Ratio name mapped to the column of ``samples`` holding it.
+    pair : tuple of (str, str)
+        The two end-member sources (A, B).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table with the columns listed above (share as a fraction 0-1).
     """
     a, b = pair
     rows = []
@@ -234,7 +279,7 @@ def metropolis_mixing_batch(observed, *, endmember_mean, endmember_sd, residual_
 
     Returns
     -------
-    dict with ``mean``, ``ci_low``, ``ci_high`` (S, K) and ``acceptance`` (S,).
+    dict with ``mean``, ``ci_low``, ``ci_high``, ``rhat``, ``ess`` (S, K) and ``acceptance`` (S,).
 
     References
     ----------
@@ -280,9 +325,110 @@ def metropolis_mixing_batch(observed, *, endmember_mean, endmember_sd, residual_
         else:
             acc_kept += accept.mean(axis=1)
             keep.append(f)
-    draws = np.concatenate(keep, axis=1)  # S x (chains*kept) x K
+    chains = np.stack(keep, axis=2)  # S x chains x kept x K
+    draws = chains.reshape(S, -1, K)  # S x (chains*kept) x K
     return {"mean": draws.mean(axis=1), "ci_low": np.quantile(draws, 0.025, axis=1),
-            "ci_high": np.quantile(draws, 0.975, axis=1), "acceptance": acc_kept / (n_steps - burn)}
+            "ci_high": np.quantile(draws, 0.975, axis=1), "acceptance": acc_kept / (n_steps - burn),
+            "rhat": rhat(chains), "ess": ess_bulk(chains)}
+
+
+def _split_rank_normal(chains: np.ndarray) -> np.ndarray:
+    """Split each chain in halves and rank-normalise over all draws (Vehtari et al. 2021, eq. 14)."""
+    from scipy import stats
+
+    c = np.asarray(chains, float)
+    n = c.shape[-2] // 2
+    half = np.concatenate([c[..., :n, :], c[..., c.shape[-2] - n:, :]], axis=-3)  # ... x 2M x n x K
+    shp = half.shape
+    flat = np.moveaxis(half, -1, -3).reshape(*shp[:-3], shp[-1], -1)  # ... x K x (2M n)
+    r = stats.rankdata(flat, axis=-1)
+    z = stats.norm.ppf((r - 0.375) / (flat.shape[-1] + 0.25))
+    return np.moveaxis(z.reshape(*shp[:-3], shp[-1], shp[-3], shp[-2]), -3, -1)  # ... x 2M x n x K
+
+
+def _rhat_basic(x: np.ndarray) -> np.ndarray:
+    n = x.shape[-2]
+    means = x.mean(axis=-2)
+    b = n * means.var(axis=-2, ddof=1)
+    w = x.var(axis=-2, ddof=1).mean(axis=-2)
+    var_plus = (n - 1) / n * w + b / n
+    return np.sqrt(var_plus / w)
+
+
+def rhat(chains: np.ndarray) -> np.ndarray:
+    """Rank-normalised split R-hat, the larger of the bulk and the folded (tail) value.
+
+    .. math:: \\hat R = \\sqrt{\\frac{\\tfrac{N-1}{N} W + \\tfrac1N B}{W}}
+
+    computed on the rank-normalised draws of the split chains (bulk) and of their absolute
+    deviations from the median (folded), as recommended by Vehtari et al. (2021); values above
+    1.01 mean the chains have not mixed.
+
+    Parameters
+    ----------
+    chains : array (..., chains, draws, K): draws of K quantities.
+
+    Returns
+    -------
+    array (..., K)
+
+    References
+    ----------
+    Vehtari, A., Gelman, A., Simpson, D., Carpenter, B., Buerkner, P.-C. (2021) Rank-normalization,
+    folding, and localization: an improved R-hat for assessing convergence of MCMC. Bayesian
+    Analysis 16:667-718. doi:10.1214/20-BA1221
+    """
+    c = np.asarray(chains, float)
+    bulk = _rhat_basic(_split_rank_normal(c))
+    med = np.median(c.reshape(*c.shape[:-3], -1, c.shape[-1]), axis=-2)
+    folded = _rhat_basic(_split_rank_normal(np.abs(c - med[..., None, None, :])))
+    return np.maximum(bulk, folded)
+
+
+def ess_bulk(chains: np.ndarray) -> np.ndarray:
+    """Bulk effective sample size of rank-normalised split chains (Vehtari et al. 2021).
+
+    .. math:: \\mathrm{ESS} = \\frac{M N}{\\hat\\tau}, \\qquad
+              \\hat\\tau = -1 + 2 \\sum_{t'} \\hat P_{t'}, \\qquad
+              \\hat\\rho_t = 1 - \\frac{W - \\overline{\\gamma_t}}{\\widehat{\\mathrm{var}}^+}
+
+    with :math:`\\overline{\\gamma_t}` the mean over chains of the lag-t autocovariance (FFT),
+    :math:`\\hat P_{t'} = \\hat\\rho_{2t'} + \\hat\\rho_{2t'+1}` summed while positive and made
+    monotone (Geyer's initial monotone sequence).
+
+    Parameters
+    ----------
+    chains : array (..., chains, draws, K).
+
+    Returns
+    -------
+    array (..., K)
+
+    References
+    ----------
+    Vehtari et al. (2021) doi:10.1214/20-BA1221; Geyer, C.J. (1992) Practical Markov chain Monte
+    Carlo. Statistical Science 7:473-483. doi:10.1214/ss/1177011137
+    """
+    z = _split_rank_normal(np.asarray(chains, float))
+    z = np.moveaxis(z, -1, -3)  # ... x K x M x N
+    m, n = z.shape[-2], z.shape[-1]
+    x = z - z.mean(axis=-1, keepdims=True)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, n=size, axis=-1)
+    acov = np.fft.irfft(f * np.conj(f), n=size, axis=-1)[..., :n] / n  # biased autocovariance
+    w = (acov[..., 0] * n / (n - 1)).mean(axis=-1)
+    b_over_n = z.mean(axis=-1).var(axis=-1, ddof=1)  # B / N
+    var_plus = (n - 1) / n * w + b_over_n
+    rho = 1.0 - (w[..., None] - acov.mean(axis=-2)) / var_plus[..., None]
+    rho[..., 0] = 1.0
+    npair = n // 2
+    pairs = rho[..., : 2 * npair].reshape(*rho.shape[:-1], npair, 2).sum(axis=-1)
+    positive = np.cumprod(pairs > 0, axis=-1).astype(bool)
+    pairs = np.where(positive, pairs, 0.0)
+    pairs = np.minimum.accumulate(np.where(positive, pairs, np.inf), axis=-1)
+    pairs = np.where(positive, pairs, 0.0)
+    tau = np.maximum(-1.0 + 2.0 * pairs.sum(axis=-1), 1.0 / np.log10(m * n))
+    return m * n / tau
 
 
 def bayesian_mixing_table(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_columns: dict[str, str],
@@ -292,7 +438,36 @@ def bayesian_mixing_table(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ra
 
     Uses :func:`metropolis_mixing_batch` (all samples at once). Columns: sample_id, medium,
     method (``bayesian``), source, share (posterior mean), ci_low, ci_high (2.5 and 97.5
-    percentiles), acceptance.
+    percentiles), acceptance, rhat (rank-normalised split R-hat, :func:`rhat`) and ess (bulk
+    effective sample size, :func:`ess_bulk`) of each share.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Sample table with sample_id, medium and the ratio columns.
+    endmembers : pandas.DataFrame
+        Long end-member table (source, ratio, mean, sd).
+    ratio_columns : dict of str to str
+        Ratio name mapped to the column of ``samples`` holding it.
+    residual_sd : float or dict of str to float
+        Residual (analytical) sd of each ratio, one value for all or per ratio.
+    seed : int
+        Random seed of the sampler.
+    sources : list of str or None, optional
+        Sources to include; None uses all in the end-member table.
+    prior_alpha : array-like or None, optional
+        Dirichlet prior concentration of the shares; None uses the sampler default.
+    n_steps : int, default 4000
+        Metropolis steps per chain.
+    burn : int, default 1000
+        Burn-in steps discarded per chain.
+    n_chains : int, default 4
+        Number of chains.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table with the columns listed above (shares as fractions 0-1).
     """
     ratios = list(ratio_columns)
     srcs, mu, sd = endmember_matrices(endmembers, ratios=ratios, sources=sources)
@@ -302,7 +477,7 @@ def bayesian_mixing_table(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ra
     sub = samples[ok]
     if sub.empty:
         return pd.DataFrame(columns=["sample_id", "medium", "method", "source", "share", "ci_low", "ci_high",
-                                     "acceptance"])
+                                     "acceptance", "rhat", "ess"])
     post = metropolis_mixing_batch(sub[cols].to_numpy(float), endmember_mean=mu, endmember_sd=sd, residual_sd=res,
                                    seed=seed, prior_alpha=prior_alpha, n_steps=n_steps, burn=burn, n_chains=n_chains)
     rows = []
@@ -310,5 +485,6 @@ def bayesian_mixing_table(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ra
         rows.append(pd.DataFrame({"sample_id": sub["sample_id"].to_numpy(), "medium": sub["medium"].to_numpy(),
                                   "method": "bayesian", "source": src, "share": post["mean"][:, k],
                                   "ci_low": post["ci_low"][:, k], "ci_high": post["ci_high"][:, k],
-                                  "acceptance": post["acceptance"]}))
+                                  "acceptance": post["acceptance"], "rhat": post["rhat"][:, k],
+                                  "ess": post["ess"][:, k]}))
     return pd.concat(rows, ignore_index=True)

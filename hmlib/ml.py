@@ -37,16 +37,13 @@ Breiman, L. (2001) Random forests. Machine Learning 45, 5-32. https://doi.org/10
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
-from .params import StageOptions
+from .progress import track
 
 __all__ = [
-    "MLDriversOptions",
     "SEARCH_SPACE",
     "Standardizer",
     "DriverFit",
@@ -58,16 +55,23 @@ __all__ = [
     "prune_correlated",
     "gain_shares",
     "select_features",
+    "inner_splits",
     "search_xgboost",
     "fit_driver_pipeline",
     "random_folds",
     "spatial_block_folds",
+    "assign_blocks_to_folds",
     "regression_metrics",
     "cross_validate",
     "summarize_cv",
     "compare_learners",
+    "Skill",
+    "assess_skill",
+    "skill_statement",
     "shap_values",
     "importance_table",
+    "spatial_share",
+    "driver_table",
     "predict_frame",
     "plot_observed_vs_predicted",
     "plot_shap_summary",
@@ -84,6 +88,9 @@ __all__ = [
     "analyse_drivers",
     "methods_text",
     "results_text",
+    "exploratory_text",
+    "compare_with_truth",
+    "truth_text",
     "cv_display",
 ]
 
@@ -97,34 +104,25 @@ SEARCH_SPACE: dict[str, list] = {
 }
 
 
-class MLDriversOptions(StageOptions):
-    """Options of the ``ml_drivers`` stage."""
-
-    target: str = Field(default="PERI", description="an index of tables/indices.csv ('PERI', or 'Igeo:Cd' for "
-                                                     "one metal's index), or a metal symbol (its concentration)")
-    medium: str | None = Field(default=None, description="medium modelled; default: the region's first medium")
-    predictors: list[str] = Field(default_factory=list, description="sample covariates or metal symbols; "
-                                                                     "empty = the region's data.covariates")
-    include_coordinates: bool = Field(default=True, description="add the x and y coordinates as predictors")
-    log_target: bool = Field(default=False, description="model log10 of the target (values must be > 0)")
-    fallback_metal: str | None = Field(default=None, description="metal whose concentration is modelled when the "
-                                                                 "indices table is absent; default: first metal")
-    correlation_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
-    selection: Literal["gain_share", "top_k"] = "gain_share"
-    min_gain_share: float = Field(default=0.01, ge=0.0, lt=1.0)
-    top_k: int = Field(default=10, ge=1)
-    n_folds: int = Field(default=5, ge=2, le=20)
-    n_spatial_blocks: int = Field(default=20, ge=2)
-    n_search: int = Field(default=6, ge=1, le=60, description="hyperparameter combinations tried")
-    n_dependence: int = Field(default=3, ge=0, le=8, description="SHAP dependence plots (top features)")
-
-
 # --- target and features -----------------------------------------------------------------------
 def parse_target(target: str, *, metals: list[str]) -> dict:
     """How a target name is read: ``{'kind': 'index'|'metal', 'index': ..., 'metal': ...}``.
 
     ``'PERI'`` -> index PERI of all metals; ``'Igeo:Cd'`` -> index Igeo of Cd; a metal symbol of
     the region (``'Cd'``) -> that metal's concentration.
+
+    Parameters
+    ----------
+    target : str
+        Target name (``'PERI'``, ``'Igeo:Cd'`` or a metal symbol).
+    metals : list of str
+        Metal symbols of the region.
+
+    Returns
+    -------
+    dict
+        Keys kind (``'index'`` or ``'metal'``), index (str or None) and metal (str, ``'all'`` for
+        whole-sample indices).
     """
     t = str(target).strip()
     if not t:
@@ -142,6 +140,22 @@ def target_from_indices(indices: pd.DataFrame, *, index: str, metal: str = "all"
 
     Returns a Series indexed by sample_id. Raises ``ValueError`` naming the indices present when
     the requested one is absent.
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Long index table (sample_id, medium, metal, index, value).
+    index : str
+        Index name (e.g. ``'PERI'``).
+    metal : str, default 'all'
+        Metal of the index, ``'all'`` for whole-sample indices.
+    medium : str
+        Medium to select.
+
+    Returns
+    -------
+    pandas.Series
+        Index values (float) indexed by sample_id, named ``index``.
     """
     need = {"sample_id", "medium", "metal", "index", "value"}
     if not need <= set(indices.columns):
@@ -231,6 +245,16 @@ def fit_standardizer(X: pd.DataFrame) -> Standardizer:
 
     (Wu et al. 2025, Text S4, eq. 3-2).
 
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        Training features, samples x features.
+
+    Returns
+    -------
+    Standardizer
+        Column means and standard deviations.
+
     References
     ----------
     Wu et al. (2025) https://doi.org/10.1016/j.marpolbul.2025.118969
@@ -260,6 +284,15 @@ def prune_correlated(X: pd.DataFrame, y, *, threshold: float = 0.8) -> pd.DataFr
     Wu et al. (2025, section 2.5) "retain only the most informative variables within correlated
     clusters" without stating the criterion; the rank correlation with the response is our choice
     (robust to skew and monotone transforms). Clustering with scipy.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        Features, samples x features.
+    y : array-like
+        Response values of the samples.
+    threshold : float, default 0.8
+        |r| above which features are grouped.
 
     Returns
     -------
@@ -309,6 +342,18 @@ def gain_shares(model, features: list[str]) -> pd.Series:
     Total gain rather than XGBoost's default average gain per split, which inflates a feature
     used in a single lucky split. Features never used get 0.
 
+    Parameters
+    ----------
+    model : xgboost.XGBRegressor
+        Fitted XGBoost model.
+    features : list of str
+        Feature names in the model's column order.
+
+    Returns
+    -------
+    pandas.Series
+        Gain share (fraction 0-1) per feature.
+
     References
     ----------
     Chen and Guestrin (2016) https://doi.org/10.1145/2939672.2939785
@@ -332,6 +377,22 @@ def select_features(shares: pd.Series, *, selection: str = "gain_share", min_gai
     ``gain_share``: features whose gain share exceeds ``min_gain_share`` (the paper's 0.01),
     at most ``top_k`` of them (the paper's top 10); ``top_k``: the ``top_k`` largest shares.
     At least one feature (the largest share) is always kept. Order: decreasing share.
+
+    Parameters
+    ----------
+    shares : pandas.Series
+        Gain share per feature (see :func:`gain_shares`).
+    selection : {'gain_share', 'top_k'}, default 'gain_share'
+        Selection rule.
+    min_gain_share : float, default 0.01
+        Minimum gain share for ``'gain_share'``.
+    top_k : int, default 10
+        Maximum number of features kept.
+
+    Returns
+    -------
+    list of str
+        Selected feature names, by decreasing share.
     """
     s = shares.sort_values(ascending=False, kind="stable")
     if selection == "gain_share":
@@ -354,25 +415,85 @@ def _default_xgb_params() -> dict:
     return {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "subsample": 1.0, "min_child_weight": 1}
 
 
+def inner_splits(n: int, *, groups=None, inner_folds: int = 3, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/test index pairs of the inner (tuning) cross-validation.
+
+    With ``groups`` (e.g. the spatial block of each sample, :func:`spatial_block_folds`) whole
+    groups are held out (scikit-learn ``GroupKFold``, at most as many folds as groups), so the
+    tuning is validated the same way as the outer spatial-block CV; without, shuffled ``KFold``.
+
+    Parameters
+    ----------
+    n : number of samples.
+    groups : group label of each sample, or None.
+    inner_folds : number of folds (reduced to the number of groups when there are fewer).
+    seed : seed of the shuffled folds (ignored with groups: ``GroupKFold`` is deterministic).
+
+    Returns
+    -------
+    list of (train indices, test indices).
+
+    References
+    ----------
+    Roberts et al. (2017) https://doi.org/10.1111/ecog.02881
+    """
+    from sklearn.model_selection import GroupKFold, KFold
+
+    idx = np.arange(n)
+    if groups is None:
+        k = min(inner_folds, n)
+        if k < 2:
+            raise ValueError(f"need at least 2 samples for inner cross-validation, got {n}")
+        return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(idx))
+    g = np.asarray(groups)
+    if len(g) != n:
+        raise ValueError(f"groups has {len(g)} labels for {n} samples")
+    k = min(inner_folds, len(np.unique(g)))
+    if k < 2:
+        raise ValueError("inner spatial-block cross-validation needs samples from at least 2 blocks; "
+                         f"the training data hold {len(np.unique(g))}")
+    return list(GroupKFold(n_splits=k).split(idx, groups=g))
+
+
 def search_xgboost(X: pd.DataFrame, y, *, seed: int, n_search: int = 6, inner_folds: int = 3,
-                   space: dict | None = None) -> tuple[dict, pd.DataFrame]:
+                   space: dict | None = None, groups=None) -> tuple[dict, pd.DataFrame]:
     """Seeded random search of XGBoost hyperparameters by inner k-fold CV (RMSE).
 
     Draws ``n_search`` combinations from ``space`` (default :data:`SEARCH_SPACE`) with
     scikit-learn's ``ParameterSampler`` seeded by ``seed``; the combination with the lowest mean
-    inner-CV RMSE wins. Returns ``(best_params, results)``.
+    inner-CV RMSE wins. With ``groups`` the inner folds hold out whole groups (spatial blocks,
+    :func:`inner_splits`), so tuning does not reward interpolation between neighbours.
+
+    Parameters
+    ----------
+    X : design matrix (no missing values).
+    y : response.
+    seed : seed of the draws, the folds and the models.
+    n_search : combinations tried.
+    inner_folds : folds of the inner cross-validation.
+    space : parameter lists to draw from.
+    groups : spatial block of each sample (or None for shuffled folds).
+
+    Returns
+    -------
+    (best_params, results) : the winning combination and one row per combination with
+    ``rmse_mean`` and ``rmse_sd`` over the inner folds.
+
+    References
+    ----------
+    Chen and Guestrin (2016) https://doi.org/10.1145/2939672.2939785
     """
-    from sklearn.model_selection import KFold, ParameterSampler
+    from sklearn.model_selection import ParameterSampler
 
     yv = np.asarray(y, dtype=float)
     space = SEARCH_SPACE if space is None else space
     cands = list(ParameterSampler(space, n_iter=n_search, random_state=seed))
-    kf = KFold(n_splits=min(inner_folds, len(yv)), shuffle=True, random_state=seed)
+    splits = inner_splits(len(yv), groups=groups, inner_folds=inner_folds, seed=seed)
     Xv = X.to_numpy(float)
     rows = []
-    for i, p in enumerate(cands):
+    for p in cands:
         errs = []
-        for tr, te in kf.split(Xv):
+        for tr, te in splits:
             m = _xgb(p, seed).fit(Xv[tr], yv[tr])
             errs.append(float(np.sqrt(np.mean((m.predict(Xv[te]) - yv[te]) ** 2))))
         rows.append({**p, "rmse_mean": float(np.mean(errs)), "rmse_sd": float(np.std(errs, ddof=1))})
@@ -395,6 +516,7 @@ class DriverFit:
     search : DataFrame of the hyperparameter search.
     xgb, rf, linear : models fitted on the standardised selected features.
     features : all columns of the (non-constant) design.
+    spatial : columns of the spatial term (coordinates; not candidate drivers), part of ``selected``.
     """
 
     standardizer: Standardizer
@@ -407,6 +529,7 @@ class DriverFit:
     rf: object
     linear: object
     features: list[str] = field(default_factory=list)
+    spatial: list[str] = field(default_factory=list)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Standardised selected features of new data (same design columns as the training data)."""
@@ -420,17 +543,38 @@ class DriverFit:
 
 def fit_driver_pipeline(X: pd.DataFrame, y, *, seed: int, correlation_threshold: float = 0.8,
                         selection: str = "gain_share", min_gain_share: float = 0.01, top_k: int = 10,
-                        n_search: int = 6, rf_trees: int = 300) -> DriverFit:
+                        n_search: int = 6, rf_trees: int = 300, groups=None,
+                        spatial: tuple[str, ...] = ()) -> DriverFit:
     """Standardise, prune correlated clusters, select by gain, tune and fit XGBoost, RF and linear models.
 
     Steps (Wu et al. 2025, section 2.5 and Text S4): (1) standardise every predictor
     (:func:`fit_standardizer`); (2) prune correlated clusters (:func:`prune_correlated`);
     (3) fit a screening XGBoost model with default hyperparameters on the kept features and
     compute gain shares (:func:`gain_shares`); (4) select (:func:`select_features`); (5) tune
-    XGBoost on the selected features (:func:`search_xgboost`) and fit the final model
+    XGBoost on the selected features (:func:`search_xgboost`; inner folds hold out whole
+    ``groups``, the spatial blocks, when given) and fit the final model
     :math:`\\hat y_i = \\sum_{k=1}^K f_k(x_i)` (eq. 3-3); (6) fit a Random Forest
     (``rf_trees`` trees, scikit-learn defaults otherwise) and an ordinary least-squares linear
     model on the same features, for comparison. All seeded by ``seed``.
+
+    Columns named in ``spatial`` (the coordinates, when the spatial term is wanted) are not
+    candidate drivers: they skip pruning and selection and are appended to the selected
+    features, so their contribution can be reported apart (:func:`spatial_share`).
+
+    Parameters
+    ----------
+    X : design matrix (from :func:`encode_features`), no missing values.
+    y : response.
+    seed : seed of every model and draw.
+    correlation_threshold, selection, min_gain_share, top_k : pruning and selection settings.
+    n_search : hyperparameter combinations tried.
+    rf_trees : trees of the comparison Random Forest.
+    groups : spatial block of each row, for the inner tuning folds (None: shuffled folds).
+    spatial : columns forming the spatial term.
+
+    Returns
+    -------
+    DriverFit
 
     References
     ----------
@@ -446,27 +590,45 @@ def fit_driver_pipeline(X: pd.DataFrame, y, *, seed: int, correlation_threshold:
     if X.isna().any().any() or not np.all(np.isfinite(yv)):
         raise ValueError("X and y must not contain missing values: drop incomplete samples first")
     X1 = _drop_constant(X)
-    if X1.shape[1] == 0:
-        raise ValueError("every predictor is constant in the training data")
+    spatial_cols = [c for c in X1.columns if c in set(spatial)]
+    cand = [c for c in X1.columns if c not in set(spatial_cols)]
+    if not cand:
+        raise ValueError("every candidate driver is constant in the training data")
     st = fit_standardizer(X1)
     Z = st.transform(X1)
-    pr = prune_correlated(Z, yv, threshold=correlation_threshold)
+    pr = prune_correlated(Z[cand], yv, threshold=correlation_threshold)
     kept = pr.loc[pr["kept"], "feature"].tolist()
     screen = _xgb(_default_xgb_params(), seed).fit(Z[kept].to_numpy(float), yv)
     shares = gain_shares(screen, kept)
     selected = select_features(shares, selection=selection, min_gain_share=min_gain_share, top_k=top_k)
+    selected = selected + spatial_cols
     Zs = Z[selected]
-    params, search = search_xgboost(Zs, yv, seed=seed, n_search=n_search)
+    params, search = search_xgboost(Zs, yv, seed=seed, n_search=n_search, groups=groups)
     xgbm = _xgb(params, seed).fit(Zs.to_numpy(float), yv)
     rf = RandomForestRegressor(n_estimators=rf_trees, random_state=seed, n_jobs=1).fit(Zs.to_numpy(float), yv)
     lin = LinearRegression().fit(Zs.to_numpy(float), yv)
     return DriverFit(standardizer=st, pruning=pr, shares=shares, selected=selected, params=params, search=search,
-                     xgb=xgbm, rf=rf, linear=lin, features=list(X1.columns))
+                     xgb=xgbm, rf=rf, linear=lin, features=list(X1.columns), spatial=spatial_cols)
 
 
 # --- folds and validation ----------------------------------------------------------------------
 def random_folds(n: int, *, n_folds: int = 5, seed: int) -> np.ndarray:
-    """Fold number (0..n_folds-1) of each of ``n`` samples: shuffled k-fold (scikit-learn ``KFold``)."""
+    """Fold number (0..n_folds-1) of each of ``n`` samples: shuffled k-fold (scikit-learn ``KFold``).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_folds : int, default 5
+        Number of folds.
+    seed : int
+        Random seed of the shuffle.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+        Fold number of each sample.
+    """
     from sklearn.model_selection import KFold
 
     if n < n_folds:
@@ -486,6 +648,17 @@ def spatial_block_folds(x, y, *, n_folds: int = 5, n_blocks: int = 20, seed: int
     cluster is split between training and test data (block cross-validation, Roberts et al.
     2017).
 
+    Parameters
+    ----------
+    x, y : array-like
+        Sample coordinates.
+    n_folds : int, default 5
+        Number of folds.
+    n_blocks : int, default 20
+        Number of k-means spatial clusters.
+    seed : int
+        Random seed of k-means.
+
     Returns
     -------
     (fold, block) : fold number and cluster number of each sample.
@@ -503,15 +676,36 @@ def spatial_block_folds(x, y, *, n_folds: int = 5, n_blocks: int = 20, seed: int
         raise ValueError(f"n_blocks ({n_blocks}) must be >= n_folds ({n_folds})")
     n_blocks = min(n_blocks, len(np.unique(xy, axis=0)))
     block = KMeans(n_clusters=n_blocks, n_init=10, random_state=seed).fit_predict(xy)
-    sizes = np.bincount(block, minlength=n_blocks)
-    order = sorted(range(n_blocks), key=lambda b: (-sizes[b], b))
+    return assign_blocks_to_folds(block, n_folds=n_folds), block
+
+
+def assign_blocks_to_folds(block, *, n_folds: int) -> np.ndarray:
+    """Fold number (0..n_folds-1) of each sample, whole blocks per fold, folds of similar size.
+
+    Blocks are taken largest first (ties: lowest label) and each goes to the fold with the fewest
+    samples so far (ties: lowest fold number), a greedy balancing (deterministic, no draw).
+
+    Parameters
+    ----------
+    block : block label of each sample.
+    n_folds : number of folds (at most the number of blocks).
+
+    Returns
+    -------
+    array of fold numbers, one per sample.
+    """
+    b = np.asarray(block)
+    labels, inv, sizes = np.unique(b, return_inverse=True, return_counts=True)
+    if len(labels) < n_folds:
+        raise ValueError(f"{len(labels)} blocks cannot fill n_folds={n_folds} folds")
+    order = sorted(range(len(labels)), key=lambda i: (-sizes[i], i))
     load = np.zeros(n_folds, dtype=int)
-    fold_of_block = np.empty(n_blocks, dtype=int)
-    for b in order:
+    fold_of_block = np.empty(len(labels), dtype=int)
+    for i in order:
         k = int(np.argmin(load))
-        fold_of_block[b] = k
-        load[k] += sizes[b]
-    return fold_of_block[block], block
+        fold_of_block[i] = k
+        load[k] += sizes[i]
+    return fold_of_block[inv]
 
 
 def regression_metrics(observed, predicted) -> dict[str, float]:
@@ -522,6 +716,18 @@ def regression_metrics(observed, predicted) -> dict[str, float]:
         R^2 = 1 - \\frac{\\sum (y_i - \\hat y_i)^2}{\\sum (y_i - \\bar y)^2},\\quad
         \\mathrm{RMSE} = \\sqrt{\\tfrac1n \\sum (y_i - \\hat y_i)^2},\\quad
         \\mathrm{MAE} = \\tfrac1n \\sum |y_i - \\hat y_i|
+
+    Parameters
+    ----------
+    observed : array-like
+        Observed values.
+    predicted : array-like
+        Predicted values (same unit).
+
+    Returns
+    -------
+    dict of str to float
+        Keys r2 (dimensionless), rmse and mae (unit of the observations).
 
     References
     ----------
@@ -549,36 +755,52 @@ class CVResult:
     selection_frequency: pd.DataFrame
 
 
-def cross_validate(X: pd.DataFrame, y, folds: dict[str, np.ndarray], *, seed: int, **pipeline_kwargs) -> CVResult:
+def cross_validate(X: pd.DataFrame, y, folds: dict[str, np.ndarray], *, seed: int,
+                   groups: dict[str, np.ndarray] | None = None, **pipeline_kwargs) -> CVResult:
     """Cross-validate :func:`fit_driver_pipeline` for each fold scheme; all learners on the same folds.
 
     The whole pipeline (standardisation, pruning, selection, tuning) is refitted on each
-    training fold, so the test fold never influences any choice (nested CV).
+    training fold, so the test fold never influences any choice (nested CV). A baseline
+    ``mean`` model predicts the mean of the training fold for every test sample: a learner
+    that does not beat it has no transferable skill (:func:`assess_skill`).
 
     Parameters
     ----------
     X : design matrix (from :func:`encode_features`), no missing values.
     y : response.
     folds : scheme name -> fold number per sample (e.g. ``{'random': ..., 'spatial_block': ...}``).
+    seed : seed of the models.
+    groups : scheme name -> group label per sample used for the inner tuning folds of that
+        scheme (the spatial blocks for ``spatial_block``, so tuning never sees a test block's
+        neighbours); schemes absent here tune on shuffled folds.
     pipeline_kwargs : passed to :func:`fit_driver_pipeline`.
+
+    Returns
+    -------
+    CVResult
     """
     yv = np.asarray(y, dtype=float)
+    groups = groups or {}
     mrows, prow, freq = [], [], []
     for scheme, f in folds.items():
         f = np.asarray(f)
         if len(f) != len(yv):
             raise ValueError(f"folds[{scheme!r}] has {len(f)} entries for {len(yv)} samples")
+        g = groups.get(scheme)
         count: dict[str, int] = {}
-        for k in np.unique(f):
+        for k in track(np.unique(f), desc=f"{scheme.replace('_', '-')} CV folds", unit="fold"):
             te = f == k
-            fit = fit_driver_pipeline(X[~te], yv[~te], seed=seed, **pipeline_kwargs)
+            fit = fit_driver_pipeline(X[~te], yv[~te], seed=seed, groups=None if g is None else np.asarray(g)[~te],
+                                      **pipeline_kwargs)
             for feat in fit.selected:
                 count[feat] = count.get(feat, 0) + 1
             pr = {}
             for model in ("xgb", "rf", "linear"):
                 pr[model] = fit.predict(X[te], model)
+            pr["mean"] = np.full(int(te.sum()), float(np.mean(yv[~te])))
+            for model, v in pr.items():
                 mrows.append({"model": model, "cv_scheme": scheme, "fold": int(k) + 1,
-                              **regression_metrics(yv[te], pr[model])})
+                              **regression_metrics(yv[te], v)})
             prow.append(pd.DataFrame({"row": np.flatnonzero(te), "cv_scheme": scheme, "fold": int(k) + 1,
                                       "observed": yv[te], **pr}))
         freq += [{"feature": a, "cv_scheme": scheme, "n_folds_selected": b} for a, b in count.items()]
@@ -587,7 +809,18 @@ def cross_validate(X: pd.DataFrame, y, folds: dict[str, np.ndarray], *, seed: in
 
 
 def summarize_cv(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over folds of R2, RMSE and MAE per model and CV scheme."""
+    """Mean and standard deviation over folds of R2, RMSE and MAE per model and CV scheme.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Per-fold metrics with columns model, cv_scheme, r2, rmse, mae.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns model, cv_scheme, r2_mean, r2_std, rmse_mean, rmse_std, mae_mean, mae_std, n_folds.
+    """
     g = metrics.groupby(["model", "cv_scheme"], sort=False)[["r2", "rmse", "mae"]]
     out = g.agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
@@ -596,7 +829,8 @@ def summarize_cv(metrics: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-MODEL_LABELS = {"xgb": "XGBoost", "rf": "Random Forest", "linear": "Linear (OLS)"}
+MODEL_LABELS = {"xgb": "XGBoost", "rf": "Random Forest", "linear": "Linear (OLS)",
+                "mean": "Mean of the training samples (baseline)"}
 
 
 def compare_learners(metrics: pd.DataFrame) -> str:
@@ -605,8 +839,19 @@ def compare_learners(metrics: pd.DataFrame) -> str:
     The margin is given as the relative RMSE reduction of the winner over the runner-up,
     :math:`(\\mathrm{RMSE}_2 - \\mathrm{RMSE}_1)/\\mathrm{RMSE}_2`, together with the number of
     folds in which the winner had the lower RMSE (same folds for every learner).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Per-fold metrics with columns model, cv_scheme, fold, rmse.
+
+    Returns
+    -------
+    str
+        One sentence per CV scheme.
     """
     lines = []
+    metrics = metrics[metrics["model"] != "mean"]
     for scheme, grp in metrics.groupby("cv_scheme", sort=False):
         mean = grp.groupby("model")["rmse"].mean().sort_values()
         r2 = grp.groupby("model")["r2"].mean()
@@ -625,6 +870,112 @@ def compare_learners(metrics: pd.DataFrame) -> str:
     return " ".join(lines)
 
 
+# --- transferable skill --------------------------------------------------------------------------
+@dataclass
+class Skill:
+    """Whether a learner transfers to held-out areas: its CV scores against the training-mean baseline.
+
+    Attributes
+    ----------
+    has_skill : True when the mean fold :math:`R^2` is above 0 and the mean fold RMSE is below
+        that of the baseline that predicts the training mean.
+    model, cv_scheme : the learner and the fold design judged.
+    r2_mean, r2_sd : mean and standard deviation of the fold :math:`R^2`.
+    r2_pooled : :math:`R^2` of all out-of-fold predictions pooled.
+    rmse_mean, rmse_baseline : mean fold RMSE of the learner and of the baseline.
+    n_folds_better, n_folds : folds in which the learner's RMSE is below the baseline's, of all folds.
+    """
+
+    has_skill: bool
+    model: str
+    cv_scheme: str
+    r2_mean: float
+    r2_sd: float
+    r2_pooled: float
+    rmse_mean: float
+    rmse_baseline: float
+    n_folds_better: int
+    n_folds: int
+
+
+def assess_skill(metrics: pd.DataFrame, predictions: pd.DataFrame, *, model: str = "xgb",
+                 cv_scheme: str = "spatial_block") -> Skill:
+    """Judge transferable skill from cross-validated scores (:func:`cross_validate`).
+
+    A model has transferable skill when, under ``cv_scheme`` (spatial blocks by default), its
+    mean fold :math:`R^2` is positive *and* its mean fold RMSE is below that of the baseline that
+    predicts the mean of the training fold:
+
+    .. math::
+
+        \\overline{R^2} > 0 \\quad\\text{and}\\quad
+        \\overline{\\mathrm{RMSE}}_{\\text{model}} < \\overline{\\mathrm{RMSE}}_{\\text{mean}}
+
+    Skill under random folds does not count: on spatially autocorrelated data it measures
+    interpolation between neighbours, not what the predictors explain (Roberts et al. 2017).
+
+    Parameters
+    ----------
+    metrics : per-fold scores (columns model, cv_scheme, fold, r2, rmse, mae) including the
+        ``mean`` baseline.
+    predictions : out-of-fold predictions (columns cv_scheme, observed and one per model).
+    model, cv_scheme : the learner and the fold design judged.
+
+    Returns
+    -------
+    Skill
+
+    References
+    ----------
+    Roberts et al. (2017) https://doi.org/10.1111/ecog.02881
+    """
+    m = metrics[metrics["cv_scheme"] == cv_scheme]
+    a = m[m["model"] == model].set_index("fold")
+    b = m[m["model"] == "mean"].set_index("fold")
+    if a.empty or b.empty:
+        raise ValueError(f"metrics lack model {model!r} or the 'mean' baseline under cv_scheme {cv_scheme!r}")
+    p = predictions[predictions["cv_scheme"] == cv_scheme]
+    pooled = regression_metrics(p["observed"].to_numpy(float), p[model].to_numpy(float))["r2"]
+    r2m, rm, bm = float(a["r2"].mean()), float(a["rmse"].mean()), float(b["rmse"].mean())
+    better = int((a["rmse"] < b["rmse"].reindex(a.index)).sum())
+    return Skill(has_skill=bool(np.isfinite(r2m) and r2m > 0 and rm < bm), model=model, cv_scheme=cv_scheme,
+                 r2_mean=r2m, r2_sd=float(a["r2"].std(ddof=1)), r2_pooled=float(pooled), rmse_mean=rm,
+                 rmse_baseline=bm, n_folds_better=better, n_folds=len(a))
+
+
+def skill_statement(skill: Skill, *, target_label: str, n_blocks: int) -> str:
+    """The sentence that opens the results: validation scheme and skill, before any interpretation.
+
+    Parameters
+    ----------
+    skill : Skill
+        Skill summary of the chosen learner under spatial-block CV.
+    target_label : str
+        Readable name of the target.
+    n_blocks : int
+        Number of spatial clusters used for the blocks.
+
+    Returns
+    -------
+    str
+        Markdown paragraph.
+    """
+    learner = MODEL_LABELS.get(skill.model, skill.model)
+    scores = (f"Under spatial-block cross-validation ({skill.n_folds} folds of whole k-means clusters of the "
+              f"coordinates, {n_blocks} clusters), {learner} predicted {target_label} of held-out areas with R² "
+              f"{skill.r2_mean:.2f} ± {skill.r2_sd:.2f} (mean ± standard deviation over folds; pooled "
+              f"{skill.r2_pooled:.2f}) and RMSE {skill.rmse_mean:.3g}, against {skill.rmse_baseline:.3g} for the "
+              f"mean of the training samples; it was better than that baseline in {skill.n_folds_better} of "
+              f"{skill.n_folds} folds.")
+    if skill.has_skill:
+        return (f"**Validation and skill.** {scores} The model carries information into areas it was not "
+                "trained on, so its drivers are interpreted below.")
+    return (f"**No transferable skill.** {scores} The predictors do not carry {target_label} into areas away from "
+            "the training samples, so this section reports no drivers and no prediction map. The model's SHAP "
+            "ranking is kept in the appendix, labelled exploratory: it describes how the model fits the sampled "
+            "points, not what drives the target.")
+
+
 # --- interpretation ----------------------------------------------------------------------------
 def shap_values(model, X: pd.DataFrame) -> pd.DataFrame:
     """SHAP values of a tree model for the rows of ``X`` (shap ``TreeExplainer``).
@@ -633,6 +984,18 @@ def shap_values(model, X: pd.DataFrame) -> pd.DataFrame:
     values :math:`\\phi_{ij}` distribute the prediction's difference from the expected value
     among the features (Lundberg et al. 2020). ``attrs['expected_value']`` holds
     :math:`\\phi_0`.
+
+    Parameters
+    ----------
+    model : object
+        Fitted tree model (e.g. XGBoost, random forest).
+    X : pandas.DataFrame
+        Rows to explain, with the model's feature columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        SHAP values (target units), index and columns of ``X``.
 
     References
     ----------
@@ -649,11 +1012,26 @@ def shap_values(model, X: pd.DataFrame) -> pd.DataFrame:
 
 
 def importance_table(fit: DriverFit, shap_df: pd.DataFrame) -> pd.DataFrame:
-    """feature, gain, mean_abs_shap, selected for every design feature.
+    """feature, gain, mean_abs_shap, selected, spatial for every design feature.
 
-    ``gain`` is the gain share in the screening model (NaN for features pruned as correlated);
-    ``mean_abs_shap`` is :math:`\\frac1n\\sum_i |\\phi_{ij}|` in the final model (NaN for
-    features not selected). Sorted by mean |SHAP| then gain.
+    ``gain`` is the gain share in the screening model (NaN for features pruned as correlated and
+    for the spatial term, which is not screened); ``mean_abs_shap`` is
+    :math:`\\frac1n\\sum_i |\\phi_{ij}|` in the final model (NaN for features not selected);
+    ``spatial`` marks the coordinates of the spatial term (never drivers). Sorted by mean |SHAP|
+    then gain.
+
+    Parameters
+    ----------
+    fit : the fitted pipeline.
+    shap_df : SHAP values of the final model (:func:`shap_values`).
+
+    Returns
+    -------
+    DataFrame
+
+    References
+    ----------
+    Lundberg et al. (2020) https://doi.org/10.1038/s42256-019-0138-9
     """
     feats = fit.features
     mas = shap_df.abs().mean()
@@ -662,8 +1040,58 @@ def importance_table(fit: DriverFit, shap_df: pd.DataFrame) -> pd.DataFrame:
         "gain": [float(fit.shares[f]) if f in fit.shares.index else np.nan for f in feats],
         "mean_abs_shap": [float(mas[f]) if f in mas.index else np.nan for f in feats],
         "selected": [f in fit.selected for f in feats],
+        "spatial": [f in fit.spatial for f in feats],
     })
     return out.sort_values(["mean_abs_shap", "gain"], ascending=False, na_position="last").reset_index(drop=True)
+
+
+def spatial_share(importance: pd.DataFrame) -> float:
+    """Share of the spatial term in the model's total mean |SHAP| (NaN when there is no spatial term).
+
+    .. math:: s = \\frac{\\sum_{j \\in \\text{coords}} \\overline{|\\phi_j|}}{\\sum_j \\overline{|\\phi_j|}}
+
+    Parameters
+    ----------
+    importance : :func:`importance_table`.
+
+    Returns
+    -------
+    float in [0, 1], or NaN.
+
+    References
+    ----------
+    Lundberg et al. (2020) https://doi.org/10.1038/s42256-019-0138-9
+    """
+    sel = importance[importance["selected"]]
+    if not sel["spatial"].any():
+        return float("nan")
+    tot = float(sel["mean_abs_shap"].sum())
+    return float(sel.loc[sel["spatial"], "mean_abs_shap"].sum() / tot) if tot > 0 else float("nan")
+
+
+def driver_table(importance: pd.DataFrame, skill: Skill) -> pd.DataFrame:
+    """The drivers reported as results: selected, non-spatial features, ranked by mean |SHAP|.
+
+    Empty (same columns) when the model has no transferable skill (:func:`assess_skill`): a
+    ranking of a model that does not predict held-out areas is not evidence of drivers.
+
+    Parameters
+    ----------
+    importance : :func:`importance_table`.
+    skill : :func:`assess_skill` of the interpreted model.
+
+    Returns
+    -------
+    DataFrame rank, feature, mean_abs_shap, share (of the drivers' total mean |SHAP|), gain.
+    """
+    d = importance[importance["selected"] & ~importance["spatial"]].copy()
+    if not skill.has_skill:
+        d = d.iloc[0:0]
+    d = d.sort_values("mean_abs_shap", ascending=False)
+    tot = float(d["mean_abs_shap"].sum())
+    d["share"] = d["mean_abs_shap"] / tot if tot > 0 else np.nan
+    d["rank"] = np.arange(1, len(d) + 1)
+    return d[["rank", "feature", "mean_abs_shap", "share", "gain"]].reset_index(drop=True)
 
 
 def predict_frame(fit: DriverFit, frame: pd.DataFrame, *, numeric: list[str], categorical: list[str],
@@ -674,6 +1102,26 @@ def predict_frame(fit: DriverFit, frame: pd.DataFrame, *, numeric: list[str], ca
     present; a missing one is an error. Rows with a missing selected predictor get NaN, and so
     do rows whose level of any categorical predictor present in ``frame`` was not seen in
     training (e.g. water cells for a soil model): they lie outside the model's domain.
+
+    Parameters
+    ----------
+    fit : DriverFit
+        Fitted driver models.
+    frame : pandas.DataFrame
+        Rows with raw predictor columns.
+    numeric : list of str
+        Numeric predictor names.
+    categorical : list of str
+        Categorical predictor names.
+    levels : dict of str to list of str
+        Training levels of each categorical predictor.
+    model : {'xgb', 'rf', 'linear'}, default 'xgb'
+        Which fitted model predicts.
+
+    Returns
+    -------
+    numpy.ndarray
+        Predicted target per row of ``frame`` (target units; NaN outside the model's domain).
     """
     need = needed_predictors(fit, categorical=categorical)
     absent = [c for c in need if c not in frame.columns]
@@ -697,7 +1145,20 @@ def predict_frame(fit: DriverFit, frame: pd.DataFrame, *, numeric: list[str], ca
 
 
 def needed_predictors(fit: DriverFit, *, categorical: list[str]) -> list[str]:
-    """Raw predictors behind the selected features (``'Rock=Argovian'`` -> ``'Rock'``)."""
+    """Raw predictors behind the selected features (``'Rock=Argovian'`` -> ``'Rock'``).
+
+    Parameters
+    ----------
+    fit : DriverFit
+        Fitted driver models.
+    categorical : list of str
+        Categorical predictor names.
+
+    Returns
+    -------
+    list of str
+        Raw predictor names, in order of first use.
+    """
     out = []
     for f in fit.selected:
         base = f.split("=", 1)[0] if "=" in f and f.split("=", 1)[0] in categorical else f
@@ -708,7 +1169,22 @@ def needed_predictors(fit: DriverFit, *, categorical: list[str]) -> list[str]:
 
 # --- figures (matplotlib; return the figure) ----------------------------------------------------------
 def plot_observed_vs_predicted(predictions: pd.DataFrame, *, model: str = "xgb", label: str = "target"):
-    """Observed vs out-of-fold predicted values, one panel per CV scheme, with the 1:1 line."""
+    """Observed vs out-of-fold predicted values, one panel per CV scheme, with the 1:1 line.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        Out-of-fold predictions with columns cv_scheme, observed and one column per model.
+    model : str, default 'xgb'
+        Model column to plot.
+    label : str, default 'target'
+        Axis label of the target.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     schemes = list(dict.fromkeys(predictions["cv_scheme"]))
@@ -728,7 +1204,22 @@ def plot_observed_vs_predicted(predictions: pd.DataFrame, *, model: str = "xgb",
 
 
 def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: int = 12):
-    """SHAP beeswarm (one dot per sample and feature, coloured by the feature value)."""
+    """SHAP beeswarm (one dot per sample and feature, coloured by the feature value).
+
+    Parameters
+    ----------
+    shap_df : pandas.DataFrame
+        SHAP values, samples x features (see :func:`shap_values`).
+    X : pandas.DataFrame
+        Feature values of the same samples.
+    max_display : int, default 12
+        Maximum number of features shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
     import shap
 
@@ -742,7 +1233,18 @@ def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: in
 
 
 def plot_shap_bar(importance: pd.DataFrame):
-    """Mean |SHAP| of the selected features (bars) with their gain share (text)."""
+    """Mean |SHAP| of the selected features (bars) with their gain share (text).
+
+    Parameters
+    ----------
+    importance : pandas.DataFrame
+        Importance table with feature, selected, mean_abs_shap, gain.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     d = importance[importance["selected"]].sort_values("mean_abs_shap")
@@ -757,7 +1259,22 @@ def plot_shap_bar(importance: pd.DataFrame):
 
 
 def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[str]):
-    """SHAP dependence: SHAP value of each feature against its value (original units)."""
+    """SHAP dependence: SHAP value of each feature against its value (original units).
+
+    Parameters
+    ----------
+    shap_df : pandas.DataFrame
+        SHAP values, samples x features.
+    X_raw : pandas.DataFrame
+        Feature values in original units.
+    features : list of str
+        Features to plot (one panel each).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     n = len(features)
@@ -775,7 +1292,18 @@ def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[s
 
 
 def plot_cv_comparison(metrics: pd.DataFrame):
-    """RMSE and R2 per fold for each learner and CV scheme (points: folds; bar: mean)."""
+    """RMSE and R2 per fold for each learner and CV scheme (points: folds; bar: mean).
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Per-fold metrics with columns model, cv_scheme, fold, r2, rmse.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(metrics["model"]))
@@ -800,7 +1328,30 @@ def plot_cv_comparison(metrics: pd.DataFrame):
 
 def plot_grid_map(x, y, values, *, samples_xy: tuple | None = None, label: str = "", title: str = "",
                   cmap: str = "viridis", coordinate_unit: str = ""):
-    """Map of values on regular grid cells (square markers sized to the cell spacing)."""
+    """Map of values on regular grid cells (square markers sized to the cell spacing).
+
+    Parameters
+    ----------
+    x, y : array-like
+        Grid cell centre coordinates.
+    values : array-like
+        Value of each cell.
+    samples_xy : tuple of (array-like, array-like) or None, optional
+        Sample coordinates to overlay.
+    label : str, default ''
+        Colour bar label.
+    title : str, default ''
+        Axes title.
+    cmap : str, default 'viridis'
+        Matplotlib colour map.
+    coordinate_unit : str, default ''
+        Coordinate unit (axis labels).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     x = np.asarray(x, float)
@@ -834,13 +1385,15 @@ class DriverData:
     Attributes
     ----------
     frame : DataFrame indexed by sample_id: the raw predictors (covariates, metal concentrations,
-        x and y when included), complete rows only.
+        x and y when the spatial term is wanted), complete rows only.
     y : Series of the target (log10 when ``log_target``), aligned with ``frame``.
     numeric, categorical : raw predictor names by kind.
     target_name : what is modelled (e.g. ``PERI``, ``Cd``), ``target_label`` with units/transform.
     medium : the medium modelled.
     notes : plain-language notes for the report (fallbacks, dropped rows, circularity).
     skip_reason : why the model cannot be fitted (None when it can).
+    spatial : the columns of the spatial term (``['x', 'y']`` or empty); part of ``numeric`` but
+        never candidate drivers.
     """
 
     frame: pd.DataFrame
@@ -852,19 +1405,38 @@ class DriverData:
     medium: str
     notes: list[str] = field(default_factory=list)
     skip_reason: str | None = None
+    spatial: list[str] = field(default_factory=list)
+
+    @property
+    def drivers(self) -> list[str]:
+        """Candidate drivers: the predictors without the spatial term."""
+        return [c for c in self.numeric + self.categorical if c not in self.spatial]
 
 
 def assemble_dataset(data, *, target: str = "PERI", medium: str | None = None, predictors: list[str] | None = None,
-                     include_coordinates: bool = True, log_target: bool = False, fallback_metal: str | None = None,
+                     spatial_term: bool = False, log_target: bool = False, fallback_metal: str | None = None,
                      indices: pd.DataFrame | None = None, min_samples: int = 30) -> DriverData:
     """Build the target and predictor table of one medium from a region's data and the indices table.
 
     ``target`` is read with :func:`parse_target`. When it names an index and the indices table
     is absent (or lacks that index), the concentration of ``fallback_metal`` (default: the first
-    metal) is modelled instead and a note says so. Predictors are the region's covariates (or
-    ``predictors``: covariate names or metal symbols, whose concentrations are used) plus the
-    coordinates when ``include_coordinates``; categorical ones are those listed under
-    ``data.categorical``. Rows with a missing target or predictor are dropped (noted).
+    metal) is modelled instead and a note says so. Candidate drivers are the region's covariates
+    (or ``predictors``: covariate names or metal symbols, whose concentrations are used);
+    categorical ones are those listed under ``data.categorical``. Coordinates are never candidate
+    drivers (they carry spatial autocorrelation, not mechanisms); with ``spatial_term`` they are
+    added as a separate spatial term (``DriverData.spatial``). Rows with a missing target or
+    predictor are dropped (noted).
+
+    Parameters
+    ----------
+    data : the region's data (:class:`hmlib.io.RegionData`).
+    target, medium, predictors, spatial_term, log_target, fallback_metal : the stage's options.
+    indices : the indices stage's per-sample table (long: sample_id, medium, metal, index, value), or None.
+    min_samples : fewest complete samples to fit the model.
+
+    Returns
+    -------
+    DriverData
     """
     p = data.params
     medium = medium or data.media[0]
@@ -879,21 +1451,22 @@ def assemble_dataset(data, *, target: str = "PERI", medium: str | None = None, p
     if t["kind"] == "index":
         reason = None
         if indices is None:
-            reason = "the indices table (`tables/indices.csv`) is absent: the indices stage was not run"
+            reason = "the pollution indices were not computed for this report"
         else:
             try:
                 y = target_from_indices(indices, index=t["index"], metal=t["metal"], medium=medium)
                 name = t["index"] if t["metal"] == "all" else f"{t['index']} of {t['metal']}"
                 label = name
-            except ValueError as e:
-                reason = f"the indices table has no usable {t['index']} values ({e})"
+            except ValueError:
+                what = t["index"] if t["metal"] == "all" else f"{t['index']} of {t['metal']}"
+                reason = f"the pollution indices have no {what} values for {medium}"
         if y is None:
             fb = fallback_metal or data.metals[0]
             if fb not in data.metals:
-                raise ValueError(f"stages.ml_drivers.fallback_metal {fb!r} is not a metal of the region {data.metals}")
-            notes.append(f"**Fallback target.** The configured target {target} could not be used because {reason}. "
-                         f"The model therefore explains the {fb} concentration in {medium} instead. Run the indices "
-                         f"stage first (`hmlib run {p.region.id} --stages indices ml_drivers`) to model {target}.")
+                raise ValueError(f"stages.ml_drivers.fallback_metal: got {fb}; expected one of "
+                                 f"{', '.join(data.metals)}")
+            notes.append(f"**Fallback target.** The target {target} could not be used because {reason}; the model "
+                         f"therefore explains the {fb} concentration in {medium} instead.")
             t = {"kind": "metal", "index": None, "metal": fb}
     if t["kind"] == "metal":
         y = wide[t["metal"]].rename(t["metal"])
@@ -915,13 +1488,18 @@ def assemble_dataset(data, *, target: str = "PERI", medium: str | None = None, p
         frame[c] = sites[c] if c in sites.columns else wide[c].reindex(sites.index)
     categorical = [c for c in preds if c in p.data.categorical]
     numeric = [c for c in preds if c not in categorical]
-    if include_coordinates:
+    coords = [c for c in ("x", "y") if c in preds]
+    if coords:
+        raise ValueError(f"the coordinates {coords} cannot be candidate drivers; ask for the spatial term instead")
+    spatial = []
+    if spatial_term:
         frame["x"], frame["y"] = sites["x"], sites["y"]
         numeric += ["x", "y"]
+        spatial = ["x", "y"]
     skip = None
-    if not numeric and not categorical:
-        skip = ("no predictors: the region has no covariates (data.covariates) and "
-                "stages.ml_drivers.predictors is empty and include_coordinates is false")
+    if not [c for c in numeric + categorical if c not in spatial]:
+        skip = ("there are no candidate drivers: the region lists no sample covariates and the stage names no "
+                "predictors (coordinates are not drivers)")
     if log_target:
         if (y <= 0).any():
             raise ValueError(f"log_target needs a positive target; {int((y <= 0).sum())} values of {name} are <= 0")
@@ -935,7 +1513,7 @@ def assemble_dataset(data, *, target: str = "PERI", medium: str | None = None, p
     if skip is None and len(y) < min_samples:
         skip = f"only {len(y)} complete {medium} samples; the driver model needs at least {min_samples}"
     return DriverData(frame=frame, y=y.astype(float), numeric=numeric, categorical=categorical, target_name=name,
-                      target_label=label, medium=medium, notes=notes, skip_reason=skip)
+                      target_label=label, medium=medium, notes=notes, skip_reason=skip, spatial=spatial)
 
 
 @dataclass
@@ -946,11 +1524,15 @@ class DriverAnalysis:
     ----------
     X : design matrix of the samples (raw units). levels : categorical levels.
     fit : the final :class:`DriverFit` on all samples.
-    cv : :class:`CVResult` (random and spatial-block folds).
+    cv : :class:`CVResult` (random and spatial-block folds, with the training-mean baseline).
     folds : DataFrame sample_id, x, y, random fold, spatial_block fold, block.
     shap : SHAP values of the final XGBoost model (selected features).
-    importance : :func:`importance_table`.
+    importance : :func:`importance_table` (exploratory when there is no skill).
     summary : :func:`summarize_cv`. comparison : :func:`compare_learners` text.
+    skill : :func:`assess_skill` of XGBoost under spatial-block folds (the interpreted model).
+    drivers : :func:`driver_table` (empty without transferable skill).
+    spatial_share : :func:`spatial_share` (NaN without a spatial term).
+    n_blocks : spatial blocks used.
     """
 
     X: pd.DataFrame
@@ -962,64 +1544,125 @@ class DriverAnalysis:
     importance: pd.DataFrame
     summary: pd.DataFrame
     comparison: str
+    skill: Skill
+    drivers: pd.DataFrame
+    spatial_share: float
+    n_blocks: int
+
+    @property
+    def map_allowed(self) -> bool:
+        """A prediction map is a result only when the model transfers to held-out areas."""
+        return self.skill.has_skill
 
 
 def analyse_drivers(ds: DriverData, *, x, y, seed: int, n_folds: int = 5, n_spatial_blocks: int = 20,
                     **pipeline_kwargs) -> DriverAnalysis:
     """Fit the driver pipeline on all samples, cross-validate it (random and spatial-block folds), explain it.
 
-    ``x``, ``y`` are the sample coordinates (for the spatial blocks) aligned with ``ds.frame``.
-    ``pipeline_kwargs`` go to :func:`fit_driver_pipeline`.
+    The inner tuning folds hold out whole spatial blocks, both inside the spatial-block CV and
+    for the final model, so no hyperparameter is chosen for its interpolation between
+    neighbours. Skill is judged on the spatial-block CV (:func:`assess_skill`); without it the
+    driver table is empty.
+
+    Parameters
+    ----------
+    ds : :func:`assemble_dataset`.
+    x, y : sample coordinates (for the spatial blocks) aligned with ``ds.frame``.
+    seed : seed of the folds and models.
+    n_folds, n_spatial_blocks : outer folds and k-means blocks.
+    pipeline_kwargs : passed to :func:`fit_driver_pipeline`.
+
+    Returns
+    -------
+    DriverAnalysis
     """
     X, levels = encode_features(ds.frame, numeric=ds.numeric, categorical=ds.categorical)
     yv = ds.y.to_numpy(float)
-    fit = fit_driver_pipeline(X, yv, seed=seed, **pipeline_kwargs)
     rf = random_folds(len(yv), n_folds=n_folds, seed=seed)
     sf, block = spatial_block_folds(x, y, n_folds=n_folds, n_blocks=n_spatial_blocks, seed=seed)
-    cv = cross_validate(X, yv, {"random": rf, "spatial_block": sf}, seed=seed, **pipeline_kwargs)
+    spatial = tuple(ds.spatial)
+    fit = fit_driver_pipeline(X, yv, seed=seed, groups=block, spatial=spatial, **pipeline_kwargs)
+    cv = cross_validate(X, yv, {"random": rf, "spatial_block": sf}, seed=seed, groups={"spatial_block": block},
+                        spatial=spatial, **pipeline_kwargs)
     sv = shap_values(fit.xgb, fit.transform(X))
     imp = importance_table(fit, sv)
+    skill = assess_skill(cv.metrics, cv.predictions, model="xgb", cv_scheme="spatial_block")
     folds = pd.DataFrame({"sample_id": ds.frame.index, "x": np.asarray(x, float), "y": np.asarray(y, float),
                           "fold_random": rf + 1, "fold_spatial_block": sf + 1, "block": block + 1})
     return DriverAnalysis(X=X, levels=levels, fit=fit, cv=cv, folds=folds, shap=sv, importance=imp,
-                          summary=summarize_cv(cv.metrics), comparison=compare_learners(cv.metrics))
+                          summary=summarize_cv(cv.metrics), comparison=compare_learners(cv.metrics), skill=skill,
+                          drivers=driver_table(imp, skill), spatial_share=spatial_share(imp),
+                          n_blocks=int(len(np.unique(block))))
 
 
 def methods_text(ds: DriverData, *, n_folds: int, n_spatial_blocks: int, correlation_threshold: float,
                  selection: str, min_gain_share: float, top_k: int, n_search: int) -> str:
-    """Methods paragraph of the ``ml_drivers`` report section (formulas and citations)."""
+    """Methods paragraph of the ``ml_drivers`` report section (validation first; formulas and citations).
+
+    Parameters
+    ----------
+    ds : :func:`assemble_dataset`.
+    n_folds, n_spatial_blocks, correlation_threshold, selection, min_gain_share, top_k, n_search :
+        the stage's options.
+
+    Returns
+    -------
+    str (markdown)
+    """
     sel = (f"features whose share of the total gain exceeds {min_gain_share:g} (at most {top_k})"
            if selection == "gain_share" else f"the {top_k} features with the largest gain share")
-    preds = ", ".join(ds.numeric + ds.categorical)
+    preds = ", ".join(ds.drivers)
+    spatial = ("The sample coordinates were not candidate drivers: they carry spatial autocorrelation, not "
+               "mechanisms. They entered the model as a separate spatial term, outside pruning and selection, and "
+               "their share of the model's mean absolute SHAP value is reported apart from the drivers."
+               if ds.spatial else
+               "The sample coordinates were not predictors: they carry spatial autocorrelation, not mechanisms, "
+               "and the spatial structure is handled by the spatial-block validation.")
     return f"""
-**Methods.** The target, {ds.target_label} in {ds.medium} (n = {len(ds.y)}), was modelled by extreme
-gradient boosting (XGBoost) [@chen2016xgboost] following Wu et al. [@wu2025tracing]: an additive
-ensemble of $K$ regression trees, $\\hat y_i = \\sum_{{k=1}}^{{K}} f_k(\\mathbf x_i)$. Predictors
-({preds}; categorical ones one-hot encoded) were standardised, $x'_j = (x_j - \\mu_j)/\\sigma_j$.
-Within each cluster of predictors whose pairwise $|r|$ is at least {correlation_threshold:g} (complete-linkage
+**Validation scheme.** Skill was estimated by {n_folds}-fold cross-validation with spatial-block folds: the
+samples were grouped into {n_spatial_blocks} k-means clusters of their coordinates and whole clusters were held
+out, so that test samples are not neighbours of training samples; random folds on spatially autocorrelated data
+overstate predictive skill [@roberts2017cv]. Random folds are shown for comparison only. The whole pipeline
+(standardisation, pruning, selection and hyperparameter search) was repeated inside every training fold, and the
+inner folds of the hyperparameter search also held out whole clusters. A model is said to have transferable
+skill when its mean spatial-block $R^2$ is above 0 and its mean RMSE is below that of predicting the mean of the
+training samples; only then are its drivers interpreted.
+
+**Model.** The target, {ds.target_label} in {ds.medium} (n = {len(ds.y)}), was modelled by extreme gradient
+boosting (XGBoost) [@chen2016xgboost] following Wu et al. [@wu2025tracing]: an additive ensemble of $K$
+regression trees, $\\hat y_i = \\sum_{{k=1}}^{{K}} f_k(\\mathbf x_i)$. Candidate drivers ({preds};
+categorical ones one-hot encoded) were standardised, $x'_j = (x_j - \\mu_j)/\\sigma_j$. {spatial} Within
+each cluster of candidates whose pairwise $|r|$ is at least {correlation_threshold:g} (complete-linkage
 clustering on $1-|r|$), only the member with the largest absolute Spearman correlation with the target was
-kept. A screening model ranked the remaining predictors by their share of the total gain,
+kept. A screening model ranked the remaining candidates by their share of the total gain,
 $g_j = G_j / \\sum_k G_k$, and the final model used {sel}. Its hyperparameters were chosen by a seeded
 random search over {n_search} combinations of tree number, depth, learning rate, row subsampling and
 minimum child weight (3-fold inner cross-validation, RMSE). Predictions were explained with SHAP values
 from TreeExplainer [@lundberg2020tree], which split each prediction into additive contributions,
-$\\hat y_i = \\phi_0 + \\sum_j \\phi_{{ij}}$.
-
-Performance was estimated by {n_folds}-fold cross-validation with two fold designs: random folds and
-spatial-block folds, in which the samples are grouped into {n_spatial_blocks} k-means clusters of their
-coordinates and whole clusters are held out, so that the test samples are not neighbours of the training
-samples; random folds on spatially autocorrelated data overstate predictive skill [@roberts2017cv]. The whole
-pipeline (standardisation, pruning, selection and hyperparameter search) was repeated inside every training
-fold, so no test sample influenced any modelling choice. XGBoost was compared with a Random Forest
-[@breiman2001rf] and an ordinary least-squares linear model on the same selected features and folds.
-Scores: $R^2 = 1 - \\sum (y_i-\\hat y_i)^2 / \\sum (y_i-\\bar y)^2$,
-$\\mathrm{{RMSE}} = \\sqrt{{\\tfrac1n \\sum (y_i-\\hat y_i)^2}}$, $\\mathrm{{MAE}} = \\tfrac1n\\sum|y_i-\\hat y_i|$,
-computed per fold and reported as mean ± standard deviation over folds.
+$\\hat y_i = \\phi_0 + \\sum_j \\phi_{{ij}}$. XGBoost was compared with a Random Forest [@breiman2001rf]
+and an ordinary least-squares linear model on the same selected features and folds. Scores:
+$R^2 = 1 - \\sum (y_i-\\hat y_i)^2 / \\sum (y_i-\\bar y)^2$,
+$\\mathrm{{RMSE}} = \\sqrt{{\\tfrac1n \\sum (y_i-\\hat y_i)^2}}$,
+$\\mathrm{{MAE}} = \\tfrac1n\\sum|y_i-\\hat y_i|$, computed per fold and reported as mean ± standard
+deviation over folds.
 """
 
 
 def cv_display(summary: pd.DataFrame, *, unit_label: str) -> pd.DataFrame:
-    """Reader's table of :func:`summarize_cv`: learner, folds, R2, RMSE and MAE as mean ± sd."""
+    """Reader's table of :func:`summarize_cv`: learner, folds, R2, RMSE and MAE as mean ± sd.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`summarize_cv`.
+    unit_label : str
+        Target unit shown in the RMSE and MAE headers.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns Learner, CV folds, R², RMSE (unit), MAE (unit), as formatted strings.
+    """
     def pm(m, s):
         return [f"{a:.3g} ± {float(f'{b:.2g}'):g}" for a, b in zip(m, s)]
 
@@ -1032,41 +1675,159 @@ def cv_display(summary: pd.DataFrame, *, unit_label: str) -> pd.DataFrame:
     })
 
 
+def _direction(res: DriverAnalysis, f: str) -> str:
+    xv = res.X[f].to_numpy(float)
+    r = np.corrcoef(xv, res.shap[f].to_numpy(float))[0, 1] if np.ptp(xv) > 0 else np.nan
+    d = "raises" if r > 0.3 else "lowers" if r < -0.3 else "has a mixed effect on"
+    return f"membership {d}" if "=" in f else f"a higher value {d}"
+
+
 def results_text(res: DriverAnalysis, ds: DriverData) -> str:
-    """Results paragraph: selected drivers, their SHAP direction, and random vs spatial-block skill."""
-    imp = res.importance[res.importance["selected"]]
-    top = imp.head(3)
-    dirs = []
-    for f in top["feature"]:
-        xv = res.X[f].to_numpy(float)
-        r = np.corrcoef(xv, res.shap[f].to_numpy(float))[0, 1] if np.ptp(xv) > 0 else np.nan
-        d = "raises" if r > 0.3 else "lowers" if r < -0.3 else "has a mixed effect on"
-        dirs.append(f"{f} (mean absolute SHAP {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; a higher "
-                    f"value {d} the prediction)" if not f.count("=") else
-                    f"{f} (mean absolute SHAP {res.importance.set_index('feature').loc[f, 'mean_abs_shap']:.3g}; "
-                    f"membership {d} the prediction)")
+    """Results paragraphs: validation and skill first; drivers only when the model has transferable skill.
+
+    Parameters
+    ----------
+    res : :func:`analyse_drivers`.
+    ds : :func:`assemble_dataset`.
+
+    Returns
+    -------
+    str (markdown)
+    """
     s = res.summary.set_index(["model", "cv_scheme"])
-    xr, xs = s.loc[("xgb", "random")], s.loc[("xgb", "spatial_block")]
-    pruned = res.fit.pruning[~res.fit.pruning["kept"]]["feature"].tolist()
-    return (f"**Results.** Of {len(res.fit.features)} candidate features, "
-            + (f"{len(pruned)} {'was' if len(pruned) == 1 else 'were'} pruned as correlated ({', '.join(pruned)}); "
-               if pruned else "none was pruned as correlated; ")
-            + f"{len(res.fit.selected)} were selected: {', '.join(res.fit.selected)}. The most influential were "
-            + "; ".join(dirs) + ". "
-            + f"XGBoost reached a cross-validated R² of {xr['r2_mean']:.2f} ± {xr['r2_std']:.2f} with random folds and "
-            f"{xs['r2_mean']:.2f} ± {xs['r2_std']:.2f} with spatial-block folds (RMSE {xr['rmse_mean']:.3g} vs "
-            f"{xs['rmse_mean']:.3g}); "
-            + ("the drop shows how much of the random-fold skill comes from spatial proximity rather than from "
-               "the drivers. " if xs["rmse_mean"] > xr["rmse_mean"] * 1.05 else
-               "the two fold designs agree, so the skill does not rest on spatial proximity alone. ")
-            + ("A negative R² means that, for areas held out as whole blocks, the model predicts worse than the "
-               "mean of the training samples would: the predictors do not carry the target into unsampled areas. "
-               if xs["r2_mean"] < 0 else "")
-            + res.comparison)
+    xr = s.loc[("xgb", "random")]
+    parts = [skill_statement(res.skill, target_label=ds.target_label, n_blocks=res.n_blocks)]
+    if xr["r2_mean"] <= 0:
+        gap = "; neither fold design shows skill. "
+    elif xr["r2_mean"] - res.skill.r2_mean > 0.05:
+        gap = (f"; the gap to the spatial-block score ({res.skill.r2_mean:.2f}) is the part of the apparent skill "
+               "that comes from spatial proximity rather than from the predictors. ")
+    else:
+        gap = "; the two fold designs agree, so the skill does not rest on spatial proximity. "
+    parts.append(
+        f"With random folds, which let the model interpolate between neighbouring samples, XGBoost reached R² "
+        f"{xr['r2_mean']:.2f} ± {xr['r2_std']:.2f}" + gap + res.comparison)
+    if np.isfinite(res.spatial_share):
+        parts.append(f"The spatial term (the coordinates) accounts for {100 * res.spatial_share:.0f} % of the "
+                     "model's mean absolute SHAP value; it describes where the target is high, not why, and is "
+                     "not a driver.")
+    if res.skill.has_skill:
+        d = res.drivers
+        pruned = res.fit.pruning[~res.fit.pruning["kept"]]["feature"].tolist()
+        top = d.head(3)
+        desc = [f"{f} (mean absolute SHAP {v:.3g}, {100 * sh:.0f} % of the drivers' total; {_direction(res, f)} "
+                "the prediction)" for f, v, sh in zip(top["feature"], top["mean_abs_shap"], top["share"])]
+        parts.append(
+            "**Drivers.** Of the candidate drivers, "
+            + (f"{len(pruned)} {'was' if len(pruned) == 1 else 'were'} pruned as correlated with a more informative "
+               f"one ({', '.join(pruned)}); " if pruned else "none was pruned as correlated; ")
+            + f"{len(d)} {'was' if len(d) == 1 else 'were'} selected. The most influential were " + "; ".join(desc)
+            + ". Effects are associations learned from the samples, conditional on the other predictors; they are "
+            "not causal estimates.")
+    return "\n\n".join(parts)
+
+
+def exploratory_text(res: DriverAnalysis, ds: DriverData) -> str:
+    """Appendix note for the SHAP ranking of a model without transferable skill (labelled exploratory).
+
+    Parameters
+    ----------
+    res : :func:`analyse_drivers`.
+    ds : :func:`assemble_dataset`.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    imp = res.importance[res.importance["selected"] & ~res.importance["spatial"]]
+    names = ", ".join(imp["feature"].head(5))
+    return (f"**Exploratory only.** The model of {ds.target_label} showed no transferable skill under spatial-block "
+            f"cross-validation (R² {res.skill.r2_mean:.2f} ± {res.skill.r2_sd:.2f}), so the ranking below is not "
+            f"evidence of drivers: it shows which inputs the model used to fit the sampled points ({names}), which "
+            "can reflect chance associations or spatial clustering as much as mechanisms.")
+
+
+def compare_with_truth(importance: pd.DataFrame, truth: pd.DataFrame, *, source: dict[str, str] | None = None
+                       ) -> pd.DataFrame:
+    """Recovered importance of each covariate next to the generator's known truth.
+
+    Parameters
+    ----------
+    importance : :func:`importance_table` (one-hot columns are summed to their covariate).
+    truth : one row per covariate: ``covariate``, ``in_generator`` (bool: the generator uses it,
+        directly or through a quantity it sets), ``pathway`` (text).
+    source : design column -> covariate (``X.attrs['source']``); default: the column name, or
+        the part before ``=`` for one-hot columns.
+
+    Returns
+    -------
+    DataFrame covariate, in_generator, pathway, mean_abs_shap (0 when not selected), rank (1 =
+    largest), recovered (True when a covariate the generator uses ranks above every covariate it
+    does not use, or an unused covariate ranks below every used one).
+    """
+    need = {"covariate", "in_generator", "pathway"}
+    if not need <= set(truth.columns):
+        raise ValueError(f"truth table must have columns {sorted(need)}, got {list(truth.columns)}")
+    imp = importance[~importance["spatial"]] if "spatial" in importance else importance
+    src = source or {}
+    cov = [src.get(f, f.split("=", 1)[0]) for f in imp["feature"]]
+    agg = pd.Series(imp["mean_abs_shap"].fillna(0.0).to_numpy(), index=cov).groupby(level=0).sum()
+    t = truth.copy()
+    t["in_generator"] = t["in_generator"].astype(str).str.lower().isin(["true", "1", "yes"])
+    t["mean_abs_shap"] = [float(agg.get(c, 0.0)) for c in t["covariate"]]
+    t["rank"] = t["mean_abs_shap"].rank(ascending=False, method="min").astype(int)
+    used = t.loc[t["in_generator"], "mean_abs_shap"]
+    unused = t.loc[~t["in_generator"], "mean_abs_shap"]
+    hi_unused = float(unused.max()) if len(unused) else -np.inf
+    lo_used = float(used.min()) if len(used) else np.inf
+    t["recovered"] = np.where(t["in_generator"], t["mean_abs_shap"] > hi_unused, t["mean_abs_shap"] < lo_used)
+    return t[["covariate", "in_generator", "pathway", "mean_abs_shap", "rank", "recovered"]]
+
+
+def truth_text(table: pd.DataFrame, *, has_skill: bool) -> str:
+    """Plain-words comparison of :func:`compare_with_truth` (generated demo regions only).
+
+    Parameters
+    ----------
+    table : :func:`compare_with_truth`.
+    has_skill : whether the model has transferable skill.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    used = table[table["in_generator"]]
+    unused = table[~table["in_generator"]]
+    ok = int(table["recovered"].sum())
+    return ("**Known truth.** These data are generated, so what the model should find is known. The generator "
+            "makes the target depend on " + (", ".join(used["covariate"]) or "none of the covariates")
+            + " and not on " + (", ".join(unused["covariate"]) or "any other covariate") + ". "
+            + f"{ok} of {len(table)} covariates sit on the right side of that divide in the model's mean absolute "
+            "SHAP ranking" + (" (" + "; ".join(f"{c}, unused by the generator, ranks {r} of {len(table)}"
+                                               for c, r in zip(unused["covariate"], unused["rank"])) + ")"
+                              if len(unused) else "")
+            + "."
+            + (" A covariate the generator does not use can still rank high when it varies across the region in step "
+               "with the target (a trend, a shared pattern): SHAP rankings are associations, not mechanisms."
+               if len(unused) and not unused["recovered"].all() else "")
+            + ("" if has_skill else " The model has no transferable skill, so this comparison is exploratory."))
 
 
 def plot_folds(folds: pd.DataFrame, *, coordinate_unit: str = ""):
-    """Sample locations coloured by random fold (left) and spatial-block fold (right)."""
+    """Sample locations coloured by random fold (left) and spatial-block fold (right).
+
+    Parameters
+    ----------
+    folds : pandas.DataFrame
+        Columns x, y, fold_random, fold_spatial_block.
+    coordinate_unit : str, default ''
+        Coordinate unit (axis labels).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.3), sharex=True, sharey=True)

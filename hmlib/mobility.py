@@ -39,17 +39,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
 
 from .errors import DataError, DataIssue, UnitError
 from .io import parse_concentration
-from .params import StageOptions
 from .reference import load_reference
 from .units import convert, dimension, normalize_unit
+
+if TYPE_CHECKING:  # the options model is declared once, in the stage module
+    from .stages.mobility import Options as MobilityOptions
 
 __all__ = [
     "BCR_FRACTIONS",
@@ -58,7 +59,6 @@ __all__ = [
     "TESSIER_TO_BCR",
     "THEORY_SIGNS",
     "theory_signs",
-    "MobilityOptions",
     "MobilityModel",
     "read_fractions",
     "to_bcr",
@@ -82,7 +82,11 @@ __all__ = [
     "totals_long",
     "resolve_features",
     "model_frame",
+    "indices_with_recovery",
     "fit_all",
+    "spatial_folds",
+    "read_effect_truth",
+    "effect_truth_recovery",
     "risk_thresholds",
     "grid_frame",
     "scenario_tables",
@@ -126,61 +130,6 @@ _TESSIER_ALIASES = {
 THEORY_SIGNS = "Theory_Sauve2000"
 
 _METAL = re.compile(r"^[A-Z][a-z]?(\(?[IVX]+\)?)?$")
-
-
-# ----------------------------------------------------------------------------------------------
-# options of the stage
-# ----------------------------------------------------------------------------------------------
-class MobilityOptions(StageOptions):
-    """Options of stage ``mobility`` (``stages: mobility:`` in params)."""
-
-    fractions: str | None = Field(default=None, description="CSV of sequential-extraction fractions "
-                                  "(long format: sample_id, metal, fraction, value, unit)")
-    scheme: Literal["bcr", "tessier"] = Field(default="bcr", description="extraction scheme of the fractions file")
-    medium: str | None = Field(default=None, description="medium whose totals the fractions belong to (default: first)")
-    recovery_tolerance_percent: float = Field(default=20.0, gt=0, le=100,
-                                              description="accepted |sum of fractions / total - 1| in percent")
-    exclude_bad_recovery: bool = Field(default=False, description="drop sample-metal pairs outside the tolerance")
-    mobile_fraction: Literal["F1", "F1+F2"] = Field(default="F1", description="fractions counted as mobile")
-    features: list[str] = Field(default_factory=list,
-                                description="numeric sample covariates used as predictors (empty: all numeric)")
-    soc_feature: str | None = Field(default=None, description="covariate holding SOC or OM (scenario)")
-    ph_feature: str | None = Field(default=None, description="covariate holding soil pH (theory constraint)")
-    include_total: bool = Field(default=True, description="use the total concentration as a predictor")
-    theory_constraints: bool = Field(default=True, description="apply the pH and total-concentration signs from theory")
-    monotone_constraints: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="metal -> {feature: -1|0|1}; overrides the theory signs")
-    n_splits: int = Field(default=5, ge=2, le=20)
-    n_estimators: int = Field(default=300, ge=10, le=5000)
-    max_depth: int = Field(default=3, ge=1, le=10)
-    learning_rate: float = Field(default=0.05, gt=0, le=1)
-    min_samples: int = Field(default=30, ge=10, description="metals with fewer samples are not modelled")
-    soc_increase_per_year: float = Field(default=0.004, ge=0, le=0.1,
-                                         description="relative SOC increase per year (4 per mille = 0.004)")
-    horizon_years: int = Field(default=26, ge=1, le=200, description="years of compounding SOC increase")
-    risk_threshold_mg_kg: dict[str, float] = Field(
-        default_factory=dict, description="metal -> threshold of the mobile concentration (mg/kg)")
-    risk_quantile: float = Field(default=0.75, gt=0, lt=1,
-                                 description="for metals without a threshold: this quantile of today's mobile concentration")
-    grid_total_columns: dict[str, str] = Field(default_factory=dict,
-                                               description="metal -> grid column with its total concentration (mg/kg)")
-
-    @field_validator("monotone_constraints")
-    @classmethod
-    def _signs(cls, v: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-        for metal, cons in v.items():
-            for feat, s in cons.items():
-                if s not in (-1, 0, 1):
-                    raise ValueError(f"constraint of {metal}.{feat} must be -1, 0 or 1, got {s!r}")
-        return v
-
-    @field_validator("risk_threshold_mg_kg")
-    @classmethod
-    def _thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        for metal, t in v.items():
-            if not t > 0:
-                raise ValueError(f"risk threshold of {metal} must be > 0 mg/kg, got {t}")
-        return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,6 +264,11 @@ def to_bcr(fractions: pd.DataFrame, *, scheme: Literal["bcr", "tessier"] = "bcr"
     ----------
     fractions : output of :func:`read_fractions` (``sample_id, metal, fraction, value_mg_kg``).
     scheme : the scheme of ``fractions``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns sample_id, metal, F1, F2, F3, F4 (mg/kg).
     """
     need = {"sample_id", "metal", "fraction", "value_mg_kg"}
     if not need <= set(fractions.columns):
@@ -388,7 +342,18 @@ def recovery_check(bcr: pd.DataFrame, totals: pd.DataFrame, *, tolerance_percent
 
 
 def rac_class_table(name: str = "RAC_Perin1985") -> pd.DataFrame:
-    """The RAC class table (reference set ``index_classes/<name>``): class, lower, upper, closed, source."""
+    """The RAC class table (reference set ``index_classes/<name>``): class, lower, upper, closed, source.
+
+    Parameters
+    ----------
+    name : str, default 'RAC_Perin1985'
+        Name of the ``index_classes`` reference set.
+
+    Returns
+    -------
+    pandas.DataFrame
+        RAC rows of the set ordered by rank (class, lower, upper, closed, source, ...; bounds in %).
+    """
     t = load_reference("index_classes", name)
     t = t[t["index"] == "RAC"].sort_values("rank").reset_index(drop=True)
     if t.empty:
@@ -495,7 +460,21 @@ def fractionation_indices(bcr: pd.DataFrame, *, table: pd.DataFrame | None = Non
 
 
 def rac_summary(indices: pd.DataFrame, *, table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Number and share of samples per metal and RAC class (all classes listed, zeros included)."""
+    """Number and share of samples per metal and RAC class (all classes listed, zeros included).
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Fractionation indices with metal, rac_class, rac_percent.
+    table : pandas.DataFrame or None, optional
+        RAC class table; None uses :func:`rac_class_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, rac_class, lower_percent, upper_percent, closed, n_samples, share_percent,
+        median_rac_percent.
+    """
     t = rac_class_table() if table is None else table
     rows = []
     for metal, g in indices.groupby("metal", sort=False):
@@ -510,7 +489,20 @@ def rac_summary(indices: pd.DataFrame, *, table: pd.DataFrame | None = None) -> 
 
 
 def mobile_share(indices: pd.DataFrame, *, mobile_fraction: Literal["F1", "F1+F2"] = "F1") -> pd.Series:
-    """Mobile share in percent: :math:`100F_1/S` or :math:`100(F_1+F_2)/S` (from :func:`fractionation_indices`)."""
+    """Mobile share in percent: :math:`100F_1/S` or :math:`100(F_1+F_2)/S` (from :func:`fractionation_indices`).
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Output of :func:`fractionation_indices` (mf1_percent, mf12_percent).
+    mobile_fraction : {'F1', 'F1+F2'}, default 'F1'
+        Fractions counted as mobile.
+
+    Returns
+    -------
+    pandas.Series
+        Mobile share (%) per row of ``indices``.
+    """
     if mobile_fraction == "F1":
         return indices["mf1_percent"]
     if mobile_fraction == "F1+F2":
@@ -522,7 +514,18 @@ def mobile_share(indices: pd.DataFrame, *, mobile_fraction: Literal["F1", "F1+F2
 # model
 # ----------------------------------------------------------------------------------------------
 def theory_signs(name: str = THEORY_SIGNS) -> pd.DataFrame:
-    """Constraint signs from theory (reference set ``mobility_sign/<name>``): metal, feature, sign, source."""
+    """Constraint signs from theory (reference set ``mobility_sign/<name>``): metal, feature, sign, source.
+
+    Parameters
+    ----------
+    name : str, optional
+        Name of the ``mobility_sign`` reference set (default :data:`THEORY_SIGNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, feature (``ph`` or ``total``), sign (-1 or 1), source.
+    """
     t = load_reference("mobility_sign", name)
     bad = t[~t["sign"].isin([-1, 1]) | ~t["feature"].isin(["ph", "total"])]
     if not bad.empty:
@@ -544,6 +547,26 @@ def theory_constraints(metal: str, features: list[str], *, ph_feature: str | Non
 
     Signs are read from :func:`theory_signs`. Features not in ``features`` are ignored; a 0 in
     ``overrides`` removes a constraint.
+
+    Parameters
+    ----------
+    metal : str
+        Metal symbol.
+    features : list of str
+        Model features.
+    ph_feature : str or None
+        Feature holding soil pH, if any.
+    total_feature : str or None
+        Feature holding the total concentration, if any.
+    overrides : dict of str to int or None, optional
+        Feature mapped to a sign (-1, 0, +1) replacing the theory sign.
+    signs : pandas.DataFrame or None, optional
+        Theory sign table; None uses :func:`theory_signs`.
+
+    Returns
+    -------
+    dict of str to int
+        Feature mapped to its monotone constraint (-1 or +1); unconstrained features omitted.
     """
     t = theory_signs() if signs is None else signs
     tm = {r["feature"]: int(r["sign"]) for r in t[t["metal"] == metal].to_dict("records")}
@@ -615,13 +638,14 @@ def _xgb(constraints: dict[str, int], features: list[str], seed: int, n_estimato
 
 def fit_mobility_model(X: pd.DataFrame, y_percent, *, metal: str = "", constraints: dict[str, int] | None = None,
                        seed: int, n_splits: int = 5, n_estimators: int = 300, max_depth: int = 3,
-                       learning_rate: float = 0.05) -> MobilityModel:
+                       learning_rate: float = 0.05, folds=None) -> MobilityModel:
     """Fit XGBoost to the mobile share with optional monotone constraints; seeded k-fold CV.
 
     Gradient-boosted trees (Chen and Guestrin 2016) with monotone constraints: for a feature
     with sign :math:`s`, predictions satisfy :math:`s\\,(f(\\ldots,x',\\ldots)-f(\\ldots,x,\\ldots))
     \\ge 0` whenever :math:`x' \\ge x`, all other features fixed (enforced by XGBoost at every
-    split). Cross-validation: :math:`k` shuffled folds seeded by ``seed``; per fold
+    split). Cross-validation: the given ``folds`` (e.g. spatial blocks, :func:`spatial_folds`) or
+    :math:`k` shuffled folds seeded by ``seed``; per fold
     :math:`R^2 = 1 - \\sum (y-\\hat y)^2 / \\sum (y-\\bar y)^2`, RMSE and MAE.
 
     Parameters
@@ -631,6 +655,13 @@ def fit_mobility_model(X: pd.DataFrame, y_percent, *, metal: str = "", constrain
     metal : label stored in the result.
     constraints : feature -> -1/+1 (see :func:`theory_constraints`); None: unconstrained.
     seed : seeds the folds and XGBoost.
+    n_splits : number of shuffled folds when ``folds`` is None.
+    n_estimators, max_depth, learning_rate : XGBoost settings.
+    folds : optional fold label per row of X (e.g. spatial blocks); overrides ``n_splits``.
+
+    Returns
+    -------
+    :class:`MobilityModel`.
 
     References
     ----------
@@ -657,13 +688,23 @@ def fit_mobility_model(X: pd.DataFrame, y_percent, *, metal: str = "", constrain
     unknown = set(constraints) - set(features)
     if unknown:
         raise ValueError(f"constraints name {sorted(unknown)}, which are not columns of X {features}")
-    if len(X) < 2 * n_splits:
-        raise ValueError(f"need at least {2 * n_splits} rows for {n_splits}-fold CV, got {len(X)}")
+    if folds is None:
+        if len(X) < 2 * n_splits:
+            raise ValueError(f"need at least {2 * n_splits} rows for {n_splits}-fold CV, got {len(X)}")
+        splits = list(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(len(X))))
+    else:
+        fl = np.asarray(folds)
+        if fl.shape != (len(X),):
+            raise ValueError(f"folds must give one fold per row of X ({len(X)}), got shape {fl.shape}")
+        labels = np.unique(fl)
+        if len(labels) < 2:
+            raise ValueError("folds must contain at least two folds")
+        splits = [(np.flatnonzero(fl != k), np.flatnonzero(fl == k)) for k in labels]
     Xf = X.astype(float).reset_index(drop=True)
     hyper = dict(n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate)
     oof = np.empty(len(y))
     rows = []
-    for k, (tr, te) in enumerate(KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(Xf)):
+    for k, (tr, te) in enumerate(splits):
         m = _xgb(constraints, features, seed, **hyper).fit(Xf.iloc[tr], y[tr])
         p = np.clip(m.predict(Xf.iloc[te]), 0, 100)
         oof[te] = p
@@ -681,6 +722,23 @@ def monotonicity_check(model: MobilityModel, X: pd.DataFrame, feature: str, *, s
 
     For ``n_rows`` rows of ``X`` (a seeded sample), ``feature`` is swept over ``n_grid`` points
     from its minimum to its maximum in ``X`` and the largest step against ``sign`` is recorded.
+
+    Parameters
+    ----------
+    model : MobilityModel
+        Fitted mobility model of one metal.
+    X : pandas.DataFrame
+        Predictor rows (the model's feature columns).
+    feature : str
+        Feature to sweep.
+    sign : int or None, optional
+        Expected sign (-1 or +1); None uses the model's constraint of ``feature``.
+    n_grid : int, default 40
+        Number of grid points of the sweep.
+    n_rows : int, default 40
+        Number of rows sampled from ``X``.
+    seed : int, default 0
+        Seed of the row sample.
 
     Returns
     -------
@@ -714,6 +772,17 @@ def effect_sign(model: MobilityModel, X: pd.DataFrame, feature: str, *, n_grid: 
     doi:10.1214/aos/1013203451) is computed over a grid between the 5th and 95th percentiles of
     ``feature``; its least-squares slope gives the sign.
 
+    Parameters
+    ----------
+    model : MobilityModel
+        Fitted mobility model of one metal.
+    X : pandas.DataFrame
+        Predictor rows (the model's feature columns).
+    feature : str
+        Feature of the partial dependence.
+    n_grid : int, default 30
+        Number of grid points.
+
     Returns
     -------
     dict: feature, slope (percent points per unit), sign (-1, 0, +1), pd_range (max - min).
@@ -731,8 +800,31 @@ def effect_sign(model: MobilityModel, X: pd.DataFrame, feature: str, *, n_grid: 
 
 def compare_constraints(X: pd.DataFrame, y_percent, *, metal: str, constraints: dict[str, int], seed: int,
                         n_splits: int = 5, n_estimators: int = 300, max_depth: int = 3,
-                        learning_rate: float = 0.05) -> tuple[MobilityModel, MobilityModel, pd.DataFrame]:
+                        learning_rate: float = 0.05, folds=None) -> tuple[MobilityModel, MobilityModel, pd.DataFrame]:
     """Fit the model with and without ``constraints`` on the same folds; compare CV and theory checks.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame
+        Predictors, samples x features.
+    y_percent : array-like
+        Mobile share (%) of the samples.
+    metal : str
+        Metal symbol.
+    constraints : dict of str to int
+        Monotone constraints (feature -> -1 or +1).
+    seed : int
+        Random seed.
+    n_splits : int, default 5
+        Number of CV folds.
+    n_estimators : int, default 300
+        Number of boosted trees.
+    max_depth : int, default 3
+        Maximum tree depth.
+    learning_rate : float, default 0.05
+        XGBoost learning rate.
+    folds : array-like or None, optional
+        Fold number of each sample; None draws random folds.
 
     Returns
     -------
@@ -741,7 +833,7 @@ def compare_constraints(X: pd.DataFrame, y_percent, *, metal: str, constraints: 
     largest violation of the theory sign found by :func:`monotonicity_check`.
     """
     kw = dict(metal=metal, seed=seed, n_splits=n_splits, n_estimators=n_estimators, max_depth=max_depth,
-              learning_rate=learning_rate)
+              learning_rate=learning_rate, folds=folds)
     con = fit_mobility_model(X, y_percent, constraints=constraints, **kw)
     unc = fit_mobility_model(X, y_percent, constraints=None, **kw)
     rows = []
@@ -758,6 +850,18 @@ def compare_constraints(X: pd.DataFrame, y_percent, *, metal: str, constraints: 
 
 def shap_values(model: MobilityModel, X: pd.DataFrame) -> pd.DataFrame:
     """TreeSHAP values (percent points) of each feature for each row (Lundberg et al. 2020).
+
+    Parameters
+    ----------
+    model : MobilityModel
+        Fitted mobility model of one metal.
+    X : pandas.DataFrame
+        Predictor rows (the model's feature columns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        SHAP values (percent points), index of ``X``, one column per model feature.
 
     References
     ----------
@@ -776,6 +880,21 @@ def shap_importance(model: MobilityModel, X: pd.DataFrame, *, sv: pd.DataFrame |
 
     ``direction`` is the sign of the Spearman correlation between a feature's values and its SHAP
     values (+1: higher values raise the predicted mobile share).
+
+    Parameters
+    ----------
+    model : MobilityModel
+        Fitted mobility model of one metal.
+    X : pandas.DataFrame
+        Predictor rows (the model's feature columns).
+    sv : pandas.DataFrame or None, optional
+        Precomputed SHAP values; None computes them with :func:`shap_values`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, feature, mean_abs_shap_pp (percent points), direction (-1, 0, +1),
+        constraint, rank; sorted by decreasing importance.
     """
     from scipy.stats import spearmanr
 
@@ -839,6 +958,20 @@ def soc_scenario(soc, *, rate_per_year: float = 0.004, years: int = 26) -> np.nd
     2017). Organic matter scales with SOC by a constant factor, so the same relative change
     applies when the model uses OM instead of SOC.
 
+    Parameters
+    ----------
+    soc : float or array-like
+        Soil organic carbon today (any unit).
+    rate_per_year : float, default 0.004
+        Relative increase per year.
+    years : int, default 26
+        Number of years.
+
+    Returns
+    -------
+    numpy.ndarray
+        SOC after ``years`` (same unit as ``soc``).
+
     References
     ----------
     Minasny B. et al. (2017) Soil carbon 4 per mille. Geoderma 292:59-86.
@@ -859,6 +992,23 @@ def scenario_change(model: MobilityModel, X: pd.DataFrame, *, soc_feature: str, 
     """Predicted mobile share and mobilization risk today and after the SOC scenario.
 
     Only ``soc_feature`` changes (:func:`soc_scenario`); other predictors stay as they are.
+
+    Parameters
+    ----------
+    model : MobilityModel
+        Fitted mobility model of one metal.
+    X : pandas.DataFrame
+        Predictor rows (the model's feature columns).
+    soc_feature : str
+        Feature holding SOC (or OM).
+    total_mg_kg : array-like
+        Total concentration (mg/kg) of each row.
+    threshold_mg_kg : float
+        Mobile concentration (mg/kg) above which a row is at risk.
+    rate_per_year : float, default 0.004
+        Relative SOC increase per year.
+    years : int, default 26
+        Scenario length in years.
 
     Returns
     -------
@@ -888,7 +1038,18 @@ def scenario_change(model: MobilityModel, X: pd.DataFrame, *, soc_feature: str, 
 # stage helpers: all metals at once
 # ----------------------------------------------------------------------------------------------
 def totals_long(wide: pd.DataFrame) -> pd.DataFrame:
-    """Samples x metals totals (``RegionData.wide``) as ``sample_id, metal, total_mg_kg``."""
+    """Samples x metals totals (``RegionData.wide``) as ``sample_id, metal, total_mg_kg``.
+
+    Parameters
+    ----------
+    wide : pandas.DataFrame
+        Total concentrations (mg/kg), samples (index) x metals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns sample_id, metal, total_mg_kg.
+    """
     w = wide.copy()
     w.index.name = "sample_id"
     return w.reset_index().melt(id_vars="sample_id", var_name="metal", value_name="total_mg_kg")
@@ -899,6 +1060,22 @@ def resolve_features(options: MobilityOptions, covariates: list[str], categorica
     """The covariate predictors: ``options.features`` or every numeric covariate of the region.
 
     Raises ValueError naming a requested feature that is not a numeric sample covariate.
+
+    Parameters
+    ----------
+    options : MobilityOptions
+        Stage options (``features`` may be empty).
+    covariates : list of str
+        Covariates declared for the region.
+    categorical : list of str
+        Categorical covariates.
+    sites : pandas.DataFrame
+        Sample table with the covariate columns.
+
+    Returns
+    -------
+    list of str
+        Numeric covariate names used as predictors.
     """
     numeric = [c for c in covariates if c not in categorical and c in sites.columns
                and pd.api.types.is_numeric_dtype(sites[c])]
@@ -911,11 +1088,55 @@ def resolve_features(options: MobilityOptions, covariates: list[str], categorica
     return list(options.features)
 
 
+def indices_with_recovery(bcr: pd.DataFrame, recovery: pd.DataFrame, *, exclude_bad: bool,
+                          table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Fractionation indices (:func:`fractionation_indices`) with each pair's total and recovery.
+
+    Parameters
+    ----------
+    bcr : :func:`to_bcr`.
+    recovery : :func:`recovery_check` of the same pairs.
+    exclude_bad : drop pairs whose recovery is outside the tolerance (pairs without a total are kept).
+    table : RAC class table (default :func:`rac_class_table`).
+
+    Returns
+    -------
+    DataFrame: the indices plus ``total_mg_kg, recovery_percent, recovery_status``.
+    """
+    r = recovery.set_index(["sample_id", "metal"])
+    key = pd.MultiIndex.from_frame(bcr[["sample_id", "metal"]])
+    status = r["status"].reindex(key).to_numpy()
+    keep = ~np.isin(status, ["low recovery", "high recovery"]) if exclude_bad else np.ones(len(bcr), bool)
+    ind = fractionation_indices(bcr[keep], table=table)
+    return ind.merge(recovery[["sample_id", "metal", "total_mg_kg", "recovery_percent", "status"]],
+                     on=["sample_id", "metal"], how="left").rename(columns={"status": "recovery_status"})
+
+
 def model_frame(indices: pd.DataFrame, sites: pd.DataFrame, *, metal: str, features: list[str],
                 include_total: bool, mobile_fraction: str) -> tuple[pd.DataFrame, np.ndarray, pd.Index]:
     """Predictors X (covariates, plus ``total_mg_kg``), target (mobile share, %) and sample ids of one metal.
 
     Rows with a missing target or total are dropped; missing covariates stay (XGBoost handles them).
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Fractionation indices (sample_id, metal, mobile shares, total_mg_kg).
+    sites : pandas.DataFrame
+        Sample table with the covariate columns.
+    metal : str
+        Metal symbol.
+    features : list of str
+        Covariate predictors.
+    include_total : bool
+        Whether to add ``total_mg_kg`` as a predictor.
+    mobile_fraction : str
+        ``'F1'`` or ``'F1+F2'`` (see :func:`mobile_share`).
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, numpy.ndarray, pandas.Index)
+        Predictors X, target (mobile share, %) and sample ids.
     """
     g = indices[indices["metal"] == metal].set_index("sample_id")
     g = g[np.isfinite(mobile_share(g, mobile_fraction=mobile_fraction))]
@@ -944,6 +1165,8 @@ class MobilityResults:
     monotonicity : grid check of each constraint on the constrained model.
     shap : metal -> SHAP values of the constrained model (rows of X).
     skipped : metal -> reason the metal was not modelled.
+    validation : the cross-validation scheme, in words.
+    no_skill : metals whose constrained model has a cross-validated R² <= 0 (not interpreted).
     """
 
     models: dict
@@ -956,6 +1179,30 @@ class MobilityResults:
     monotonicity: pd.DataFrame
     shap: dict
     skipped: dict
+    validation: str = ""
+    no_skill: list = field(default_factory=list)
+
+
+def spatial_folds(x, y, *, n_splits: int, n_blocks: int, seed: int) -> np.ndarray:
+    """Spatial-block folds of the samples: whole k-means clusters of the coordinates per fold.
+
+    The same algorithm as the accumulation calibration (:func:`hmlib.accumulation.calibration_folds`;
+    block cross-validation, Roberts et al. 2017, https://doi.org/10.1111/ecog.02881).
+
+    Parameters
+    ----------
+    x, y : sample coordinates.
+    n_splits : number of folds.
+    n_blocks : number of k-means blocks.
+    seed : seeds the clustering.
+
+    Returns
+    -------
+    ndarray of int, one fold per sample.
+    """
+    from .accumulation import calibration_folds
+
+    return calibration_folds(x, y, n_folds=n_splits, scheme="spatial_block", n_blocks=n_blocks, seed=seed)
 
 
 def fit_all(indices: pd.DataFrame, sites: pd.DataFrame, *, features: list[str], options: MobilityOptions,
@@ -963,9 +1210,31 @@ def fit_all(indices: pd.DataFrame, sites: pd.DataFrame, *, features: list[str], 
     """Fit, cross-validate, compare and explain the mobility model of every metal in ``indices``.
 
     ``indices`` must carry ``total_mg_kg`` when ``options.include_total`` (merge the totals first).
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Fractionation indices of all metals.
+    sites : pandas.DataFrame
+        Sample table with covariates (and x, y for spatial folds).
+    features : list of str
+        Covariate predictors.
+    options : MobilityOptions
+        Stage options.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    MobilityResults
+        Models, unconstrained models, frames, constraint comparison, CV folds, importance, effects
+        and monotonicity tables.
     """
     models, unc, frames, shaps, skipped = {}, {}, {}, {}, {}
     comp, folds, imp, eff, mono = [], [], [], [], []
+    spatial = options.cv_scheme == "spatial_block"
+    if spatial and not {"x", "y"} <= set(sites.columns):
+        raise ValueError("spatial-block cross-validation needs the sample coordinates x and y in sites")
     for k, metal in enumerate(dict.fromkeys(indices["metal"])):
         X, y, ids = model_frame(indices, sites, metal=metal, features=features, include_total=options.include_total,
                                 mobile_fraction=options.mobile_fraction)
@@ -979,9 +1248,14 @@ def fit_all(indices: pd.DataFrame, sites: pd.DataFrame, *, features: list[str], 
                                   else None, total_feature="total_mg_kg" if options.theory_constraints else None,
                                   overrides=options.monotone_constraints.get(metal))
         s = seed + 1000 * k
+        fl = None
+        if spatial:
+            xy = sites.reindex(ids)[["x", "y"]].to_numpy(float)
+            fl = spatial_folds(xy[:, 0], xy[:, 1], n_splits=options.n_splits, n_blocks=options.n_spatial_blocks,
+                               seed=seed)
         con, un, tab = compare_constraints(X, y, metal=metal, constraints=cons, seed=s, n_splits=options.n_splits,
                                            n_estimators=options.n_estimators, max_depth=options.max_depth,
-                                           learning_rate=options.learning_rate)
+                                           learning_rate=options.learning_rate, folds=fl)
         models[metal], unc[metal], frames[metal] = con, un, (X, y, ids)
         comp.append(tab)
         for variant, m in (("constrained", con), ("unconstrained", un)):
@@ -991,15 +1265,81 @@ def fit_all(indices: pd.DataFrame, sites: pd.DataFrame, *, features: list[str], 
         sv = shap_values(con, X)
         shaps[metal] = sv
         imp.append(shap_importance(con, X, sv=sv))
-        for f, sgn in cons.items():
+        for f in cons:
             mono.append(monotonicity_check(con, X, f, seed=s))
-    cat = (lambda L: pd.concat(L, ignore_index=True) if L else pd.DataFrame())
+
+    def cat(parts):
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
     folds_df = cat(folds)
     if not folds_df.empty:
         folds_df = folds_df[["metal", "variant", "fold", "n_test", "r2", "rmse", "mae"]]
-    return MobilityResults(models=models, unconstrained=unc, frames=frames, comparison=cat(comp), cv_folds=folds_df,
+    comparison = cat(comp)
+    no_skill = []
+    if not comparison.empty:
+        c = comparison[comparison["variant"] == "constrained"]
+        no_skill = c.loc[~(c["r2_mean"] > 0), "metal"].tolist()
+    validation = (f"{options.n_splits}-fold spatial-block cross-validation ({options.n_spatial_blocks} k-means blocks "
+                  "of the sample coordinates)" if spatial else f"{options.n_splits}-fold random cross-validation")
+    return MobilityResults(models=models, unconstrained=unc, frames=frames, comparison=comparison, cv_folds=folds_df,
                            importance=cat(imp), effects=pd.DataFrame(eff), monotonicity=pd.DataFrame(mono),
-                           shap=shaps, skipped=skipped)
+                           shap=shaps, skipped=skipped, validation=validation, no_skill=no_skill)
+
+
+def read_effect_truth(path) -> pd.DataFrame:
+    """Read a generator's true effects (metal, feature, true_effect_pp_per_unit, true_sign) of a demo region.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CSV file of true effects.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table (metal, feature, true_effect_pp_per_unit, true_sign, ...).
+    """
+    t = pd.read_csv(path)
+    need = ["metal", "feature", "true_effect_pp_per_unit", "true_sign"]
+    miss = [c for c in need if c not in t.columns]
+    if miss:
+        raise ValueError(f"{path}: missing column(s) {miss}; expected {need}")
+    return t
+
+
+def effect_truth_recovery(results: MobilityResults, truth: pd.DataFrame) -> pd.DataFrame:
+    """Compare the effects the models recovered with a generator's known effects.
+
+    The recovered effect is the least-squares slope of the partial dependence
+    (:func:`effect_sign`, percent points per unit) of the unconstrained model (free to find either
+    sign) and of the constrained model; the true effect is the generator's average marginal
+    effect. Signs agree when both are non-zero and equal (a true sign of 0 is not scored).
+
+    Parameters
+    ----------
+    results : :func:`fit_all`.
+    truth : :func:`read_effect_truth`.
+
+    Returns
+    -------
+    DataFrame metal, feature, true_effect_pp_per_unit, true_sign, recovered_unconstrained_pp_per_unit,
+    recovered_constrained_pp_per_unit, sign_recovered (unconstrained; missing when the true sign is 0).
+    """
+    if results.effects.empty:
+        return pd.DataFrame(columns=["metal", "feature", "true_effect_pp_per_unit", "true_sign",
+                                     "recovered_unconstrained_pp_per_unit", "recovered_constrained_pp_per_unit",
+                                     "sign_recovered"])
+    e = results.effects.pivot_table(index=["metal", "feature"], columns="variant", values="slope").reset_index()
+    e = e.rename(columns={"unconstrained": "recovered_unconstrained_pp_per_unit",
+                          "constrained": "recovered_constrained_pp_per_unit"})
+    j = truth[["metal", "feature", "true_effect_pp_per_unit", "true_sign"]].merge(e, on=["metal", "feature"],
+                                                                                   how="inner")
+    rec = np.sign(j["recovered_unconstrained_pp_per_unit"].to_numpy(float))
+    j["sign_recovered"] = pd.array(np.where(j["true_sign"] != 0, rec == j["true_sign"].to_numpy(), False),
+                                   dtype="boolean")
+    j.loc[j["true_sign"] == 0, "sign_recovered"] = pd.NA
+    return j[["metal", "feature", "true_effect_pp_per_unit", "true_sign", "recovered_unconstrained_pp_per_unit",
+              "recovered_constrained_pp_per_unit", "sign_recovered"]]
 
 
 def risk_thresholds(results: MobilityResults, *, options: MobilityOptions) -> pd.DataFrame:
@@ -1008,6 +1348,18 @@ def risk_thresholds(results: MobilityResults, *, options: MobilityOptions) -> pd
     For a metal without ``risk_threshold_mg_kg``, the threshold is the ``risk_quantile`` of the
     predicted mobile concentration at the samples today, a relative (region-internal) threshold:
     the scenario then says how much of the region moves above today's upper quartile.
+
+    Parameters
+    ----------
+    results : MobilityResults
+        Fitted mobility models.
+    options : MobilityOptions
+        Stage options (risk_threshold_mg_kg, risk_quantile).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, threshold_mg_kg (mg/kg), basis.
     """
     rows = []
     for metal, m in results.models.items():
@@ -1024,7 +1376,22 @@ def risk_thresholds(results: MobilityResults, *, options: MobilityOptions) -> pd
 
 def grid_frame(grid: pd.DataFrame | None, model: MobilityModel, *, total_column: str | None
                ) -> tuple[pd.DataFrame | None, str | None]:
-    """Predictors of ``model`` on the grid, or (None, reason) when the grid lacks a covariate."""
+    """Predictors of ``model`` on the grid, or (None, reason) when the grid lacks a covariate.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame or None
+        Prediction grid with covariate columns.
+    model : MobilityModel
+        Fitted model of one metal.
+    total_column : str or None
+        Grid column with the metal's total concentration (mg/kg).
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame or None, str or None)
+        Predictors on the grid and None, or None and the reason.
+    """
     if grid is None:
         return None, "the region has no prediction grid"
     X = pd.DataFrame(index=grid.index)
@@ -1046,6 +1413,21 @@ def scenario_tables(results: MobilityResults, *, sites: pd.DataFrame, grid: pd.D
                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Baseline and SOC-scenario predictions at the samples and on the grid, summarized per metal and area.
 
+    Parameters
+    ----------
+    results : MobilityResults
+        Fitted mobility models.
+    sites : pandas.DataFrame
+        Sample table (x, y, group, covariates).
+    grid : pandas.DataFrame or None
+        Prediction grid, if any.
+    options : MobilityOptions
+        Stage options (scenario rate and years, grid total columns).
+    thresholds : pandas.DataFrame
+        Output of :func:`risk_thresholds`.
+    grid_area_column : str or None, optional
+        Grid column defining areas for the summary.
+
     Returns
     -------
     (summary, cells, notes): ``summary`` one row per metal, domain (samples/grid) and area
@@ -1061,6 +1443,9 @@ def scenario_tables(results: MobilityResults, *, sites: pd.DataFrame, grid: pd.D
     thr = thresholds.set_index("metal")["threshold_mg_kg"].to_dict()
     rows, cells, notes = [], [], {}
     for metal, m in results.models.items():
+        if metal in results.no_skill:
+            notes[metal] = "the model has no cross-validated skill, so its scenario is not shown"
+            continue
         if options.soc_feature not in m.features:
             notes[metal] = f"{options.soc_feature!r} is not a predictor of the model"
             continue
@@ -1110,7 +1495,18 @@ def scenario_tables(results: MobilityResults, *, sites: pd.DataFrame, grid: pd.D
 
 
 def importance_display(importance: pd.DataFrame) -> pd.DataFrame:
-    """Metal x feature table of mean |SHAP| (pp) with the effect direction, e.g. ``13.2 (-)``; constrained features marked ``*``."""
+    """Metal x feature table of mean |SHAP| (pp) with the effect direction, e.g. ``13.2 (-)``; constrained features marked ``*``.
+
+    Parameters
+    ----------
+    importance : pandas.DataFrame
+        Output of :func:`shap_importance` for all metals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column Metal then one formatted string column per feature, ``'<feature> (pp)'``.
+    """
     sym = {1: "+", -1: "\u2212", 0: "0"}
     cell = importance.assign(txt=[f"{v:.3g} ({sym[int(d)]}){'*' if c else ''}" for v, d, c in
                                   zip(importance["mean_abs_shap_pp"], importance["direction"], importance["constraint"])])
@@ -1122,7 +1518,18 @@ def importance_display(importance: pd.DataFrame) -> pd.DataFrame:
 
 
 def fractionation_summary(indices: pd.DataFrame) -> pd.DataFrame:
-    """Per-metal means of the fraction shares and indices (reader's version of the fractionation table)."""
+    """Per-metal means of the fraction shares and indices (reader's version of the fractionation table).
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Fractionation indices (sample_id, metal, p_F1..p_F4, mf12_percent, rac_percent, rsp).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns Metal, n, F1-F4 (%), MF (F1+F2) (%), RAC median (%), RSP median (-).
+    """
     agg = indices.groupby("metal", sort=False).agg(
         n=("sample_id", "size"), F1=("p_F1", "mean"), F2=("p_F2", "mean"), F3=("p_F3", "mean"), F4=("p_F4", "mean"),
         MF12=("mf12_percent", "mean"), RAC_median=("rac_percent", "median"), RSP_median=("rsp", "median"))
@@ -1140,7 +1547,18 @@ _RAC_COLORS = ["#1a9850", "#a6d96a", "#fee08b", "#fc8d59", "#d73027"]
 
 
 def plot_fractions(indices: pd.DataFrame):
-    """Stacked bars of the mean share of F1-F4 per metal, and per-sample stacked bars per metal."""
+    """Stacked bars of the mean share of F1-F4 per metal, and per-sample stacked bars per metal.
+
+    Parameters
+    ----------
+    indices : pandas.DataFrame
+        Fractionation indices with sample_id, metal, p_F1..p_F4.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     metals = list(dict.fromkeys(indices["metal"]))
@@ -1177,7 +1595,18 @@ def plot_fractions(indices: pd.DataFrame):
 
 
 def plot_rac(summary: pd.DataFrame):
-    """Horizontal stacked bars: share of samples in each RAC class per metal."""
+    """Horizontal stacked bars: share of samples in each RAC class per metal.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Output of :func:`rac_summary`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     metals = list(dict.fromkeys(summary["metal"]))
@@ -1197,11 +1626,22 @@ def plot_rac(summary: pd.DataFrame):
     return fig
 
 
-def plot_shap(results: MobilityResults, *, max_metals: int = 6):
-    """SHAP summary per metal: each point is a sample, x = SHAP value, colour = feature value (rank-scaled)."""
+def plot_shap(results: MobilityResults, *, max_metals: int = 6, metals: list[str] | None = None):
+    """SHAP summary per metal: each point is a sample, x = SHAP value, colour = feature value (rank-scaled).
+
+    Parameters
+    ----------
+    results : :func:`fit_all`.
+    max_metals : at most this many panels.
+    metals : the metals shown (default: every modelled metal).
+
+    Returns
+    -------
+    matplotlib Figure.
+    """
     import matplotlib.pyplot as plt
 
-    metals = list(results.shap)[:max_metals]
+    metals = [m for m in (metals if metals is not None else list(results.shap)) if m in results.shap][:max_metals]
     ncols = min(3, len(metals))
     nrows = int(np.ceil(len(metals) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 2.2 * nrows + 0.4), squeeze=False, layout="constrained")
@@ -1233,7 +1673,28 @@ def plot_shap(results: MobilityResults, *, max_metals: int = 6):
 
 def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: str = "m", diverging: bool = False,
               domain: str = "grid"):
-    """One map panel per metal of ``column`` from :func:`scenario_tables` cells (grid, else samples)."""
+    """One map panel per metal of ``column`` from :func:`scenario_tables` cells (grid, else samples).
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        Per-row predictions of :func:`scenario_tables` (metal, domain, x, y, ...).
+    column : str
+        Column to map.
+    label : str
+        Colour bar label.
+    coordinate_unit : str, default 'm'
+        Coordinate unit (axis labels).
+    diverging : bool, default False
+        Use a diverging colour map centred on 0.
+    domain : str, default 'grid'
+        Domain of the cells to map (``'grid'`` or ``'samples'``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
@@ -1275,8 +1736,28 @@ def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: 
 
 def methods_text(*, scheme: str, tolerance_percent: float, mobile_fraction: str, features: list[str],
                  include_total: bool, n_splits: int, rate_per_year: float, years: int, soc_feature: str | None,
-                 risk_quantile: float) -> str:
-    """Methods paragraph (markdown with formulas and citations) of the mobility section."""
+                 risk_quantile: float, validation: str | None = None) -> str:
+    """Methods paragraph (markdown with formulas and citations) of the mobility section.
+
+    Parameters
+    ----------
+    scheme : extraction scheme of the input ("bcr" or "tessier").
+    tolerance_percent : accepted recovery deviation.
+    mobile_fraction : "F1" or "F1+F2".
+    features : covariate predictors.
+    include_total : whether the total concentration is a predictor.
+    n_splits : cross-validation folds.
+    rate_per_year, years : the soil-carbon scenario.
+    soc_feature : the SOC or OM covariate.
+    risk_quantile : quantile of the default mobilization threshold.
+    validation : the cross-validation scheme in words (default: random folds).
+
+    Returns
+    -------
+    str (markdown).
+    """
+    validation = validation or f"{n_splits}-fold random cross-validation"
+    spatial = "spatial-block" in validation
     mob = "F_1" if mobile_fraction == "F1" else "F_1 + F_2"
     feats = ", ".join(f"`{f}`" for f in features) + (", total concentration" if include_total else "")
     tess = ("Fractions were reported with the five-step Tessier scheme [@tessier1979] and mapped onto the "
@@ -1298,9 +1779,10 @@ of secondary to primary phases is $\\mathrm{{RSP}} = (F_1+F_2+F_3)/F_4$ [@chen20
 (XGBoost) [@chen2016xgboost] following the theory-guided approach of @qi2025mobility: where theory gives the sign,
 monotone constraints force the prediction to fall with pH for cations and rise with pH for oxyanion-forming
 elements, and to rise with the total concentration [@sauve2000; @smith1998arsenic]; SOC is left unconstrained
-because solid organic matter binds metals while dissolved organic carbon mobilizes them. Each model was assessed
-by seeded {n_splits}-fold cross-validation ($R^2$, RMSE, MAE) with and without constraints, and explained with
-TreeSHAP values [@lundberg2020]. Mobilization risk is the mobile concentration
+because solid organic matter binds metals while dissolved organic carbon mobilizes them. Each model was assessed,
+before any interpretation, by seeded {validation}{" [@roberts2017cv], so that held-out samples have no training neighbours in their block" if spatial else ""}
+($R^2$, RMSE, MAE; the same folds with and without constraints); only models with a cross-validated $R^2$ above 0
+were explained, with TreeSHAP values [@lundberg2020] and partial dependence. Mobilization risk is the mobile concentration
 $C_\\mathrm{{mob}} = C_\\mathrm{{total}}\\,p/100$ above a threshold (set per metal, otherwise the
 {risk_quantile:g} quantile of today's predicted $C_\\mathrm{{mob}}$ at the samples).
 
@@ -1314,23 +1796,56 @@ effect stays flat, so changes there are lower bounds.
 
 
 def results_text(indices: pd.DataFrame, comparison: pd.DataFrame, importance: pd.DataFrame,
-                 scenario: pd.DataFrame | None, *, horizon_years: int) -> str:
-    """A short results paragraph written from the stage's tables (no numbers that are not in them)."""
+                 scenario: pd.DataFrame | None, *, horizon_years: int, validation: str | None = None,
+                 no_skill: list | None = None, truth: pd.DataFrame | None = None) -> str:
+    """Results paragraphs written from the stage's tables (no numbers that are not in them).
+
+    The model paragraph states the validation scheme and the cross-validated skill before any
+    interpretation; metals without skill (R² <= 0) get no driver statement.
+
+    Parameters
+    ----------
+    indices : :func:`fractionation_indices`.
+    comparison : :attr:`MobilityResults.comparison`.
+    importance : :attr:`MobilityResults.importance`.
+    scenario : scenario summary (:func:`scenario_tables`) or None.
+    horizon_years : scenario horizon.
+    validation : cross-validation scheme in words.
+    no_skill : metals without cross-validated skill.
+    truth : :func:`effect_truth_recovery` (generated demo regions) or None.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    no_skill = list(no_skill or [])
     ms = indices.groupby("metal")["rac_percent"].mean().sort_values(ascending=False)
-    parts = [f"**Results.** Mean RAC (F1 share) ranked {' > '.join(ms.index)} "
+    parts = [f"**Fractionation.** Mean RAC (F1 share) ranked {' > '.join(ms.index)} "
              f"({', '.join(f'{m} {v:.1f} %' for m, v in ms.items())})."]
     if not comparison.empty:
         c = comparison[comparison.variant == "constrained"].set_index("metal")
         u = comparison[comparison.variant == "unconstrained"].set_index("metal")
-        parts.append(f"Cross-validated $R^2$ of the constrained models ranged from {c.r2_mean.min():.2f} "
-                     f"({c.r2_mean.idxmin()}) to {c.r2_mean.max():.2f} ({c.r2_mean.idxmax()}); the unconstrained models "
-                     f"differed by at most {float((c.r2_mean - u.r2_mean).abs().max()):.3f} but moved against the theory sign "
-                     f"by up to {float(u.max_theory_violation_pp.max()):.2f} percentage points somewhere in the data "
-                     "range, which the constrained models cannot do.")
+        parts.append(f"**Mobility model: skill first.** Validation: {validation or 'cross-validation'}. "
+                     "Cross-validated $R^2$ of the constrained models: "
+                     + ", ".join(f"{m} {r:.2f} ± {sd:.2f}" for m, r, sd in zip(c.index, c.r2_mean, c.r2_sd))
+                     + f"; the unconstrained models differed by at most {float((c.r2_mean - u.r2_mean).abs().max()):.3f} "
+                     f"but moved against the theory sign by up to {float(u.max_theory_violation_pp.max()):.2f} "
+                     "percentage points somewhere in the data range, which the constrained models cannot do."
+                     + (f" {', '.join(no_skill)} showed no transferable skill ($R^2 \\le 0$): "
+                        f"{'its' if len(no_skill) == 1 else 'their'} predictors are not interpreted and "
+                        f"{'its' if len(no_skill) == 1 else 'their'} scenario is not shown." if no_skill else ""))
     if not importance.empty:
-        top = importance[importance["rank"] == 1].set_index("metal")["feature"]
-        parts.append("The most important predictor (mean |SHAP|) was "
-                     + "; ".join(f"`{f}` for {', '.join(top[top == f].index)}" for f in dict.fromkeys(top)) + ".")
+        top = importance[(importance["rank"] == 1) & ~importance["metal"].isin(no_skill)].set_index("metal")["feature"]
+        if len(top):
+            parts.append("Among the models with skill, the most important predictor (mean |SHAP|) was "
+                         + "; ".join(f"`{f}` for {', '.join(top[top == f].index)}" for f in dict.fromkeys(top)) + ".")
+    if truth is not None and not truth.empty:
+        ph = truth[truth["feature"].str.lower().str.contains("ph")]
+        if not ph.empty:
+            parts.append("**Known truth (generated data).** The unconstrained models recovered the sign of the true "
+                         f"pH effect for {int(ph['sign_recovered'].fillna(False).sum())} of {len(ph)} metals: "
+                         + ", ".join(f"{r.metal} {r.recovered_unconstrained_pp_per_unit:+.2f} against a true "
+                                     f"{r.true_effect_pp_per_unit:+.2f} pp per pH unit" for r in ph.itertuples()) + ".")
     if scenario is not None and not scenario.empty:
         w = scenario[scenario.area == "whole region"]
         dom = "grid" if (w.domain == "grid").any() else "samples"

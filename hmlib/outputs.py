@@ -1,10 +1,17 @@
 """What a stage writes: tidy CSV tables, PNG figures and report fragments.
 
-A stage notebook records, in order, the pieces of its report section through a
-:class:`StageOutputs`: markdown text (methods, formulas, citations ``[@key]``), tables and
-figures. :meth:`StageOutputs.finish` writes ``fragments/<stage>.json``, which
-:mod:`hmlib.report` assembles into the report. Full tables go to ``tables/<name>.csv``; the
-report shows a display version (rounded, units in the headers, at most ``max_rows`` rows).
+A stage's ``report`` records, in order, the pieces of its report section through a
+:class:`StageOutputs`: markdown text (methods, formulas, citations ``[@key]``, cross-references
+``@tbl-<name>`` / ``@fig-<name>``, see :meth:`StageOutputs.ref`), tables, figures, callouts, and
+the stage's proposed key findings and limitations. :meth:`StageOutputs.finish` writes
+``fragments/<stage>.json``, which :mod:`hmlib.report` assembles into the report. Full tables go
+to ``tables/<name>.csv``; the report shows a display version (rounded, units in the headers, at
+most ``max_rows`` rows). Items marked ``appendix=True`` go to the report's appendices (still
+cross-referenced); items with the same ``group`` are shown together (tabs in the HTML).
+
+Fragment keys: ``stage``, ``title``, ``skipped``, ``items`` (each with ``type`` markdown | table |
+figure | callout, and ``appendix``, ``group``), ``findings`` (``text``, ``importance`` in [0, 1],
+``refs``), ``limitations`` (sentences), ``tables``, ``figures``, ``files``, ``seconds``.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["StageOutputs", "format_table", "FIGURE_DPI"]
+__all__ = ["StageOutputs", "format_table", "FIGURE_DPI", "ref_id"]
 
 FIGURE_DPI = 200
 
@@ -52,6 +59,13 @@ def format_table(df: pd.DataFrame, sig: int = 3) -> pd.DataFrame:
     return out
 
 
+def ref_id(kind: str, name: str) -> str:
+    """The Quarto cross-reference id of a table (``kind="tbl"``) or figure (``"fig"``) named ``name``."""
+    if kind not in ("tbl", "fig"):
+        raise ValueError(f"kind must be 'tbl' or 'fig', got {kind!r}")
+    return f"{kind}-" + name.replace("_", "-")
+
+
 @dataclass
 class StageOutputs:
     """Collects one stage's tables, figures and text, in report order.
@@ -70,6 +84,8 @@ class StageOutputs:
     tables: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    limitations: list[str] = field(default_factory=list)
     _t0: float = field(default_factory=time.time)
 
     def __post_init__(self):
@@ -82,15 +98,49 @@ class StageOutputs:
         """Add report prose (pandoc markdown: ``$math$``, citations ``[@key]``)."""
         self.items.append({"type": "markdown", "text": text.strip("\n")})
 
+    def ref(self, name: str, kind: str = "tbl") -> str:
+        """A cross-reference to table (``kind="tbl"``) or figure (``"fig"``) ``name`` for prose: ``@tbl-name``."""
+        return "@" + ref_id(kind, name)
+
+    def callout(self, text: str, *, kind: str = "note", title: str | None = None, appendix: bool = False) -> None:
+        """A boxed note for the reader (``kind``: note | warning | important), e.g. a caveat on a result."""
+        if kind not in ("note", "warning", "important"):
+            raise ValueError(f"callout kind must be note, warning or important, got {kind!r}")
+        self.items.append({"type": "callout", "kind": kind, "title": title, "text": text.strip("\n"),
+                           "appendix": appendix})
+
+    def finding(self, text: str, *, importance: float, refs: tuple[str, ...] | list[str] = ()) -> None:
+        """Propose a key finding for the report's summary.
+
+        Parameters
+        ----------
+        text : one sentence with the number and its uncertainty (CI, interval or probability).
+        importance : 0 (minor) to 1 (the report's main message); the report picks the strongest.
+        refs : names of this stage's tables/figures it comes from, as cross-references
+            (``"tbl-name"`` or ``"fig-name"``; see :func:`ref_id`).
+        """
+        if not 0 <= importance <= 1:
+            raise ValueError(f"importance must be in [0, 1], got {importance}")
+        self.findings.append({"text": " ".join(text.split()), "importance": float(importance), "refs": list(refs)})
+
+    def limitation(self, text: str) -> None:
+        """A limitation of this stage's results, listed in the report's Limitations section."""
+        self.limitations.append(" ".join(text.split()))
+
     def table(self, name: str, df: pd.DataFrame, caption: str, *, display: pd.DataFrame | None = None,
-              max_rows: int = 40, sig: int = 3, in_report: bool = True) -> Path:
+              max_rows: int = 40, sig: int = 3, in_report: bool = True, appendix: bool = False,
+              group: str | None = None) -> Path:
         """Write ``tables/<name>.csv`` (the full tidy table) and show ``display`` (or ``df``) in the report.
 
         ``display`` should be the reader's version: units in headers, only the useful columns.
-        Tables longer than ``max_rows`` are cut in the report with a note naming the CSV.
+        Tables longer than ``max_rows`` are cut in the report with a note naming the CSV. A table
+        other stages read (:mod:`hmlib.tables`) is checked against its schema first.
         """
+        from .tables import validate_table
+
         if not name.replace("_", "").isalnum():
             raise ValueError(f"table name must be letters, digits and underscores, got {name!r}")
+        df = validate_table(name, df, stage=self.stage, action="written")
         path = self.output_dir / "tables" / f"{name}.csv"
         df.to_csv(path, index=False, float_format="%.6g")
         self.tables.append(f"tables/{name}.csv")
@@ -101,10 +151,12 @@ class StageOutputs:
             note = (f"Showing {max_rows} of {n} rows; the full table is `tables/{name}.csv`."
                     if n > max_rows else f"Full table: `tables/{name}.csv`.")
             self.items.append({"type": "table", "name": name, "caption": caption, "csv": f"tables/{name}.csv",
-                               "markdown": shown.to_markdown(index=False, disable_numparse=True), "note": note})
+                               "markdown": shown.to_markdown(index=False, disable_numparse=True), "note": note,
+                               "n_rows": n, "appendix": appendix, "group": group})
         return path
 
-    def figure(self, name: str, fig, caption: str, *, width: str = "100%") -> Path:
+    def figure(self, name: str, fig, caption: str, *, width: str = "100%", appendix: bool = False,
+               group: str | None = None) -> Path:
         """Save ``fig`` (matplotlib) as ``figures/<name>.png`` at :data:`FIGURE_DPI` and add it to the report."""
         if not name.replace("_", "").isalnum():
             raise ValueError(f"figure name must be letters, digits and underscores, got {name!r}")
@@ -112,7 +164,7 @@ class StageOutputs:
         fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": "hmlib"})
         self.figures.append(f"figures/{name}.png")
         self.items.append({"type": "figure", "name": name, "caption": caption, "path": f"figures/{name}.png",
-                           "width": width})
+                           "width": width, "appendix": appendix, "group": group})
         return path
 
     def file(self, relpath: str) -> Path:
@@ -124,9 +176,13 @@ class StageOutputs:
 
     def finish(self, *, skipped: str | None = None) -> Path:
         """Write ``fragments/<stage>.json``; call once at the end of the notebook."""
+        import resource
+
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
         frag = {"stage": self.stage, "title": self.title, "skipped": skipped, "items": self.items,
+                "findings": self.findings, "limitations": self.limitations,
                 "tables": self.tables, "figures": self.figures, "files": self.files,
-                "seconds": round(time.time() - self._t0, 2)}
+                "seconds": round(time.time() - self._t0, 2), "peak_memory_mb": round(peak_mb, 1)}
         path = self.output_dir / "fragments" / f"{self.stage}.json"
         path.write_text(json.dumps(frag, indent=1, default=str), encoding="utf-8")
         return path

@@ -21,6 +21,20 @@ batch and bootstrap classes of esat clear the terminal and start process pools, 
 belong in a report notebook); the random starts and the bootstrap loop are therefore written
 here around :class:`esat.model.sa.SA`, esat's single-model API.
 
+Where esat 2025.0.1 differs from the EPA PMF 5.0 definitions, the EPA procedure is written here
+around esat's solver and tested against an independent computation:
+
+* robust fit: esat's ``SA.train`` minimises Q(true); :func:`fit_pmf` reweights values with scaled
+  residuals beyond 4 and refits (checked against scipy minimising the robust Q directly);
+* bootstrap: runs start from the base profiles with re-initialised contributions
+  (:func:`bootstrap_pmf`), each finished by exact weighted coordinate descent;
+* DISP: esat holds everything but the displaced element fixed; :func:`disp_pmf` refits the rest
+  of the solution (checked against a brute-force constrained refit with scipy); BS-DISP
+  (:func:`bs_disp_pmf`) applies it to bootstrap solutions;
+* factor count: :func:`choose_factor_count` combines the change in Q, Q/Qexp, scaled residuals,
+  bootstrap mapping and DISP swaps (checked on generated data with four known sources);
+* no laboratory MDL: :func:`estimated_mdl` bounds it from the smallest reported value.
+
 References
 ----------
 .. [1] Norris, G., Duvall, R., Brown, S., Bai, S. (2014). EPA Positive Matrix Factorization
@@ -38,9 +52,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -57,6 +71,11 @@ __all__ = [
     "fit_pmf",
     "scan_factor_counts",
     "choose_factor_count",
+    "factor_stability",
+    "scaled_residual_summary",
+    "q_values",
+    "estimated_mdl",
+    "bs_disp_pmf",
     "BootstrapResult",
     "bootstrap_pmf",
     "disp_pmf",
@@ -65,7 +84,6 @@ __all__ = [
     "contribution_table",
     "cosine_similarity_matrix",
     "match_factors",
-    "stand_in_mdl",
     "read_uncertainty_file",
 ]
 
@@ -143,6 +161,18 @@ def signal_to_noise(concentration: pd.DataFrame, uncertainty: pd.DataFrame) -> p
         d_{ij} = \\begin{cases} (x_{ij} - u_{ij})/u_{ij} & x_{ij} > u_{ij} \\\\ 0 & \\text{otherwise} \\end{cases},
         \\qquad (S/N)_j = \\frac{1}{n}\\sum_{i=1}^{n} d_{ij}
 
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Concentrations, samples x species.
+    uncertainty : pandas.DataFrame
+        Uncertainties of the same shape, columns and unit.
+
+    Returns
+    -------
+    pandas.Series
+        S/N per species (dimensionless), named ``'signal_to_noise'``.
+
     References
     ----------
     .. [1] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108.
@@ -164,6 +194,22 @@ def species_categories(sn: pd.Series, *, bad_below: float = 0.5, weak_below: flo
     S/N < ``bad_below``: bad (excluded); S/N < ``weak_below``: weak (uncertainty tripled);
     otherwise strong. ``overrides`` (species -> category) win over the S/N rule.
 
+    Parameters
+    ----------
+    sn : pandas.Series
+        S/N per species (see :func:`signal_to_noise`).
+    bad_below : float, default 0.5
+        S/N below which a species is bad.
+    weak_below : float, default 1.0
+        S/N below which a species is weak.
+    overrides : mapping of str to str or None, optional
+        Species mapped to a forced category (strong, weak or bad).
+
+    Returns
+    -------
+    pandas.Series
+        Category (``'strong'``, ``'weak'`` or ``'bad'``) per species.
+
     References
     ----------
     .. [1] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108, sec. 5.2.
@@ -184,6 +230,20 @@ def species_categories(sn: pd.Series, *, bad_below: float = 0.5, weak_below: flo
 def pmf_input(concentration: pd.DataFrame, uncertainty: pd.DataFrame,
               categories: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Data and uncertainty matrices for PMF: bad species dropped, weak species' uncertainty x3 [1]_.
+
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Concentrations, samples x species.
+    uncertainty : pandas.DataFrame
+        Uncertainties of the same shape and unit.
+    categories : pandas.Series
+        Category per species (see :func:`species_categories`); missing species count as strong.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, pandas.DataFrame)
+        Concentration and uncertainty matrices of the kept species.
 
     References
     ----------
@@ -209,6 +269,22 @@ def q_expected(*, n_samples: int, n_strong: int, n_species: int, n_factors: int)
     with *n* samples, :math:`m_\\mathrm{strong}` strong species (weak values down-weighted by
     nine are not counted), *m* species in the model and *p* factors.
 
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples n.
+    n_strong : int
+        Number of strong species.
+    n_species : int
+        Number of species in the model m.
+    n_factors : int
+        Number of factors p.
+
+    Returns
+    -------
+    float
+        Expected Q (> 0).
+
     References
     ----------
     .. [1] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108.
@@ -230,7 +306,10 @@ class PMFResult:
     contributions : DataFrame sample x factor, dimensionless, mean 1 per factor.
     data, uncertainty : the matrices the model was fitted to (weak uncertainty tripled).
     n_factors : number of factors p.
-    q_true, q_robust : Q of the kept start (robust: residuals beyond 4 uncertainties down-weighted).
+    q_true, q_robust : Q of the final solution (robust: scaled residuals beyond 4 enter as
+        :math:`4|r|` instead of :math:`r^2`), see :func:`q_values`.
+    robust_uncertainty : uncertainties after the robust reweighting (equal to ``uncertainty``
+        for values that were not down-weighted); DISP and bootstrap use them.
     q_expected : Q(expected), see :func:`q_expected`.
     starts : DataFrame of every start: start, seed, q_true, q_robust, converged, steps.
     best_seed : seed of the kept start.
@@ -248,6 +327,7 @@ class PMFResult:
     starts: pd.DataFrame
     best_seed: int
     settings: dict = field(default_factory=dict)
+    robust_uncertainty: pd.DataFrame | None = None
 
     @property
     def predicted(self) -> pd.DataFrame:
@@ -310,8 +390,18 @@ def _normalise(W: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors: int, seed: int,
             n_starts: int = 20, n_strong: int | None = None, max_iter: int = 20000, converge_delta: float = 0.1,
-            converge_n: int = 100) -> PMFResult:
-    """Fit PMF with ``n_starts`` seeded random starts; keep the lowest Q(robust) [1]_.
+            converge_n: int = 100, robust: bool = True, robust_alpha: float = 4.0,
+            robust_rounds: int = 10) -> PMFResult:
+    """Fit PMF with ``n_starts`` seeded random starts, keep the lowest Q, then fit robustly [1]_.
+
+    esat 2025.0.1's ``SA.train`` minimises Q(true) (its ``robust_mode`` is not used by the
+    ``ls-nmf`` path), whereas EPA PMF 5.0 fits robustly. The robust fit is therefore written here
+    as iteratively reweighted least squares around esat's solver: values whose scaled residual
+    exceeds ``robust_alpha`` get the uncertainty :math:`u_{ij}\\sqrt{|r_{ij}|/\\alpha}` (so that
+    their term in Q is :math:`\\alpha |r_{ij}|`, EPA's robust Q), esat refits from the current
+    solution, and this repeats until the set of down-weighted values no longer changes (at most
+    ``robust_rounds`` rounds). Q(true) and Q(robust) of the final solution are both reported
+    (:func:`q_values`).
 
     Parameters
     ----------
@@ -323,6 +413,9 @@ def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors
     n_strong : number of strong species for Q(expected) (default: all species).
     max_iter, converge_delta, converge_n : esat convergence settings (stop when Q changes by less
         than ``converge_delta`` over ``converge_n`` iterations).
+    robust : fit robustly (EPA PMF 5.0 default); False keeps esat's Q(true) minimum.
+    robust_alpha : scaled-residual threshold of the robust fit (EPA: 4).
+    robust_rounds : largest number of reweighting rounds.
 
     Returns
     -------
@@ -355,18 +448,27 @@ def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors
         if best is None or sa.Qrobust < best[1].Qrobust:
             best = (int(sd), sa)
     sd, sa = best
-    W, H = _normalise(sa.W, sa.H)
+    W, H = np.asarray(sa.W, float), np.asarray(sa.H, float)
+    u_rob, n_down, rounds = U, 0, 0
+    if robust:
+        W, H, u_rob, n_down, rounds = _robust_refit(V, U, W, H, seed=sd, alpha=robust_alpha, max_rounds=robust_rounds,
+                                                    max_iter=max_iter, converge_delta=converge_delta,
+                                                    converge_n=converge_n)
+    W, H = _normalise(W, H)
+    qt, qr = q_values(V, U, W, H, alpha=robust_alpha)
     factors = [f"F{k + 1}" for k in range(n_factors)]
     m_strong = x.shape[1] if n_strong is None else n_strong
     return PMFResult(
         profiles=pd.DataFrame(H, index=factors, columns=x.columns),
         contributions=pd.DataFrame(W, index=x.index, columns=factors),
-        data=x.copy(), uncertainty=u.copy(), n_factors=n_factors, q_true=float(sa.Qtrue),
-        q_robust=float(sa.Qrobust),
+        data=x.copy(), uncertainty=u.copy(), n_factors=n_factors, q_true=qt, q_robust=qr,
         q_expected=q_expected(n_samples=x.shape[0], n_strong=m_strong, n_species=x.shape[1], n_factors=n_factors),
         starts=pd.DataFrame(rows), best_seed=sd,
         settings={"max_iter": max_iter, "converge_delta": converge_delta, "converge_n": converge_n,
-                  "method": "ls-nmf", "esat": ESAT_VERSION, "n_starts": n_starts, "seed": seed},
+                  "method": "ls-nmf", "esat": ESAT_VERSION, "n_starts": n_starts, "seed": seed,
+                  "robust": robust, "robust_alpha": robust_alpha, "robust_rounds": rounds,
+                  "n_downweighted": n_down},
+        robust_uncertainty=pd.DataFrame(u_rob, index=x.index, columns=x.columns),
     )
 
 
@@ -377,6 +479,29 @@ def scan_factor_counts(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *
 
     Returns the table (one row per factor count) and the fitted results keyed by factor count.
     Factor count *p* uses seed ``seed + p`` so each count is reproducible on its own.
+
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Concentrations, samples x species.
+    uncertainty : pandas.DataFrame
+        Uncertainties of the same shape and unit.
+    factor_counts : iterable of int
+        Factor counts to fit.
+    seed : int
+        Base random seed.
+    n_starts : int, default 20
+        Random starts per factor count.
+    n_strong : int or None, optional
+        Number of strong species for Q(expected); None counts all species.
+    **solver
+        Further keyword arguments of :func:`fit_pmf`.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, dict of int to PMFResult)
+        Table with n_factors, q_true, q_robust, q_expected, q_true_over_expected,
+        q_robust_over_expected, converged_starts, n_starts; and the fits keyed by factor count.
     """
     rows, fits = [], {}
     for p in factor_counts:
@@ -390,28 +515,141 @@ def scan_factor_counts(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *
     return pd.DataFrame(rows), fits
 
 
-def choose_factor_count(scan: pd.DataFrame, *, q_ratio_max: float = 1.5) -> tuple[int, str]:
-    """Factor count from a scan: the smallest *p* with Q(true)/Q(expected) <= ``q_ratio_max``.
+def choose_factor_count(scan: pd.DataFrame, *, n_samples: int, n_species: int, dq_units_min: float = 2.0,
+                        stability: pd.DataFrame | None = None, mapping_min: float = 0.8) -> tuple[int, str, pd.DataFrame]:
+    """Factor count from a scan by several EPA PMF 5.0 criteria [1]_ (sec. 6.3-7).
 
-    When no count meets the target, the count after which adding a factor lowers Q(robust)
-    least (relative drop) is taken. Returns the count and a sentence saying why.
+    1. **Change in Q.** A factor that only fits noise lowers Q by about the number of values it
+       adds, :math:`n + m`, in units of the actual noise; real structure lowers it by much more. The
+       noise level relative to the stated uncertainties is estimated from the largest count,
+       :math:`s = Q_\\mathrm{robust}(p_\\max)/Q_\\mathrm{exp}(p_\\max)` (so the rule does not depend on
+       whether the uncertainties are over- or understated, unlike a fixed Q/Qexp target), and
+       the p-th factor is supported when
+
+       .. math:: \\Delta Q_p / (s\\,(n + m)) \\ge d, \\qquad \\Delta Q_p = Q_\\mathrm{robust}(p-1) - Q_\\mathrm{robust}(p)
+
+       with :math:`d` = ``dq_units_min`` (2). The candidate is the largest count reached through
+       supported steps from the smallest count of the range.
+    2. **Stability** (when ``stability`` is given, rows n_factors, bs_min_mapping,
+       disp_swaps_dq4): the candidate must have every factor mapped in at least ``mapping_min``
+       of the bootstrap runs (EPA: 80 %) and no DISP swap at dQmax = 4 (EPA: swaps at the
+       smallest dQmax mean the solution is not well defined); otherwise the next smaller count
+       that meets both is taken.
+
+    Q/Qexp and the share of scaled residuals beyond 3 are reported with the other criteria.
+
+    Parameters
+    ----------
+    scan : one row per count: n_factors, q_true, q_robust, q_expected (:func:`scan_factor_counts`).
+    n_samples, n_species : n and m of the data.
+    dq_units_min : d above.
+    stability : optional stability table (see 2.).
+    mapping_min : smallest acceptable bootstrap mapping share.
+
+    Returns
+    -------
+    (count, reason, criteria): the count, a sentence saying why, and the scan with the columns
+    dq_robust, dq_units, supported, and the stability columns when given.
+
+    References
+    ----------
+    .. [1] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108.
+    .. [2] Paatero et al. (2014) Atmos. Meas. Tech. 7, 781-797. https://doi.org/10.5194/amt-7-781-2014
     """
-    s = scan.sort_values("n_factors").reset_index(drop=True)
-    ok = s[s["q_true_over_expected"] <= q_ratio_max]
-    if len(ok):
-        p = int(ok["n_factors"].iloc[0])
-        ratio = float(ok["q_true_over_expected"].iloc[0])
-        return p, (f"{p} factors: the smallest count with Q(true)/Q(expected) <= {q_ratio_max:g} "
-                   f"(ratio {ratio:.2f})")
-    if len(s) == 1:
-        p = int(s["n_factors"].iloc[0])
-        return p, f"{p} factors: the only count in the configured range"
-    drop = -s["q_robust"].diff() / s["q_robust"].shift()
-    # drop[i] = relative decrease when going from row i-1 to row i; pick p before the smallest drop
-    i = int(np.nanargmin(drop.to_numpy()[1:])) + 1
-    p = int(s["n_factors"].iloc[i - 1])
-    return p, (f"{p} factors: no count reached Q(true)/Q(expected) <= {q_ratio_max:g}; adding a factor "
-               f"beyond {p} lowers Q(robust) least ({100 * drop.iloc[i]:.0f} %)")
+    s = scan.sort_values("n_factors").reset_index(drop=True).copy()
+    top = s.iloc[-1]
+    scale = float(top["q_robust"] / top["q_expected"])
+    s["dq_robust"] = -s["q_robust"].diff()
+    s["dq_units"] = s["dq_robust"] / (scale * (n_samples + n_species))
+    s["supported"] = s["dq_units"] >= dq_units_min
+    s.loc[0, "supported"] = True
+    cand_i = 0
+    for i in range(1, len(s)):
+        if not s.loc[i, "supported"]:
+            break
+        cand_i = i
+    p = int(s.loc[cand_i, "n_factors"])
+    why = (f"{p} factors: each added factor up to {p} lowered Q(robust) by at least {dq_units_min:g} times the "
+           f"n + m values it adds (noise level from the largest model, Q/Qexp = {scale:.2f})")
+    if cand_i + 1 < len(s):
+        nxt = s.loc[cand_i + 1]
+        why += (f"; factor {int(nxt['n_factors'])} lowered it by only {nxt['dq_units']:.1f} times, as expected "
+                "from fitting noise")
+    else:
+        why += "; the largest count of the range was reached, so a larger count was not tested"
+    if stability is not None and len(stability):
+        st = stability.set_index("n_factors")
+        s = s.merge(stability, on="n_factors", how="left")
+
+        def stable(q):
+            if q not in st.index:
+                return None
+            return bool(st.loc[q, "bs_min_mapping"] >= mapping_min and st.loc[q, "disp_swaps_dq4"] == 0)
+
+        q = p
+        while q >= int(s["n_factors"].min()) and stable(q) is False:
+            q -= 1
+        if q != p and stable(q):
+            why += (f"; but {p} factors were not stable (bootstrap mapping "
+                    f"{100 * st.loc[p, 'bs_min_mapping']:.0f} %, DISP swaps at dQmax 4: "
+                    f"{int(st.loc[p, 'disp_swaps_dq4'])}), so {q} factors, the largest stable count, were kept")
+            p = q
+        elif stable(p):
+            why += (f"; the solution is stable (every factor mapped in at least "
+                    f"{100 * st.loc[p, 'bs_min_mapping']:.0f} % of the bootstrap runs, no DISP swap at dQmax 4)")
+        elif stable(p) is False:
+            why += (f"; no smaller count was stable either, so {p} factors are kept with that caveat (bootstrap "
+                    f"mapping {100 * st.loc[p, 'bs_min_mapping']:.0f} %, DISP swaps at dQmax 4: "
+                    f"{int(st.loc[p, 'disp_swaps_dq4'])})")
+    return p, why, s
+
+
+def factor_stability(result: PMFResult, *, n_boot: int, seed: int, threshold: float = 0.6,
+                     block_size: int | None = None) -> dict:
+    """Stability of one factor count for :func:`choose_factor_count`: the smallest bootstrap mapping
+    share over factors (``n_boot`` runs) and the number of DISP swaps at dQmax = 4.
+
+    Parameters
+    ----------
+    result : PMFResult
+        Base run of one factor count.
+    n_boot : int
+        Number of bootstrap runs.
+    seed : int
+        Random seed of the bootstrap.
+    threshold : float, default 0.6
+        Minimum Pearson r to map a bootstrap factor.
+    block_size : int or None, optional
+        Block length of the block bootstrap; None resamples single samples.
+
+    Returns
+    -------
+    dict n_factors, bs_min_mapping, disp_swaps_dq4.
+    """
+    bs = bootstrap_pmf(result, n_runs=n_boot, seed=seed, threshold=threshold, block_size=block_size)
+    d = disp_pmf(result, dq_max=(4,), n_bisect=1)
+    return {"n_factors": result.n_factors, "bs_min_mapping": float(bs.mapping["mapping_share"].min()),
+            "disp_swaps_dq4": int(d["swaps"]["n_swaps"].sum())}
+
+
+def scaled_residual_summary(fits: Mapping[int, PMFResult]) -> pd.DataFrame:
+    """Distribution of the scaled residuals per factor count: quartiles, share beyond |3|.
+
+    Parameters
+    ----------
+    fits : mapping of int to PMFResult
+        Fitted results keyed by factor count.
+
+    Returns
+    -------
+    DataFrame n_factors, q25, median, q75, share_abs_gt3.
+    """
+    rows = []
+    for p, r in sorted(fits.items()):
+        v = r.scaled_residuals.to_numpy(float).ravel()
+        rows.append({"n_factors": p, "q25": float(np.quantile(v, 0.25)), "median": float(np.median(v)),
+                     "q75": float(np.quantile(v, 0.75)), "share_abs_gt3": float(np.mean(np.abs(v) > 3))})
+    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -456,10 +694,22 @@ def _resample_index(n: int, rng: np.random.Generator, block_size: int | None) ->
 def _bootstrap_run(args):
     """One bootstrap run (top-level so that a process pool can pickle it)."""
     V, U, idx, run_seed, Hb, Wb, p, st = args
-    sa = _train_sa(V[idx], U[idx], n_factors=p, seed=run_seed, H0=Hb, W0=Wb[idx], max_iter=st.get("max_iter", 20000),
+    # contributions re-initialised by esat (seeded), profiles start from the base run (EPA PMF 5.0 BS)
+    sa = _train_sa(V[idx], U[idx], n_factors=p, seed=run_seed, H0=Hb, W0=None, max_iter=st.get("max_iter", 20000),
                    converge_delta=st.get("converge_delta", 0.1), converge_n=st.get("converge_n", 100))
-    W, H = _normalise(sa.W, sa.H)
-    return W, H, float(sa.Qrobust)
+    W, H = np.asarray(sa.W, float), np.asarray(sa.H, float)
+    u_fit = U[idx]
+    if st.get("robust", False):
+        W, H, u_fit, *_ = _robust_refit(V[idx], U[idx], W, H, seed=run_seed, alpha=st.get("robust_alpha", 4.0),
+                                        max_rounds=st.get("robust_rounds", 10), max_iter=st.get("max_iter", 20000),
+                                        converge_delta=st.get("converge_delta", 0.1),
+                                        converge_n=st.get("converge_n", 100))
+    # esat's stopping rule (Q change < converge_delta over converge_n steps) can stop a run started from
+    # random contributions well above its minimum (Q 40 % above the base's on generated data); finish the
+    # same weighted least-squares problem with exact coordinate descent
+    W, H, _ = _hals(V[idx], 1.0 / u_fit ** 2, W, H, max_sweeps=3000, tol=1e-10)
+    W, H = _normalise(W, H)
+    return W, H, q_values(V[idx], U[idx], W, H, alpha=st.get("robust_alpha", 4.0))[1]
 
 
 def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold: float = 0.6,
@@ -468,16 +718,35 @@ def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold:
 
     Each run resamples the samples with replacement (single samples when ``block_size`` is
     None, which suits spatial surveys without a sampling order; else overlapping blocks of that
-    many consecutive samples as in EPA PMF 5.0), refits the model with esat starting from the
-    base solution (base profiles and the resampled samples' base contributions, so that the
-    spread reflects the resampling and not a drift along rotationally ambiguous directions
-    from a random start), and maps each bootstrap factor to the base factor whose contributions (of the
+    many consecutive samples as in EPA PMF 5.0), refits the model with esat from the base
+    profiles and re-initialised (seeded random) contributions, as EPA PMF 5.0 does, robustly
+    when the base run was robust, and maps each bootstrap factor to the base factor whose contributions (of the
     same resampled samples) correlate best with it, if Pearson r >= ``threshold`` (EPA PMF 5.0
     default 0.6) [1]_. A base factor is *mapped* in a run when at least one bootstrap factor
     maps to it; its profile in that run is the mapped factor with the highest r.
 
     All resampling indices and run seeds are drawn up front from ``default_rng(seed)``, so the
     result does not depend on ``n_jobs`` (runs in a process pool when ``n_jobs`` > 1).
+
+    Parameters
+    ----------
+    result : PMFResult
+        Base run to bootstrap.
+    n_runs : int, default 100
+        Number of bootstrap runs.
+    seed : int
+        Random seed.
+    threshold : float, default 0.6
+        Minimum Pearson r of contributions to map a bootstrap factor to a base factor.
+    block_size : int or None, optional
+        Block length of the block bootstrap; None resamples single samples.
+    n_jobs : int, default 1
+        Number of worker processes.
+
+    Returns
+    -------
+    BootstrapResult
+        Bootstrap profiles (run, factor, species, concentration), mapping table and Q(robust) per run.
 
     References
     ----------
@@ -532,115 +801,414 @@ def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold:
                            threshold=threshold, block_size=block_size, seed=seed)
 
 
-DQ_MAX = (4, 8, 16, 32)
+def q_values(V, U, W, H, *, alpha: float = 4.0) -> tuple[float, float]:
+    """Q(true) and Q(robust) of a solution (EPA PMF 5.0 [1]_, sec. 6.1).
+
+    .. math::
+
+        r_{ij} = \\frac{x_{ij} - \\sum_k g_{ik} f_{kj}}{u_{ij}}, \\qquad
+        Q_\\mathrm{true} = \\sum_{ij} r_{ij}^2, \\qquad
+        Q_\\mathrm{robust} = \\sum_{ij} \\begin{cases} r_{ij}^2 & |r_{ij}| \\le \\alpha \\\\
+        \\alpha |r_{ij}| & |r_{ij}| > \\alpha \\end{cases}
+
+    Parameters
+    ----------
+    V, U : data and uncertainty arrays (samples x species).
+    W, H : contributions (samples x factors) and profiles (factors x species).
+    alpha : robust threshold (EPA: 4).
+
+    Returns
+    -------
+    (q_true, q_robust)
+    """
+    r = (np.asarray(V, float) - np.asarray(W, float) @ np.asarray(H, float)) / np.asarray(U, float)
+    a = np.abs(r)
+    return float(np.sum(r * r)), float(np.sum(np.where(a <= alpha, r * r, alpha * a)))
 
 
-def _displace(V, U, W, H, base_q, k, j, dq, up: bool, threshold_dq: float, max_search: int) -> float:
-    """Bisection (as esat's DISP) for the value of H[k, j] at which Q (W held) rises by dq."""
-    from esat.metrics import q_loss
-
-    h0 = H[k, j]
-    Hn = H.copy()
-
-    def dq_at(mod):
-        Hn[k, j] = h0 * mod
-        return q_loss(V=V, U=U, W=W, H=Hn) - base_q
-
-    if up:
-        lo, hi = 1.0, 2.0
-        n = 0
-        while dq_at(hi) < dq and n < 100:
-            lo, hi = hi, hi * 2
-            n += 1
-    else:
-        if dq_at(0.0) < dq:  # even zero keeps Q within dq: the interval reaches 0
-            return 0.0
-        lo, hi = 0.0, 1.0
-    mod = (lo + hi) / 2
-    for _ in range(max_search):
-        d = dq_at(mod)
-        if dq - threshold_dq <= d <= dq:
+def _robust_refit(V, U, W, H, *, seed: int, alpha: float, max_rounds: int, max_iter: int, converge_delta: float,
+                  converge_n: int):
+    """EPA robust fit by iterative reweighting around esat's solver (see :func:`fit_pmf`)."""
+    down_prev = None
+    u_rob = U
+    rounds = 0
+    for rounds in range(1, max_rounds + 1):  # noqa: B007 - the count is returned
+        r = np.abs((V - W @ H) / U)
+        down = r > alpha
+        if down_prev is not None and np.array_equal(down, down_prev):
             break
-        if up:
-            lo, hi = (mod, hi) if d < dq else (lo, mod)
-        else:  # smaller modifier means larger dQ
-            lo, hi = (lo, mod) if d < dq else (mod, hi)
-        mod = (lo + hi) / 2
-    return h0 * mod
+        u_rob = np.where(down, U * np.sqrt(np.maximum(r, alpha) / alpha), U)
+        if not down.any():
+            break
+        sa = _train_sa(V, u_rob, n_factors=H.shape[0], seed=seed, H0=H, W0=W, max_iter=max_iter,
+                       converge_delta=converge_delta, converge_n=converge_n)
+        W, H = np.asarray(sa.W, float), np.asarray(sa.H, float)
+        down_prev = down
+    return W, H, u_rob, int((np.abs((V - W @ H) / U) > alpha).sum()), rounds
 
 
-def disp_pmf(result: PMFResult, *, dq_max=DQ_MAX, max_search: int = 50, threshold_dq: float = 0.1,
-             check_swaps: bool = True) -> dict[str, pd.DataFrame]:
-    """Displacement (DISP) error estimates, following esat's ``Displacement`` [1]_ [2]_.
+def estimated_mdl(concentration: pd.DataFrame) -> pd.Series:
+    """Detection limit estimated from the data when the laboratory gives none.
 
-    For every factor *k*, species *j* and dQmax in (4, 8, 16, 32), the profile value
-    :math:`f_{kj}` is displaced up and down (bisection, contributions held) until
-    :math:`Q - Q_{base} = dQmax` (within ``threshold_dq``); the values reached
-    bound the DISP interval. To check for factor *swaps*, the model is refitted with esat from
-    the displaced profiles, and a swap is counted when a refitted factor's profile correlates
-    (r²) better with another base factor than with its own (esat's ``compare_all_factors``).
+    A laboratory reports a value only above its limit of quantification, conventionally
+    LOQ = 10 sigma of the blank and LOD (MDL) = 3.3 sigma (ICH Q2(R1); IUPAC), so the smallest
+    reported positive value of a species is at least the LOQ and the MDL at most 0.33 of it:
 
-    Why not esat's class directly: it refits each of the 2 x factors x species x 4 displaced
-    models from random contributions (about 85 s for Jura with 3 factors on this machine);
-    here the refits start from the base contributions, which converge in a fraction of the
-    iterations to the same kind of solution. The displacement search itself is esat's.
+    .. math:: \\widehat{\\mathrm{MDL}}_j = \\tfrac{3.3}{10}\\, \\min_i \\{x_{ij} > 0\\}
+
+    Using this upper bound keeps the MDL term of the EPA uncertainty (equation 5-2) no larger
+    than the data allow: the uncertainty is dominated by the error fraction and not inflated
+    (half the minimum, used before, put values near the minimum at an uncertainty above 25 %).
+    The report flags that the MDLs were estimated.
+
+    Parameters
+    ----------
+    concentration : samples x species.
+
+    Returns
+    -------
+    Series species -> estimated MDL (unit of the data).
+
+    References
+    ----------
+    ICH (2005) Validation of analytical procedures Q2(R1), sec. 6-7.
+    https://database.ich.org/sites/default/files/Q2%28R1%29%20Guideline.pdf
+    """
+    x = _as_frame(concentration, "concentration")
+    out = {}
+    for c in x.columns:
+        v = x[c].to_numpy(float)
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size == 0:
+            raise ValueError(f"species {c!r} has no positive value: cannot estimate a detection limit")
+        out[c] = 0.33 * float(v.min())
+    return pd.Series(out, name="mdl")
+
+
+def _hals(V, Wt, W, H, *, fixed: tuple[int, int, float] | None = None, max_sweeps: int = 500,
+          tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, float]:
+    """Weighted non-negative least squares :math:`\\min \\sum w_{ij}(x_{ij} - (GF)_{ij})^2` by exact block
+    coordinate descent (weighted HALS; Cichocki & Phan 2009), optionally with one profile element
+    ``fixed = (k, j, value)`` held. Written here because esat cannot hold single elements, which
+    EPA DISP needs; each column of G and row of F is updated in closed form (the weighted
+    objective separates over samples for G and over species for F).
+
+    References
+    ----------
+    Cichocki, A., Phan, A.-H. (2009) Fast local algorithms for large scale nonnegative matrix and
+    tensor factorizations. IEICE Trans. Fundamentals E92-A:708-721. doi:10.1587/transfun.E92.A.708
+    """
+    W = np.array(W, float)
+    H = np.array(H, float)
+    fk, fj, fv = (-1, -1, 0.0) if fixed is None else (int(fixed[0]), int(fixed[1]), float(fixed[2]))
+    # compiled with numba (a dependency of shap, already installed): DISP needs thousands of refits
+    q = _hals_kernel(np.ascontiguousarray(V, dtype=float), np.ascontiguousarray(Wt, dtype=float), W, H, fk, fj, fv,
+                     int(max_sweeps), float(tol))
+    return W, H, float(q)
+
+
+def _hals_sweeps_py(V, Wt, W, H, fk, fj, fv, max_sweeps, tol):
+    """The coordinate-descent sweeps of :func:`_hals` (updates W and H in place, returns Q)."""
+    n, m = V.shape
+    p = H.shape[0]
+    eps = 1e-300
+    if fk >= 0:
+        H[fk, fj] = fv
+    R = V - W @ H
+    q_old = 0.0
+    for i in range(n):
+        for j in range(m):
+            q_old += Wt[i, j] * R[i, j] * R[i, j]
+    num = np.empty(n)
+    den = np.empty(n)
+    numh = np.empty(m)
+    denh = np.empty(m)
+    for _ in range(max_sweeps):
+        for k in range(p):
+            for i in range(n):
+                a = 0.0
+                b = 0.0
+                for j in range(m):
+                    R[i, j] += W[i, k] * H[k, j]
+                    a += Wt[i, j] * R[i, j] * H[k, j]
+                    b += Wt[i, j] * H[k, j] * H[k, j]
+                num[i] = a
+                den[i] = max(b, eps)
+            if k == fk:
+                # the displaced factor keeps its scale (contributions of mean 1, EPA's normalisation);
+                # otherwise rescaling the factor would undo any displacement at no cost in Q
+                order = np.argsort(-num)
+                ca = 0.0
+                cb = 0.0
+                lam = 0.0
+                for t in range(n):
+                    ca += num[order[t]] / den[order[t]]
+                    cb += 1.0 / den[order[t]]
+                    lam = (ca - n) / cb
+                    nxt = num[order[t + 1]] if t + 1 < n else -np.inf
+                    if lam >= nxt and lam <= num[order[t]]:
+                        break
+                for i in range(n):
+                    W[i, k] = max((num[i] - lam) / den[i], 0.0)
+            else:
+                for i in range(n):
+                    W[i, k] = max(num[i] / den[i], 0.0)
+            for j in range(m):
+                a = 0.0
+                b = 0.0
+                for i in range(n):
+                    a += Wt[i, j] * R[i, j] * W[i, k]
+                    b += Wt[i, j] * W[i, k] * W[i, k]
+                numh[j] = a
+                denh[j] = max(b, eps)
+            for j in range(m):
+                H[k, j] = max(numh[j] / denh[j], 0.0)
+            if k == fk:
+                H[k, fj] = fv
+            for i in range(n):
+                for j in range(m):
+                    R[i, j] -= W[i, k] * H[k, j]
+        q = 0.0
+        for i in range(n):
+            for j in range(m):
+                q += Wt[i, j] * R[i, j] * R[i, j]
+        if q_old - q <= tol * max(q, 1.0):
+            q_old = q
+            break
+        q_old = q
+    return q_old
+
+
+try:
+    from numba import njit
+
+    _hals_kernel = njit(cache=True, nogil=True)(_hals_sweeps_py)
+except ImportError:  # pragma: no cover - numba comes with shap
+    _hals_kernel = _hals_sweeps_py
+
+
+def _swapped(H_new: np.ndarray, H_base: np.ndarray) -> bool:
+    """A factor swap: some refitted profile correlates (Pearson) best with another base factor."""
+    p = H_base.shape[0]
+    r = np.corrcoef(np.vstack([H_new, H_base]))[:p, p:]
+    r = np.nan_to_num(r, nan=-1.0)
+    return bool(np.any(r.argmax(axis=1) != np.arange(p)))
+
+
+DQ_MAX = (4, 8, 16, 32)
+BS_DISP_DQ_MAX = (0.5, 1, 2, 4)
+
+
+def _disp_arrays(V, U, W, H, *, dq_max, n_bisect: int = 3, max_sweeps: int = 300, tol: float = 1e-6):
+    """DISP on arrays; returns (rows of k, j, dq, lo, hi, swap_lo, swap_hi), base Q."""
+    Wt = 1.0 / (U * U)
+    W0, H0, q0 = _hals(V, Wt, W, H, max_sweeps=20 * max_sweeps, tol=1e-10)  # dQ relative to the optimum
+    p, m = H0.shape
+    top = max(dq_max)
+    out = []
+    for k in range(p):
+        for j in range(m):
+            h0 = H0[k, j]
+            scale = max(h0, 0.02 * H0[:, j].max(), 1e-12)
+            res = {}
+            for up in (True, False):
+                # grid of displaced values, each refitted from the previous (warm start)
+                if up:
+                    grid = [h0 + scale * f for f in (0.03, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0, 30.0)]
+                else:
+                    grid = [h0 * f for f in (0.97, 0.9, 0.75, 0.5, 0.25, 0.0)] if h0 > 0 else []
+                pts = [(h0, 0.0, W0, H0)]
+                Wc, Hc = W0, H0
+                for v in grid:
+                    Wc, Hc, q = _hals(V, Wt, Wc, Hc, fixed=(k, j, v), max_sweeps=max_sweeps, tol=tol)
+                    pts.append((v, q - q0, Wc, Hc))
+                    if q - q0 > top:
+                        break
+                for dq in dq_max:
+                    # last grid point within dq, then bisection towards the first point beyond it
+                    inside = [pt for pt in pts if pt[1] <= dq]
+                    beyond = [pt for pt in pts if pt[1] > dq]
+                    a = inside[-1] if not up else max(inside, key=lambda t: t[0])
+                    if up:
+                        b = min((pt for pt in beyond if pt[0] > a[0]), key=lambda t: t[0], default=None)
+                    else:
+                        a = min(inside, key=lambda t: t[0])
+                        b = max((pt for pt in beyond if pt[0] < a[0]), key=lambda t: t[0], default=None)
+                    if b is not None:
+                        for _ in range(n_bisect):
+                            v = 0.5 * (a[0] + b[0])
+                            Wm, Hm, q = _hals(V, Wt, a[2], a[3], fixed=(k, j, v), max_sweeps=max_sweeps, tol=tol)
+                            pt = (v, q - q0, Wm, Hm)
+                            if pt[1] <= dq:
+                                a = pt
+                            else:
+                                b = pt
+                    res[(up, dq)] = (a[0], _swapped(a[3], H0))
+            for dq in dq_max:
+                out.append((k, j, dq, res[(False, dq)][0] if (False, dq) in res else h0, res[(True, dq)][0],
+                            res.get((False, dq), (h0, False))[1], res[(True, dq)][1]))
+    return out, q0, H0
+
+
+def disp_pmf(result: PMFResult, *, dq_max=DQ_MAX, n_bisect: int = 4, max_sweeps: int = 500) -> dict[str, pd.DataFrame]:
+    """Displacement (DISP) error estimates as defined for EPA PMF 5.0 / ME-2 [1]_ [2]_.
+
+    For every factor *k*, species *j* and dQmax in (4, 8, 16, 32), the profile element
+    :math:`f_{kj}` is held at displaced values while **the rest of the solution (all
+    contributions and every other profile element) is refitted**; the interval is the range of
+    :math:`f_{kj}` over which the refitted Q rises by at most dQmax above the base Q (Paatero et
+    al. 2014, sec. 3). esat 2025.0.1's ``Displacement`` holds everything else fixed instead,
+    which cannot show rotational ambiguity, so the refit is written here (weighted HALS compiled
+    with numba, the same weighted least-squares objective as esat's solver, with the robust
+    uncertainties of the base run; the displaced factor keeps contributions of mean 1, since
+    otherwise rescaling it would undo any displacement at no cost in Q); the displaced values are searched on a geometric grid, each refit warm-started
+    from the previous one, then refined by ``n_bisect`` bisection steps per dQmax. A *swap* is
+    counted when, at the displaced bound, a refitted profile correlates best with another base
+    factor; ``swaps`` gives per factor and dQmax the count over its 2 x species displacements
+    (EPA's swap table).
+
+    Parameters
+    ----------
+    result : the base run.
+    dq_max : dQmax levels (EPA: 4, 8, 16, 32).
+    n_bisect : bisection steps per level.
+    max_sweeps : largest number of coordinate-descent sweeps per refit.
 
     Returns
     -------
     dict with ``intervals`` (dQmax, factor, species, concentration, conc_min, conc_max,
     percent, percent_min, percent_max; concentrations in the data unit with contributions of
-    mean 1; percent of species with the displaced value) and ``swaps`` (dQmax, factor,
-    swap_percent: share of the 2 x species displacements of that factor that swapped).
+    mean 1) and ``swaps`` (dQmax, factor, n_swaps, n_displacements, swap_percent).
 
     References
     ----------
     .. [1] Paatero et al. (2014) Atmos. Meas. Tech. 7, 781-797. https://doi.org/10.5194/amt-7-781-2014
-    .. [2] U.S. EPA ESAT, esat.error.displacement (version in :data:`ESAT_VERSION`).
+    .. [2] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108, sec. 7.
     """
-    from esat.metrics import q_loss
-    from esat.model.sa import SA
-    from esat.utils import compare_all_factors
+    V = result.data.to_numpy(np.float64)
+    U = (result.robust_uncertainty if result.robust_uncertainty is not None else result.uncertainty).to_numpy(np.float64)
+    rows_raw, _, H0 = _disp_arrays(V, U, result.contributions.to_numpy(float), result.profiles.to_numpy(float),
+                                   dq_max=dq_max, n_bisect=n_bisect, max_sweeps=max_sweeps)
+    return _disp_tables(rows_raw, result.profiles, H0, dq_max)
 
-    _quiet_esat()
+
+def _disp_tables(rows_raw, profiles: pd.DataFrame, H0, dq_max) -> dict[str, pd.DataFrame]:
+    factors, species = list(profiles.index), list(profiles.columns)
+    H = profiles.to_numpy(float)
+    rows = []
+    nsw = {}
+    for k, j, dq, lo, hi, sw_lo, sw_hi in rows_raw:
+        col = H[:, j]
+        pct = []
+        for v in (lo, hi):
+            c = col.copy()
+            c[k] = v
+            pct.append(100 * v / c.sum() if c.sum() > 0 else np.nan)
+        rows.append({"dQmax": dq, "factor": factors[k], "species": species[j], "concentration": H[k, j],
+                     "conc_min": min(lo, H[k, j]), "conc_max": max(hi, H[k, j]),
+                     "percent": 100 * H[k, j] / col.sum() if col.sum() > 0 else np.nan,
+                     "percent_min": pct[0], "percent_max": pct[1]})
+        nsw[(dq, k)] = nsw.get((dq, k), 0) + int(sw_lo) + int(sw_hi)
+    m = len(species)
+    sw = [{"dQmax": dq, "factor": f, "n_swaps": nsw.get((dq, k), 0), "n_displacements": 2 * m,
+           "swap_percent": 100 * nsw.get((dq, k), 0) / (2 * m)} for dq in dq_max for k, f in enumerate(factors)]
+    return {"intervals": pd.DataFrame(rows), "swaps": pd.DataFrame(sw)}
+
+
+def bs_disp_pmf(result: PMFResult, *, n_runs: int = 20, seed: int, dq_max=BS_DISP_DQ_MAX, threshold: float = 0.6,
+                block_size: int | None = None, n_bisect: int = 3, max_sweeps: int = 300) -> dict[str, pd.DataFrame]:
+    """BS-DISP: DISP applied to bootstrap solutions (Paatero et al. 2014 [1]_, sec. 4; EPA PMF 5.0 [2]_).
+
+    Each run resamples the samples (as :func:`bootstrap_pmf`), refits from the base profiles with
+    re-initialised contributions (esat), orders the bootstrap factors by contribution correlation
+    with the base factors (runs in which a base factor is not mapped are counted as unmapped and
+    skipped), and displaces every profile element of the bootstrap solution with the rest refitted,
+    at the BS-DISP dQmax levels (EPA: 0.5, 1, 2, 4). The interval of each element is the range over
+    all runs of the displaced bounds; swaps are counted as in :func:`disp_pmf`, over all runs.
+
+    Parameters
+    ----------
+    result : PMFResult
+        Base run.
+    n_runs : int, default 20
+        Number of bootstrap runs.
+    seed : int
+        Random seed.
+    dq_max : sequence of float, default (0.5, 1, 2, 4)
+        dQmax levels of the displacement.
+    threshold : float, default 0.6
+        Minimum Pearson r of contributions to map a bootstrap factor.
+    block_size : int or None, optional
+        Block length of the block bootstrap; None resamples single samples.
+    n_bisect : int, default 3
+        Bisection steps per displacement.
+    max_sweeps : int, default 300
+        Maximum solver sweeps per refit.
+
+    Returns
+    -------
+    dict with ``intervals`` (dQmax, factor, species, concentration, conc_min, conc_max),
+    ``swaps`` (dQmax, factor, n_swaps, n_displacements, swap_percent) and ``runs`` (run,
+    mapped: whether every base factor was mapped and the run was displaced).
+
+    References
+    ----------
+    .. [1] Paatero et al. (2014) Atmos. Meas. Tech. 7, 781-797. https://doi.org/10.5194/amt-7-781-2014
+    .. [2] Norris et al. (2014) EPA PMF 5.0 Fundamentals and User Guide, EPA/600/R-14/108, sec. 7.
+    """
     V = result.data.to_numpy(np.float64)
     U = result.uncertainty.to_numpy(np.float64)
-    W = result.contributions.to_numpy(np.float64)
-    H = result.profiles.to_numpy(np.float64) + 1e-12
-    st = result.settings
-    base_q = q_loss(V=V, U=U, W=W, H=H)
-    p, m = H.shape
-    factors = list(result.profiles.index)
-    species = list(result.profiles.columns)
-    rows, swaps = [], np.zeros((len(dq_max), p))
-    for k in range(p):
-        for j in range(m):
-            for di, dq in enumerate(dq_max):
-                vals = {}
-                for up in (True, False):
-                    v = _displace(V, U, W, H, base_q, k, j, dq, up, threshold_dq, max_search)
-                    vals[up] = v
-                    if check_swaps:
-                        Hn = H.copy()
-                        Hn[k, j] = max(v, 1e-12)
-                        sa = SA(V=V, U=U, factors=p, method="ls-nmf", seed=int(result.best_seed), verbose=False)
-                        sa.initialize(H=np.array(Hn, order="C"), W=np.array(W, order="C"))
-                        _fix_layout(sa)
-                        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                            sa.train(max_iter=st.get("max_iter", 20000), converge_delta=st.get("converge_delta", 0.1),
-                                     converge_n=st.get("converge_n", 100))
-                        swaps[di, k] += bool(compare_all_factors(np.asarray(sa.H, float), H))
-                pct = []
-                for v in (vals[True], vals[False]):
-                    col = H[:, j].copy()
-                    col[k] = v
-                    pct.append(100 * v / col.sum() if col.sum() > 0 else np.nan)
-                rows.append({"dQmax": int(dq), "factor": factors[k], "species": species[j],
-                             "concentration": H[k, j], "conc_min": vals[False], "conc_max": vals[True],
-                             "percent": 100 * H[k, j] / H[:, j].sum(), "percent_min": pct[1],
-                             "percent_max": pct[0]})
-    sw = [{"dQmax": int(dq), "factor": f, "swap_percent": 100 * swaps[di, k] / (2 * m) if check_swaps else np.nan}
-          for di, dq in enumerate(dq_max) for k, f in enumerate(factors)]
-    return {"intervals": pd.DataFrame(rows), "swaps": pd.DataFrame(sw)}
+    Ur = (result.robust_uncertainty if result.robust_uncertainty is not None else result.uncertainty).to_numpy(float)
+    Wb, Hb = result.contributions.to_numpy(float), result.profiles.to_numpy(float)
+    n, p = Wb.shape
+    rng = np.random.default_rng(seed)
+    factors, species = list(result.profiles.index), list(result.profiles.columns)
+    lo = {}
+    hi = {}
+    nsw: dict = {}
+    ndisp: dict = {}
+    runs = []
+    for run in range(n_runs):
+        idx = _resample_index(n, rng, block_size)
+        W, H, _ = _bootstrap_run((V, U, idx, int(rng.integers(0, 2**31 - 1)), Hb, Wb, p, dict(result.settings)))
+        order = _map_by_contributions(W, Wb[idx], threshold)
+        if order is None:
+            runs.append({"run": run + 1, "mapped": False})
+            continue
+        runs.append({"run": run + 1, "mapped": True})
+        rows_raw, _, _ = _disp_arrays(V[idx], Ur[idx], W[:, order], H[order], dq_max=dq_max, n_bisect=n_bisect,
+                                      max_sweeps=max_sweeps)
+        for k, j, dq, a, b, s_lo, s_hi in rows_raw:
+            key = (dq, k, j)
+            lo[key] = min(lo.get(key, np.inf), a)
+            hi[key] = max(hi.get(key, -np.inf), b)
+            nsw[(dq, k)] = nsw.get((dq, k), 0) + int(s_lo) + int(s_hi)
+            ndisp[(dq, k)] = ndisp.get((dq, k), 0) + 2
+    rows = [{"dQmax": dq, "factor": factors[k], "species": species[j], "concentration": Hb[k, j],
+             "conc_min": min(lo[(dq, k, j)], Hb[k, j]), "conc_max": max(hi[(dq, k, j)], Hb[k, j])}
+            for (dq, k, j) in lo]
+    sw = [{"dQmax": dq, "factor": f, "n_swaps": nsw.get((dq, k), 0), "n_displacements": ndisp.get((dq, k), 0),
+           "swap_percent": 100 * nsw.get((dq, k), 0) / ndisp[(dq, k)] if ndisp.get((dq, k)) else np.nan}
+          for dq in dq_max for k, f in enumerate(factors)]
+    return {"intervals": pd.DataFrame(rows, columns=["dQmax", "factor", "species", "concentration", "conc_min",
+                                                     "conc_max"]),
+            "swaps": pd.DataFrame(sw), "runs": pd.DataFrame(runs, columns=["run", "mapped"])}
+
+
+def _map_by_contributions(W: np.ndarray, base: np.ndarray, threshold: float) -> list[int] | None:
+    """Bootstrap factor for each base factor by contribution correlation (one-to-one), or None."""
+    from scipy.optimize import linear_sum_assignment
+
+    p = base.shape[1]
+    r = np.corrcoef(np.hstack([W, base]).T)[:p, p:]
+    r = np.nan_to_num(r, nan=-1.0)
+    rows, cols = linear_sum_assignment(-r)
+    if np.any(r[rows, cols] < threshold):
+        return None
+    order = [0] * p
+    for a, b in zip(rows, cols):
+        order[b] = int(a)
+    return order
 
 
 def species_diagnostics(result: PMFResult) -> pd.DataFrame:
@@ -651,6 +1219,17 @@ def species_diagnostics(result: PMFResult) -> pd.DataFrame:
     Smirnov with estimated mean and variance) test of the scaled residuals
     :math:`(x_{ij} - \\hat x_{ij})/u_{ij}` (statsmodels), as EPA PMF 5.0 reports a KS test per
     species [1]_; ``share_scaled_residual_gt3`` is the share of |scaled residual| > 3.
+
+    Parameters
+    ----------
+    result : PMFResult
+        Fitted PMF solution.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per species: species, r2, slope, intercept, ks_statistic, ks_p,
+        residuals_normal, share_scaled_residual_gt3.
 
     References
     ----------
@@ -682,6 +1261,18 @@ def profile_table(result: PMFResult, boot: BootstrapResult | None = None) -> pd.
     (with contributions of mean 1, the share of species *j*'s mean modelled concentration
     explained by factor *k*; EPA PMF 5.0 [1]_). ``ci_low``/``ci_high`` are the 5th and 95th
     percentiles of the bootstrap profiles (NaN without a bootstrap).
+
+    Parameters
+    ----------
+    result : PMFResult
+        Fitted PMF solution.
+    boot : BootstrapResult or None, optional
+        Bootstrap result for the percentile intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns factor, species, concentration (species unit), percent_of_species (%), ci_low, ci_high.
     """
     F = result.profiles
     pct = 100 * F / F.sum(axis=0)
@@ -704,6 +1295,16 @@ def contribution_table(result: PMFResult) -> pd.DataFrame:
     which does not depend on the species' units or magnitudes:
 
     .. math:: s_{ik} = \\frac{1}{m}\\sum_{j=1}^{m} \\frac{g_{ik} f_{kj}}{\\sum_{k'} g_{ik'} f_{k'j}}
+
+    Parameters
+    ----------
+    result : PMFResult
+        Fitted PMF solution.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns sample_id, factor, contribution (normalised to mean 1), share (fraction 0-1).
     """
     G = result.contributions.to_numpy()
     F = result.profiles.to_numpy()
@@ -721,6 +1322,18 @@ def cosine_similarity_matrix(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Cosine similarity of every row of ``a`` with every row of ``b`` over their common columns.
 
     .. math:: \\cos(a, b) = \\frac{a \\cdot b}{\\lVert a \\rVert\\,\\lVert b \\rVert}
+
+    Parameters
+    ----------
+    a : pandas.DataFrame
+        Rows to compare (e.g. estimated profiles, factors x species).
+    b : pandas.DataFrame
+        Rows to compare against (e.g. true profiles).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cosine similarity, rows of ``a`` (index) x rows of ``b`` (columns).
     """
     cols = [c for c in a.columns if c in b.columns]
     if not cols:
@@ -738,6 +1351,18 @@ def match_factors(estimated: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
     Uses the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``). Returns factor,
     source, cosine.
+
+    Parameters
+    ----------
+    estimated : pandas.DataFrame
+        Estimated profiles, factors x species.
+    truth : pandas.DataFrame
+        True source profiles, sources x species.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns factor, source, cosine (one row per matched pair).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -746,28 +1371,26 @@ def match_factors(estimated: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"factor": S.index[r], "source": S.columns[c], "cosine": S.to_numpy()[r, c]})
 
 
-def stand_in_mdl(concentration: pd.DataFrame) -> pd.Series:
-    """Stand-in MDL when none is configured: half the smallest positive value of each species.
-
-    Not a laboratory value: the stage says so in the report and asks for real MDLs.
-    """
-    x = _as_frame(concentration, "concentration")
-    out = {}
-    for c in x.columns:
-        v = x[c].to_numpy(float)
-        v = v[np.isfinite(v) & (v > 0)]
-        if v.size == 0:
-            raise ValueError(f"species {c!r} has no positive value: cannot derive a stand-in MDL")
-        out[c] = 0.5 * float(v.min())
-    return pd.Series(out, name="mdl")
-
-
 def read_uncertainty_file(path, *, concentration: pd.DataFrame, medium: str | None = None) -> pd.DataFrame:
     """User-supplied uncertainties aligned to ``concentration`` (samples x species).
 
     The CSV has ``sample_id``, optionally ``medium``, and one column per species (same unit
     as the concentrations). Every sample and species of ``concentration`` must be present and
     every value positive.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CSV file of uncertainties.
+    concentration : pandas.DataFrame
+        Concentrations, samples (index: sample_id) x species.
+    medium : str or None, optional
+        Keep only rows of this medium when the file has a ``medium`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Uncertainties (float) with the index and columns of ``concentration``.
     """
     u = pd.read_csv(path)
     if "sample_id" not in u.columns:

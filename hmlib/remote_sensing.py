@@ -1,17 +1,25 @@
-"""Remote-sensing inversion of metal concentrations: Random Forest on multispectral rasters.
+"""Remote-sensing inversion of metal concentrations: quantile regression forests on multispectral rasters.
 
-The scheme follows Zhao et al. (2026), section 2.3.1 [@zhao2026tarim]:
+The scheme follows Zhao et al. (2026), section 2.3.1 [@zhao2026tarim], with honest validation and
+calibrated uncertainty added:
 
 1. band values at each sample point are the mean of a 3 x 3 pixel window centred on the point
    (optionally bilinearly interpolated between pixel centres), with no-data and cloud pixels
    left out (:func:`focal_mean`, :func:`extract_at_points`);
-2. a Random Forest regression [@breiman2001rf] of the concentration on the band values, tuned by
-   grid search over the number of trees (100-500), the maximum depth (10-30) and the minimum leaf
-   size (1-5), validated on a 70/30 hold-out split and by 10-fold cross-validation, with
-   permutation importance per band [@breiman2001rf] (:func:`fit_inversion`);
-3. pixel-wise prediction in blocks of rows so that memory stays bounded for large rasters, with a
-   per-pixel uncertainty from the spread of the trees' predictions (:func:`predict_raster`);
-4. post-processing: a 5 x 5 median filter, clipping to [0, P99 of the training concentrations]
+2. a Random Forest regression [@breiman2001rf] of the concentration on the band values, grown as
+   a quantile regression forest (Meinshausen 2006) so that conditional quantiles can be read
+   off; hyperparameters tuned by grid search (trees, maximum depth, minimum leaf size);
+3. nested, spatially blocked validation (:func:`fit_inversion`): whole k-means clusters of the
+   samples are held out in the outer folds, and the tuning and the interval calibration happen on
+   inner folds that also hold out whole clusters; the prediction interval is the conformalized
+   quantile interval (Romano et al. 2019), whose coverage is measured on the outer held-out samples;
+   permutation importance per band on the held-out folds. Zhao et al. used a random 70/30 split
+   and random 10-fold CV, which overstate skill on spatially autocorrelated samples (Roberts et
+   al. 2017), and the spread of the trees as uncertainty, which is not a predictive interval;
+4. pixel-wise prediction in blocks of rows so that memory stays bounded for large rasters, with
+   the calibrated interval per pixel (:func:`predict_raster`, :func:`predict_raster_interval`),
+   only for a metal whose held-out skill is positive;
+5. post-processing: a 5 x 5 median filter, clipping to [0, P99 of the training concentrations]
    and masking by a land-cover layer (:func:`postprocess`), written as GeoTIFF
    (:func:`write_geotiff`).
 
@@ -27,6 +35,15 @@ Scientific Reports. https://doi.org/10.1038/s41598-026-38887-9
 
 Breiman, L. (2001) Random forests. Machine Learning 45, 5-32.
 https://doi.org/10.1023/A:1010933404324
+
+Meinshausen, N. (2006) Quantile regression forests. Journal of Machine Learning Research 7,
+983-999. https://jmlr.org/papers/v7/meinshausen06a.html
+
+Romano, Y., Patterson, E., Candès, E.J. (2019) Conformalized quantile regression. NeurIPS 32.
+https://doi.org/10.48550/arXiv.1905.03222
+
+Roberts, D.R. et al. (2017) Cross-validation strategies for data with temporal, spatial,
+hierarchical, or phylogenetic structure. Ecography 40, 913-929. https://doi.org/10.1111/ecog.02881
 """
 from __future__ import annotations
 
@@ -37,12 +54,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
-
-from .params import StageOptions
 
 __all__ = [
-    "RemoteSensingOptions",
     "RasterImage",
     "InversionResult",
     "read_multiband",
@@ -50,7 +63,17 @@ __all__ = [
     "focal_mean",
     "extract_at_points",
     "regression_metrics",
+    "conformal_offset",
+    "TunedForest",
+    "tune_quantile_forest",
     "fit_inversion",
+    "predict_raster_interval",
+    "coverage_table",
+    "r2_ceiling",
+    "compare_with_truth",
+    "truth_text",
+    "results_text",
+    "CV_SCHEME",
     "predict_raster",
     "median_filter_nan",
     "postprocess",
@@ -69,46 +92,6 @@ __all__ = [
 ]
 
 DEFAULT_BAND_NAMES = ("blue", "green", "red", "nir")
-
-
-class RemoteSensingOptions(StageOptions):
-    """Options of the ``remote_sensing`` stage."""
-
-    raster: str | None = Field(default=None, description="multiband GeoTIFF of surface reflectance "
-                                                           "(path relative to the project root)")
-    band_names: list[str] = Field(default_factory=lambda: list(DEFAULT_BAND_NAMES),
-                                  description="names of the raster's bands, in band order")
-    cloud_mask: str | None = Field(default=None, description="single-band GeoTIFF on the same grid; "
-                                                             "non-zero = cloud (pixel left out)")
-    landcover: str | None = Field(default=None, description="single-band land-cover GeoTIFF on the same grid")
-    landcover_classes: dict[str, list[int]] = Field(
-        default_factory=dict, description="medium -> land-cover classes its map covers (others are masked)")
-    media: list[str] = Field(default_factory=list, description="media to model; empty = all of the region's")
-    metals: list[str] = Field(default_factory=list, description="metals to model; empty = all of the region's")
-    extraction: Literal["window", "bilinear"] = "window"
-    window_px: int = Field(default=3, ge=1, le=15, description="side of the extraction window (odd)")
-    n_trees: list[int] = Field(default_factory=lambda: [100, 500])
-    max_depth: list[int] = Field(default_factory=lambda: [10, 30])
-    min_samples_leaf: list[int] = Field(default_factory=lambda: [1, 5])
-    test_fraction: float = Field(default=0.3, gt=0.05, lt=0.6)
-    n_cv_folds: int = Field(default=10, ge=2, le=20)
-    median_filter_px: int = Field(default=5, ge=1, le=15)
-    clip_percentile: float = Field(default=99.0, gt=50, le=100)
-    block_pixels: int = Field(default=262_144, ge=1024, description="pixels predicted at once (memory bound)")
-
-    @field_validator("window_px", "median_filter_px")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 != 1:
-            raise ValueError(f"an odd number of pixels (window centred on a pixel), got {v}")
-        return v
-
-    @field_validator("n_trees", "max_depth", "min_samples_leaf")
-    @classmethod
-    def _nonempty_positive(cls, v: list[int]) -> list[int]:
-        if not v or any(x < 1 for x in v):
-            raise ValueError(f"a non-empty list of positive integers, got {v}")
-        return v
 
 
 @dataclass
@@ -136,7 +119,18 @@ class RasterImage:
 
 
 def read_singleband(path: str | Path) -> tuple[np.ndarray, object, object]:
-    """Band 1 of a GeoTIFF as an array, with its transform and CRS."""
+    """Band 1 of a GeoTIFF as an array, with its transform and CRS.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        GeoTIFF file.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, affine.Affine, rasterio.crs.CRS)
+        Band 1 values (rows x cols), the affine transform and the CRS (None when absent).
+    """
     import rasterio
 
     with rasterio.open(path) as src:
@@ -153,6 +147,11 @@ def read_multiband(path: str | Path, *, band_names: list[str] | None = None,
     band_names : one name per band; default ``blue, green, red, nir`` for a 4-band file, else
         ``b1, b2, ...``.
     cloud_mask : optional single-band GeoTIFF on the same grid; non-zero pixels are clouds.
+
+    Returns
+    -------
+    RasterImage
+        Bands (n_bands x rows x cols, NaN outside valid pixels), transform, CRS, band names and valid mask.
     """
     import rasterio
 
@@ -203,6 +202,11 @@ def focal_mean(bands: np.ndarray, *, valid: np.ndarray | None = None, window_px:
     bands : array (n_bands, rows, cols) or (rows, cols).
     valid : bool array (rows, cols); default: pixels where every band is finite.
     window_px : odd window side in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Window means, same shape as ``bands``.
 
     References
     ----------
@@ -341,6 +345,18 @@ def regression_metrics(observed, predicted) -> dict[str, float]:
     (Zhao et al. 2026, eqs. 2-4). R2 is NaN for fewer than two observations or constant
     observations. Computed with scikit-learn's metrics.
 
+    Parameters
+    ----------
+    observed : array-like
+        Observed values.
+    predicted : array-like
+        Predicted values (same unit).
+
+    Returns
+    -------
+    dict of str to float
+        Keys r2 (dimensionless), rmse and mae (unit of the observations).
+
     References
     ----------
     Zhao et al. (2026) https://doi.org/10.1038/s41598-026-38887-9
@@ -355,128 +371,309 @@ def regression_metrics(observed, predicted) -> dict[str, float]:
     return {"r2": r2, "rmse": float(np.sqrt(mean_squared_error(yo, yp))), "mae": float(mean_absolute_error(yo, yp))}
 
 
+def conformal_offset(scores, *, level: float) -> float:
+    r"""Split-conformal correction: the :math:`\lceil (n+1)\,\text{level} \rceil`-th smallest score.
+
+    For conformalized quantile regression (Romano et al. 2019) the scores are
+    :math:`E_i = \max(\hat q_{lo}(x_i) - y_i,\ y_i - \hat q_{hi}(x_i))` on samples the quantile
+    model did not see; widening the model's interval by this offset,
+    :math:`[\hat q_{lo}(x) - c,\ \hat q_{hi}(x) + c]`, covers a new exchangeable sample with
+    probability at least ``level``. When :math:`\lceil (n+1)\,\text{level} \rceil > n` the largest
+    score is used (the guarantee then does not hold; with ``n`` of about 20 or more at level 0.9
+    this does not happen).
+
+    Parameters
+    ----------
+    scores : conformity scores of held-out samples.
+    level : nominal coverage in (0, 1).
+
+    Returns
+    -------
+    float (may be negative: the model's interval is then narrowed).
+
+    References
+    ----------
+    Romano, Patterson and Candès (2019) Conformalized quantile regression. NeurIPS 32.
+    https://doi.org/10.48550/arXiv.1905.03222
+    """
+    e = np.sort(np.asarray(scores, dtype=float))
+    if e.ndim != 1 or len(e) == 0 or not np.all(np.isfinite(e)):
+        raise ValueError(f"scores must be a non-empty 1-D array of finite values, got shape {e.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    k = int(np.ceil((len(e) + 1) * level))
+    return float(e[min(k, len(e)) - 1])
+
+
+def _qrf(params: dict, seed: int, n_jobs: int):
+    from quantile_forest import RandomForestQuantileRegressor
+
+    return RandomForestQuantileRegressor(random_state=seed, n_jobs=n_jobs, **params)
+
+
+def _qrf_predict(model, X: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean prediction and the (1-level)/2, (1+level)/2 conditional quantiles of a quantile forest."""
+    mean = np.asarray(model.predict(X, quantiles="mean"), dtype=float)
+    q = np.asarray(model.predict(X, quantiles=[(1 - level) / 2, (1 + level) / 2]), dtype=float)
+    return mean, q[:, 0], q[:, 1]
+
+
 @dataclass
-class InversionResult:
-    """A fitted remote-sensing inversion for one metal and medium.
+class TunedForest:
+    """A quantile forest tuned by spatial-block inner CV, with its conformal correction.
 
     Attributes
     ----------
-    model : RandomForestRegressor refitted on all samples with the tuned hyperparameters
-        (used for mapping).
-    holdout_model : the forest fitted on the training part of the 70/30 split.
-    best_params : tuned hyperparameters (n_estimators, max_depth, min_samples_leaf).
-    metrics : DataFrame split, r2, rmse, mae, n_train, n_test; splits ``train``, ``test``
-        (hold-out), ``cv`` (pooled out-of-fold) and ``cv_fold_NN`` (each fold).
-    importance : DataFrame band, importance_mean, importance_sd (permutation importance on the
-        hold-out set: mean decrease of R2 over ``n_repeats`` shuffles).
-    predictions : DataFrame observed, holdout_predicted (NaN on training rows), cv_predicted,
-        split ('train'/'test').
-    clip_max : the ``clip_percentile`` percentile of the training concentrations.
-    n_samples, n_predictors : sample and predictor counts.
-    grid_results : DataFrame of the grid search (params, mean and sd of the inner-CV RMSE).
+    model : the RandomForestQuantileRegressor refitted on all the given samples.
+    params : the chosen hyperparameters.
+    offset : conformal correction of the interval (:func:`conformal_offset` of the inner
+        out-of-fold scores of the chosen hyperparameters).
+    search : DataFrame one row per combination: hyperparameters, rmse_mean, rmse_sd (inner folds).
     """
 
     model: object
-    holdout_model: object
+    params: dict
+    offset: float
+    search: pd.DataFrame
+
+
+def tune_quantile_forest(X: np.ndarray, y: np.ndarray, *, groups, seed: int, level: float, n_trees=(100,),
+                         max_depth=(30,), min_samples_leaf=(1, 5), inner_folds: int = 3,
+                         n_jobs: int = 1) -> TunedForest:
+    """Grid-search a quantile regression forest on inner spatial-block folds and calibrate its interval.
+
+    Every combination of ``n_trees`` x ``max_depth`` x ``min_samples_leaf`` is fitted on the inner
+    training folds (whole spatial blocks held out, :func:`hmlib.ml.inner_splits`) and scored by
+    the RMSE of its mean prediction; the winner's out-of-fold conformity scores give the
+    conformal correction of its ``level`` interval (conformalized quantile regression, Romano et
+    al. 2019, with cross-fitted scores); the winner is refitted on all the given samples.
+    The quantile forest is Meinshausen's (2006): the same trees as a Random Forest (Breiman 2001),
+    whose leaves keep the training responses, so conditional quantiles can be read off
+    (``quantile-forest`` package).
+
+    Parameters
+    ----------
+    X, y : band values and concentrations (no NaN).
+    groups : spatial block of each sample (inner folds hold out whole blocks).
+    seed : seed of the forests.
+    level : nominal coverage of the interval.
+    n_trees, max_depth, min_samples_leaf : the grid.
+    inner_folds : folds of the inner CV (at most the number of blocks).
+    n_jobs : threads of each forest.
+
+    Returns
+    -------
+    TunedForest
+
+    References
+    ----------
+    Meinshausen (2006) https://jmlr.org/papers/v7/meinshausen06a.html ;
+    Romano et al. (2019) https://doi.org/10.48550/arXiv.1905.03222 ;
+    Breiman (2001) https://doi.org/10.1023/A:1010933404324
+    """
+    from sklearn.model_selection import ParameterGrid
+
+    from .ml import inner_splits
+
+    splits = inner_splits(len(y), groups=groups, inner_folds=inner_folds, seed=seed)
+    grid = list(ParameterGrid({"n_estimators": list(n_trees), "max_depth": list(max_depth),
+                               "min_samples_leaf": list(min_samples_leaf)}))
+    rows, scores = [], []
+    for params in grid:
+        errs = []
+        sc = np.empty(len(y))
+        for tr, te in splits:
+            m = _qrf(params, seed, n_jobs).fit(X[tr], y[tr])
+            mean, lo, hi = _qrf_predict(m, X[te], level)
+            errs.append(float(np.sqrt(np.mean((mean - y[te]) ** 2))))
+            sc[te] = np.maximum(lo - y[te], y[te] - hi)
+        rows.append({**params, "rmse_mean": float(np.mean(errs)), "rmse_sd": float(np.std(errs, ddof=1))})
+        scores.append(sc)
+    search = pd.DataFrame(rows)
+    best = int(np.argmin(search["rmse_mean"].to_numpy()))
+    model = _qrf(grid[best], seed, n_jobs).fit(X, y)
+    return TunedForest(model=model, params=dict(grid[best]), offset=conformal_offset(scores[best], level=level),
+                       search=search)
+
+
+@dataclass
+class InversionResult:
+    """A fitted remote-sensing inversion for one metal and medium, with nested spatial-block validation.
+
+    Attributes
+    ----------
+    model : quantile regression forest refitted on all samples with hyperparameters tuned by
+        spatial-block inner CV (used for mapping).
+    best_params : its hyperparameters.
+    offset : its conformal interval correction (concentration units).
+    level : nominal coverage of the prediction intervals.
+    metrics : DataFrame split, r2, rmse, mae, rmse_baseline, n_train, n_test; split ``cv``
+        (all out-of-fold predictions pooled) and ``cv_fold_NN``; ``rmse_baseline`` is the RMSE of
+        predicting the training fold's mean.
+    importance : DataFrame band, importance_mean, importance_sd (permutation importance: mean
+        decrease of the pooled out-of-fold R2 when the band is shuffled in the test folds).
+    predictions : DataFrame (index of X) observed, predicted, lower, upper, lower_raw, upper_raw,
+        covered, fold, block: out-of-fold predictions and intervals (``_raw``: the forest's
+        quantiles before the conformal correction).
+    coverage : dict nominal, observed, observed_raw, n, mean_width.
+    fold_params : DataFrame fold, n_estimators, max_depth, min_samples_leaf, offset (tuned per outer fold).
+    clip_max : the ``clip_percentile`` percentile of the training concentrations.
+    n_samples, n_predictors : sample and predictor counts.
+    grid_results : the final model's hyperparameter search.
+    n_folds, n_blocks : outer folds and spatial blocks.
+    """
+
+    model: object
     best_params: dict
+    offset: float
+    level: float
     metrics: pd.DataFrame
     importance: pd.DataFrame
     predictions: pd.DataFrame
+    coverage: dict
+    fold_params: pd.DataFrame
     clip_max: float
     n_samples: int
     n_predictors: int
     grid_results: pd.DataFrame = field(default_factory=pd.DataFrame)
+    n_folds: int = 5
+    n_blocks: int = 10
 
     @property
     def samples_per_predictor(self) -> float:
         return self.n_samples / self.n_predictors
 
+    @property
+    def skill(self) -> dict:
+        """Pooled out-of-fold R2 and RMSE, the mean of the fold R2 values, and the baseline's RMSE."""
+        t = self.metrics.set_index("split")
+        m = t.loc["cv"]
+        folds = t[t.index.str.startswith("cv_fold")]
+        return {"r2": float(m["r2"]), "r2_fold_mean": float(folds["r2"].mean()), "rmse": float(m["rmse"]),
+                "rmse_baseline": float(m["rmse_baseline"])}
 
-def fit_inversion(X: pd.DataFrame, y, *, seed: int, n_trees=(100, 500), max_depth=(10, 30),
-                  min_samples_leaf=(1, 5), test_fraction: float = 0.3, n_cv_folds: int = 10,
-                  inner_folds: int = 3, clip_percentile: float = 99.0, n_repeats: int = 10,
+    @property
+    def has_skill(self) -> bool:
+        """Held-out skill: pooled and mean fold R2 above 0, and RMSE below the training-mean baseline."""
+        k = self.skill
+        return bool(np.isfinite(k["r2"]) and k["r2"] > 0 and k["r2_fold_mean"] > 0 and k["rmse"] < k["rmse_baseline"])
+
+
+def fit_inversion(X: pd.DataFrame, concentration, *, x, y, seed: int, n_trees=(100,), max_depth=(30,),
+                  min_samples_leaf=(1, 5), n_folds: int = 5, n_blocks: int = 10, inner_folds: int = 3,
+                  level: float = 0.9, clip_percentile: float = 99.0, n_repeats: int = 10,
                   n_jobs: int = 1) -> InversionResult:
-    """Tune, validate and fit a Random Forest inversion (Zhao et al. 2026, section 2.3.1).
+    r"""Tune, validate (nested, spatially blocked) and fit a quantile-forest inversion with calibrated intervals.
 
-    The forest is :math:`f(x) = \\frac{1}{K}\\sum_{k=1}^K T_k(x)` (Breiman 2001; Zhao et al.
-    2026, eq. 1). Steps, all seeded by ``seed``:
+    The point prediction is the Random Forest mean :math:`f(x) = \frac{1}{K}\sum_{k=1}^K T_k(x)`
+    (Breiman 2001; Zhao et al. 2026, eq. 1); the interval is the conformalized quantile
+    regression forest interval (Meinshausen 2006; Romano et al. 2019),
+    :math:`[\hat q_{(1-\alpha)/2}(x) - c,\ \hat q_{(1+\alpha)/2}(x) + c]` with :math:`\alpha` =
+    ``level``. Steps, all seeded by ``seed``:
 
-    1. 70/30 split (``test_fraction``); grid search over ``n_trees`` x ``max_depth`` x
-       ``min_samples_leaf`` by ``inner_folds``-fold CV on the training part (RMSE);
-    2. hold-out metrics on the test part; permutation importance of each band on the test part
-       (``n_repeats`` shuffles, decrease of R2);
-    3. ``n_cv_folds``-fold CV of the tuned forest on all samples (pooled and per-fold metrics);
-    4. refit on all samples for mapping; ``clip_max`` = ``clip_percentile`` of all training values.
+    1. samples are grouped into ``n_blocks`` k-means clusters of their coordinates, assigned
+       whole to ``n_folds`` outer folds (:func:`hmlib.ml.spatial_block_folds`);
+    2. in each outer training set, :func:`tune_quantile_forest` tunes the grid and computes the
+       conformal correction on inner folds that also hold out whole blocks, then refits; the
+       outer test fold is predicted (mean and interval) and never influences any choice;
+    3. pooled and per-fold R2, RMSE and MAE of the out-of-fold predictions, with the RMSE of
+       predicting the training fold's mean as a baseline; interval coverage;
+    4. permutation importance of each band: the decrease of the pooled out-of-fold R2 when the
+       band is shuffled within the test folds (``n_repeats`` shuffles);
+    5. the model for mapping: :func:`tune_quantile_forest` on all samples.
 
     Parameters
     ----------
     X : DataFrame of band values (rows without NaN).
-    y : concentrations, one per row of X.
-    seed : seed of the split, the folds, the forests and the permutations.
+    concentration : one value per row of X.
+    x, y : sample coordinates (for the spatial blocks).
+    seed : seed of the blocks, the forests and the permutations.
+    n_trees, max_depth, min_samples_leaf : the hyperparameter grid.
+    n_folds, n_blocks, inner_folds : outer folds, spatial blocks, inner folds.
+    level : nominal coverage of the prediction interval.
+    clip_percentile : percentile of the concentrations used to clip maps.
+    n_repeats : shuffles per band for the permutation importance.
+    n_jobs : threads per forest.
+
+    Returns
+    -------
+    InversionResult
 
     References
     ----------
     Breiman (2001) https://doi.org/10.1023/A:1010933404324 ;
+    Meinshausen (2006) https://jmlr.org/papers/v7/meinshausen06a.html ;
+    Romano et al. (2019) https://doi.org/10.48550/arXiv.1905.03222 ;
+    Roberts et al. (2017) https://doi.org/10.1111/ecog.02881 ;
     Zhao et al. (2026) https://doi.org/10.1038/s41598-026-38887-9
     """
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import GridSearchCV, KFold, train_test_split
+    from .ml import spatial_block_folds
 
     if not isinstance(X, pd.DataFrame):
         raise ValueError(f"X must be a DataFrame of band values, got {type(X).__name__}")
-    yv = np.asarray(y, dtype=float)
+    yv = np.asarray(concentration, dtype=float)
     if yv.ndim != 1 or len(yv) != len(X):
-        raise ValueError(f"y must be 1-D with one value per row of X ({len(X)}), got shape {yv.shape}")
+        raise ValueError(f"concentration must be 1-D with one value per row of X ({len(X)}), got shape {yv.shape}")
     if X.isna().any().any() or not np.all(np.isfinite(yv)):
-        raise ValueError("X and y must not contain NaN: drop samples whose window has no valid pixel first")
+        raise ValueError("X and concentration must not contain NaN: drop samples whose window has no valid pixel first")
     n, p = X.shape
-    n_test = int(round(test_fraction * n))
-    if n < 8 or n_test < 2 or n - n_test < 4:
-        raise ValueError(f"need at least 8 samples for a 70/30 split with CV, got {n}")
+    if n < 2 * n_folds or n < 10:
+        raise ValueError(f"need at least {max(10, 2 * n_folds)} samples for {n_folds}-fold nested cross-validation, "
+                         f"got {n}")
     Xv = X.to_numpy(dtype=float)
-    idx_train, idx_test = train_test_split(np.arange(n), test_size=n_test, random_state=seed)
-    grid = {"n_estimators": list(n_trees), "max_depth": list(max_depth), "min_samples_leaf": list(min_samples_leaf)}
-    inner = KFold(n_splits=min(inner_folds, len(idx_train)), shuffle=True, random_state=seed)
-    gs = GridSearchCV(RandomForestRegressor(random_state=seed, n_jobs=n_jobs), grid, cv=inner,
-                      scoring="neg_root_mean_squared_error", refit=True)
-    gs.fit(Xv[idx_train], yv[idx_train])
-    best = dict(gs.best_params_)
-    holdout_model = gs.best_estimator_
-    res = pd.DataFrame(gs.cv_results_)
-    grid_results = pd.DataFrame({
-        "n_estimators": res["param_n_estimators"].astype(int), "max_depth": res["param_max_depth"].astype(int),
-        "min_samples_leaf": res["param_min_samples_leaf"].astype(int),
-        "rmse_mean": -res["mean_test_score"], "rmse_sd": res["std_test_score"], "rank": res["rank_test_score"]})
-    rows = []
-    for split, ids in (("train", idx_train), ("test", idx_test)):
-        m = regression_metrics(yv[ids], holdout_model.predict(Xv[ids]))
-        rows.append({"split": split, **m, "n_train": len(idx_train), "n_test": len(ids) if split == "test" else 0})
-    pi = permutation_importance(holdout_model, Xv[idx_test], yv[idx_test], n_repeats=n_repeats,
-                                random_state=seed, scoring="r2")
-    importance = pd.DataFrame({"band": list(X.columns), "importance_mean": pi.importances_mean,
-                               "importance_sd": pi.importances_std})
-    # k-fold CV of the tuned forest on all samples
-    k = min(n_cv_folds, n)
-    cv = KFold(n_splits=k, shuffle=True, random_state=seed)
-    cv_pred = np.empty(n)
-    for f, (tr, te) in enumerate(cv.split(Xv), start=1):
-        rf = RandomForestRegressor(random_state=seed, n_jobs=n_jobs, **best).fit(Xv[tr], yv[tr])
-        cv_pred[te] = rf.predict(Xv[te])
-        m = regression_metrics(yv[te], cv_pred[te])
-        rows.append({"split": f"cv_fold_{f:02d}", **m, "n_train": len(tr), "n_test": len(te)})
-    rows.insert(2, {"split": "cv", **regression_metrics(yv, cv_pred), "n_train": n - n // k, "n_test": n})
-    model = RandomForestRegressor(random_state=seed, n_jobs=n_jobs, **best).fit(Xv, yv)
-    hold_pred = np.full(n, np.nan)
-    hold_pred[idx_test] = holdout_model.predict(Xv[idx_test])
-    split = np.array(["train"] * n, dtype=object)
-    split[idx_test] = "test"
-    preds = pd.DataFrame({"observed": yv, "holdout_predicted": hold_pred, "cv_predicted": cv_pred, "split": split},
+    fold, block = spatial_block_folds(x, y, n_folds=n_folds, n_blocks=n_blocks, seed=seed)
+    tune_kw = dict(seed=seed, level=level, n_trees=n_trees, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
+                   inner_folds=inner_folds, n_jobs=n_jobs)
+    pred, lo, hi, lo_raw, hi_raw, base = (np.empty(n) for _ in range(6))
+    rows, fparams, models = [], [], {}
+    for k in np.unique(fold):
+        te = fold == k
+        tf = tune_quantile_forest(Xv[~te], yv[~te], groups=block[~te], **tune_kw)
+        mean, ql, qh = _qrf_predict(tf.model, Xv[te], level)
+        pred[te], lo_raw[te], hi_raw[te] = mean, ql, qh
+        lo[te], hi[te] = ql - tf.offset, qh + tf.offset
+        base[te] = yv[~te].mean()
+        models[k] = tf.model
+        m = regression_metrics(yv[te], mean)
+        rows.append({"split": f"cv_fold_{int(k) + 1:02d}", **m,
+                     "rmse_baseline": float(np.sqrt(np.mean((base[te] - yv[te]) ** 2))),
+                     "n_train": int((~te).sum()), "n_test": int(te.sum())})
+        fparams.append({"fold": int(k) + 1, **tf.params, "offset": tf.offset})
+    pooled = regression_metrics(yv, pred)
+    rows.insert(0, {"split": "cv", **pooled, "rmse_baseline": float(np.sqrt(np.mean((base - yv) ** 2))),
+                    "n_train": int(round(n * (n_folds - 1) / n_folds)), "n_test": n})
+    covered = (yv >= lo) & (yv <= hi)
+    coverage = {"nominal": level, "observed": float(covered.mean()),
+                "observed_raw": float(((yv >= lo_raw) & (yv <= hi_raw)).mean()), "n": n,
+                "mean_width": float(np.mean(hi - lo))}
+    # permutation importance on the outer test folds, each predicted by its own fold's model
+    rng = np.random.default_rng(seed)
+    sst = float(np.sum((yv - yv.mean()) ** 2))
+    r2_ref = pooled["r2"]
+    perm = np.empty((p, n_repeats, n))  # permuted-band predictions, one batched call per fold
+    for k, model in models.items():
+        te = np.flatnonzero(fold == k)
+        stack = []
+        for j in range(p):
+            for _ in range(n_repeats):
+                Xp = Xv[te].copy()
+                Xp[:, j] = Xp[rng.permutation(len(te)), j]
+                stack.append(Xp)
+        pk = np.asarray(model.predict(np.vstack(stack), quantiles="mean"), dtype=float).reshape(p, n_repeats, len(te))
+        perm[:, :, te] = pk
+    drops = r2_ref - (1 - ((perm - yv) ** 2).sum(axis=2) / sst) if sst > 0 else np.full((p, n_repeats), np.nan)
+    imp_mean = drops.mean(axis=1)
+    imp_sd = drops.std(axis=1, ddof=1) if n_repeats > 1 else np.full(p, np.nan)
+    importance = pd.DataFrame({"band": list(X.columns), "importance_mean": imp_mean, "importance_sd": imp_sd})
+    final = tune_quantile_forest(Xv, yv, groups=block, **tune_kw)
+    preds = pd.DataFrame({"observed": yv, "predicted": pred, "lower": lo, "upper": hi, "lower_raw": lo_raw,
+                          "upper_raw": hi_raw, "covered": covered, "fold": fold + 1, "block": block + 1},
                          index=X.index)
-    return InversionResult(model=model, holdout_model=holdout_model, best_params=best,
-                           metrics=pd.DataFrame(rows), importance=importance, predictions=preds,
-                           clip_max=float(np.percentile(yv, clip_percentile)), n_samples=n, n_predictors=p,
-                           grid_results=grid_results)
+    return InversionResult(model=final.model, best_params=final.params, offset=final.offset, level=level,
+                           metrics=pd.DataFrame(rows), importance=importance, predictions=preds, coverage=coverage,
+                           fold_params=pd.DataFrame(fparams), clip_max=float(np.percentile(yv, clip_percentile)),
+                           n_samples=n, n_predictors=p, grid_results=final.search, n_folds=int(len(np.unique(fold))),
+                           n_blocks=int(len(np.unique(block))))
 
 
 def samples_per_predictor_warning(n_samples: int, n_predictors: int, *, minimum: float = 10.0) -> str | None:
@@ -484,6 +681,20 @@ def samples_per_predictor_warning(n_samples: int, n_predictors: int, *, minimum:
 
     Zhao et al. (2026, section 4.1.1) note that a sample-to-predictor ratio below the 10:1
     recommended for machine-learning models compromises generalisation.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of training samples.
+    n_predictors : int
+        Number of predictors (>= 1).
+    minimum : float, default 10.0
+        Recommended minimum number of samples per predictor.
+
+    Returns
+    -------
+    str or None
+        Warning text, or None when the ratio is sufficient.
     """
     if n_predictors < 1:
         raise ValueError(f"n_predictors must be >= 1, got {n_predictors}")
@@ -572,6 +783,62 @@ def predict_raster(model, bands, *, valid: np.ndarray | None = None,
     return pred, unc
 
 
+def predict_raster_interval(model, bands, *, level: float, offset: float, valid: np.ndarray | None = None,
+                            block_pixels: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-wise conformalized quantile-forest interval, computed in blocks of rows.
+
+    For each valid pixel the interval is
+    :math:`[\\hat q_{(1-\\alpha)/2}(x) - c,\\ \\hat q_{(1+\\alpha)/2}(x) + c]` (Romano et al.
+    2019), with :math:`\\alpha` = ``level``, the forest's conditional quantiles
+    (Meinshausen 2006) and ``offset`` :math:`c` from :func:`tune_quantile_forest`. Each pixel's
+    interval depends on that pixel only, so the result does not depend on the block size.
+
+    Parameters
+    ----------
+    model : a fitted ``quantile_forest.RandomForestQuantileRegressor``.
+    bands : array (n_bands, rows, cols) or an open rasterio dataset.
+    level : nominal coverage.
+    offset : conformal correction.
+    valid : optional bool array (rows, cols) of pixels to predict.
+    block_pixels : pixels per block.
+
+    Returns
+    -------
+    (lower, upper) : float64 arrays (rows, cols), NaN outside valid pixels.
+
+    References
+    ----------
+    Meinshausen (2006) https://jmlr.org/papers/v7/meinshausen06a.html ;
+    Romano et al. (2019) https://doi.org/10.48550/arXiv.1905.03222
+    """
+    if isinstance(bands, np.ndarray):
+        if bands.ndim != 3:
+            raise ValueError(f"bands must be (n_bands, rows, cols), got shape {bands.shape}")
+        rows, cols = bands.shape[1:]
+    else:
+        rows, cols = bands.height, bands.width
+    if valid is not None and np.shape(valid) != (rows, cols):
+        raise ValueError(f"valid has shape {np.shape(valid)}; expected {(rows, cols)}")
+    if block_pixels < 1:
+        raise ValueError(f"block_pixels must be >= 1, got {block_pixels}")
+    step = max(1, block_pixels // cols)
+    lower = np.full((rows, cols), np.nan)
+    upper = np.full((rows, cols), np.nan)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        blk = _read_rows(bands, r0, r1)
+        ok = np.all(np.isfinite(blk), axis=0)
+        if valid is not None:
+            ok &= np.asarray(valid[r0:r1], dtype=bool)
+        if not ok.any():
+            continue
+        q = np.asarray(model.predict(blk[:, ok].T, quantiles=[(1 - level) / 2, (1 + level) / 2]), dtype=float)
+        lv, uv = lower[r0:r1], upper[r0:r1]
+        lv[ok] = q[:, 0] - offset
+        uv[ok] = q[:, 1] + offset
+    return lower, upper
+
+
 def median_filter_nan(array: np.ndarray, *, size: int = 5, block_rows: int = 256) -> np.ndarray:
     """Median of the finite values in a ``size`` x ``size`` window; NaN pixels stay NaN.
 
@@ -580,6 +847,20 @@ def median_filter_nan(array: np.ndarray, *, size: int = 5, block_rows: int = 256
     Written with numpy's ``sliding_window_view`` and ``nanmedian`` (scipy's ``median_filter``
     does not skip NaN, which would spread masks); rows are processed ``block_rows`` at a time
     to bound memory. The 5 x 5 median filter is the post-processing of Zhao et al. (2026).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        2-D raster (rows x cols); NaN = no-data.
+    size : int, default 5
+        Window side in pixels.
+    block_rows : int, default 256
+        Rows processed per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        Filtered raster, same shape as ``array``.
 
     References
     ----------
@@ -614,6 +895,24 @@ def postprocess(prediction: np.ndarray, *, clip_max: float, median_px: int = 5,
     training data (here: clipped to it, and to 0 below); masking of non-target surfaces by land
     cover. Returns a new array.
 
+    Parameters
+    ----------
+    prediction : numpy.ndarray
+        Predicted concentration raster (rows x cols).
+    clip_max : float
+        Upper clipping value (concentration unit, e.g. the training 99th percentile).
+    median_px : int, default 5
+        Median filter window side in pixels.
+    landcover : numpy.ndarray or None, optional
+        Land-cover class raster on the same grid.
+    landcover_classes : list of int or None, optional
+        Land-cover classes to keep; other pixels become NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        Post-processed raster (NaN = masked or no-data).
+
     References
     ----------
     Zhao et al. (2026) https://doi.org/10.1038/s41598-026-38887-9
@@ -631,7 +930,26 @@ def postprocess(prediction: np.ndarray, *, clip_max: float, median_px: int = 5,
 
 
 def write_geotiff(path: str | Path, array: np.ndarray, *, transform, crs, description: str = "") -> Path:
-    """Write one float32 band (NaN = no-data) as a compressed GeoTIFF."""
+    """Write one float32 band (NaN = no-data) as a compressed GeoTIFF.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Output file.
+    array : numpy.ndarray
+        2-D array to write (NaN = no-data).
+    transform : affine.Affine
+        Affine transform of the grid.
+    crs : rasterio.crs.CRS or str or None
+        Coordinate reference system.
+    description : str, default ''
+        Band description.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
     import rasterio
 
     a = np.asarray(array, dtype=np.float32)
@@ -649,14 +967,16 @@ def write_geotiff(path: str | Path, array: np.ndarray, *, transform, crs, descri
 # --- stage helpers -------------------------------------------------------------------------------
 @dataclass
 class InversionMap:
-    """One metal's inversion in one medium, with its maps.
+    """One metal's inversion in one medium, with its maps when the model has held-out skill.
 
     Attributes
     ----------
     metal, medium, unit : what was modelled.
     result : the :class:`InversionResult`.
-    prediction, uncertainty : raw per-pixel forest mean and tree spread (NaN outside valid pixels).
-    processed : the post-processed map (median filter, clipping, land-cover mask).
+    prediction : raw per-pixel forest mean (NaN outside valid pixels); None without skill.
+    lower, upper : calibrated per-pixel prediction interval (:func:`predict_raster_interval`,
+        masked like ``processed``, lower bound at least 0); None without skill.
+    processed : the post-processed map (median filter, clipping, land-cover mask); None without skill.
     n_points, n_dropped : samples used, and samples dropped (no valid pixel in the window or no value).
     """
 
@@ -664,22 +984,41 @@ class InversionMap:
     medium: str
     unit: str
     result: InversionResult
-    prediction: np.ndarray
-    uncertainty: np.ndarray
-    processed: np.ndarray
+    prediction: np.ndarray | None
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    processed: np.ndarray | None
     n_points: int
     n_dropped: int
 
+    @property
+    def mapped(self) -> bool:
+        return self.processed is not None
+
     def metrics_table(self) -> pd.DataFrame:
-        """The rows of ``tables/rs_metrics.csv`` (metal, medium, split, r2, rmse, mae, n_train, n_test)."""
+        """The rows of ``tables/rs_metrics.csv`` (metal, medium, split, r2, rmse, mae, rmse_baseline, n_train, n_test)."""
         m = self.result.metrics.assign(metal=self.metal, medium=self.medium)
-        return m[["metal", "medium", "split", "r2", "rmse", "mae", "n_train", "n_test"]]
+        return m[["metal", "medium", "split", "r2", "rmse", "mae", "rmse_baseline", "n_train", "n_test"]]
 
 
 def points_to_raster_crs(x, y, *, from_crs: str, raster_crs) -> tuple[np.ndarray, np.ndarray, str]:
     """Sample coordinates in the raster's CRS (pyproj), and a note on what was done.
 
     With ``from_crs='local'`` or a raster without CRS the coordinates are used as they are.
+
+    Parameters
+    ----------
+    x, y : array-like
+        Sample coordinates in ``from_crs``.
+    from_crs : str
+        CRS of the samples (anything pyproj accepts) or ``'local'``.
+    raster_crs : rasterio.crs.CRS or str or None
+        CRS of the raster.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray, str)
+        x and y in the raster CRS, and a note for the report.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
@@ -695,28 +1034,55 @@ def points_to_raster_crs(x, y, *, from_crs: str, raster_crs) -> tuple[np.ndarray
     return np.asarray(tx), np.asarray(ty), note
 
 
-def invert_metal(image: RasterImage, features: pd.DataFrame, values, *, metal: str, medium: str, unit: str, seed: int,
-                 n_trees=(100, 500), max_depth=(10, 30), min_samples_leaf=(1, 5), test_fraction: float = 0.3,
-                 n_cv_folds: int = 10, clip_percentile: float = 99.0, median_filter_px: int = 5,
-                 landcover: np.ndarray | None = None, landcover_classes: list[int] | None = None,
-                 block_pixels: int = 262_144, n_repeats: int = 10, n_jobs: int = 1) -> InversionMap:
-    """Fit :func:`fit_inversion` on the extracted band values and map the metal over the raster.
+def invert_metal(image: RasterImage, features: pd.DataFrame, values, *, x, y, metal: str, medium: str, unit: str,
+                 seed: int, n_trees=(100,), max_depth=(30,), min_samples_leaf=(1, 5), n_folds: int = 5,
+                 n_blocks: int = 10, inner_folds: int = 3, level: float = 0.9, clip_percentile: float = 99.0,
+                 median_filter_px: int = 5, landcover: np.ndarray | None = None,
+                 landcover_classes: list[int] | None = None, block_pixels: int = 65_536, n_repeats: int = 10,
+                 n_jobs: int = 1) -> InversionMap:
+    """Fit :func:`fit_inversion` on the extracted band values and, when it has held-out skill, map the metal.
 
     ``features`` holds the band columns from :func:`extract_at_points` (one row per sample);
-    ``values`` the concentrations. Samples with a missing band value or concentration are
-    dropped. The map is :func:`predict_raster` of the forest refitted on all samples, then
-    :func:`postprocess`.
+    ``values`` the concentrations; ``x``, ``y`` the sample coordinates (spatial blocks). Samples
+    with a missing band value or concentration are dropped. When the nested spatial-block CV
+    shows skill (:attr:`InversionResult.has_skill`), the map is :func:`predict_raster` of the
+    forest refitted on all samples, then :func:`postprocess`, with the calibrated interval of
+    :func:`predict_raster_interval`; without skill no map is made (a map of a model that does
+    worse than the mean on held-out areas would show noise as pattern).
+
+    Parameters
+    ----------
+    image : the multiband image.
+    features, values, x, y : band values, concentrations and coordinates of the samples.
+    metal, medium, unit : labels.
+    seed : seed of the blocks, forests and permutations.
+    n_trees, max_depth, min_samples_leaf, n_folds, n_blocks, inner_folds, level, clip_percentile,
+    n_repeats, n_jobs : passed to :func:`fit_inversion`.
+    median_filter_px, landcover, landcover_classes : passed to :func:`postprocess`.
+    block_pixels : pixels predicted at once.
+
+    Returns
+    -------
+    InversionMap
     """
     yv = np.asarray(values, dtype=float)
     X = features[image.band_names]
     ok = X.notna().all(axis=1).to_numpy() & np.isfinite(yv)
-    res = fit_inversion(X[ok], yv[ok], seed=seed, n_trees=n_trees, max_depth=max_depth,
-                        min_samples_leaf=min_samples_leaf, test_fraction=test_fraction, n_cv_folds=n_cv_folds,
-                        clip_percentile=clip_percentile, n_repeats=n_repeats, n_jobs=n_jobs)
-    pred, unc = predict_raster(res.model, image.bands, valid=image.valid, block_pixels=block_pixels)
-    proc = postprocess(pred, clip_max=res.clip_max, median_px=median_filter_px, landcover=landcover,
-                       landcover_classes=landcover_classes)
-    return InversionMap(metal=metal, medium=medium, unit=unit, result=res, prediction=pred, uncertainty=unc,
+    res = fit_inversion(X[ok], yv[ok], x=np.asarray(x, float)[ok], y=np.asarray(y, float)[ok], seed=seed,
+                        n_trees=n_trees, max_depth=max_depth, min_samples_leaf=min_samples_leaf, n_folds=n_folds,
+                        n_blocks=n_blocks, inner_folds=inner_folds, level=level, clip_percentile=clip_percentile,
+                        n_repeats=n_repeats, n_jobs=n_jobs)
+    pred = lower = upper = proc = None
+    if res.has_skill:
+        pred, _ = predict_raster(res.model, image.bands, valid=image.valid, block_pixels=block_pixels)
+        proc = postprocess(pred, clip_max=res.clip_max, median_px=median_filter_px, landcover=landcover,
+                           landcover_classes=landcover_classes)
+        lower, upper = predict_raster_interval(res.model, image.bands, level=res.level, offset=res.offset,
+                                               valid=image.valid, block_pixels=block_pixels)
+        mask = ~np.isfinite(proc)
+        lower = np.where(mask, np.nan, np.maximum(lower, 0.0))  # concentrations are not negative
+        upper = np.where(mask, np.nan, upper)
+    return InversionMap(metal=metal, medium=medium, unit=unit, result=res, prediction=pred, lower=lower, upper=upper,
                         processed=proc, n_points=int(ok.sum()), n_dropped=int((~ok).sum()))
 
 
@@ -725,26 +1091,71 @@ def _sig2(v: float) -> str:
     return f"{float(f'{v:.2g}'):g}"
 
 
+CV_SCHEME = "nested_spatial_block"
+
+
+def coverage_table(maps: list[InversionMap]) -> pd.DataFrame:
+    """Held-out coverage of the prediction intervals: the rows of ``tables/rs_interval_coverage.csv``.
+
+    Parameters
+    ----------
+    maps : the fitted inversions.
+
+    Returns
+    -------
+    DataFrame metal, medium, nominal, observed, n, cv_scheme, observed_uncalibrated (the
+    forest's own quantiles before the conformal correction), mean_width, unit.
+    """
+    rows = []
+    for m in maps:
+        c = m.result.coverage
+        rows.append({"metal": m.metal, "medium": m.medium, "nominal": c["nominal"], "observed": c["observed"],
+                     "n": c["n"], "cv_scheme": CV_SCHEME, "observed_uncalibrated": c["observed_raw"],
+                     "mean_width": c["mean_width"], "unit": m.unit})
+    return pd.DataFrame(rows)
+
+
 def metrics_display(maps: list[InversionMap]) -> pd.DataFrame:
-    """Reader's table: hold-out and 10-fold CV scores with the fold spread, per metal and medium."""
+    """Reader's table: nested spatial-block CV scores, baseline, interval coverage, per metal and medium.
+
+    Parameters
+    ----------
+    maps : the fitted inversions.
+
+    Returns
+    -------
+    DataFrame (display strings and numbers).
+    """
     rows = []
     for m in maps:
         t = m.result.metrics.set_index("split")
         folds = t[t.index.str.startswith("cv_fold")]
-        bp = m.result.best_params
+        c = m.result.coverage
         rows.append({
             "Metal": m.metal, "Medium": m.medium, "Unit": m.unit, "n": m.n_points,
-            "Samples per band": m.result.samples_per_predictor,
-            "Trees / depth / leaf": f"{bp['n_estimators']} / {bp['max_depth']} / {bp['min_samples_leaf']}",
-            "Hold-out R²": t.loc["test", "r2"], "Hold-out RMSE": t.loc["test", "rmse"],
-            "Hold-out MAE": t.loc["test", "mae"], "CV R² (pooled)": t.loc["cv", "r2"],
-            "CV RMSE (mean ± sd of folds)": f"{folds['rmse'].mean():.3g} ± {_sig2(folds['rmse'].std(ddof=1))}",
+            "R² (pooled)": t.loc["cv", "r2"],
+            "R² (mean ± sd of folds)": f"{folds['r2'].mean():.2f} ± {folds['r2'].std(ddof=1):.2f}",
+            "RMSE": t.loc["cv", "rmse"], "RMSE of the mean": t.loc["cv", "rmse_baseline"],
+            "Skill": "yes" if m.result.has_skill else "no",
+            f"Coverage of the {100 * c['nominal']:.0f} % interval": f"{100 * c['observed']:.0f} %",
+            "Mean interval width": c["mean_width"],
         })
     return pd.DataFrame(rows)
 
 
 def importance_wide(maps: list[InversionMap]) -> pd.DataFrame:
-    """Permutation importance (mean decrease of hold-out R2) as metal-medium rows x band columns."""
+    """Permutation importance (mean decrease of the out-of-fold R2) as metal-medium rows x band columns.
+
+    Parameters
+    ----------
+    maps : list of InversionMap
+        Fitted inversion maps.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, medium and one importance column per band.
+    """
     rows = []
     for m in maps:
         r = {"metal": m.metal, "medium": m.medium}
@@ -753,59 +1164,249 @@ def importance_wide(maps: list[InversionMap]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def methods_text(*, n_trees, max_depth, min_samples_leaf, test_fraction: float, n_cv_folds: int, window_px: int,
-                 extraction: str, median_filter_px: int, clip_percentile: float, landcover: bool,
-                 band_names: list[str], raster_name: str, shape: tuple[int, int], pixel_size: float,
+def r2_ceiling(values, *, noise_sdlog: float) -> float:
+    r"""Expected :math:`R^2` of a perfect model when the values carry a log-normal error of known sd.
+
+    With :math:`y = \mu(x)\,e^{\varepsilon}`, :math:`\varepsilon \sim N(0, \sigma^2)`, the best
+    predictor :math:`E[y \mid x] = \mu(x) e^{\sigma^2/2}` leaves the error
+    :math:`E[\mathrm{Var}(y \mid x)] = E[y^2]\,(1 - e^{-\sigma^2})`, so
+
+    .. math:: R^2_{\max} = 1 - \frac{\overline{y^2}\,(1 - e^{-\sigma^2})}{\mathrm{Var}(y)}
+
+    (moments of the log-normal distribution; estimated from the sample). An expectation, not a
+    bound: on a finite sample the realised error can be smaller and a model can exceed it by
+    chance. Used to compare a demo region's validated skill with what its generator allows.
+
+    Parameters
+    ----------
+    values : the observed concentrations.
+    noise_sdlog : :math:`\sigma`, the sd of the log error stated by the generator.
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    Aitchison and Brown (1957) The Lognormal Distribution. Cambridge University Press.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"values must be 1-D with at least 2 entries, got shape {v.shape}")
+    return float(1.0 - np.mean(v ** 2) * (1.0 - np.exp(-noise_sdlog ** 2)) / np.var(v))
+
+
+def compare_with_truth(maps: list[InversionMap], truth: pd.DataFrame) -> pd.DataFrame:
+    """What the inversions recovered next to the generator's known truth (demo regions).
+
+    Parameters
+    ----------
+    maps : the fitted inversions.
+    truth : one row per medium and metal: ``medium``, ``metal``, ``band`` (the band the generator
+        makes the concentration depend on), ``relationship`` (text), ``noise_sdlog``.
+
+    Returns
+    -------
+    DataFrame metal, medium, true_band, top_band (largest permutation importance), band_recovered,
+    has_skill, r2_cv (pooled nested spatial-block), r2_ceiling (:func:`r2_ceiling`), relationship.
+    """
+    need = {"medium", "metal", "band", "relationship", "noise_sdlog"}
+    if not need <= set(truth.columns):
+        raise ValueError(f"truth table must have columns {sorted(need)}, got {list(truth.columns)}")
+    t = truth.set_index(["medium", "metal"])
+    rows = []
+    for m in maps:
+        if (m.medium, m.metal) not in t.index:
+            continue
+        tr = t.loc[(m.medium, m.metal)]
+        imp = m.result.importance.sort_values("importance_mean", ascending=False)
+        top = str(imp["band"].iloc[0])
+        rows.append({"metal": m.metal, "medium": m.medium, "true_band": tr["band"], "top_band": top,
+                     "band_recovered": top == tr["band"], "has_skill": m.result.has_skill,
+                     "r2_cv": m.result.skill["r2"],
+                     "r2_ceiling": r2_ceiling(m.result.predictions["observed"], noise_sdlog=float(tr["noise_sdlog"])),
+                     "relationship": tr["relationship"]})
+    return pd.DataFrame(rows)
+
+
+def truth_text(table: pd.DataFrame) -> str:
+    """Plain-words summary of :func:`compare_with_truth`.
+
+    Band recovery is judged only for models with held-out skill: the importance ranking of a model
+    that does not predict held-out samples carries no information about the truth.
+
+    Parameters
+    ----------
+    table : :func:`compare_with_truth`.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    if table.empty:
+        return ""
+    sk = table[table["has_skill"]]
+    ok = sk[sk["band_recovered"]]
+    miss = sk[~sk["band_recovered"]]
+    return ("**Known truth.** These data are generated, so the band each concentration depends on, and the skill a "
+            "perfect model would be expected to reach given the generator's error, are known. Among the "
+            f"{len(sk)} models with held-out skill, the most important band was the generating band for {len(ok)}"
+            + (" (otherwise: " + "; ".join(f"{a} in {b}, {c} instead of {d}" for a, b, c, d in
+                                           zip(miss["metal"], miss["medium"], miss["top_band"], miss["true_band"]))
+               + "; the bands are correlated through the shared surface brightness, so importance is shared among "
+               "them)" if len(miss) else "")
+            + ". Validated R² against that of a perfect model: "
+            + "; ".join(f"{a} in {b} {c:.2f} of {d:.2f}" for a, b, c, d in
+                        zip(table["metal"], table["medium"], table["r2_cv"], table["r2_ceiling"]))
+            + " (an expectation: on a finite sample a model can exceed it by chance).")
+
+
+def results_text(maps: list[InversionMap]) -> str:
+    """Results paragraph: validation and skill first, then coverage, then what is mapped and what is not.
+
+    Parameters
+    ----------
+    maps : the fitted inversions.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    skilled = [m for m in maps if m.result.has_skill]
+    unskilled = [m for m in maps if not m.result.has_skill]
+    r2 = [m.result.skill["r2"] for m in maps]
+    cov = coverage_table(maps)
+    dev = (cov["observed"] - cov["nominal"]).abs().max()
+    lvl = 100 * cov["nominal"].iloc[0]
+    txt = (f"**Validation and skill.** All scores below come from nested spatial-block cross-validation: the samples "
+           f"held out in each of the {maps[0].result.n_folds} folds are whole clusters of neighbouring samples, and "
+           "every modelling choice was made without them. Of {n} models, {k} had held-out skill: positive R², pooled and "
+           "on average over the folds, and an RMSE below that of the mean of the training samples (pooled R² of all "
+           "models from {lo:.2f} to {hi:.2f}).").format(
+        n=len(maps), k=len(skilled), lo=min(r2), hi=max(r2))
+    if unskilled:
+        txt += (" No map is shown for " + ", ".join(f"{m.metal} in {m.medium} (R² {m.result.skill['r2']:.2f})"
+                                                    for m in unskilled)
+                + ": the band values do not predict these concentrations in areas away from the samples, so a map "
+                "would show noise as pattern.")
+    txt += (f" The {lvl:.0f} % prediction intervals covered between {100 * cov['observed'].min():.0f} % and "
+            f"{100 * cov['observed'].max():.0f} % of the held-out samples (at most {100 * dev:.0f} points from "
+            f"nominal; the forest's own quantiles before calibration covered {100 * cov['observed_uncalibrated'].min():.0f}"
+            f"-{100 * cov['observed_uncalibrated'].max():.0f} %). With n held-out samples a coverage estimate has a "
+            f"standard error of about $\\sqrt{{p(1-p)/n}}$, {100 * np.sqrt(0.9 * 0.1 / cov['n'].max()):.0f} to "
+            f"{100 * np.sqrt(0.9 * 0.1 / cov['n'].min()):.0f} points here.")
+    return txt
+
+
+def methods_text(*, n_trees, max_depth, min_samples_leaf, n_folds: int, n_blocks: int, inner_folds: int,
+                 level: float, window_px: int, extraction: str, median_filter_px: int, clip_percentile: float,
+                 landcover: bool, band_names: list[str], raster_name: str, shape: tuple[int, int], pixel_size: float,
                  crs_note: str, n_repeats: int = 10, pixel_unit: str = "map units") -> str:
-    """Methods paragraph of the ``remote_sensing`` report section (formulas and citations)."""
+    """Methods paragraph of the ``remote_sensing`` report section (validation first; formulas and citations).
+
+    Parameters
+    ----------
+    n_trees, max_depth, min_samples_leaf : the hyperparameter grid.
+    n_folds, n_blocks, inner_folds : outer folds, spatial blocks, inner folds.
+    level : nominal interval coverage.
+    window_px, extraction, median_filter_px, clip_percentile, landcover : extraction and post-processing.
+    band_names, raster_name, shape, pixel_size, crs_note, pixel_unit : the image.
+    n_repeats : permutation-importance shuffles.
+
+    Returns
+    -------
+    str (markdown)
+    """
     ext = (f"the mean of the valid pixels in a {window_px} × {window_px} window centred on the sample's pixel"
            if extraction == "window" else
            f"the {window_px} × {window_px} window means at the four pixel centres around the sample, interpolated "
            "bilinearly")
     return f"""
-**Methods.** Concentrations were mapped from the multispectral image `{raster_name}` ({', '.join(band_names)};
+**Validation scheme.** Every score, interval coverage and importance in this section comes from nested,
+spatially blocked cross-validation: the samples were grouped into {n_blocks} k-means clusters of their
+coordinates and whole clusters were held out in {n_folds} outer folds, so test samples are not neighbours of
+training samples [@roberts2017cv]. Inside each outer training set, the hyperparameters were tuned and the
+prediction interval calibrated on {inner_folds} inner folds that also held out whole clusters; the outer test
+fold never influenced any choice. A model is said to have held-out skill when its pooled out-of-fold $R^2$ and
+the mean of its fold $R^2$ values are above 0 and its RMSE is below that of predicting the mean of the training
+samples; only such models are mapped.
+
+**Model.** Concentrations were mapped from the multispectral image `{raster_name}` ({', '.join(band_names)};
 {shape[0]} × {shape[1]} pixels of {pixel_size:g} {pixel_unit}) following the Random Forest inversion scheme of
 Zhao et al. [@zhao2026tarim]. The band values of each sample were {ext}; no-data and cloud-flagged pixels were
-left out ({crs_note}). A Random Forest regression [@breiman2001rf], $f(\\mathbf x) = \\frac1K\\sum_{{k=1}}^K
-T_k(\\mathbf x)$, related each metal's concentration to the band values. Its hyperparameters were tuned by grid
-search (trees {'/'.join(map(str, n_trees))}, maximum depth {'/'.join(map(str, max_depth))}, minimum leaf size
-{'/'.join(map(str, min_samples_leaf))}; 3-fold CV, RMSE) on a random {100 * (1 - test_fraction):.0f} % training
-split, and scored on the remaining {100 * test_fraction:.0f} % (hold-out) and by {n_cv_folds}-fold
-cross-validation of the tuned forest on all samples (scikit-learn [@pedregosa2011sklearn]). The importance of
-each band is its permutation importance: the mean decrease of the hold-out $R^2$ when the band's values are
-shuffled ({n_repeats} repeats). The forest refitted on all samples was applied to every valid pixel in
-blocks of rows; the per-pixel uncertainty is the standard deviation of the individual trees' predictions,
-$s(\\mathbf x) = \\sqrt{{\\frac1K\\sum_k (T_k(\\mathbf x) - f(\\mathbf x))^2}}$. The maps were smoothed by a
-{median_filter_px} × {median_filter_px} median filter, clipped to $[0, P_{{{clip_percentile:g}}}]$ of the
-training concentrations{', and restricted to the land-cover classes of each medium' if landcover else ''}.
-Scores: $R^2$, RMSE and MAE as in Zhao et al. [@zhao2026tarim], eqs. 2-4.
+left out ({crs_note}). A quantile regression forest [@meinshausen2006qrf] related each metal's concentration to
+the band values: the same trees as a Random Forest [@breiman2001rf], whose prediction is the mean
+$f(\\mathbf x) = \\frac1K\\sum_{{k=1}}^K T_k(\\mathbf x)$, with leaves that keep the training values so that
+conditional quantiles $\\hat q_\\tau(\\mathbf x)$ can be read off. Hyperparameters were chosen by grid search
+(trees {'/'.join(map(str, n_trees))}, maximum depth {'/'.join(map(str, max_depth))}, minimum leaf size
+{'/'.join(map(str, min_samples_leaf))}; RMSE of the inner folds). The {100 * level:.0f} % prediction interval
+is the conformalized quantile interval [@romano2019cqr],
+$[\\hat q_{{{(1 - level) / 2:g}}}(\\mathbf x) - c,\\ \\hat q_{{{(1 + level) / 2:g}}}(\\mathbf x) + c]$, where $c$ is
+the $\\lceil (n+1)\\,{level:g} \\rceil$-th smallest conformity score
+$E_i = \\max(\\hat q_{{lo}}(\\mathbf x_i) - y_i,\\ y_i - \\hat q_{{hi}}(\\mathbf x_i))$ of the inner held-out samples;
+its coverage was then measured on the outer held-out samples. The importance of each band is the decrease of the
+out-of-fold $R^2$ when the band's values are shuffled within the test folds ({n_repeats} repeats). For the maps,
+the forest tuned and calibrated on all samples was applied to every valid pixel in blocks of rows; the mean was
+smoothed by a {median_filter_px} × {median_filter_px} median filter and clipped to
+$[0, P_{{{clip_percentile:g}}}]$ of the training concentrations{', and restricted to the land-cover classes of each medium' if landcover else ''}.
+Scores: $R^2$, RMSE and MAE as in Zhao et al. [@zhao2026tarim], eqs. 2-4 (scikit-learn [@pedregosa2011sklearn]).
 """
 
 
 def plot_metal_maps(maps: list[InversionMap], image: RasterImage, *, coordinate_unit: str = "m"):
-    """One row per medium: post-processed prediction (left) and tree-spread uncertainty (right)."""
+    """One row per mapped medium: post-processed prediction (left) and calibrated interval width (right).
+
+    Parameters
+    ----------
+    maps : list of InversionMap
+        Fitted inversion maps.
+    image : RasterImage
+        The image the maps were predicted on.
+    coordinate_unit : str, default 'm'
+        Coordinate unit (axis labels).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
+    maps = [m for m in maps if m.mapped]
+    if not maps:
+        raise ValueError("no inversion has a map (none has held-out skill)")
     rows, cols = image.shape
     t = image.transform
     extent = (t.c, t.c + t.a * cols, t.f + t.e * rows, t.f)
     fig, axes = plt.subplots(len(maps), 2, figsize=(7.0, 2.9 * len(maps)), squeeze=False)
     for (ax1, ax2), m in zip(axes, maps):
-        unc = np.where(np.isfinite(m.processed), m.uncertainty, np.nan)
+        width = m.upper - m.lower
+        lvl = 100 * m.result.level
         for ax, arr, cmap, lab in ((ax1, m.processed, "viridis", f"{m.metal} ({m.unit})"),
-                                   (ax2, unc, "magma", f"tree spread ({m.unit})")):
+                                   (ax2, width, "magma", f"{lvl:.0f} % interval width ({m.unit})")):
             im = ax.imshow(arr, extent=extent, cmap=cmap, interpolation="nearest")
             fig.colorbar(im, ax=ax, label=lab, shrink=0.85)
             ax.set_xticks([])
             ax.set_yticks([])
         ax1.set_title(f"{m.metal} in {m.medium}: prediction")
-        ax2.set_title(f"{m.metal} in {m.medium}: uncertainty")
+        ax2.set_title(f"{m.metal} in {m.medium}: {lvl:.0f} % interval width")
     fig.tight_layout()
     return fig
 
 
 def plot_importance(maps: list[InversionMap]):
-    """Permutation importance of each band (bars, error: sd over repeats), one panel per medium."""
+    """Permutation importance of each band (bars, error: sd over repeats), one panel per medium.
+
+    Parameters
+    ----------
+    maps : list of InversionMap
+        Fitted inversion maps.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     media = list(dict.fromkeys(m.medium for m in maps))
@@ -821,14 +1422,25 @@ def plot_importance(maps: list[InversionMap]):
         ax.set_xticks(range(len(bands)), bands)
         ax.axhline(0, color="0.4", lw=0.6)
         ax.set_title(med)
-    axes[0][0].set_ylabel("permutation importance (decrease of R²)")
+    axes[0][0].set_ylabel("permutation importance (decrease of out-of-fold R²)")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_observed_predicted(maps: list[InversionMap]):
-    """Observed vs 10-fold CV predicted concentrations, one panel per metal and medium (hold-out points marked)."""
+    """Observed vs out-of-fold predicted concentrations with their calibrated intervals, one panel per model.
+
+    Parameters
+    ----------
+    maps : list of InversionMap
+        Fitted inversion maps.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     n = len(maps)
@@ -837,18 +1449,20 @@ def plot_observed_predicted(maps: list[InversionMap]):
     fig, axes = plt.subplots(nrow, ncol, figsize=(1.75 * ncol + 0.3, 1.8 * nrow + 0.3), squeeze=False)
     for ax, m in zip(axes.ravel(), maps):
         p = m.result.predictions
-        ax.scatter(p["observed"], p["cv_predicted"], s=7, color="tab:blue", label="CV")
-        te = p["split"] == "test"
-        ax.scatter(p.loc[te, "observed"], p.loc[te, "holdout_predicted"], s=9, facecolor="none",
-                   edgecolor="tab:red", lw=0.7, label="hold-out")
-        lo, hi = float(p[["observed", "cv_predicted"]].min().min()), float(p[["observed", "cv_predicted"]].max().max())
+        cov = p["covered"].to_numpy(bool)
+        for sel, color, lab in ((cov, "tab:blue", "interval covers"), (~cov, "tab:red", "interval misses")):
+            q = p.loc[sel, ["observed", "predicted", "lower", "upper"]].to_numpy(float)
+            ax.errorbar(q[:, 0], q[:, 1], yerr=np.vstack([q[:, 1] - q[:, 2], q[:, 3] - q[:, 1]]),
+                        fmt="o", ms=2.2, lw=0.4, color=color, label=lab)
+        lo = float(np.nanmin(p[["observed", "predicted"]].to_numpy()))
+        hi = float(np.nanmax(p[["observed", "predicted"]].to_numpy()))
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.6, ls="--")
-        ax.set_title(f"{m.metal}, {m.medium} ({m.unit})", fontsize=7)
+        ax.set_title(f"{m.metal}, {m.medium} ({m.unit}): R² {m.result.skill['r2']:.2f}", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=6)
+    axes[0][0].legend(fontsize=5)
     fig.supxlabel("observed", fontsize=8)
-    fig.supylabel("predicted", fontsize=8)
+    fig.supylabel("predicted (held-out fold)", fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,8 +1,8 @@
-"""Structural equation models of cross-media geochemical systems (semopy), fit indices, path diagram.
+"""Structural equation models of cross-media geochemical systems: ML estimation equal to lavaan, fit indices, path diagram.
 
 The model is written in lavaan syntax (``=~`` measurement, ``~`` regression, ``~~`` covariance)
-and estimated by maximum likelihood with :mod:`semopy` (objective ``MLW``, the Wishart ML
-discrepancy :math:`F_{ML}`) on standardized inputs, as in seed paper 002 (section 2.3, Text S2):
+and estimated by maximum likelihood (the Wishart ML discrepancy :math:`F_{ML}`) with lavaan's
+``sem()`` defaults, on standardized inputs as in Wu et al. (2025, section 2.3, Text S2):
 
 .. math::
     x = \\Lambda_x \\xi + \\delta, \\qquad y = \\Lambda_y \\eta + \\varepsilon, \\qquad
@@ -22,8 +22,14 @@ available with one documented convention (that of lavaan, the software of seed 0
 * SRMR :math:`= \\sqrt{\\sum_{i \\le j} ((s_{ij} - \\sigma_{ij}) / \\sqrt{s_{ii} s_{jj}})^2 / (p(p+1)/2)}`
   (Bentler 1995; Hu & Bentler 1999), which semopy lacks;
 * AIC :math:`= -2 \\ln L + 2k` and BIC :math:`= -2\\ln L + k \\ln N` with the normal log-likelihood
-  :math:`\\ln L = -\\tfrac N2 (p \\ln 2\\pi + \\ln|\\Sigma| + \\mathrm{tr}(S\\Sigma^{-1}))` (semopy's own
-  ``AIC`` is on a different scale: it uses :math:`F_{ML}` as the log-likelihood).
+  :math:`\\ln L = -\\tfrac N2 (p \\ln 2\\pi + \\ln|\\Sigma| + \\mathrm{tr}(S\\Sigma^{-1}))`, conditional on
+  observed predictors (minus their own log-likelihood) as lavaan does with ``fixed.x = TRUE``.
+
+The estimator is written here (RAM form, Fisher scoring; :func:`fit_sem`) rather than taken from
+semopy, because semopy misplaces residual covariances of indicators that are also predictors,
+standardizes residual covariances by total SDs and has no conditional AIC; tests check every
+number against lavaan 0.6-14 on the Holzinger-Swineford CFA, Bollen's political-democracy SEM
+and a MIMIC model.
 
 Conventional cut-offs (Hu & Bentler 1999): CFI and TLI >= 0.95, RMSEA <= 0.06, SRMR <= 0.08.
 
@@ -47,7 +53,6 @@ Software 48(2):1-36. doi:10.18637/jss.v048.i02
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,30 +101,60 @@ def _term_var(term: str) -> str:
     return term.split("*")[-1].strip()
 
 
+def _term_modifier(term: str) -> str | None:
+    parts = term.split("*")
+    return parts[0].strip() if len(parts) > 1 else None
+
+
 def parse_model(model: str) -> dict:
     """Parse the lavaan subset used here.
 
-    Returns a dict with ``latents`` (list, in order), ``indicators`` (latent -> list of
-    indicators), ``observed`` (every variable that is not a latent, in order of appearance),
-    ``regressions`` (list of (lhs, rhs)), ``covariances`` (list of (lhs, rhs)).
+    Parameters
+    ----------
+    model : lavaan syntax: ``=~`` (measurement), ``~`` (regression), ``~~`` (covariance), one
+        statement per line or separated by ``;``; a numeric modifier fixes a parameter (``0*x``),
+        ``NA*x`` frees it (e.g. a first loading).
+
+    Returns
+    -------
+    dict
+        ``latents`` (list, in order), ``indicators`` (latent -> list of indicators), ``observed``
+        (every variable that is not a latent, in order of appearance), ``regressions`` (list of
+        (lhs, rhs)), ``covariances`` (list of (lhs, rhs)), ``fixed`` ((lhs, op, rhs) -> value,
+        None for an explicitly freed parameter).
 
     Raises
     ------
     ValueError
-        For a statement without one of the operators ``=~``, ``~`` or ``~~``, or an empty side.
+        For a statement without one of the operators ``=~``, ``~`` or ``~~``, an empty side, or a
+        label modifier (equality constraints are not supported).
     """
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"expected a model in lavaan syntax (a non-empty string), got {model!r}")
-    latents, indicators, regs, covs, order = [], {}, [], [], []
+    latents, indicators, regs, covs, order, fixed = [], {}, [], [], [], {}
     for st in _statements(model):
         op = next((o for o in _OPS if o in st), None)
         if op is None:
             raise ValueError(f"model statement {st!r} has no operator; expected 'a =~ b + c', 'a ~ b' or 'a ~~ b'")
         lhs, rhs = (s.strip() for s in st.split(op, 1))
-        rhs_vars = [_term_var(t) for t in rhs.split("+") if t.strip()]
+        terms = [t for t in rhs.split("+") if t.strip()]
+        rhs_vars = [_term_var(t) for t in terms]
         lhs_vars = [v.strip() for v in lhs.split("+") if v.strip()]
         if not lhs_vars or not rhs_vars:
             raise ValueError(f"model statement {st!r} has an empty side")
+        for t in terms:
+            mod = _term_modifier(t)
+            if mod is None:
+                continue
+            if mod.upper() == "NA":
+                val = None
+            elif _is_number(mod):
+                val = float(mod)
+            else:
+                raise ValueError(f"model statement {st!r}: the label {mod!r} is not supported (equality "
+                                 "constraints are not implemented); remove it or give a number")
+            for a in lhs_vars:
+                fixed[(a, op, _term_var(t))] = val
         if op == "=~":
             lv = lhs_vars[0]
             if lv not in latents:
@@ -132,7 +167,7 @@ def parse_model(model: str) -> dict:
         order.extend(lhs_vars + rhs_vars)
     observed = [v for v in dict.fromkeys(order) if v not in latents and not _is_number(v)]
     return {"latents": latents, "indicators": indicators, "observed": observed, "regressions": regs,
-            "covariances": covs}
+            "covariances": covs, "fixed": fixed}
 
 
 def _is_number(s: str) -> bool:
@@ -145,7 +180,22 @@ def _is_number(s: str) -> bool:
 
 def drop_indicator(model: str, *, latent: str, indicator: str) -> str:
     """The model without ``indicator`` as a measure of ``latent`` (and without covariances naming it
-    when it is no longer used anywhere else)."""
+    when it is no longer used anywhere else).
+
+    Parameters
+    ----------
+    model : str
+        Model description in lavaan/semopy syntax.
+    latent : str
+        Latent variable whose measurement equation is edited.
+    indicator : str
+        Indicator to remove.
+
+    Returns
+    -------
+    str
+        The edited model description.
+    """
     out = []
     for st in _statements(model):
         if "=~" in st:
@@ -177,6 +227,20 @@ def prepare_data(table: pd.DataFrame, variables: list[str], *, standardize: bool
     ------
     ValueError
         If a variable is missing from ``table``, not numeric, or constant.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Data with one column per model variable.
+    variables : list of str
+        Model variables to keep.
+    standardize : bool, default True
+        Whether to z-score the variables.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Complete cases of ``variables`` as floats (z-scores when ``standardize``).
     """
     missing = [v for v in variables if v not in table.columns]
     if missing:
@@ -199,6 +263,18 @@ def prepare_data(table: pd.DataFrame, variables: list[str], *, standardize: bool
 def ml_discrepancy(sample_cov, implied_cov) -> float:
     """:math:`F_{ML} = \\ln|\\Sigma| + \\mathrm{tr}(S \\Sigma^{-1}) - \\ln|S| - p` (Joreskog 1969).
 
+    Parameters
+    ----------
+    sample_cov : array-like, shape (p, p)
+        Sample covariance matrix S.
+    implied_cov : array-like, shape (p, p)
+        Model-implied covariance matrix Sigma.
+
+    Returns
+    -------
+    float
+        The ML discrepancy F_ML (>= 0).
+
     References
     ----------
     Joreskog, K.G. (1969) A general approach to confirmatory maximum likelihood factor analysis.
@@ -213,7 +289,22 @@ def ml_discrepancy(sample_cov, implied_cov) -> float:
 
 def normal_loglik(sample_cov, implied_cov, n: int) -> float:
     """Multivariate normal log-likelihood at the sample means:
-    :math:`\\ln L = -\\tfrac N2 (p \\ln 2\\pi + \\ln|\\Sigma| + \\mathrm{tr}(S\\Sigma^{-1}))`."""
+    :math:`\\ln L = -\\tfrac N2 (p \\ln 2\\pi + \\ln|\\Sigma| + \\mathrm{tr}(S\\Sigma^{-1}))`.
+
+    Parameters
+    ----------
+    sample_cov : array-like, shape (p, p)
+        Sample covariance matrix S.
+    implied_cov : array-like, shape (p, p)
+        Model-implied covariance matrix Sigma.
+    n : int
+        Number of observations N.
+
+    Returns
+    -------
+    float
+        Log-likelihood ln L.
+    """
     s, sig = np.asarray(sample_cov, float), np.asarray(implied_cov, float)
     p = s.shape[0]
     _, ld = np.linalg.slogdet(sig)
@@ -225,6 +316,18 @@ def srmr(sample_cov, implied_cov) -> float:
 
     .. math:: \\mathrm{SRMR} = \\sqrt{\\frac{\\sum_{i \\le j} \\left((s_{ij} - \\sigma_{ij}) /
               \\sqrt{s_{ii} s_{jj}}\\right)^2}{p(p+1)/2}}
+
+    Parameters
+    ----------
+    sample_cov : array-like, shape (p, p)
+        Sample covariance matrix S.
+    implied_cov : array-like, shape (p, p)
+        Model-implied covariance matrix Sigma.
+
+    Returns
+    -------
+    float
+        SRMR (dimensionless, 0 = perfect fit).
 
     References
     ----------
@@ -240,7 +343,22 @@ def srmr(sample_cov, implied_cov) -> float:
 
 
 def rmsea(chi2: float, df: int, n: int) -> float:
-    """:math:`\\sqrt{\\max(\\chi^2 - df, 0) / (df\\,N)}` (Steiger 1990; lavaan's N convention)."""
+    """:math:`\\sqrt{\\max(\\chi^2 - df, 0) / (df\\,N)}` (Steiger 1990; lavaan's N convention).
+
+    Parameters
+    ----------
+    chi2 : float
+        Model chi-square statistic.
+    df : int
+        Model degrees of freedom.
+    n : int
+        Number of observations N.
+
+    Returns
+    -------
+    float
+        RMSEA (NaN when ``df <= 0``).
+    """
     if df <= 0:
         return np.nan
     return float(np.sqrt(max(chi2 - df, 0.0) / (df * n)))
@@ -267,6 +385,22 @@ def rmsea_ci(chi2: float, df: int, n: int, *, level: float = 0.90) -> tuple[floa
     :math:`F` the noncentral chi-square CDF (:data:`scipy.stats.ncx2`). Written here because
     semopy does not give the interval.
 
+    Parameters
+    ----------
+    chi2 : float
+        Model chi-square statistic.
+    df : int
+        Model degrees of freedom.
+    n : int
+        Number of observations N.
+    level : float, default 0.90
+        Confidence level, in (0, 1).
+
+    Returns
+    -------
+    tuple of (float, float)
+        Lower and upper RMSEA bounds (NaN, NaN when ``df <= 0`` or chi2 not finite).
+
     References
     ----------
     Steiger (1990) doi:10.1207/s15327906mbr2502_4; MacCallum, Browne & Sugawara (1996)
@@ -284,6 +418,22 @@ def rmsea_ci(chi2: float, df: int, n: int, *, level: float = 0.90) -> tuple[floa
 def rmsea_pclose(chi2: float, df: int, n: int, *, rmsea0: float = 0.05) -> float:
     """p-value of the test of close fit, H0: RMSEA <= ``rmsea0`` (Browne & Cudeck 1993):
     :math:`1 - F(\\chi^2; df, \\lambda_0 = \\mathrm{RMSEA}_0^2\\, df\\, N)`.
+
+    Parameters
+    ----------
+    chi2 : float
+        Model chi-square statistic.
+    df : int
+        Model degrees of freedom.
+    n : int
+        Number of observations N.
+    rmsea0 : float, default 0.05
+        RMSEA under the null hypothesis.
+
+    Returns
+    -------
+    float
+        p-value of close fit (NaN when ``df <= 0``).
 
     References
     ----------
@@ -337,6 +487,11 @@ def fit_indices(sample_cov, implied_cov, *, n: int, n_params: int, fixed_x=()) -
     tli = ((chi2_b / df_b - chi2 / df) / (chi2_b / df_b - 1.0)) if df > 0 and df_b > 0 else np.nan
     lo, hi = rmsea_ci(chi2, df, n) if df > 0 else (np.nan, np.nan)
     ll = normal_loglik(s, implied_cov, n)
+    if q:
+        # lavaan (fixed.x = TRUE): the likelihood is conditional on the observed predictors, i.e. the
+        # joint log-likelihood minus that of the predictors at their (fixed) sample moments
+        sxx = s[np.ix_(fx, fx)]
+        ll = ll - normal_loglik(sxx, sxx, n)
     rows = {"chi2": chi2, "df": df, "p": pval, "chi2_baseline": chi2_b, "df_baseline": df_b, "CFI": cfi,
             "TLI": tli, "RMSEA": rmsea(chi2, df, n), "RMSEA_ci90_lower": lo, "RMSEA_ci90_upper": hi,
             "RMSEA_pclose": rmsea_pclose(chi2, df, n), "SRMR": srmr(s, implied_cov),
@@ -386,14 +541,26 @@ def _failed(msg: str, model: str, n: int, spec: dict | None = None) -> SEMResult
 
 
 def fit_sem(data: pd.DataFrame, model: str, *, standardize: bool = True, min_n: int = 10) -> SEMResult:
-    """Fit a lavaan-syntax SEM by maximum likelihood (semopy, objective ``MLW``).
+    """Fit a lavaan-syntax SEM by maximum likelihood with lavaan's defaults.
+
+    The defaults are those of lavaan's ``sem()`` (Rosseel 2012): the first loading of each latent
+    fixed at 1; free (residual) variances of every variable; exogenous latents covary; the
+    residuals of pure outcomes (latent or observed) covary; observed exogenous predictors keep
+    their sample (co)variances (``fixed.x = TRUE``); sample covariance with divisor N; standard
+    errors from the expected information, :math:`\\mathrm{ACOV} = (\\tfrac N2 H)^{-1}` with
+    :math:`H_{ab} = \\mathrm{tr}(\\Sigma^{-1}\\partial_a\\Sigma\\,\\Sigma^{-1}\\partial_b\\Sigma)`;
+    standardized estimates as lavaan's ``std.all`` (residual covariances divided by the square
+    root of the two residual variances). An indicator may also be a predictor or an outcome of a
+    regression (lavaan's phantom-variable case): the RAM form handles it directly. The estimator is
+    hand-written (scipy/numpy, Fisher scoring) because semopy does not reproduce lavaan in that
+    case; tests check it against lavaan 0.6-14 on three reference models.
 
     Parameters
     ----------
     data : observations x variables; needs every observed variable of ``model``. Incomplete rows
-        are dropped; variables are z-scored first when ``standardize``.
-    model : lavaan syntax (``=~``, ``~``, ``~~``).
-    standardize : z-score the inputs (as in seed 002).
+        are dropped (listwise); variables are z-scored first when ``standardize``.
+    model : lavaan syntax (``=~``, ``~``, ``~~``; fixed values as ``0*x``, a freed marker as ``NA*x``).
+    standardize : z-score the inputs (as in Wu et al. 2025).
     min_n : fewest complete observations accepted.
 
     Returns
@@ -402,8 +569,14 @@ def fit_sem(data: pd.DataFrame, model: str, *, standardize: bool = True, min_n: 
         Never raises for a model that cannot be estimated: ``ok`` is False and ``message`` says
         why (syntax, unknown variables, too few observations, negative degrees of freedom, no
         convergence, singular information matrix).
+
+    References
+    ----------
+    Rosseel (2012) doi:10.18637/jss.v048.i02; McArdle, J.J., McDonald, R.P. (1984) Some algebraic
+    properties of the reticular action model for moment structures. British Journal of Mathematical
+    and Statistical Psychology 37:234-251. doi:10.1111/j.2044-8317.1984.tb00802.x
     """
-    import semopy
+    from threadpoolctl import threadpool_limits
 
     try:
         spec = parse_model(model)
@@ -424,74 +597,258 @@ def fit_sem(data: pd.DataFrame, model: str, *, standardize: bool = True, min_n: 
                            f"({', '.join(ind)}); a latent needs three, or two when related to another latent",
                            model, n, spec)
     p = len(spec["observed"])
-    try:
-        m = semopy.Model(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = m.fit(d, obj="MLW")
-    except Exception as e:  # noqa: BLE001 - semopy raises bare exceptions; reported to the reader
-        return _failed(f"the SEM could not be estimated by semopy: {type(e).__name__}: {e}", model, n, spec)
-    k = len(getattr(m, "param_vals", ()))
-    df = p * (p + 1) // 2 - k
+    x = d[spec["observed"]].to_numpy()
+    s = np.cov(x, rowvar=False, bias=True).reshape(p, p)
+    names, params, classes = _ram_table(spec, s)
+    ram = _RamModel(names, params, p)
+    k = len(ram.free)
+    q = len(classes["ov_x"])
+    df = p * (p + 1) // 2 - q * (q + 1) // 2 - k
     if df < 0:
-        return _failed(f"the SEM is not identified: {k} free parameters for {p * (p + 1) // 2} "
+        return _failed(f"the SEM is not identified: {k} free parameters for {p * (p + 1) // 2 - q * (q + 1) // 2} "
                        f"variances and covariances of {p} variables (df = {df})", model, n, spec)
-    if not getattr(res, "success", False):
-        return _failed(f"the SEM did not converge (semopy: {getattr(res, 'message', 'no message')}); "
-                       "simplify the model or check the indicators", model, n, spec)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ins = m.inspect(std_est=True)
-    except Exception as e:  # noqa: BLE001
-        return _failed(f"the SEM estimates could not be standardized ({type(e).__name__}: {e}); "
-                       "the model is probably not identified", model, n, spec)
-    est = _estimates_table(ins, spec)
-    free = est["se"].notna() | est["fixed"]
-    if not free.all() or not np.isfinite(est.loc[~est["fixed"], "se"]).all():
-        return _failed("the SEM is empirically not identified: standard errors could not be computed "
-                       "(singular information matrix)", model, n, spec)
+    # one BLAS thread: the matrices are small and threading only adds overhead (up to 10x slower)
+    with threadpool_limits(limits=1):
+        try:
+            theta, converged, h = _fit_ram(ram, s)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
+            return _failed(f"the SEM could not be estimated ({type(e).__name__}: {e}); simplify the model "
+                           "or check the indicators", model, n, spec)
+        if not converged:
+            return _failed("the SEM did not converge (the maximum-likelihood iterations stopped before the "
+                           "gradient vanished); simplify the model or check the indicators", model, n, spec)
+        try:
+            acov = np.linalg.inv(0.5 * n * h)
+        except np.linalg.LinAlgError:
+            acov = np.full_like(h, np.nan)
+        se_free = np.sqrt(np.where(np.diag(acov) > 0, np.diag(acov), np.nan))
+        if not np.all(np.isfinite(se_free)) or np.linalg.cond(h) > 1e12:
+            return _failed("the SEM is empirically not identified: standard errors could not be computed "
+                           "(singular information matrix)", model, n, spec)
+        sigma, full, _, pm = ram.implied(theta)
+    est = _estimates(ram, theta, se_free, full, pm, spec)
     notes = []
     var = est[(est["op"] == "~~") & (est["lhs"] == est["rhs"])]
     at_bound = var.loc[var["estimate"] <= 1e-6, "lhs"].tolist()
     if at_bound:
-        notes.append(f"variance(s) of {at_bound} at the lower bound 0 (Heywood case): interpret with care")
-    sigma = m.calc_sigma()[0]
-    order = list(m.vars["observed"])
-    s = np.cov(d[order].to_numpy(), rowvar=False, bias=True)
-    obs_exo = set(order) & set(m.vars.get("exogenous", ()))
-    k_x = int(((est["op"] == "~~") & est["lhs"].isin(obs_exo) & est["rhs"].isin(obs_exo) & ~est["fixed"]).sum())
-    fit = fit_indices(s, sigma, n=n, n_params=k - k_x, fixed_x=[order.index(v) for v in obs_exo])
-    if fit.set_index("index").loc["df", "value"] < 0:
-        return _failed(f"the SEM is not identified: more free parameters than observed moments "
-                       f"(df = {int(fit.set_index('index').loc['df', 'value'])})", model, n, spec)
-    return SEMResult(ok=True, message=None, model=model, n=n, estimates=est.drop(columns="fixed"), fit=fit,
+        notes.append(f"variance(s) of {at_bound} at or below 0 (Heywood case): interpret with care")
+    fit = fit_indices(s, sigma, n=n, n_params=k, fixed_x=classes["ov_x_pos"])
+    return SEMResult(ok=True, message=None, model=model, n=n, estimates=est, fit=fit,
                      latents=spec["latents"], observed=spec["observed"], warnings=notes)
 
 
-def _num(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce")
-
-
-def _estimates_table(ins: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    latents = set(spec["latents"])
-    lhs, op, rhs = ins["lval"].astype(str), ins["op"].astype(str), ins["rval"].astype(str)
-    loading = (op == "~") & rhs.isin(latents) & ~lhs.isin(latents)
-    # semopy writes loadings as 'indicator ~ latent'; use lavaan's 'latent =~ indicator'
-    lhs2 = np.where(loading, rhs, lhs)
-    rhs2 = np.where(loading, lhs, rhs)
-    op2 = np.where(loading, "=~", op)
-    se = _num(ins["Std. Err"])
-    out = pd.DataFrame({"lhs": lhs2, "op": op2, "rhs": rhs2, "estimate": _num(ins["Estimate"]),
-                        "std_estimate": _num(ins["Est. Std"]), "se": se, "p": _num(ins["p-value"])})
-    out["fixed"] = se.isna() & (ins["Std. Err"].astype(str) == "-")
+def _estimates(ram: _RamModel, theta, se_free, full, pm, spec) -> pd.DataFrame:
+    vals = np.array([q.value for q in ram.params], float)
+    vals[ram.free] = theta
+    se = np.zeros(len(ram.params))
+    se[ram.free] = se_free
+    sd = np.sqrt(np.clip(np.diag(full), 0, None))
+    rows = []
+    for q, v, e in zip(ram.params, vals, se):
+        if q.op == "=~":
+            std = v * sd[q.j] / sd[q.i]
+        elif q.op == "~":
+            std = v * sd[q.j] / sd[q.i]
+        elif q.i == q.j:
+            std = v / full[q.i, q.i]
+        else:
+            den = pm[q.i, q.i] * pm[q.j, q.j]
+            std = v / np.sqrt(den) if den > 0 else np.nan
+        z = v / e if q.free and e > 0 else np.nan
+        pval = float(2 * stats.norm.sf(abs(z))) if np.isfinite(z) else np.nan
+        rows.append({"lhs": q.lhs, "op": q.op, "rhs": q.rhs, "estimate": float(v), "std_estimate": float(std),
+                     "se": float(e), "p": pval})
+    out = pd.DataFrame(rows, columns=_ESTIMATE_COLUMNS)
     rank = {"=~": 0, "~": 1, "~~": 2}
-    lat_i = {lv: i for i, lv in enumerate(spec["latents"])}
-    ind_i = {(lv, v): j for lv, ind in spec["indicators"].items() for j, v in enumerate(ind)}
-    key = [(rank.get(o, 3), lat_i.get(a, 0) if o == "=~" else 0, ind_i.get((a, b), 0) if o == "=~" else i)
-           for i, (a, o, b) in enumerate(zip(out["lhs"], out["op"], out["rhs"]))]
+    key = [(rank.get(o, 3), i) for i, o in enumerate(out["op"])]
     out = out.iloc[sorted(range(len(out)), key=key.__getitem__)]
     return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ML estimator (hand-written: semopy cannot reproduce lavaan when an indicator is also a
+# predictor, standardises residual covariances by total SDs and has no conditional AIC; see the
+# module docstring). RAM form (McArdle & McDonald 1984): all variables v = A v + u, Cov(u) = P,
+# Sigma = F (I - A)^-1 P (I - A)^-T F'.
+@dataclass
+class _Param:
+    lhs: str
+    op: str
+    rhs: str
+    kind: str  # "A" (directed) or "P" (undirected)
+    i: int
+    j: int
+    free: bool
+    value: float
+    exo: bool = False  # a fixed.x (co)variance of observed exogenous variables
+
+
+def _ram_table(spec: dict, sample_cov: np.ndarray) -> tuple[list[str], list[_Param], dict]:
+    """lavaan's default parameter table (``sem()``: auto.var, auto.fix.first, auto.cov.lv.x,
+    auto.cov.y, fixed.x) in RAM coordinates; variable classes as lavaan's ``lavNames``."""
+    lv = list(spec["latents"])
+    regs, covs, fixed = spec["regressions"], spec["covariances"], spec["fixed"]
+    v_ind = {v for ind in spec["indicators"].values() for v in ind}
+    eqs_y = list(dict.fromkeys(a for a, _ in regs))
+    eqs_x = list(dict.fromkeys(b for _, b in regs))
+    ov_ind = [v for v in v_ind if v not in lv]
+    ov_y_any = [v for v in eqs_y if v not in lv and v not in ov_ind]
+    user_cov_vars = {v for pair in covs for v in pair}
+    ov_x = [v for v in eqs_x if v not in lv and v not in ov_ind and v not in ov_y_any and v not in user_cov_vars]
+    ov_y = [v for v in eqs_y if v not in v_ind and v not in eqs_x and v not in lv]
+    lv_y = [v for v in eqs_y if v in lv and v not in v_ind and v not in eqs_x]
+    lv_x = [v for v in lv if v not in v_ind and v not in eqs_y]
+    obs = list(spec["observed"])
+    names = obs + lv
+    idx = {v: k for k, v in enumerate(names)}
+    params: list[_Param] = []
+    seen: set = set()
+
+    def add(lhs, op, rhs, kind, free, value, exo=False):
+        key = (op, *sorted((lhs, rhs))) if op == "~~" else (lhs, op, rhs)
+        if key in seen:
+            return
+        seen.add(key)
+        i, j = (idx[rhs], idx[lhs]) if op == "=~" else (idx[lhs], idx[rhs])
+        params.append(_Param(lhs, op, rhs, kind, i, j, free, value, exo))
+
+    for f in lv:
+        for k, v in enumerate(spec["indicators"][f]):
+            fx = fixed[(f, "=~", v)] if (f, "=~", v) in fixed else (1.0 if k == 0 else None)
+            add(f, "=~", v, "A", fx is None, 1.0 if fx is None else fx)
+    for a, b in regs:
+        fx = fixed.get((a, "~", b))
+        add(a, "~", b, "A", fx is None, 0.0 if fx is None else fx)
+    ox = [obs.index(v) for v in ov_x]
+    for a, b in covs:
+        fx = fixed.get((a, "~~", b), fixed.get((b, "~~", a)))
+        start = 0.5 * sample_cov[obs.index(a), obs.index(a)] if a == b and a in obs else (0.05 if a == b else 0.0)
+        add(a, "~~", b, "P", fx is None, start if fx is None else fx)
+    for v in [v for v in obs if v not in ov_x] + lv:
+        start = 0.5 * sample_cov[obs.index(v), obs.index(v)] if v in obs else 0.05
+        add(v, "~~", v, "P", True, start)
+    for group in (lv_x, lv_y + ov_y):
+        for a_i, a in enumerate(group):
+            for b in group[a_i + 1:]:
+                add(a, "~~", b, "P", True, 0.0)
+    for a_i, a in enumerate(ov_x):
+        for b in ov_x[a_i:]:
+            add(a, "~~", b, "P", False, float(sample_cov[obs.index(a), obs.index(b)]), exo=True)
+    classes = {"ov_x": ov_x, "ov_x_pos": ox, "lv_x": lv_x, "lv_y": lv_y, "ov_y": ov_y, "ov_ind": ov_ind}
+    return names, params, classes
+
+
+class _RamModel:
+    def __init__(self, names, params, p):
+        self.names, self.params, self.p = names, params, p
+        self.m = len(names)
+        self.free = [k for k, q in enumerate(params) if q.free]
+
+    def matrices(self, theta):
+        a = np.zeros((self.m, self.m))
+        pm = np.zeros((self.m, self.m))
+        vals = np.array([q.value for q in self.params], float)
+        vals[self.free] = theta
+        for q, v in zip(self.params, vals):
+            if q.kind == "A":
+                a[q.i, q.j] = v
+            else:
+                pm[q.i, q.j] = pm[q.j, q.i] = v
+        return a, pm
+
+    def implied(self, theta):
+        a, pm = self.matrices(theta)
+        b = np.linalg.inv(np.eye(self.m) - a)
+        full = b @ pm @ b.T
+        return full[: self.p, : self.p], full, b, pm
+
+    def jacobian(self, theta):
+        """d Sigma / d theta_k for the free parameters, shape (k, p, p)."""
+        _, full, b, pm = self.implied(theta)
+        fb = b[: self.p]  # F B
+        g = (b @ pm @ b.T)[:, : self.p]  # B P B' F'
+        out = np.empty((len(self.free), self.p, self.p))
+        for r, k in enumerate(self.free):
+            q = self.params[k]
+            if q.kind == "A":
+                d = np.outer(fb[:, q.i], g[q.j])
+                out[r] = d + d.T
+            elif q.i == q.j:
+                out[r] = np.outer(fb[:, q.i], fb[:, q.i])
+            else:
+                d = np.outer(fb[:, q.i], fb[:, q.j])
+                out[r] = d + d.T
+        return out
+
+
+def _f_ml(s, sig, ld_s):
+    # Cholesky, not the sign of the determinant: two negative eigenvalues give a positive determinant
+    try:
+        c = np.linalg.cholesky(sig)
+    except np.linalg.LinAlgError:
+        return np.inf
+    ld = 2.0 * np.sum(np.log(np.diag(c)))
+    ci = np.linalg.inv(c)
+    return float(ld + np.sum((ci @ s) * ci) - ld_s - s.shape[0])
+
+
+def _fit_ram(model: _RamModel, s: np.ndarray, *, max_iter: int = 500, tol: float = 1e-10):
+    """Minimise F_ML by Fisher scoring with step halving (the expected Hessian of F_ML is
+    tr(Sigma^-1 dSigma_a Sigma^-1 dSigma_b)); BFGS from scipy first when scoring stalls."""
+    ld_s = np.linalg.slogdet(s)[1]
+    theta = np.array([model.params[k].value for k in model.free], float)
+
+    def fun(t):
+        try:
+            return _f_ml(s, model.implied(t)[0], ld_s)
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    def grad_info(t):
+        sig = model.implied(t)[0]
+        si = np.linalg.inv(sig)
+        w = si @ (sig - s) @ si
+        dj = model.jacobian(t)
+        g = np.einsum("ij,kji->k", w, dj)
+        m = np.einsum("ij,kjl->kil", si, dj)
+        h = np.einsum("aij,bji->ab", m, m)
+        return g, h
+
+    f0 = fun(theta)
+    if not np.isfinite(f0):
+        # the default start is not admissible: larger residual variances
+        for q in model.params:
+            if q.free and q.kind == "P" and q.i == q.j:
+                q.value *= 2.0
+        theta = np.array([model.params[k].value for k in model.free], float)
+        f0 = fun(theta)
+    converged = False
+    for _ in range(max_iter):
+        g, h = grad_info(theta)
+        if np.max(np.abs(g)) < tol:
+            converged = True
+            break
+        try:
+            step = np.linalg.solve(h, g)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(h, g, rcond=None)[0]
+        t = 1.0
+        while t > 1e-8:
+            cand = theta - t * step
+            f1 = fun(cand)
+            if np.isfinite(f1) and f1 <= f0 + 1e-14:
+                break
+            t /= 2
+        else:
+            break
+        theta, f0 = cand, f1
+    if not converged:
+        res = optimize.minimize(fun, theta, jac=lambda t: grad_info(t)[0], method="BFGS",
+                                options={"gtol": 1e-9, "maxiter": 5000})
+        theta = res.x
+        g, h = grad_info(theta)
+        converged = bool(np.max(np.abs(g)) < 1e-6)
+    return theta, converged, h
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +856,21 @@ def refine_sem(data: pd.DataFrame, model: str, *, threshold: float = 0.3, min_in
                max_steps: int = 20, standardize: bool = True) -> tuple[SEMResult, pd.DataFrame]:
     """Fit, then repeatedly drop the indicator with the smallest |standardized loading| below
     ``threshold`` (keeping at least ``min_indicators`` per latent) and refit.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Data with one column per model variable.
+    model : str
+        Model description in lavaan/semopy syntax.
+    threshold : float, default 0.3
+        Minimum |standardized loading| to keep an indicator.
+    min_indicators : int, default 2
+        Minimum number of indicators kept per latent.
+    max_steps : int, default 20
+        Maximum number of drop-and-refit steps.
+    standardize : bool, default True
+        Whether to z-score the variables before fitting.
 
     Returns
     -------

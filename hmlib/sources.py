@@ -1,8 +1,8 @@
 """Source apportionment, stage ``sources``: correlation, PCA with varimax, factor interpretation.
 
 PMF lives in :mod:`hmlib.pmf` and isotope mixing in :mod:`hmlib.isotopes`; this module holds
-the correlation and PCA analyses, the factor interpretation aid, the plots of the stage, and
-the stage's options model :class:`SourcesOptions`.
+the correlation and PCA analyses, the factor interpretation aid, the plots and the prose of the
+stage (its options and driver are in :mod:`hmlib.stages.sources`).
 
 References
 ----------
@@ -24,13 +24,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
 from scipy import stats
 
-from .params import StageOptions
-
 __all__ = [
-    "SourcesOptions",
     "correlation_table",
     "correlation_matrices",
     "significance_mark",
@@ -49,66 +45,25 @@ __all__ = [
     "plot_contribution_maps",
     "plot_isotopes",
     "methods_text",
+    "correlation_display",
+    "pmf_results_text",
 ]
-
-
-# ----------------------------------------------------------------------------------------- options
-class SourcesOptions(StageOptions):
-    """Options of the ``sources`` stage (``stages: sources:`` in params)."""
-
-    pca_transform: Literal["log", "clr"] = Field(
-        default="log", description="PCA input: log10 or centred log-ratio of concentrations, then standardized")
-    pca_components: int | None = Field(default=None, ge=1, description="fixed PCA component count; None: Kaiser")
-    signatures: dict[str, list[str]] = Field(
-        default_factory=dict, description="source type -> marker metals, for labelling factors")
-    signature_min_similarity: float = Field(default=0.7, gt=0, le=1,
-                                            description="cosine similarity needed to name a factor")
-    pmf: bool = Field(default=True, description="run PMF")
-    pmf_factor_range: tuple[int, int] = Field(default=(2, 4), description="smallest and largest factor count")
-    pmf_factors: int | None = Field(default=None, ge=1, description="fixed factor count; None: chosen from Q")
-    pmf_q_ratio_max: float = Field(default=1.5, gt=0, description="target Q(true)/Q(expected) for the count")
-    pmf_starts: int = Field(default=20, ge=20, description="seeded random starts per factor count (>= 20)")
-    pmf_bootstrap: int = Field(default=100, ge=10, description="bootstrap runs")
-    pmf_bootstrap_threshold: float = Field(default=0.6, gt=0, lt=1, description="min r to map a bootstrap factor")
-    pmf_bootstrap_block: int | None = Field(default=None, ge=2, description="block length; None: single samples")
-    pmf_disp: bool = Field(default=True, description="run DISP error estimation")
-    pmf_max_iter: int = Field(default=20000, ge=100)
-    pmf_converge_delta: float = Field(default=0.1, gt=0)
-    pmf_converge_n: int = Field(default=100, ge=10)
-    mdl: dict[str, float] = Field(
-        default_factory=dict,
-        description="method detection limit per metal (medium unit); default: params non_detects.detection_limits")
-    error_fraction: float | dict[str, float] = Field(default=0.1, description="error fraction EF (0.1 = 10 %)")
-    uncertainty_file: str | None = Field(
-        default=None, description="CSV of uncertainties: sample_id, medium (optional) and one column per metal")
-    species_categories: dict[str, Literal["strong", "weak", "bad"]] = Field(
-        default_factory=dict, description="metal -> category, overriding the S/N rule")
-    isotope_ratios: dict[str, str] = Field(
-        default_factory=dict, description="ratio label (e.g. '206Pb/207Pb') -> covariate column with the ratio")
-    isotope_endmembers: str | None = Field(default=None, description="CSV: source, ratio, mean, sd")
-    isotope_pair: list[str] = Field(default_factory=list, description="the two end-members for linear mixing")
-    isotope_residual_sd: float = Field(default=0.002, gt=0, description="measurement sd of each ratio")
-    isotope_steps: int = Field(default=4000, ge=500, description="Metropolis steps per chain")
-
-    @field_validator("pmf_factor_range")
-    @classmethod
-    def _range(cls, v):
-        if not 1 <= v[0] <= v[1]:
-            raise ValueError(f"expected 1 <= first <= second, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _isotopes(self):
-        if self.isotope_ratios and not self.isotope_endmembers:
-            raise ValueError("isotope_ratios need isotope_endmembers (a CSV of source, ratio, mean, sd)")
-        if self.isotope_pair and len(self.isotope_pair) != 2:
-            raise ValueError(f"isotope_pair must name two end-members, got {self.isotope_pair}")
-        return self
 
 
 # ------------------------------------------------------------------------------------- correlation
 def significance_mark(p: float) -> str:
-    """``**`` for p < 0.01, ``*`` for p < 0.05, else empty."""
+    """``**`` for p < 0.01, ``*`` for p < 0.05, else empty.
+
+    Parameters
+    ----------
+    p : float
+        p-value.
+
+    Returns
+    -------
+    str
+        ``'**'``, ``'*'`` or ``''`` (also for a non-finite p).
+    """
     if not np.isfinite(p):
         return ""
     return "**" if p < 0.01 else ("*" if p < 0.05 else "")
@@ -137,6 +92,18 @@ def correlation_table(concentration: pd.DataFrame, *, methods=("pearson", "pears
         \\quad t = r\\sqrt{\\frac{n-2}{1-r^2}}
 
     Returns columns method, metal_a, metal_b, r, p, n (one row per unordered pair).
+
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Concentrations, samples x metals.
+    methods : iterable of str, default ("pearson", "pearson_log", "spearman")
+        Correlation methods to compute.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns method, metal_a, metal_b, r, p, n.
     """
     x = _check_conc(concentration, positive=False)
     rows = []
@@ -163,7 +130,20 @@ def correlation_table(concentration: pd.DataFrame, *, methods=("pearson", "pears
 
 
 def correlation_matrices(table: pd.DataFrame, *, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Square r and p matrices (metals x metals) of one method from :func:`correlation_table`."""
+    """Square r and p matrices (metals x metals) of one method from :func:`correlation_table`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Long table of :func:`correlation_table`.
+    method : str
+        Method to extract.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, pandas.DataFrame)
+        Correlation matrix r (diagonal 1) and p-value matrix (diagonal 0), metals x metals.
+    """
     t = table[table["method"] == method]
     metals = list(dict.fromkeys(list(t["metal_a"]) + list(t["metal_b"])))
     r = pd.DataFrame(np.eye(len(metals)), index=metals, columns=metals)
@@ -179,6 +159,20 @@ def plot_correlation_heatmap(r: pd.DataFrame, p: pd.DataFrame, *, title: str = "
 
     Rows and columns are ordered by average-linkage hierarchical clustering on the distance
     :math:`1 - r` (scipy), so metals that vary together sit together.
+
+    Parameters
+    ----------
+    r : pandas.DataFrame
+        Correlation matrix, metals x metals.
+    p : pandas.DataFrame
+        p-value matrix of the same shape.
+    title : str, default ''
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     import matplotlib.pyplot as plt
     from scipy.cluster.hierarchy import dendrogram, linkage
@@ -220,6 +214,18 @@ def transform_for_pca(concentration: pd.DataFrame, *, transform: Literal["log", 
 
     .. math:: \\mathrm{clr}(x)_j = \\ln x_j - \\frac{1}{m}\\sum_{l=1}^{m} \\ln x_l, \\qquad
         z_{ij} = \\frac{t_{ij} - \\bar t_j}{s_j}
+
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Positive concentrations, samples x metals (rows with missing values dropped).
+    transform : {'log', 'clr'}, default 'log'
+        Log-ratio transform.
+
+    Returns
+    -------
+    pandas.DataFrame
+        z-scores of the transformed values, samples x metals.
     """
     x = _check_conc(concentration.dropna(), positive=True)
     if transform == "log":
@@ -246,6 +252,16 @@ def kmo_bartlett(z: pd.DataFrame) -> dict:
     with :math:`a_{jl}` the partial correlations. Returns kmo (overall), kmo_per_variable
     (Series), bartlett_chi2, bartlett_df, bartlett_p. Note: with clr data the correlation
     matrix is singular (rows sum to zero), so KMO and Bartlett are computed on the log data.
+
+    Parameters
+    ----------
+    z : pandas.DataFrame
+        Standardized data, samples x variables.
+
+    Returns
+    -------
+    dict
+        Keys kmo, kmo_per_variable, bartlett_chi2, bartlett_df, bartlett_p.
     """
     from factor_analyzer.factor_analyzer import calculate_bartlett_sphericity, calculate_kmo
 
@@ -293,6 +309,20 @@ def pca_varimax(concentration: pd.DataFrame, *, transform: Literal["log", "clr"]
     maximises :math:`\\sum_k \\big[\\frac{1}{m}\\sum_j l_{jk}^4 - (\\frac{1}{m}\\sum_j l_{jk}^2)^2\\big]`
     over orthogonal rotations of the row-normalized loadings (factor_analyzer's ``Rotator``).
     Each component's sign is set so that its largest absolute loading is positive.
+
+    Parameters
+    ----------
+    concentration : pandas.DataFrame
+        Positive concentrations, samples x metals.
+    transform : {'log', 'clr'}, default 'log'
+        Transform before standardizing (see :func:`transform_for_pca`).
+    n_components : int or None, optional
+        Number of components to keep; None applies the Kaiser criterion.
+
+    Returns
+    -------
+    PCAResult
+        Eigenvalues, explained variance (%), unrotated and rotated loadings, rotated variance and scores.
     """
     from factor_analyzer.rotator import Rotator
 
@@ -336,10 +366,21 @@ def pca_varimax(concentration: pd.DataFrame, *, transform: Literal["log", "clr"]
 
 def pca_loadings_table(res: PCAResult) -> pd.DataFrame:
     """Tidy loadings: component, metal, loading, rotated_loading, eigenvalue, explained_variance_percent,
-    rotated_variance_percent, communality."""
+    rotated_variance_percent, communality.
+
+    Parameters
+    ----------
+    res : PCAResult
+        Result of :func:`pca_varimax`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per component and metal with the columns listed above (variances in %).
+    """
     rows = []
     comm = (res.rotated_loadings ** 2).sum(axis=1)
-    for k, (pc, rc) in enumerate(zip(res.loadings.columns, res.rotated_loadings.columns)):
+    for pc, rc in zip(res.loadings.columns, res.rotated_loadings.columns):
         for metal in res.loadings.index:
             rows.append({"component": rc, "metal": metal, "loading": res.loadings.at[metal, pc],
                          "rotated_loading": res.rotated_loadings.at[metal, rc],
@@ -349,6 +390,20 @@ def pca_loadings_table(res: PCAResult) -> pd.DataFrame:
 
 
 def plot_scree(res: PCAResult, *, title: str = ""):
+    """Scree plot: eigenvalues with the Kaiser line and cumulative explained variance (%).
+
+    Parameters
+    ----------
+    res : PCAResult
+        Result of :func:`pca_varimax`.
+    title : str, default ''
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -372,7 +427,20 @@ def plot_scree(res: PCAResult, *, title: str = ""):
 
 
 def plot_biplot(res: PCAResult, *, title: str = ""):
-    """Scores and rotated loadings of the first two rotated components (one panel)."""
+    """Scores and rotated loadings of the first two rotated components (one panel).
+
+    Parameters
+    ----------
+    res : PCAResult
+        Result of :func:`pca_varimax`.
+    title : str, default ''
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -416,6 +484,18 @@ def signature_similarity(factor_weights: pd.DataFrame, signatures: dict[str, lis
     .. math:: \\cos(w, s) = \\frac{\\sum_j w_j s_j}{\\lVert w \\rVert\\,\\lVert s \\rVert}
 
     Returns a factors x signatures DataFrame (NaN when a signature has no metal in the data).
+
+    Parameters
+    ----------
+    factor_weights : pandas.DataFrame
+        Non-negative weights, factors x metals (negatives clipped to 0).
+    signatures : dict of str to list of str
+        Signature name mapped to its marker metals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Cosine similarity (0-1), factors x signatures.
     """
     metals = list(factor_weights.columns)
     W = factor_weights.to_numpy(float).clip(min=0)
@@ -441,6 +521,22 @@ def interpret_factors(factor_weights: pd.DataFrame, signatures: dict[str, list[s
 
     Returns columns factor, suggested_source, similarity, best_signature, markers, top_metals,
     reason.
+
+    Parameters
+    ----------
+    factor_weights : pandas.DataFrame
+        Non-negative weights, factors x metals.
+    signatures : dict of str to list of str
+        Signature name mapped to its marker metals.
+    min_similarity : float, default 0.7
+        Cosine similarity needed to assign a source.
+    top : int, default 3
+        Number of top metals listed in the reason.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns factor, suggested_source, similarity, best_signature, markers, top_metals, reason.
     """
     sim = signature_similarity(factor_weights, signatures) if signatures else pd.DataFrame(index=factor_weights.index)
     rows = []
@@ -469,6 +565,20 @@ def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "m
     """Profile bars (log scale, concentration) with bootstrap 5-95 % ranges, and percent of species.
 
     ``profiles`` is the tidy table of :func:`hmlib.pmf.profile_table` for one medium.
+
+    Parameters
+    ----------
+    profiles : pandas.DataFrame
+        Tidy profile table of one medium.
+    title : str, default ''
+        Figure title.
+    unit : str, default 'mg/kg'
+        Concentration unit (axis label).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     import matplotlib.pyplot as plt
 
@@ -504,27 +614,157 @@ def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "m
 
 
 def plot_q_scan(scan: pd.DataFrame, *, chosen: int | None = None, title: str = ""):
-    """Q(true)/Q(expected) and Q(robust)/Q(expected) against the factor count."""
+    """Q/Q(expected) against the factor count and, when the scan has ``dq_units``, the drop in Q(robust)
+    per added factor in units of the values it adds (the factor-count criterion of :mod:`hmlib.pmf`).
+
+    Parameters
+    ----------
+    scan : pandas.DataFrame
+        Factor-count scan table (n_factors, Q ratios, optionally dq_units).
+    chosen : int or None, optional
+        Chosen factor count to highlight.
+    title : str, default ''
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.3))
+    two = "dq_units" in scan.columns
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(8.4 if two else 5.2, 3.3), squeeze=False)
+    ax = axes[0, 0]
     ax.plot(scan["n_factors"], scan["q_true_over_expected"], "o-", label="Q(true) / Q(expected)")
     ax.plot(scan["n_factors"], scan["q_robust_over_expected"], "s--", label="Q(robust) / Q(expected)")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
-    if chosen is not None:
-        ax.axvline(chosen, color="C3", lw=1, alpha=0.6, label=f"chosen: {chosen}")
-    ax.set_xlabel("number of factors")
     ax.set_ylabel("Q / Q(expected)")
-    ax.set_xticks(scan["n_factors"])
-    ax.legend(fontsize=8)
+    if two:
+        bx = axes[0, 1]
+        bx.bar(scan["n_factors"], scan["dq_units"].fillna(0.0), color="0.6")
+        bx.axhline(1.0, color="0.4", lw=0.8, ls=":", label="expected for a noise factor")
+        bx.set_ylabel("drop in Q(robust) / (s (n + m))")
+        bx.set_yscale("symlog", linthresh=1.0)
+        bx.legend(fontsize=7)
+    for a in axes[0]:
+        if chosen is not None:
+            a.axvline(chosen, color="C3", lw=1, alpha=0.6, label=f"chosen: {chosen}")
+        a.set_xlabel("number of factors")
+        a.set_xticks(scan["n_factors"])
+    ax.legend(fontsize=7)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def correlation_display(r_log: pd.DataFrame, p_log: pd.DataFrame, r_sp: pd.DataFrame, p_sp: pd.DataFrame) -> pd.DataFrame:
+    """Reader's correlation matrix: Pearson r of log values below the diagonal, Spearman rho above, with
+    significance marks (:func:`significance_mark`).
+
+    Parameters
+    ----------
+    r_log : pandas.DataFrame
+        Pearson r matrix of log values.
+    p_log : pandas.DataFrame
+        p-values of ``r_log``.
+    r_sp : pandas.DataFrame
+        Spearman rho matrix.
+    p_sp : pandas.DataFrame
+        p-values of ``r_sp``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column metal then one string column per metal (formatted coefficient and mark).
+    """
+    metals = list(r_log.index)
+    disp = pd.DataFrame("", index=metals, columns=metals)
+    for i, a in enumerate(metals):
+        for j, b in enumerate(metals):
+            if i > j:
+                disp.at[a, b] = f"{r_log.at[a, b]:.2f}{significance_mark(p_log.at[a, b])}"
+            elif i < j:
+                disp.at[a, b] = f"{r_sp.at[a, b]:.2f}{significance_mark(p_sp.at[a, b])}"
+            else:
+                disp.at[a, b] = "1"
+    return disp.rename_axis("metal").reset_index()
+
+
+def pmf_results_text(medium: str, r, result, *, bootstrap_runs: int) -> str:
+    """Results paragraph of the PMF of one medium: the factor count and why, both Q values, bootstrap
+    mapping, DISP and BS-DISP swaps and intervals, fit per species.
+
+    ``r`` is a :class:`hmlib.stages.sources.PMFMedium`, ``result`` the stage result.
+
+    Parameters
+    ----------
+    medium : str
+        Medium name.
+    r : hmlib.stages.sources.PMFMedium
+        PMF outputs of the medium.
+    result : object
+        Stage result.
+    bootstrap_runs : int
+        Number of bootstrap runs (for the text).
+
+    Returns
+    -------
+    str
+        The paragraph (Markdown).
+    """
+    res = r.fit
+    cats = r.categories
+    weak = [c for c in cats.index if cats[c] == "weak"]
+    bad = [c for c in cats.index if cats[c] == "bad"]
+    dg = result.diagnostics[result.diagnostics["medium"] == medium]
+    txt = (f"**PMF, {medium}.** {r.why[0].upper() + r.why[1:]}. For the {r.chosen}-factor solution Q(true) = "
+           f"{res.q_true:.0f} and Q(robust) = {res.q_robust:.0f} against Q(expected) = {res.q_expected:.0f} "
+           f"(Q(robust)/Q(expected) = {res.q_robust / res.q_expected:.2f}); {res.settings.get('n_downweighted', 0)} "
+           "values had scaled residuals beyond 4 and were down-weighted. Species: "
+           f"{len(cats) - len(weak) - len(bad)} strong" + (f", weak: {', '.join(weak)}" if weak else "")
+           + (f", bad (excluded): {', '.join(bad)}" if bad else "") + ". Bootstrap: "
+           + ", ".join(f"{f.factor} mapped in {100 * f.mapping_share:.0f} %" for f in r.boot.mapping.itertuples())
+           + f" of {bootstrap_runs} runs.")
+    if r.disp is not None:
+        sw = r.disp["swaps"]
+        iv = r.disp["intervals"]
+        iv4 = iv[iv["dQmax"] == 4]
+        rel = ((iv4["conc_max"] - iv4["conc_min"]) / iv4["concentration"].where(iv4["concentration"] > 0)).median()
+        txt += (" DISP (rest of the solution refitted): "
+                + ", ".join(f"dQmax {int(d)}: {int(g['n_swaps'].sum())} swaps" for d, g in sw.groupby("dQmax"))
+                + f"; the median dQmax-4 interval spans {100 * rel:.0f} % of the base value.")
+    if r.bs_disp is not None:
+        bsw = r.bs_disp["swaps"]
+        runs = r.bs_disp["runs"]
+        txt += (f" BS-DISP over {int(runs['mapped'].sum())} mapped of {len(runs)} bootstrap runs: "
+                + ", ".join(f"dQmax {d:g}: {int(g['n_swaps'].sum())} swaps" for d, g in bsw.groupby("dQmax")) + ".")
+    txt += (f" Observed vs predicted r2 ranged {dg['r2'].min():.2f}-{dg['r2'].max():.2f}; scaled residuals of "
+            f"{int((~dg['residuals_normal'].fillna(True).astype(bool)).sum())} of {len(dg.dropna(subset=['r2']))} "
+            "species departed from normality (Lilliefors p < 0.05).")
+    return txt
+
+
 def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title: str = "", coord_unit: str = ""):
-    """One map panel per factor: samples at (x, y) coloured by the factor's share (%)."""
+    """One map panel per factor: samples at (x, y) coloured by the factor's share (%).
+
+    Parameters
+    ----------
+    contrib : pandas.DataFrame
+        Contribution table with sample_id, factor, share (fraction 0-1).
+    sites : pandas.DataFrame
+        Sample coordinates with sample_id, x, y.
+    title : str, default ''
+        Figure title.
+    coord_unit : str, default ''
+        Coordinate unit for axis labels (none when empty).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     factors = list(dict.fromkeys(contrib["factor"]))
@@ -552,7 +792,24 @@ def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title:
 
 
 def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_columns: dict[str, str], title: str = ""):
-    """206Pb/207Pb vs 208Pb/206Pb of the samples with end-member means +- 2 sd."""
+    """206Pb/207Pb vs 208Pb/206Pb of the samples with end-member means +- 2 sd.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Sample table with medium and the ratio columns.
+    endmembers : pandas.DataFrame
+        Long end-member table (source, ratio, mean, sd).
+    ratio_columns : dict of str to str
+        Ratio name mapped to its column in ``samples``; the first two are plotted (x, y).
+    title : str, default ''
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     (rx, cx), (ry, cy) = list(ratio_columns.items())[:2]
@@ -576,9 +833,20 @@ def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_colu
 
 
 # ------------------------------------------------------------------------------------- report text
-def methods_text(options: SourcesOptions, *, media: list[str], seed: int, esat_version: str,
+def methods_text(options, *, media: list[str], seed: int, esat_version: str,
                  mdl_notes: dict[str, str]) -> str:
-    """Methods paragraph of the stage (pandoc markdown with citations)."""
+    """Methods paragraph of the stage (pandoc markdown with citations).
+
+    Parameters
+    ----------
+    options : the stage's options (:class:`hmlib.stages.sources.Options`).
+    media, seed, esat_version : what was analysed and with which seed and esat version.
+    mdl_notes : medium -> how the detection limits were obtained.
+
+    Returns
+    -------
+    str
+    """
     o = options
     lo, hi = o.pmf_factor_range
     mdl_txt = "; ".join(f"{m}: {t}" for m, t in mdl_notes.items()) if mdl_notes else ""
@@ -611,20 +879,38 @@ def methods_text(options: SourcesOptions, *, media: list[str], seed: int, esat_v
             f"modelled separately ({', '.join(media)}). " + unc + ". Species were classed by signal-to-noise "
             "ratio [@norris2014pmf] as strong (S/N ≥ 1), weak (0.5 ≤ S/N < 1, uncertainty tripled) or bad "
             f"(S/N < 0.5, excluded). Factor counts {lo} to {hi} were fitted from {o.pmf_starts} seeded random "
-            "starts each (seed from params), keeping the start of lowest $Q_\\mathrm{robust}$; "
-            "$Q_\\mathrm{exp} = n\\,m_\\mathrm{strong} - p(n+m)$ guided the count "
-            + (f"(fixed at {o.pmf_factors})" if o.pmf_factors else
-               f"(smallest count with $Q_\\mathrm{{true}}/Q_\\mathrm{{exp}} \\le {o.pmf_q_ratio_max:g}$)")
-            + f". Contributions are scaled to a mean of 1 so profiles are in concentration units. Uncertainty: "
+            "starts each, keeping the start of lowest Q"
+            + (". The fit is robust as in EPA PMF 5.0: values with scaled residual $|r_{ij}| > 4$ get the "
+               "uncertainty $u_{ij}\\sqrt{|r_{ij}|/4}$ and the model is refitted until the down-weighted set no "
+               "longer changes (ESAT itself minimises the non-robust Q, so this reweighting is done around it); "
+               "both $Q_\\mathrm{true} = \\sum r_{ij}^2$ and $Q_\\mathrm{robust}$ (terms $4|r_{ij}|$ beyond 4) are "
+               "reported" if o.pmf_robust else "") + ". "
+            + (f"The factor count was fixed at {o.pmf_factors}. " if o.pmf_factors else
+               "The factor count was chosen by several criteria of the EPA guide [@norris2014pmf]: a factor is kept "
+               "when adding it lowers $Q_\\mathrm{robust}$ by at least "
+               f"{o.pmf_dq_units_min:g} times $s(n+m)$, the drop expected from a factor that only fits noise "
+               "($n + m$ values added, $s = Q_\\mathrm{robust}/Q_\\mathrm{exp}$ of the largest model, which makes "
+               "the rule independent of a misstated uncertainty scale, unlike a fixed $Q/Q_\\mathrm{exp}$ target); "
+               + ("the count must also be stable, every factor mapped in at least 80 % of "
+                  f"{o.pmf_stability_bootstrap} bootstrap runs and no DISP swap at dQmax = 4, else the next "
+                  "smaller stable count is taken; " if o.pmf_stability else "")
+               + "$Q/Q_\\mathrm{exp}$ with $Q_\\mathrm{exp} = n\\,m_\\mathrm{strong} - p(n+m)$ and the share of "
+               "scaled residuals beyond 3 are reported per count. ")
+            + f"Contributions are scaled to a mean of 1 so profiles are in concentration units. Uncertainty: "
             f"{o.pmf_bootstrap} bootstrap runs [@paatero2014error] resampling "
             + ("single samples" if o.pmf_bootstrap_block is None else f"blocks of {o.pmf_bootstrap_block} samples")
-            + f", each refitted from the base profiles; a bootstrap factor maps to the base factor whose "
-            f"contributions correlate best with it if $r \\ge {o.pmf_bootstrap_threshold:g}$, and profile "
-            "intervals are the 5th-95th percentiles over mapped runs"
-            + ("; displacement (DISP) of every profile value, contributions held, until $Q$ rises by 4 (also 8, "
-               "16, 32) gives rotational ranges [@paatero2014error] (ESAT's search); a swap is counted when the model "
-               "refitted from the displaced profiles (started from the base contributions) has a factor whose "
-               "profile correlates better with another base factor (ESAT's test)" if o.pmf_disp else "")
+            + ", each refitted from the base profiles with re-initialised contributions (as EPA PMF 5.0); a "
+            "bootstrap factor maps to the base factor whose contributions correlate best with it if "
+            f"$r \\ge {o.pmf_bootstrap_threshold:g}$, and profile intervals are the 5th-95th percentiles over mapped runs"
+            + ("; displacement (DISP) [@paatero2014error] holds each profile value at displaced levels while the "
+               "rest of the solution is refitted (the displaced factor keeping contributions of mean 1), and reports "
+               "the range over which Q rises by at most dQmax = 4, 8, 16 and 32, with a factor swap counted when a "
+               "refitted profile then matches another factor better (ESAT's own DISP holds everything else fixed, "
+               "which cannot show rotational ambiguity, so the refits are done here by weighted coordinate descent "
+               "[@cichocki2009hals], checked against a brute-force constrained refit in the test suite)"
+               if o.pmf_disp else "")
+            + (f"; BS-DISP applies the same displacement to {o.pmf_bs_disp} bootstrap solutions at dQmax = 0.5, 1, "
+               "2 and 4" if o.pmf_bs_disp else "")
             + ". Fit: $r^2$ of observed on predicted concentrations per species and the Lilliefors test "
             "[@lilliefors1967] of scaled residuals $(x - \\hat x)/u$ for normality."
         )
@@ -644,6 +930,8 @@ def methods_text(options: SourcesOptions, *, media: list[str], seed: int, esat_v
             f"$f \\sim \\mathrm{{Dirichlet}}(1,\\dots,1)$, $\\sigma_t = {o.isotope_residual_sd:g}$; it was sampled by "
             f"seeded random-walk Metropolis [@metropolis1953] on additive log-ratio coordinates ({o.isotope_steps} "
             "steps, 4 chains per sample, first quarter discarded; checked against emcee [@foremanmackey2013emcee] "
-            "in the test suite). Posterior means and equal-tailed 95 % intervals are reported."
+            "in the test suite). Posterior means and equal-tailed 95 % intervals are reported, with the "
+            "rank-normalised split R-hat and the bulk effective sample size of every share [@vehtari2021rhat]; "
+            "R-hat above 1.01 is flagged."
         )
     return "\n\n".join(parts)

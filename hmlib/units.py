@@ -44,7 +44,18 @@ _ALIASES = {
 
 
 def normalize_unit(unit: str) -> str:
-    """Return the canonical spelling of ``unit`` or raise :class:`UnitError`."""
+    """Return the canonical spelling of ``unit`` or raise :class:`UnitError`.
+
+    Parameters
+    ----------
+    unit : str
+        Unit name or alias, e.g. ``'mg/kg'``, ``'ppm'`` (case-insensitive).
+
+    Returns
+    -------
+    str
+        Canonical spelling of the unit as a key of ``UNIT_TABLE``.
+    """
     if not isinstance(unit, str):
         raise UnitError(f"unit must be a string such as 'mg/kg', got {unit!r}")
     u = unit.strip()
@@ -60,12 +71,34 @@ def normalize_unit(unit: str) -> str:
 
 
 def dimension(unit: str) -> str:
-    """``'mass_fraction'`` (solids) or ``'mass_concentration'`` (water) for ``unit``."""
+    """``'mass_fraction'`` (solids) or ``'mass_concentration'`` (water) for ``unit``.
+
+    Parameters
+    ----------
+    unit : str
+        Unit name or alias.
+
+    Returns
+    -------
+    str
+        ``'mass_fraction'`` or ``'mass_concentration'``.
+    """
     return UNIT_TABLE[normalize_unit(unit)][0]
 
 
 def canonical_unit(unit: str) -> str:
-    """The canonical unit of ``unit``'s dimension: mg/kg for solids, ug/L for water."""
+    """The canonical unit of ``unit``'s dimension: mg/kg for solids, ug/L for water.
+
+    Parameters
+    ----------
+    unit : str
+        Unit name or alias.
+
+    Returns
+    -------
+    str
+        Canonical unit of the same dimension (``'mg/kg'`` or ``'ug/L'``).
+    """
     return CANONICAL_UNIT[dimension(unit)]
 
 
@@ -74,6 +107,20 @@ def convert(values, from_unit: str, to_unit: str):
 
     Works on scalars, NumPy arrays and pandas objects (returns the same kind; never
     mutates the input). Raises :class:`UnitError` for unknown units or across dimensions.
+
+    Parameters
+    ----------
+    values : float, array-like, pandas.Series or pandas.DataFrame
+        Concentration(s) expressed in ``from_unit``.
+    from_unit : str
+        Unit of ``values``.
+    to_unit : str
+        Target unit (same dimension as ``from_unit``).
+
+    Returns
+    -------
+    float, numpy.ndarray, pandas.Series or pandas.DataFrame
+        ``values`` converted to ``to_unit``; lists/tuples become a float ndarray.
 
     Examples
     --------

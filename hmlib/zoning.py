@@ -18,9 +18,12 @@ __all__ = [
     "dual_media_zones",
     "pair_media_by_site",
     "zone_shares",
+    "zoning_bounds",
+    "dual_media_zoning",
     "bearing_capacity",
     "bearing_capacity_summary",
     "select_guideline",
+    "sample_guidelines",
     "background_misjudgment",
     "plot_misjudgment",
     "plot_dual_media_zones",
@@ -139,6 +142,20 @@ def zone_shares(zones: pd.DataFrame, *, medium_a: str, medium_b: str) -> pd.Data
     """Number and share of sites per metal and zone (all four zones listed, zeros included).
 
     ``zones`` needs columns metal and zone. Returns metal, zone, n, share.
+
+    Parameters
+    ----------
+    zones : pandas.DataFrame
+        Site table with columns metal and zone.
+    medium_a : str
+        Name of the first medium (used in the zone labels).
+    medium_b : str
+        Name of the second medium.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, zone, n (number of sites), share (fraction 0-1 of the metal's zoned sites).
     """
     if not {"metal", "zone"} <= set(zones.columns):
         raise ValueError(f"zones needs columns metal and zone, got {list(zones.columns)}")
@@ -152,6 +169,82 @@ def zone_shares(zones: pd.DataFrame, *, medium_a: str, medium_b: str) -> pd.Data
     return pd.DataFrame(rows, columns=["metal", "zone", "n", "share"])
 
 
+def zoning_bounds(baselines: pd.DataFrame, *, medium_a: str, medium_b: str, methods) -> pd.DataFrame:
+    """Lowest and highest unstratified baseline of ``methods`` per metal in each medium.
+
+    ``baselines`` is the baselines stage's table (medium, stratum, metal, method, baseline).
+    Returns metal, min_a, max_a, min_b, max_b for the metals with baselines in both media.
+
+    Parameters
+    ----------
+    baselines : pandas.DataFrame
+        Baselines table (medium, stratum, metal, method, baseline).
+    medium_a : str
+        Name of the first medium.
+    medium_b : str
+        Name of the second medium.
+    methods : iterable of str
+        Baseline methods whose values span the bounds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns metal, min_a, max_a, min_b, max_b (baseline concentrations in the baselines' units).
+    """
+    need = {"medium", "stratum", "metal", "method", "baseline"}
+    if not need <= set(baselines.columns):
+        raise ValueError(f"baselines need columns {sorted(need)}, got {list(baselines.columns)}")
+    b = baselines[(baselines["stratum"].astype(str) == "all") & baselines["method"].isin(list(methods))]
+    b = b[np.isfinite(b["baseline"].astype(float)) & (b["baseline"].astype(float) > 0)]
+    rng = b.groupby(["medium", "metal"])["baseline"].agg(["min", "max"])
+    metals = list(dict.fromkeys(b["metal"]))
+    rows = [{"metal": mt, "min_a": float(rng.loc[(medium_a, mt), "min"]), "max_a": float(rng.loc[(medium_a, mt), "max"]),
+             "min_b": float(rng.loc[(medium_b, mt), "min"]), "max_b": float(rng.loc[(medium_b, mt), "max"])}
+            for mt in metals if (medium_a, mt) in rng.index and (medium_b, mt) in rng.index]
+    return pd.DataFrame(rows, columns=["metal", "min_a", "max_a", "min_b", "max_b"])
+
+
+def dual_media_zoning(samples: pd.DataFrame, concentrations: pd.DataFrame, baselines: pd.DataFrame, *,
+                      medium_a: str, medium_b: str, methods) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Zone of every paired site (Wu et al. 2025, section 2.1): site means, bounds and zone shares.
+
+    Composes :func:`pair_media_by_site`, :func:`zoning_bounds`, :func:`dual_media_zones` and
+    :func:`zone_shares`. Returns (paired sites with a ``zone`` column, bounds, shares).
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        Sample table (site and medium of each sample).
+    concentrations : pandas.DataFrame
+        Concentration table of the samples.
+    baselines : pandas.DataFrame
+        Baselines table (medium, stratum, metal, method, baseline).
+    medium_a : str
+        Name of the first medium (x axis of the zoning).
+    medium_b : str
+        Name of the second medium.
+    methods : iterable of str
+        Baseline methods whose values span the bounds.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, pandas.DataFrame, pandas.DataFrame)
+        Paired site means with a ``zone`` column; bounds (see :func:`zoning_bounds`); zone shares
+        (see :func:`zone_shares`).
+    """
+    paired = pair_media_by_site(samples, concentrations, medium_a=medium_a, medium_b=medium_b)
+    bounds = zoning_bounds(baselines, medium_a=medium_a, medium_b=medium_b, methods=methods)
+    paired = paired[paired["metal"].isin(bounds["metal"])].copy()
+    paired["zone"] = None
+    bb = bounds.set_index("metal")
+    for mt, g in paired.groupby("metal", sort=False):
+        r = bb.loc[mt]
+        paired.loc[g.index, "zone"] = dual_media_zones(g[medium_a], g[medium_b], baseline_min_a=r.min_a,
+                                                       baseline_max_a=r.max_a, baseline_min_b=r.min_b,
+                                                       baseline_max_b=r.max_b, medium_a=medium_a, medium_b=medium_b)
+    return paired.reset_index(drop=True), bounds, zone_shares(paired, medium_a=medium_a, medium_b=medium_b)
+
+
 # --------------------------------------------------------------------------------------------
 def select_guideline(guidelines: pd.DataFrame, *, threshold_name: str | None) -> tuple[pd.Series, list[str]]:
     """One guideline value per metal from rows of :func:`hmlib.reference.guideline_values`.
@@ -159,6 +252,18 @@ def select_guideline(guidelines: pd.DataFrame, *, threshold_name: str | None) ->
     Keeps rows of ``threshold_name`` (all rows when None and only one threshold exists). Where
     several values remain for a metal (land-use or pH conditions), the strictest (lowest) is
     used and a note says so. Returns (Series metal -> value, notes).
+
+    Parameters
+    ----------
+    guidelines : pandas.DataFrame
+        Guideline rows with columns metal, threshold_name, value.
+    threshold_name : str or None
+        Threshold to keep; None when the set has a single threshold.
+
+    Returns
+    -------
+    tuple of (pandas.Series, list of str)
+        Guideline value per metal (in the table's unit, named ``threshold_name``) and report notes.
     """
     need = {"metal", "threshold_name", "value"}
     if not need <= set(guidelines.columns):
@@ -180,26 +285,80 @@ def select_guideline(guidelines: pd.DataFrame, *, threshold_name: str | None) ->
     return g.groupby("metal", sort=False)["value"].min().astype(float).rename(threshold_name), notes
 
 
-def bearing_capacity(concentration_mg_kg: pd.DataFrame, guideline_mg_kg: pd.Series, *, medium: str = "soil",
+def sample_guidelines(guidelines: pd.DataFrame, conditions: pd.DataFrame, *, threshold_name: str | None,
+                      default: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The guideline value of ``threshold_name`` that applies to each sample and metal.
+
+    Rows of :func:`hmlib.reference.guideline_values` are resolved per sample by
+    :func:`hmlib.reference.applicable_guidelines` (land use, pH class; strictest value where a
+    condition is unknown). Returns (long table sample_id, metal, threshold_name, threshold,
+    condition, fallback, fallback_reason; notes for the report).
+
+    Parameters
+    ----------
+    guidelines : pandas.DataFrame
+        Guideline rows with columns metal, threshold_name, value and condition columns.
+    conditions : pandas.DataFrame
+        Per-sample condition values (sample_id, land use, pH, ...).
+    threshold_name : str or None
+        Threshold to keep; None when the set has a single threshold.
+    default : dict or None, optional
+        Default condition values for samples lacking them.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, list of str)
+        Long table (sample_id, metal, threshold_name, threshold, condition, fallback,
+        fallback_reason) and report notes.
+    """
+    from .reference import applicable_guidelines
+
+    need = {"metal", "threshold_name", "value"}
+    if not need <= set(guidelines.columns):
+        raise ValueError(f"guidelines need columns {sorted(need)}, got {list(guidelines.columns)}")
+    names = list(dict.fromkeys(guidelines["threshold_name"]))
+    if threshold_name is None:
+        if len(names) != 1:
+            raise ValueError(f"the guideline set has thresholds {names}; name one (references.guideline_threshold)")
+        threshold_name = names[0]
+    g = guidelines[guidelines["threshold_name"] == threshold_name]
+    if g.empty:
+        raise ValueError(f"no guideline rows with threshold_name {threshold_name!r}; available: {names}")
+    out = applicable_guidelines(g, conditions, default=default)
+    notes = []
+    nf = out.loc[out["fallback"]].groupby("fallback_reason")["sample_id"].nunique()
+    for reason, k in nf.items():
+        notes.append(f"{k} sample{'s' if k != 1 else ''} ({reason}) {'were' if k != 1 else 'was'} judged against the "
+                     f"strictest {threshold_name} value.")
+    strict = out.loc[~out["fallback"] & out["condition"].astype(str).str.startswith("strictest")]
+    if len(strict):
+        notes.append(f"Several {threshold_name} values exist for {', '.join(sorted(strict['metal'].unique()))} "
+                     "without a condition the data can select; the strictest (lowest) is used.")
+    return out, notes
+
+
+def bearing_capacity(concentration_mg_kg: pd.DataFrame, guideline_mg_kg, *, medium: str = "soil",
                      unit: str = "mg/kg") -> pd.DataFrame:
     r"""Remaining capacity of each sample below a guideline value.
 
     .. math::
-        R_{ij} = G_j - C_{ij}, \qquad R^{\%}_{ij} = 100\,\frac{G_j - C_{ij}}{G_j}
+        R_{ij} = G_{ij} - C_{ij}, \qquad R^{\%}_{ij} = 100\,\frac{G_{ij} - C_{ij}}{G_{ij}}
 
-    A sample is overloaded when :math:`C_{ij} > G_j` (negative remaining capacity). Metals
+    A sample is overloaded when :math:`C_{ij} > G_{ij}` (negative remaining capacity). Metals
     without a guideline are left out (the caller reports them).
 
     Parameters
     ----------
     concentration_mg_kg : DataFrame samples (index sample_id) x metals.
-    guideline_mg_kg : Series metal -> guideline value G (> 0) in the same unit.
+    guideline_mg_kg : Series metal -> guideline value G (> 0), one value for every sample; or the
+        long per-sample table of :func:`sample_guidelines` (sample_id, metal, threshold,
+        condition), each sample against the value of its own land-use and pH class.
     medium, unit : written into the table.
 
     Returns
     -------
-    Long DataFrame sample_id, medium, metal, concentration, guideline, remaining, remaining_pct,
-    overloaded, unit (rows with a missing concentration are dropped).
+    Long DataFrame sample_id, medium, metal, concentration, guideline, condition, remaining,
+    remaining_pct, overloaded, unit (rows with a missing concentration are dropped).
 
     Notes
     -----
@@ -210,36 +369,69 @@ def bearing_capacity(concentration_mg_kg: pd.DataFrame, guideline_mg_kg: pd.Seri
     if not isinstance(concentration_mg_kg, pd.DataFrame):
         raise ValueError(f"concentration_mg_kg must be a DataFrame samples x metals, got "
                          f"{type(concentration_mg_kg).__name__}")
-    g = guideline_mg_kg.astype(float)
-    bad = g[~(np.isfinite(g) & (g > 0))]
+    if isinstance(guideline_mg_kg, pd.DataFrame):
+        need = {"sample_id", "metal", "threshold"}
+        if not need <= set(guideline_mg_kg.columns):
+            raise ValueError(f"per-sample guidelines need columns {sorted(need)}, got {list(guideline_mg_kg.columns)}")
+        per = guideline_mg_kg.assign(sample_id=guideline_mg_kg["sample_id"].astype(str))
+        gvals = per["threshold"].astype(float)
+    else:
+        per = None
+        gvals = guideline_mg_kg.astype(float)
+    bad = gvals[~(np.isfinite(gvals) & (gvals > 0))]
     if len(bad):
-        raise ValueError(f"guideline values must be finite and > 0, got {bad.to_dict()}")
-    metals = [m for m in concentration_mg_kg.columns if m in g.index]
-    long = (concentration_mg_kg[metals].rename_axis(index="sample_id", columns="metal")
-            .stack().rename("concentration").reset_index())
+        raise ValueError(f"guideline values must be finite and > 0, got {bad.head().to_dict()}")
+    have = set(per["metal"]) if per is not None else set(gvals.index)
+    metals = [m for m in concentration_mg_kg.columns if m in have]
+    c = concentration_mg_kg[metals].copy()
+    c.index = c.index.astype(str)
+    long = c.rename_axis(index="sample_id", columns="metal").stack().rename("concentration").reset_index()
     if (long["concentration"] < 0).any():
         raise ValueError("concentrations must be >= 0")
     long.insert(1, "medium", medium)
-    long["guideline"] = long["metal"].map(g)
+    if per is None:
+        long["guideline"] = long["metal"].map(gvals)
+        long["condition"] = ""
+    else:
+        cols = ["sample_id", "metal", "threshold"] + (["condition"] if "condition" in per.columns else [])
+        long = long.merge(per[cols].rename(columns={"threshold": "guideline"}), on=["sample_id", "metal"],
+                          how="inner")
+        if "condition" not in long.columns:
+            long["condition"] = ""
     long["remaining"] = long["guideline"] - long["concentration"]
     long["remaining_pct"] = 100.0 * long["remaining"] / long["guideline"]
     long["overloaded"] = long["concentration"] > long["guideline"]
     long["unit"] = unit
-    return long
+    return long[["sample_id", "medium", "metal", "concentration", "guideline", "condition", "remaining",
+                 "remaining_pct", "overloaded", "unit"]]
 
 
 def bearing_capacity_summary(capacity: pd.DataFrame) -> pd.DataFrame:
-    """Per medium and metal: guideline, n, n_overloaded, share_overloaded, median and minimum remaining %."""
+    """Per medium and metal: lowest and highest guideline applied, n, n_overloaded, share_overloaded,
+    median and minimum remaining %.
+
+    Parameters
+    ----------
+    capacity : pandas.DataFrame
+        Bearing capacity table with medium, metal, guideline, overloaded, remaining_pct.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns medium, metal, guideline, guideline_max, n, n_overloaded, share_overloaded
+        (fraction), median_remaining_pct, min_remaining_pct (% of the guideline).
+    """
     rows = []
     for (medium, metal), g in capacity.groupby(["medium", "metal"], sort=False):
         n = len(g)
         k = int(g["overloaded"].sum())
-        rows.append({"medium": medium, "metal": metal, "guideline": float(g["guideline"].iloc[0]), "n": n,
+        rows.append({"medium": medium, "metal": metal, "guideline": float(g["guideline"].min()),
+                     "guideline_max": float(g["guideline"].max()), "n": n,
                      "n_overloaded": k, "share_overloaded": k / n if n else np.nan,
                      "median_remaining_pct": float(g["remaining_pct"].median()),
                      "min_remaining_pct": float(g["remaining_pct"].min())})
-    return pd.DataFrame(rows, columns=["medium", "metal", "guideline", "n", "n_overloaded", "share_overloaded",
-                                       "median_remaining_pct", "min_remaining_pct"])
+    return pd.DataFrame(rows, columns=["medium", "metal", "guideline", "guideline_max", "n", "n_overloaded",
+                                       "share_overloaded", "median_remaining_pct", "min_remaining_pct"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,6 +446,15 @@ def background_misjudgment(static: pd.DataFrame, adaptive: pd.DataFrame, *,
     ``n_under``: the static background puts the sample in a *lower* class than the adaptive one
     (the static assessment underestimates the pollution or risk, taking the adaptive background
     as the better estimate); ``n_over``: a higher class (overestimate).
+
+    Parameters
+    ----------
+    static : pandas.DataFrame
+        Index table computed with the static background.
+    adaptive : pandas.DataFrame
+        Index table computed with the adaptive background.
+    indices : tuple of str, default ("CF", "Igeo", "Er", "PERI")
+        Indices to compare.
 
     Returns
     -------
@@ -291,6 +492,18 @@ def plot_misjudgment(misjudgment: pd.DataFrame, *, medium: str | None = None):
     """Share of samples whose class is lower (under) or higher (over) with the static background.
 
     One panel per index, one pair of bars per metal (as % of the compared samples).
+
+    Parameters
+    ----------
+    misjudgment : pandas.DataFrame
+        Output of :func:`background_misjudgment`.
+    medium : str or None, optional
+        Medium to plot; None uses all rows.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     import matplotlib.pyplot as plt
 
@@ -323,6 +536,28 @@ def plot_dual_media_zones(paired: pd.DataFrame, bounds: pd.DataFrame, *, medium_
 
     ``paired`` needs metal, ``<medium_a>``, ``<medium_b>``, zone; ``bounds`` metal, min_a, max_a,
     min_b, max_b.
+
+    Parameters
+    ----------
+    paired : pandas.DataFrame
+        Paired sites from :func:`dual_media_zoning`.
+    bounds : pandas.DataFrame
+        Zoning bounds from :func:`zoning_bounds`.
+    medium_a : str
+        Medium on the x axis.
+    medium_b : str
+        Medium on the y axis.
+    unit_a : str, default 'mg/kg'
+        Concentration unit of medium A (axis label).
+    unit_b : str, default 'mg/kg'
+        Concentration unit of medium B (axis label).
+    ncols : int, default 4
+        Number of panel columns.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     import matplotlib.pyplot as plt
 
@@ -364,7 +599,20 @@ def plot_dual_media_zones(paired: pd.DataFrame, bounds: pd.DataFrame, *, medium_
 
 
 def plot_bearing_capacity(capacity: pd.DataFrame, *, medium: str):
-    """Box plots of the remaining capacity (% of the guideline) per metal; below 0 = overloaded."""
+    """Box plots of the remaining capacity (% of the guideline) per metal; below 0 = overloaded.
+
+    Parameters
+    ----------
+    capacity : pandas.DataFrame
+        Bearing capacity table with medium, metal, remaining_pct.
+    medium : str
+        Medium to plot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import matplotlib.pyplot as plt
 
     c = capacity[capacity["medium"] == medium]

@@ -10,6 +10,7 @@ from scipy import integrate
 
 from hmlib import accumulation as ac
 from hmlib.reference import load_reference
+from hmlib.stages.accumulation import Options, model_run
 
 
 def test_soil_mass():
@@ -188,11 +189,11 @@ def test_carrying_capacity_and_years_to_overload():
 
 def test_options_validation():
     with pytest.raises(ValueError, match="unknown keys"):
-        ac.AccumulationOptions(scenarios={"x": {"emission_cutt": 0.5}})
+        Options(scenarios={"x": {"emission_cutt": 0.5}})
     with pytest.raises(ValueError, match="outside"):
-        ac.AccumulationOptions(horizon_years=20, report_years=[10, 30])
+        Options(horizon_years=20, report_years=[10, 30])
     with pytest.raises(ValueError, match="unknown land-use"):
-        ac.AccumulationOptions(land_use_map={"A": "farm"})
+        Options(land_use_map={"A": "farm"})
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +222,15 @@ def test_ml_calibration_learns_the_known_flux_bias(demo):
     res = ac.calibrate_net_flux(
         model=model, features=feats, c_start_mg_kg=a[metals].to_numpy(float), c_end_mg_kg=b[metals].to_numpy(float),
         years=15, scenario_input_fn=lambda mm, T: ac.scenario_inputs(mm, scenario={}, n_years=T, start_year=2000),
-        mode="hindcast", seed=7, n_estimators=200)
+        mode="hindcast", seed=7, n_estimators=200, x=a.x.to_numpy(), y=a.y.to_numpy(), site_ids=a.index.to_numpy())
+    assert "x" not in res.features and "y" not in res.features  # coordinates are not candidate features by default
+    assert res.metrics["validation"].str.contains("spatial-block cross-validation").all()
     met = res.metrics.set_index("metal")
     for metal in metals:
-        # the held-out error includes the measurement noise of both surveys (sdlog 0.03), which no model removes
-        limit = 0.75 if metal in ("Pb", "Zn") else 0.9
+        # the held-out error includes the measurement noise of both surveys (sdlog 0.03), which no model removes;
+        # spatial-block folds hold out whole stretches of the road, so the gain is smaller than with random folds
+        # (out-of-fold RMSE ratios 0.63-0.91 over seeds 7-9)
+        limit = 0.75 if metal == "Zn" else 0.95
         assert met.loc[metal, "rmse_calibrated_test"] < limit * met.loc[metal, "rmse_process_test"], metal
     truth = tabs["truth_bias"].pivot(index="site_id", columns="metal", values="bias_mg_m2_yr").loc[a.index]
     pred = res.predict(feats, metals)
@@ -233,6 +238,12 @@ def test_ml_calibration_learns_the_known_flux_bias(demo):
         assert np.corrcoef(pred[:, j], truth[metal])[0, 1] > 0.6, metal
     top = res.importance[res.importance.metal == "Pb"].sort_values("importance").iloc[-1]["feature"]
     assert top == "road_dist_m"
+    # held-out sites only (each prediction from a model fitted without the site), against the generator's truth
+    rec = ac.flux_truth_recovery(res, tabs["truth_bias"]).set_index("metal")
+    for metal in metals:
+        assert rec.loc[metal, "n_sites"] == met.loc[metal, "n_test"]
+        assert rec.loc[metal, "correlation"] > 0.6, metal
+        assert 0.6 < rec.loc[metal, "recovered_to_true_ratio"] < 1.6, metal
 
 
 def test_monte_carlo_is_seeded_and_ordered(demo):
@@ -256,3 +267,194 @@ def test_monte_carlo_is_seeded_and_ordered(demo):
                              gsd={"kd": 2.0, "deposition": 1.5})
     kd = oat[(oat.parameter == "kd") & (oat.metal == "Cd")].iloc[0]
     assert kd.high_change_percent > 0 > kd.low_change_percent  # higher Kd, less leaching, more Cd
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: hold-out, fills, carrying capacity in kg/ha, geogenic anomaly stays flat by default
+# ------------------------------------------------------------------------------------------------
+def test_calibration_folds_are_whole_kmeans_blocks():
+    """Checked against an independent scikit-learn KMeans of the same coordinates: every block lies in one fold,
+    and every fold holds sites; random folds deal the sites evenly."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1000, 120), rng.uniform(0, 1000, 120)
+    fold = ac.calibration_folds(x, y, n_folds=5, scheme="spatial_block", n_blocks=15, seed=5)
+    assert set(fold) == set(range(5))
+    block = KMeans(n_clusters=15, n_init=10, random_state=5).fit_predict(np.column_stack([x, y]))
+    for b in range(15):
+        assert len(set(fold[block == b])) == 1
+    rf = ac.calibration_folds(x, y, n_folds=5, scheme="random", seed=5)
+    assert sorted(np.bincount(rf)) == [24] * 5
+
+
+def test_training_fill_uses_training_medians_only():
+    """Checked against a hand-computed median of the training rows (rows 0-3: values 1, 3, NaN, 5 -> 3), not of
+    all rows (which would include the held-out value 100 -> median 4)."""
+    f = pd.DataFrame({"a": [1.0, 3.0, np.nan, 5.0, 100.0, np.nan], "b": [np.nan] * 6})
+    X, fill = ac.training_fill(f, [0, 1, 2, 3])
+    assert fill["a"] == 3.0 and fill["b"] == 0.0
+    assert X[2, 0] == 3.0 and X[5, 0] == 3.0 and X[4, 0] == 100.0
+    assert np.isnan(f.loc[2, "a"])  # input not mutated
+
+
+def test_mass_capacity_hand_calculation():
+    """Hand calculation (documented in mass_capacity_kg_ha): Pb threshold 85 mg/kg, 40 mg/kg today, plough layer
+    0.2 m at 1300 kg/m3, so M = 260 kg/m2; headroom 45 mg/kg x 260 kg/m2 = 11 700 mg/m2 = 11 700 x 1e4 m2/ha
+    x 1e-6 kg/mg = 117 kg/ha. An overloaded cell (100 mg/kg) has -15 x 2.6 = -39 kg/ha."""
+    assert float(ac.mass_capacity_kg_ha(85.0 - 40.0, 260.0)) == pytest.approx(117.0)
+    C = np.array([[[40.0, 40.0]], [[100.0, 100.0]]])
+    T = np.array([[85.0], [85.0]])
+    s = ac.overload_summary(concentration_mg_kg=C, thresholds_mg_kg=T, land_use=np.array(["cultivated"] * 2),
+                            metals=["Pb"], years=[0], scenario="baseline", soil_mass_kg_m2=np.array([260.0, 260.0]))
+    row = s[s.land_use == "all"].iloc[0]
+    assert row.mean_capacity_mg_kg == pytest.approx((45 - 15) / 2)
+    assert row.mean_capacity_kg_ha == pytest.approx((117 - 39) / 2)
+    lay = ac.soil_layer_values()
+    assert lay["depth_m"] == 0.2 and lay["bulk_density_kg_m3"] == 1300.0 and lay["soil_mass_kg_m2"] == 260.0
+    assert "doi.org" in lay["depth_source"] and "doi.org" in lay["bulk_density_source"]
+    assert ac.soil_layer_values(depth_m=0.3)["soil_mass_kg_m2"] == pytest.approx(390.0)
+
+
+_ANOMALY_PARAMS = """
+region: {id: anomaly, title: "Geogenic anomaly", description: "generated", data_citation: "generated"}
+data:
+  samples: data/anomaly/samples.csv
+  id_column: sample_id
+  x_column: x
+  y_column: y
+  crs: local
+  coordinate_unit: m
+  coordinate_bounds: [0.0, 0.0, 1000.0, 1000.0]
+  covariates: [land_use]
+  categorical: [land_use]
+media: {soil: {unit: mg/kg}}
+metals: {Cd: Cd, Pb: Pb, Zn: Zn}
+references: {background: UCC_RudnickGao2014, guideline: VBBo_Swiss1998, guideline_threshold: guide}
+seed: 1
+stages: {data_quality: {}}
+"""
+
+
+@pytest.fixture(scope="module")
+def anomaly_region(tmp_path_factory):
+    """One survey, 64 samples on a regular grid; a geogenic anomaly (Cd 3, Pb 90, Zn 300 mg/kg) at 9 samples in one corner,
+    Cd 0.3, Pb 30, Zn 60 elsewhere. No point sources, no background deposition."""
+    from hmlib.io import load_region
+    from hmlib.params import load_params
+
+    base = tmp_path_factory.mktemp("anomaly")
+    (base / "params").mkdir()
+    (base / "data" / "anomaly").mkdir(parents=True)
+    g = (np.arange(8) + 0.5) * 125.0
+    xx, yy = np.meshgrid(g, g)
+    x, y = xx.ravel(), yy.ravel()
+    anom = (x < 400) & (y < 400)
+    df = pd.DataFrame({"sample_id": [f"S{i:02d}" for i in range(64)], "x": x, "y": y,
+                       "Cd": np.where(anom, 3.0, 0.3), "Pb": np.where(anom, 90.0, 30.0),
+                       "Zn": np.where(anom, 300.0, 60.0), "land_use": "cultivated"})
+    df.to_csv(base / "data" / "anomaly" / "samples.csv", index=False)
+    (base / "params" / "anomaly.yml").write_text(_ANOMALY_PARAMS, encoding="utf-8")
+    params = load_params(base / "params" / "anomaly.yml")
+    return params, load_region(params), df, anom
+
+
+def test_geogenic_anomaly_with_zero_inputs_stays_flat_by_default(anomaly_region):
+    """Checked against the analytic answer of the mass balance M dC/dt = I - k C with I = 0:
+    (a) with no outputs either, C_t = C_0 at every year (flat); (b) with the default outputs, C_t = C_0 (1 - k/M)^t
+    with k = P/Kd + R/Kd + A ER + Y TF computed by hand from the cited reference CSVs. In both cases the default
+    options make no residual calibration, so nothing moves the geogenic anomaly upward."""
+    params, data, df, anom = anomaly_region
+    zero_in = {"baseline": {"agricultural_factor": 0.0}}
+    o = Options(land_use_column="land_use", scenarios=zero_in, percolation_mm_yr=0.0,
+                               runoff_mm_yr={}, soil_loss_t_ha_yr={}, crop_yield_t_ha_yr={}, n_monte_carlo=20)
+    run = model_run(data=data, params=params, options=o, seed=1)
+    assert run.calibration_mode == "none" and run.calibration is None and run.correction_mg_m2_yr is None
+    C = run.projections["baseline"].concentration_mg_kg
+    c0 = df[["Cd", "Pb", "Zn"]].to_numpy(float)
+    np.testing.assert_allclose(C, np.repeat(c0[:, :, None], C.shape[2], axis=2), rtol=0, atol=1e-12)
+    # (b) default outputs: exponential decay, never above C_0
+    o2 = Options(land_use_column="land_use", scenarios=zero_in, n_monte_carlo=20)
+    C2 = model_run(data=data, params=params, options=o2, seed=1).projections["baseline"].concentration_mg_kg
+    kd = load_reference("partition_coefficient", "SoilWater_Allison2005").set_index("metal")["value"]
+    er = load_reference("enrichment_ratio", "Erosion_QuintonCatt2007").set_index("metal")["value"]
+    tf = load_reference("transfer_factor", "SoilPlant_KabataPendias2011")
+    tf = tf[tf.crop == "cereal"].set_index("metal")["value"]
+    t = np.arange(C2.shape[2])
+    for j, metal in enumerate(["Cd", "Pb", "Zn"]):
+        k = 250 / kd[metal] + 50 / kd[metal] + 2.0 * 0.1 * er[metal] + 6.0 * 0.1 * tf[metal]
+        analytic = c0[:, j][:, None] * (1 - k / 260.0) ** t[None, :]
+        np.testing.assert_allclose(C2[:, j, :], analytic, rtol=1e-10)
+
+
+def test_residual_diagnostic_uses_the_regional_background_and_is_not_applied_by_default(anomaly_region):
+    """The residual mode starts from the region's own background (here an adaptive background equal to the
+    observed values, i.e. the anomaly is geogenic): the residual flux is then only what the process model removes
+    or adds, and by default it is not added to the projections (projections equal the uncalibrated ones)."""
+    params, data, df, anom = anomaly_region
+    zero_in = {"baseline": {"agricultural_factor": 0.0}}
+    bg = df.melt(id_vars=["sample_id"], value_vars=["Cd", "Pb", "Zn"], var_name="metal", value_name="background")
+    bg["medium"] = "soil"
+    base = dict(land_use_column="land_use", scenarios=zero_in, n_monte_carlo=20, n_estimators=20)
+    plain = model_run(data=data, params=params, options=Options(**base), seed=1)
+    res = model_run(data=data, params=params, options=Options(calibration="residual", **base),
+                              seed=1, background_samples=bg)
+    assert res.calibration_mode == "residual" and res.calibration is not None
+    assert not res.correction_applied and "adaptive" in res.background_source
+    np.testing.assert_array_equal(res.projections["baseline"].concentration_mg_kg,
+                                  plain.projections["baseline"].concentration_mg_kg)
+    # without a regional background the residual mode is not run (no crustal fallback)
+    none = model_run(data=data, params=params, options=Options(calibration="residual", **base),
+                               seed=1)
+    assert none.calibration_mode == "none" and any("own background" in n for n in none.notes)
+    text = ac.methods_text(options=Options(calibration="residual", **base), domain="samples",
+                           n_cells=64, calibration_mode="residual", n_sources=0, guideline="VBBo_Swiss1998",
+                           threshold="guide", background_source=res.background_source)
+    assert "diagnostic" in text and "not added to the projections" in text and "kg/ha" in text
+
+
+def test_stage_writes_carrying_capacity_in_mg_kg_and_kg_ha(anomaly_region, tmp_path):
+    """The stage's tables/carrying_capacity.csv against a hand calculation on the anomaly region (Swiss guide
+    values Cd 0.8, Pb 50 mg/kg; M = 0.2 m x 1300 kg/m3 = 260 kg/m2, so 1 mg/kg = 2.6 kg/ha): at year 0, 55 samples
+    at Pb 30 and 9 in the anomaly (the 3 x 3 grid points below 400 m) at Pb 90 give a mean headroom
+    (55 x 20 - 9 x 40) / 64 = 11.5625 mg/kg = 30.0625 kg/ha, a median headroom of 20 mg/kg = 52 kg/ha and 9/64
+    overloaded; Cd: median headroom 0.8 - 0.3 = 0.5 mg/kg = 1.3 kg/ha."""
+    from hmlib.context import open_stage
+    from hmlib.stages import accumulation as stage
+
+    params, data, df, anom = anomaly_region
+    ctx = open_stage("accumulation", params_file=params.path, output_dir=tmp_path,
+                     overrides={"land_use_column": "land_use", "n_monte_carlo": 20, "horizon_years": 10,
+                                "report_years": [10]})
+    assert stage.check(ctx) == []
+    result = stage.run(ctx)
+    stage.report(ctx, result)
+    ctx.out.finish()
+    cap = pd.read_csv(tmp_path / "tables" / "carrying_capacity.csv")
+    assert any("kg_ha" in c for c in cap.columns)
+    now = cap[(cap.year == 0) & (cap.land_use == "all") & (cap.scenario == "baseline")].set_index("metal")
+    assert int(anom.sum()) == 9
+    assert now.loc["Pb", "mean_capacity_mg_kg"] == pytest.approx(11.5625)
+    assert now.loc["Pb", "mean_capacity_kg_ha"] == pytest.approx(30.0625)
+    assert now.loc["Pb", "median_capacity_kg_ha"] == pytest.approx(52.0)
+    assert now.loc["Pb", "share_overloaded"] == pytest.approx(9 / 64)
+    assert now.loc["Cd", "median_capacity_kg_ha"] == pytest.approx(1.3)
+    assert (now["depth_m"] == 0.2).all() and (now["bulk_density_kg_m3"] == 1300).all()
+    assert result.run.calibration is None  # one survey and default options: no residual correction
+    cells = pd.read_csv(tmp_path / "tables" / "carrying_capacity_cells.csv")
+    assert {"capacity_now_kg_ha", "years_to_overload"} <= set(cells.columns)
+
+
+def test_check_names_the_key_the_value_and_the_expectation(anomaly_region, tmp_path):
+    """check() against the contract's format (stages.<stage>.<key>: got ...; expected ...), for columns the region
+    does not have and a hindcast without the survey columns."""
+    from hmlib.context import open_stage
+    from hmlib.stages import accumulation as stage
+
+    params, *_ = anomaly_region
+    ctx = open_stage("accumulation", params_file=params.path, output_dir=tmp_path,
+                     overrides={"land_use_column": "nope", "calibration_features": ["zz"], "calibration": "hindcast"})
+    problems = stage.check(ctx)
+    assert any(p.startswith("stages.accumulation.land_use_column: got 'nope'; expected") for p in problems)
+    assert any(p.startswith("stages.accumulation.calibration_features: got ['zz']; expected") for p in problems)
+    assert any(p.startswith("stages.accumulation.calibration: got 'hindcast'; expected") for p in problems)

@@ -43,6 +43,23 @@ def test_imed_hand_computed_raw():
     assert stats.median_abs_deviation(RAW[:9], scale="normal") == pytest.approx(mad)
 
 
+def test_imed_mad_zero_falls_back_and_flags():
+    """40 of 70 values tied at a substituted detection limit: the MAD of the first pass is 0. By hand
+    the fallback scale sqrt(pi/2) * mean|t - median| is positive, so the upper limit exceeds the
+    baseline and the fallback is flagged; when every retained value ties (all 20 equal) the method
+    is undefined and raises rather than returning baseline = upper limit."""
+    rng = np.random.default_rng(5)
+    c = np.r_[np.full(40, 0.05), np.exp(rng.normal(-1.5, 0.4, 30))]
+    t = np.log(c)
+    scale0 = np.sqrt(np.pi / 2) * np.mean(np.abs(t - np.median(t)))
+    assert stats.median_abs_deviation(t) == 0.0 and scale0 > 0
+    e = bl.iterative_median_baseline(c)
+    assert e.details["mad_zero_fallback"]
+    assert e.upper_limit > e.baseline
+    with pytest.raises(ValueError, match="IMED undefined"):
+        bl.iterative_median_baseline(np.r_[np.full(20, 0.05), 0.5, 0.6, 5.0])
+
+
 # --- Boxplot ------------------------------------------------------------------------------------
 def test_boxplot_hand_computed_raw():
     """Type-7 quartiles of 1..9,100: Q1 = 3 + 0.25 = 3.25, Q3 = 7 + 0.75 = 7.75, IQR 4.5;
@@ -90,15 +107,48 @@ def test_segmented_fit_rss_matches_statsmodels_ols():
     assert f["psi1"] == pytest.approx(3, abs=0.4) and f["psi2"] == pytest.approx(7, abs=0.4)
 
 
-def test_rcf_baseline_back_transforms_breakpoints():
+def test_rcf_baseline_reads_the_break_closing_the_background_segment():
+    """Exact three-segment curve (breaks at x = 1 and 2, 60 of 80 values in the middle segment): the
+    middle segment is the background population, so the baseline is the break at its upper end,
+    e^2, and the upper limit the same break (Matschullat et al. 2000: values below the break in slope
+    belong to the background population). Truth worked out by hand from the construction."""
     x = _three_segment_ecdf()
     e = bl.rcf_baseline(np.exp(x))
-    assert e.baseline == pytest.approx(np.e, rel=0.03)
+    assert e.details["background_segment"] == 2
+    assert e.details["psi1"] == pytest.approx(1.0, abs=0.01)
+    assert e.baseline == pytest.approx(np.e ** 2, rel=0.03)
     assert e.upper_limit == pytest.approx(np.e ** 2, rel=0.03)
-    assert e.n_retained == int((x <= e.details["psi2"]).sum())
+    assert e.n_retained == int((x <= np.log(e.baseline)).sum())
     curve = bl.relative_cumulative_frequency(np.exp(x))
     assert curve["cumulative_frequency_pct"].iloc[-1] == pytest.approx(100.0)
     assert curve["transformed"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rcf_baseline_lies_between_two_populations(seed):
+    """Seeded generator with known truth: 800 background values ln C ~ N(2, 0.3) and 200 anomalous
+    ln C ~ N(4.5, 0.3). The RCF baseline separates the populations: above the background's upper
+    quartile (2 + 0.674 * 0.3) and below the anomalous population's 5th percentile (4.5 - 1.645 * 0.3).
+    The previous reading (lower breakpoint) put it near the background's 15th percentile."""
+    rng = np.random.default_rng(seed)
+    t = np.r_[rng.normal(2.0, 0.3, 800), rng.normal(4.5, 0.3, 200)]
+    b = np.log(bl.rcf_baseline(np.exp(t)).baseline)
+    assert 2.0 + 0.674 * 0.3 < b < 4.5 - 1.645 * 0.3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_rcf_is_highest_method_on_data_like_wu2025(seed):
+    """Data like Wu et al. (2025, Table 1): a log-normal background with a small enriched share
+    (90 % ln C ~ N(3, 0.35), 10 % ~ N(3.8, 0.5)). There the RCF baseline is the highest of IMEA,
+    IMED, RCF and boxplot for every metal; the published ratio RCF / IMEA is 1.02-2.5. Checked
+    against that published ordering."""
+    rng = np.random.default_rng(seed)
+    c = np.exp(np.r_[rng.normal(3.0, 0.35, 270), rng.normal(3.8, 0.5, 30)])
+    others = [f(c).baseline for f in (bl.iterative_mean_baseline, bl.iterative_median_baseline,
+                                        bl.boxplot_baseline)]
+    r = bl.rcf_baseline(c).baseline
+    assert r > max(others)
+    assert 1.02 < r / others[0] < 2.5
 
 
 # --- EM -----------------------------------------------------------------------------------------
@@ -246,12 +296,17 @@ def test_compare_with_literature():
 
 
 def test_options_model():
-    o = bl.BaselinesOptions()
+    from hmlib.stages.baselines import Options
+
+    o = Options()
     assert o.n_bootstrap == 1000 and o.methods == list(bl.METHODS)
-    with pytest.raises(Exception):
-        bl.BaselinesOptions(n_bootstrap=100)
-    with pytest.raises(Exception):
-        bl.BaselinesOptions(methods=["imea", "imea"])
+    assert o.adaptive_coordinates is False and o.adaptive_training == "robust"
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Options(n_bootstrap=100)
+    with pytest.raises(ValidationError):
+        Options(methods=["imea", "imea"])
 
 
 def test_batched_em_matches_scikit_learn():
@@ -270,3 +325,42 @@ def test_batched_em_matches_scikit_learn():
         assert np.allclose(mu[b], g.means_[:, 0], atol=1e-5)
         assert np.allclose(var[b], g.covariances_[:, 0, 0], atol=1e-5)
         assert np.allclose(w[b], g.weights_, atol=1e-5)
+
+
+def test_binned_em_matches_scikit_learn_on_repeated_values():
+    """The weighted (binned) EM of the large-sample bootstrap equals scikit-learn's GaussianMixture
+    fitted to the values repeated as often as their counts (independent implementation)."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(8)
+    centres = np.linspace(0.0, 4.0, 60)
+    dens = 0.7 * stats.norm.pdf(centres, 1.2, 0.4) + 0.3 * stats.norm.pdf(centres, 3.0, 0.5)
+    counts = rng.multinomial(2000, dens / dens.sum())[None, :]
+    w0, mu0, var0 = np.array([0.5, 0.5]), np.array([1.0, 2.5]), np.array([0.3, 0.3])
+    w, mu, var = bl._em_batch(centres[None, :], w0, mu0, var0, counts=counts, tol=1e-10, max_iter=3000)
+    g = GaussianMixture(2, weights_init=w0, means_init=mu0[:, None], precisions_init=(1 / var0)[:, None, None],
+                        tol=1e-10, max_iter=3000, reg_covar=1e-6).fit(np.repeat(centres, counts[0])[:, None])
+    assert np.allclose(mu[0], g.means_[:, 0], atol=1e-5)
+    assert np.allclose(var[0], g.covariances_[:, 0, 0], atol=1e-5)
+    assert np.allclose(w[0], g.weights_, atol=1e-5)
+
+
+def test_imea_prefix_sum_batch_matches_masked_reference():
+    """The prefix-sum IMEA of the bootstrap equals a plain masked implementation of the rule
+    (numpy nanmean / nanstd over the kept values, written here) on 50 resamples of a mixture."""
+    rng = np.random.default_rng(12)
+    t = np.r_[rng.normal(3, 0.4, 900), rng.normal(4.5, 0.6, 100)]
+    tb = t[rng.integers(0, t.size, (50, t.size))]
+    keep = np.ones_like(tb, dtype=bool)
+    while True:
+        x = np.where(keep, tb, np.nan)
+        m, s = np.nanmean(x, 1, keepdims=True), np.nanstd(x, 1, ddof=1, keepdims=True)
+        new = keep & (np.abs(tb - m) <= 2 * s)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    x = np.where(keep, tb, np.nan)
+    m, s = np.nanmean(x, 1), np.nanstd(x, 1, ddof=1)
+    base, up, n_ret, kept, _ = bl._imea_batch(tb)
+    assert np.allclose(base, m, atol=1e-12) and np.allclose(up, m + 2 * s, atol=1e-12)
+    assert np.array_equal(kept, keep) and np.array_equal(n_ret, keep.sum(1))

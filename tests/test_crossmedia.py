@@ -5,12 +5,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from hmlib.crossmedia import (CrossmediaOptions, default_drivers, default_sem_model, kd_drivers, kd_group_summary,
-                              kd_group_tests, kd_l_per_kg, kd_table, partition_coefficient, site_metals, site_table)
+from hmlib.crossmedia import (
+    default_drivers,
+    default_sem_model,
+    kd_drivers,
+    kd_group_summary,
+    kd_group_tests,
+    kd_l_per_kg,
+    kd_table,
+    partition_coefficient,
+    site_metals,
+    site_table,
+)
 from hmlib.errors import UnitError
 from hmlib.io import load_region
 from hmlib.params import load_params
+from hmlib.stages.crossmedia import Options as CrossmediaOptions
 from hmlib.synth import coastal
 
 
@@ -123,9 +135,9 @@ def test_kd_drivers_too_few_sites_gives_nan_not_error():
 def test_options_defaults_and_validation():
     o = CrossmediaOptions()
     assert o.solid_medium == "sediment" and o.water_medium == "water" and o.sem_model is None
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         CrossmediaOptions(sem_model="   ")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         CrossmediaOptions(sem_refine_threshold=1.5)
 
 

@@ -181,7 +181,9 @@ def test_chromium_speciation_and_defaults():
     assert list(w.columns) == ["Cd", "Cr"]  # input not mutated
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         h.speciate_chromium(w, cr_vi_fraction=1.5)
-    opts = h.HealthOptions()
+    from hmlib.stages.health import Options
+
+    opts = Options()
     assert opts.cr_vi_fraction == pytest.approx(1 / 7, abs=1e-6)
     # Cr(VI) cancer risk scales with the fraction; Cr(III) has no slope factor
     tox, exp = h.load_toxicity(medium="soil"), h.load_exposure_parameters("epa_rsl")
@@ -350,11 +352,15 @@ def test_methods_text_citations_are_in_health_bib():
     bib = (resources.files("hmlib") / "data" / "bib" / "health.bib").read_text(encoding="utf-8")
     keys = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
     for params in h.PARAMETER_SETS:
-        text = h.methods_text(parameters=params, receptors=["child", "resident"], cr_vi_fraction=1 / 7,
-                              n_iter=10000, seed=1, not_assessed=["Pb"], media=("soil", "water"))
-        cited = set(re.findall(r"@([A-Za-z0-9_]+)", text))
-        assert cited and cited <= keys, cited - keys
-        assert "\\mathrm{HQ}" in text
+        for tox in h.TOXICITY_SETS:
+            text = h.methods_text(parameters=params, receptors=["child", "resident"], cr_vi_fraction=1 / 7,
+                                  n_iter=10000, seed=1, not_assessed=["Pb"], media=("soil", "water"), toxicity=tox)
+            cited = set(re.findall(r"@([A-Za-z0-9_]+)", text))
+            assert cited and cited <= keys, cited - keys
+            assert "\\mathrm{HQ}" in text
+    cited = set(re.findall(r"@([A-Za-z0-9_]+)", h.central_values_text(
+        h.central_values_table(h.load_exposure_parameters(), h.load_distributions()))))
+    assert cited <= keys, cited - keys
 
 
 def test_no_assessable_metal_gives_empty_typed_table():
@@ -365,3 +371,71 @@ def test_no_assessable_metal_gives_empty_typed_table():
                                "ladd", "hq", "cr"]
     assert r["hq"].dtype == float
     assert h.hazard_summary(r).empty
+
+
+# --- grid risk = the per-sample model on the chosen method per metal (issue 15) ------------------------------------
+def test_grid_risk_equals_sample_risk_where_grid_sits_on_samples():
+    """Checked against the per-sample path (risk_table + sample_indices, itself checked against the published RSLs
+    above): a grid whose cells sit on the samples and predict their concentrations, each metal by a different
+    method (as the spatial stage chooses per metal), gives every sample's HI and TCR, Cr(VI) included."""
+    w = _jura_like()
+    exp, tox = h.load_exposure_parameters(), h.load_toxicity(medium="soil")
+    xy = pd.DataFrame({"x": np.arange(len(w), dtype=float), "y": np.zeros(len(w))}, index=w.index)
+    methods = {"Cd": "gpr", "Cr": "ok", "Ni": "rk", "Cu": "ok", "Zn": "gpr", "Co": "ok", "Pb": "rk"}
+    gp = pd.concat([xy.assign(metal=m, method=methods.get(m, "ok"), prediction=w[m].to_numpy(), variance=0.1)
+                    for m in w.columns], ignore_index=True)
+    for f in (1 / 7, 0.5):
+        g = h.grid_risk(gp, exposure=exp, toxicity=tox, receptors=("child", "resident"), cr_vi_fraction=f)
+        per = h.sample_indices(h.risk_table(w, medium="soil", exposure=exp, toxicity=tox,
+                                            receptors=("child", "resident"), cr_vi_fraction=f))
+        per = per.merge(xy.rename_axis("sample_id").reset_index().astype({"sample_id": str}), on="sample_id")
+        m = per.merge(g, on=["x", "y", "receptor"], suffixes=("_sample", "_grid"))
+        assert len(m) == len(per)
+        np.testing.assert_allclose(m["hi_grid"], m["hi_sample"], rtol=1e-12)
+        np.testing.assert_allclose(m["tcr_grid"], m["tcr_sample"], rtol=1e-12)
+    assert g.attrs["methods"] == {m: methods.get(m, "ok") for m in w.columns}
+
+
+def test_grid_methods_marked_choice_and_ambiguity():
+    """Several methods per metal need a 'chosen' mark or an explicit method; one method per metal is taken as is."""
+    base = pd.DataFrame({"x": [0.0], "y": [0.0], "prediction": [1.0]})
+    two = pd.concat([base.assign(metal="Cd", method="ok", chosen=False),
+                     base.assign(metal="Cd", method="gpr", chosen=True)], ignore_index=True)
+    assert h.grid_methods(two) == {"Cd": "gpr"}
+    assert h.grid_methods(two, method="ok") == {"Cd": "ok"}
+    with pytest.raises(ValueError, match="chosen"):
+        h.grid_methods(two.drop(columns="chosen"))
+    assert "ordinary kriging for Cd, Zn" in h.methods_caption({"Cd": "ok", "Zn": "ok", "Cr": "gpr"})
+
+
+def test_probability_format_consistent():
+    """Zero hits of 10,000 print as '< 1e-04', one hit as '1.0e-04' (never '0.000' beside 1e-4)."""
+    assert h.format_probability(0.0, 10_000) == "< 1e-04"
+    assert h.format_probability(1e-4, 10_000) == "1.0e-04"
+    assert h.format_probability(0.2345, 10_000) == "0.234" or h.format_probability(0.2345, 10_000) == "0.235"
+    assert "0.000" not in h.format_probability(3e-4, 10_000)
+
+
+def test_central_values_explain_deterministic_vs_monte_carlo():
+    """Against the cited files: the RSL child soil ingestion is 200 mg/day (RME) and the EFH 2011 central value, the
+    Monte Carlo median, 100 mg/day; the triangular exposure frequency (min 180, mode 350, max 365; mode above the
+    midpoint) has median 180 + sqrt(185 * 170 / 2) = 305.40 d/yr (closed form of the triangular median), which a
+    large seeded draw from numpy's triangular generator confirms."""
+    c = h.central_values_table(h.load_exposure_parameters("epa_rsl"), h.load_distributions()).set_index(
+        ["parameter", "receptor"])
+    assert c.loc[("IRS", "child"), "deterministic"] == 200 and c.loc[("IRS", "child"), "mc_median"] == 100
+    assert c.loc[("EF", "all"), "mc_median"] == pytest.approx(180 + np.sqrt(185 * 170 / 2))
+    draw = np.random.default_rng(0).triangular(180, 350, 365, 400_000)
+    assert np.median(draw) == pytest.approx(c.loc[("EF", "all"), "mc_median"], abs=0.3)
+    txt = h.central_values_text(c.reset_index())
+    assert "reasonable-maximum" in txt and "soil ingestion rate (child) 200" in txt
+
+
+def test_iris2024_chromium_set():
+    """iris.epa.gov (Chromium(VI), last updated 08/01/2024): RfD 9E-4 mg/kg-day, RfC 3E-5 mg/m3, OSF 0.27; the RSL
+    November 2024 set keeps 3E-3, 1E-4 and 0.5 (resident soil cancer SL 0.30 mg/kg above)."""
+    new = h.load_toxicity("epa_rsl_iris2024", medium="soil").loc["Cr(VI)"]
+    old = h.load_toxicity("epa_rsl", medium="soil").loc["Cr(VI)"]
+    assert (new.rfd_oral, new.rfc, new.sf_oral) == (9e-4, 3e-5, 0.27)
+    assert (old.rfd_oral, old.rfc, old.sf_oral) == (3e-3, 1e-4, 0.5)
+    assert "November 2024" in old.table_version

@@ -256,7 +256,7 @@ def test_compute_indices_notes_metals_without_tr(class_tables):
                                   class_tables=class_tables, toxic_response=ix.toxic_response_factors(),
                                   indices=("Er", "PERI"))
     assert set(t.loc[t["index"] == "Er", "metal"]) == {"Cd"}
-    assert any("No toxic response factor for ['V']" in n for n in notes)
+    assert any("No toxic response factor for V:" in n for n in notes)
 
 
 def test_compute_water_indices(class_tables):
@@ -269,13 +269,18 @@ def test_compute_water_indices(class_tables):
 
 
 def test_options_defaults():
-    o = ix.IndicesOptions()
+    from pydantic import ValidationError
+
+    from hmlib.stages.indices import Options
+
+    o = Options()
     assert o.background_source == "baseline" and o.ef_reference_element is None
-    with pytest.raises(Exception):
-        ix.IndicesOptions(background_source="static")
-    with pytest.raises(Exception):
-        ix.IndicesOptions(zoning_media=["soil"])
-    assert ix.IndicesOptions(zoning_media=["soil", "sediment"]).zoning_media == ["soil", "sediment"]
+    with pytest.raises(ValidationError):
+        Options(background_source="static")
+    with pytest.raises(ValidationError):
+        Options(zoning_media=["soil"])
+    assert Options(zoning_media=["soil", "sediment"]).zoning_media == ["soil", "sediment"]
+    assert o.class_limits == "scaled" and o.nemerow_reference == "guideline"
 
 
 # --- backgrounds from the baselines stage and figures -----------------------------------------
@@ -320,8 +325,10 @@ def test_nan_background_gives_nan_index():
 
 
 def test_methods_text_cites_sources():
+    _, info = ix.integrated_class_tables(toxic_response=ix.toxic_response_factors(), metals=["Cd", "Pb"],
+                                         limits="PERI_Wu2025")
     txt = ix.methods_text(background_label="reference set X", igeo_factor=1.5, ef_reference_element=None,
-                          peri_classes="PERI_Wu2025", toxic_response=ix.toxic_response_factors(),
+                          class_info=info, toxic_response=ix.toxic_response_factors(),
                           water_standard="WHO_2022", has_water=True)
     for key in ("@hakanson1980", "@mueller1969", "@tomlinson1980", "@mohan1996", "@wu2025tracing"):
         assert key in txt
@@ -329,15 +336,19 @@ def test_methods_text_cites_sources():
 
 
 def test_bib_has_every_cited_key():
-    from importlib import resources
     import re
+    from importlib import resources
     bib = (resources.files("hmlib") / "data" / "bib" / "indices.bib").read_text(encoding="utf-8")
     keys = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
-    txt = ix.methods_text(background_label="b", igeo_factor=1.5, ef_reference_element="Al",
-                          peri_classes="Hakanson_1980", toxic_response=ix.toxic_response_factors(),
-                          water_standard="WHO_2022", has_water=True)
-    cited = set(re.findall(r"@([A-Za-z0-9_]+)", txt))
-    assert cited <= keys, cited - keys
+    for limits in ("scaled", "Hakanson_1980", "PERI_Wu2025"):
+        _, info = ix.integrated_class_tables(toxic_response=ix.toxic_response_factors(), metals=["Cd", "Pb"],
+                                             limits=limits)
+        for nem in (None, "GB15618_2018"):
+            txt = ix.methods_text(background_label="b", igeo_factor=1.5, ef_reference_element="Al",
+                                  class_info=info, toxic_response=ix.toxic_response_factors(),
+                                  water_standard="WHO_2022", has_water=True, nemerow_guideline=nem)
+            cited = set(re.findall(r"@([A-Za-z0-9_]+)", txt))
+            assert cited <= keys, cited - keys
 
 
 def test_class_map_and_share_figures(class_tables):
@@ -369,7 +380,7 @@ def test_compute_water_indices_without_any_standard(class_tables):
     m = wide({"Co": [1.0, 2.0]}, index=("w1", "w2"))
     t, notes = ix.compute_water_indices(m, standard_ug_l=ix.water_standard_values("WHO_2022"), medium="water",
                                         standard_name="WHO_2022", classes=class_tables["HPI"])
-    assert t.empty and "HPI uses none" in notes[0]
+    assert t.empty and "HPI uses no metal" in notes[0]
 
 
 def test_stratified_baseline_background():
@@ -381,3 +392,75 @@ def test_stratified_baseline_background():
     assert bg.loc["b"].to_dict() == {"Cd": 0.3, "Pb": 20.0}
     assert bg.loc["c"].to_dict() == {"Cd": 0.3, "Pb": 20.0}
     assert notes and "Pb in Rock=x" in notes[0] and "any metal in Rock=y" in notes[0] and "without a Rock" in notes[0]
+
+
+# --- class limits scaled to the metals assessed (issue: PERI 150/300/600 used unadjusted) -------------------------
+@pytest.mark.parametrize("metals,peri_first,cdeg_first", [
+    # Hakanson's own seven metals (+ PCB 40 = 133 -> 150): Hg 40 + Cd 30 + As 10 + Pb 5 + Cu 5 + Cr 2 + Zn 1 = 93
+    # -> 93 * 150/133 = 104.9 -> 100
+    (["Hg", "Cd", "As", "Pb", "Cu", "Cr", "Zn"], 100.0, 7.0),
+    # Jura: Cd 30 + Co 5 + Cr 2 + Cu 5 + Ni 5 + Pb 5 + Zn 1 = 53 -> 59.8 -> 60
+    (["Cd", "Co", "Cr", "Cu", "Ni", "Pb", "Zn"], 60.0, 7.0),
+    # arid_demo: As 10 + Cd 30 + Pb 5 + Zn 1 = 46 -> 51.9 -> 50
+    (["As", "Cd", "Pb", "Zn"], 50.0, 4.0),
+    # coastal_demo (eight metals): 30 + 5 + 5 + 1 + 2 + 5 + 10 + 40 = 98 -> 110.5 -> 110
+    (["Cd", "Pb", "Cu", "Zn", "Cr", "Ni", "As", "Hg"], 110.0, 8.0),
+])
+def test_scaled_class_limits_hand_values(metals, peri_first, cdeg_first):
+    """Checked against hand arithmetic of Hakanson's (1980) rule: his first PERI limit 150 is the sum of the eight
+    toxic response factors (133) rounded up, and the first Cdeg limit 8 is one CF unit per substance; the scaled
+    limits keep those ratios for the metals assessed and double as his table does (sums computed by hand above)."""
+    tables, info = ix.integrated_class_tables(toxic_response=ix.toxic_response_factors(), metals=metals)
+    peri = tables["PERI"].sort_values("rank")
+    assert peri["upper"].tolist()[:3] == [peri_first, 2 * peri_first, 4 * peri_first]
+    cdeg = tables["Cdeg"].sort_values("rank")
+    assert cdeg["upper"].tolist()[:3] == [cdeg_first, 2 * cdeg_first, 4 * cdeg_first]
+    assert info["peri_first"] == peri_first
+
+
+def test_hakanson_original_limits_option():
+    """The published 150/300/600 and 8/16/32 (Hakanson 1980, Water Research 14:975, classes of RI and Cdeg)."""
+    tables, _ = ix.integrated_class_tables(toxic_response=ix.toxic_response_factors(), metals=["Cd"],
+                                           limits="Hakanson_1980")
+    assert tables["PERI"].sort_values("rank")["upper"].tolist()[:3] == [150, 300, 600]
+    assert tables["Cdeg"].sort_values("rank")["upper"].tolist()[:3] == [8, 16, 32]
+
+
+def test_integrated_indices_use_assessed_metals_only(class_tables):
+    """Hand values: with Fe present but not assessed, Cdeg = CF_Cd + CF_Pb = 2 + 3 = 5 (not + CF_Fe)."""
+    c = wide({"Cd": [0.4], "Pb": [60.0], "Fe": [40000.0]})
+    b = pd.Series({"Cd": 0.2, "Pb": 20.0, "Fe": 20000.0})
+    assert ix.assessed_metals(["Cd", "Pb", "Fe"]) == ["Cd", "Pb"]
+    t, notes = ix.compute_indices(c, b, medium="soil", background_used="x", class_tables=class_tables,
+                                  toxic_response=ix.toxic_response_factors(), indices=("CF", "Cdeg", "PLI"),
+                                  integrated_metals=["Cd", "Pb"])
+    cdeg = t[(t["index"] == "Cdeg")]["value"].iloc[0]
+    assert cdeg == pytest.approx(5.0)
+    assert t[(t["index"] == "PLI")]["value"].iloc[0] == pytest.approx(np.sqrt(6.0))
+    assert any("Fe" in n for n in notes)
+
+
+def test_ef_without_reference_background_is_skipped_with_note(class_tables):
+    """EF needs B of the reference element; a background set without it skips EF (note) and keeps the other indices."""
+    c = wide({"Cu": [40.0], "Al": [70000.0]})
+    t, notes = ix.compute_indices(c, pd.Series({"Cu": 20.0}), medium="soil", background_used="set X",
+                                  class_tables=class_tables, toxic_response=ix.toxic_response_factors(),
+                                  indices=("CF", "EF"), ef_reference_element="Al")
+    assert set(t["index"]) == {"CF"} and any("reference element Al" in n for n in notes)
+
+
+def test_nemerow_against_guideline_and_ungraded_against_background(class_tables):
+    """Hand values: P = C/S = (0.6/0.3, 50/100) = (2, 0.5): P_N = sqrt(((1.25)^2 + 2^2)/2) = 1.6677, graded
+    'slightly polluted' (1 < P <= 2, HJ/T 166-2004); against the background it has no grade."""
+    c = wide({"Cd": [0.6], "Pb": [50.0]})
+    b = pd.Series({"Cd": 0.2, "Pb": 20.0})
+    s = wide({"Cd": [0.3], "Pb": [100.0]})
+    t, _ = ix.compute_indices(c, b, medium="soil", background_used="x", class_tables=class_tables,
+                              toxic_response=ix.toxic_response_factors(), indices=("Nemerow",),
+                              nemerow_standard_mg_kg=s)
+    r = t[t["index"] == "Nemerow"].iloc[0]
+    assert r["value"] == pytest.approx(np.sqrt((1.25 ** 2 + 2.0 ** 2) / 2))
+    assert r["class"] == "slightly polluted"
+    t2, _ = ix.compute_indices(c, b, medium="soil", background_used="x", class_tables=class_tables,
+                               toxic_response=ix.toxic_response_factors(), indices=("Nemerow",))
+    assert t2[t2["index"] == "Nemerow"]["class"].isna().all()

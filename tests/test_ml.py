@@ -34,7 +34,7 @@ def test_known_driver_is_selected_and_ranked_first_by_shap():
     sv = ml.shap_values(fit.xgb, fit.transform(X))
     imp = ml.importance_table(fit, sv)
     assert imp.iloc[0]["feature"] == "driver"
-    assert list(imp.columns) == ["feature", "gain", "mean_abs_shap", "selected"]
+    assert list(imp.columns) == ["feature", "gain", "mean_abs_shap", "selected", "spatial"]
     assert imp["gain"].sum() == pytest.approx(1.0)
     # noise features carry at most a small share of the gain
     assert imp.set_index("feature").loc["noise1", "gain"] < 0.05
@@ -69,7 +69,7 @@ def test_spatial_block_cv_error_not_lower_than_random_cv_on_autocorrelated_data(
         assert s.loc[(model, "spatial_block"), "rmse_mean"] >= s.loc[(model, "random"), "rmse_mean"]
     # the table has exactly the documented columns, one row per model x scheme x fold
     assert list(cv.metrics.columns) == ["model", "cv_scheme", "fold", "r2", "rmse", "mae"]
-    assert len(cv.metrics) == 3 * 2 * 5
+    assert len(cv.metrics) == 4 * 2 * 5  # xgb, rf, linear and the training-mean baseline
     # every sample is predicted exactly once per scheme
     assert cv.predictions.groupby("cv_scheme")["row"].apply(lambda r: sorted(r) == list(range(n))).all()
 
@@ -191,7 +191,13 @@ def test_assemble_dataset_uses_indices_and_falls_back_with_a_note():
     data = load_region(Path(__file__).resolve().parents[1] / "params" / "arid_demo.yml")
     ds = ml.assemble_dataset(data, target="PERI", medium="soil", indices=None)
     assert ds.target_name == "As" and "Fallback target" in ds.notes[0]
-    assert ds.categorical == ["landcover"] and {"x", "y", "ndvi"} <= set(ds.numeric)
+    assert ds.categorical == ["landcover"] and "ndvi" in ds.numeric
+    # coordinates are not candidate drivers by default; with the spatial term they are kept apart
+    assert not {"x", "y"} & set(ds.numeric) and ds.spatial == []
+    dsp = ml.assemble_dataset(data, target="PERI", medium="soil", indices=None, spatial_term=True)
+    assert dsp.spatial == ["x", "y"] and not {"x", "y"} & set(dsp.drivers)
+    with pytest.raises(ValueError, match="cannot be candidate drivers"):
+        ml.assemble_dataset(data, target="Cd", medium="soil", predictors=["ndvi", "x"])
     np.testing.assert_allclose(ds.y.to_numpy(), data.wide("soil")["As"].loc[ds.frame.index].to_numpy())
     ids = data.sites("soil").index
     ind = pd.DataFrame({"sample_id": ids, "medium": "soil", "metal": "all", "index": "PERI",
@@ -203,3 +209,124 @@ def test_assemble_dataset_uses_indices_and_falls_back_with_a_note():
         ml.assemble_dataset(data, target="Cd", medium="soil", predictors=["Cd", "ndvi"])
     with pytest.raises(ValueError, match="neither covariates"):
         ml.assemble_dataset(data, target="Cd", medium="soil", predictors=["nope"])
+
+
+def _arid_data():
+    from pathlib import Path
+
+    from hmlib import load_region
+
+    return load_region(Path(__file__).resolve().parents[1] / "params" / "arid_demo.yml")
+
+
+FAST = dict(n_folds=5, n_spatial_blocks=10, n_search=2, rf_trees=40)
+
+
+@pytest.mark.parametrize("spatial_term", [False, True])
+def test_pure_noise_target_yields_no_drivers_and_a_no_skill_statement(spatial_term):
+    """Checked against a seeded generator's known truth: the target is i.i.d. log-normal noise drawn
+    independently of every covariate and of the coordinates (which are available), so nothing can
+    predict it. The spatial-block CV must show no skill, no driver may be reported, the results
+    must open with the no-skill statement, no map is allowed, and the coordinates are never drivers."""
+    data = _arid_data()
+    ids = data.sites("soil").index
+    noise = np.random.default_rng(1).lognormal(size=len(ids))
+    ind = pd.DataFrame({"sample_id": ids, "medium": "soil", "metal": "all", "index": "PERI", "value": noise})
+    ds = ml.assemble_dataset(data, target="PERI", medium="soil", indices=ind, spatial_term=spatial_term)
+    sites = data.sites("soil").loc[ds.frame.index]
+    res = ml.analyse_drivers(ds, x=sites["x"], y=sites["y"], seed=3, **FAST)
+    assert not res.skill.has_skill and res.skill.r2_mean <= 0
+    assert res.drivers.empty and not res.map_allowed
+    text = ml.results_text(res, ds)
+    assert text.startswith("**No transferable skill.**")
+    assert "Drivers." not in text
+    assert "exploratory" in ml.exploratory_text(res, ds).lower()
+    assert not {"x", "y"} & set(res.fit.pruning["feature"])  # never candidates
+    if spatial_term:
+        assert set(res.fit.spatial) == {"x", "y"} and 0 <= res.spatial_share <= 1
+        assert "spatial term" in text
+    else:
+        assert np.isnan(res.spatial_share)
+
+
+def test_known_driver_is_reported_after_the_skill_statement_and_coordinates_are_not_drivers():
+    """Checked against a seeded generator's known truth: y = 2 driver + 1.5 sin(x/20) + N(0, 0.5^2)
+    on 150 scattered points, with a pure-noise covariate. With the spatial term the model must show
+    transferable skill, report 'driver' as the first driver (the noise covariate below it), keep x and y
+    out of the driver table, and the text must state the skill before naming any driver."""
+    rng = np.random.default_rng(8)
+    n = 150
+    x, y = rng.uniform(0, 100, n), rng.uniform(0, 100, n)
+    frame = pd.DataFrame({"driver": rng.normal(size=n), "noise": rng.normal(size=n), "x": x, "y": y},
+                         index=[f"s{i}" for i in range(n)])
+    target = 2.0 * frame["driver"] + 1.5 * np.sin(x / 20.0) + rng.normal(scale=0.5, size=n)
+    ds = ml.DriverData(frame=frame, y=target, numeric=["driver", "noise", "x", "y"], categorical=[],
+                       target_name="T", target_label="T", medium="soil", spatial=["x", "y"])
+    res = ml.analyse_drivers(ds, x=x, y=y, seed=4, **FAST)
+    assert res.skill.has_skill and res.skill.r2_mean > 0.3
+    assert res.drivers["feature"].iloc[0] == "driver"
+    assert not {"x", "y"} & set(res.drivers["feature"])
+    text = ml.results_text(res, ds)
+    assert text.startswith("**Validation and skill.**")
+    assert text.index("Drivers.") > text.index("R²")
+
+
+def test_inner_tuning_folds_hold_out_whole_blocks():
+    """Against the definition of block cross-validation (Roberts et al. 2017): with groups, no group
+    appears on both sides of any inner split, and every sample is tested exactly once."""
+    groups = np.repeat(np.arange(7), [5, 3, 8, 2, 6, 4, 5])
+    splits = ml.inner_splits(len(groups), groups=groups, inner_folds=3, seed=0)
+    assert len(splits) == 3
+    seen = np.concatenate([te for _, te in splits])
+    assert sorted(seen) == list(range(len(groups)))
+    for tr, te in splits:
+        assert not set(groups[tr]) & set(groups[te])
+    with pytest.raises(ValueError, match="at least 2 blocks"):
+        ml.inner_splits(4, groups=np.zeros(4), seed=0)
+
+
+def test_skill_rule_against_hand_made_scores():
+    """Hand-made fold scores (truth by construction): positive R2 but RMSE above the baseline is no
+    skill; positive R2 and RMSE below the baseline is skill."""
+    def frames(rmse_model):
+        rows, preds = [], []
+        for k in (1, 2):
+            rows += [{"model": "xgb", "cv_scheme": "spatial_block", "fold": k, "r2": 0.2, "rmse": rmse_model, "mae": 1},
+                     {"model": "mean", "cv_scheme": "spatial_block", "fold": k, "r2": -0.1, "rmse": 1.0, "mae": 1}]
+        preds = pd.DataFrame({"cv_scheme": "spatial_block", "observed": [1.0, 2.0, 3.0], "xgb": [1.1, 2.0, 2.9]})
+        return pd.DataFrame(rows), preds
+    assert not ml.assess_skill(*frames(1.2)).has_skill
+    sk = ml.assess_skill(*frames(0.8))
+    assert sk.has_skill and sk.n_folds_better == 2 and sk.r2_pooled == pytest.approx(1 - 0.02 / 2)
+
+
+def test_compare_with_truth_hand_example():
+    """Hand-made importance (one-hot levels summed to their covariate) against a truth table: the unused
+    covariate ranks last, so every covariate is on the right side of the divide."""
+    imp = pd.DataFrame({"feature": ["a", "lc=1", "lc=2", "z", "x"], "mean_abs_shap": [0.5, 0.2, 0.15, 0.1, 0.9],
+                        "spatial": [False, False, False, False, True]})
+    truth = pd.DataFrame({"covariate": ["a", "lc", "z"], "in_generator": [True, True, False],
+                          "pathway": ["direct", "via class", "none"]})
+    t = ml.compare_with_truth(imp, truth).set_index("covariate")
+    assert t.loc["lc", "mean_abs_shap"] == pytest.approx(0.35)
+    assert t.loc["z", "rank"] == 3 and t["recovered"].all()
+    assert "z, unused by the generator, ranks 3 of 3" in ml.truth_text(t.reset_index(), has_skill=True)
+
+
+def test_stage_check_names_key_value_and_expectation(tmp_path):
+    """The stage's check (against the arid demo's covariates, read from params/arid_demo.yml): coordinates
+    and unknown names as predictors, and too few spatial blocks, are each reported as
+    'stages.ml_drivers.<key>: got <value>; expected <what>'."""
+    from pathlib import Path
+
+    from hmlib.context import open_stage
+    from hmlib.stages import ml_drivers
+
+    params = Path(__file__).resolve().parents[1] / "params" / "arid_demo.yml"
+    ctx = open_stage("ml_drivers", params_file=params, output_dir=tmp_path,
+                     overrides={"predictors": ["x", "nope", "ndvi"], "n_spatial_blocks": 5, "n_folds": 5})
+    problems = ml_drivers.check(ctx)
+    assert len(problems) == 3
+    assert any(p.startswith("stages.ml_drivers.predictors: got x;") for p in problems)
+    assert any(p.startswith("stages.ml_drivers.predictors: got nope;") for p in problems)
+    assert any(p.startswith("stages.ml_drivers.n_spatial_blocks: got 5;") for p in problems)

@@ -9,6 +9,7 @@ import pytest
 
 import hmlib.mobility as mb
 from hmlib.errors import DataError
+from hmlib.stages.mobility import Options
 from hmlib.synth import mobility as synth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,7 +275,7 @@ def test_demo_files_reproduce_generator():
     """data/mobility_demo was written by write_region(seed=20240611); the stored CSVs equal a fresh run."""
     folder = ROOT / "data" / "mobility_demo"
     d = synth.generate(seed=20240611, n_samples=200)
-    for name in ("samples", "fractions", "grid"):
+    for name in ("samples", "fractions", "grid", "truth_effects"):
         stored = pd.read_csv(folder / f"{name}.csv")
         pd.testing.assert_frame_equal(stored, d[name].reset_index(drop=True), check_dtype=False, rtol=1e-9)
     assert "generated" in (folder / "README.md").read_text()
@@ -293,7 +294,7 @@ def test_stage_helpers_end_to_end():
     ind = mb.fractionation_indices(mb.to_bcr(fr)).merge(
         mb.totals_long(sites[list(synth.METALS)]), on=["sample_id", "metal"])
     grid = d["grid"].assign(x=lambda t: t.x_km, y=lambda t: t.y_km)
-    o = mb.MobilityOptions(fractions="f.csv", ph_feature="ph", soc_feature="soc_percent", n_splits=3, n_estimators=40,
+    o = Options(fractions="f.csv", ph_feature="ph", soc_feature="soc_percent", n_splits=3, n_estimators=40,
                            grid_total_columns={m: f"{m}_total" for m in synth.METALS if m != "As"})
     feats = mb.resolve_features(o, ["ph", "soc_percent", "clay_percent", "cec_cmol_kg"], [], sites)
     res = mb.fit_all(ind, sites, features=feats, options=o, seed=9)
@@ -315,13 +316,88 @@ def test_stage_helpers_end_to_end():
     text = mb.results_text(ind, res.comparison, res.importance, summary, horizon_years=o.horizon_years)
     assert "Cd" in text and "grid cells" in text and f"{o.horizon_years} years" in text
     with pytest.raises(ValueError, match="not numeric sample covariates"):
-        mb.resolve_features(mb.MobilityOptions(features=["om"]), ["ph"], [], sites)
+        mb.resolve_features(Options(features=["om"]), ["ph"], [], sites)
 
 
 def test_options_validate():
-    o = mb.MobilityOptions(fractions="data/x.csv", monotone_constraints={"Cd": {"ph": -1}})
+    o = Options(fractions="data/x.csv", monotone_constraints={"Cd": {"ph": -1}})
     assert o.scheme == "bcr" and o.soc_increase_per_year == 0.004
     with pytest.raises(Exception, match="-1, 0 or 1"):
-        mb.MobilityOptions(monotone_constraints={"Cd": {"ph": 2}})
-    with pytest.raises(Exception):
-        mb.MobilityOptions(risk_threshold_mg_kg={"Cd": 0.0})
+        Options(monotone_constraints={"Cd": {"ph": 2}})
+    with pytest.raises(ValueError, match="must be > 0"):
+        Options(risk_threshold_mg_kg={"Cd": 0.0})
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: skill before interpretation, truth recovery against the generator
+# ------------------------------------------------------------------------------------------------
+def _demo_stage_inputs(d):
+    fr = d["fractions"].rename(columns={"value": "value_mg_kg"})
+    sites = d["samples"].set_index("sample_id").assign(x=lambda t: t.x_km, y=lambda t: t.y_km,
+                                                        group=lambda t: t.district)
+    ind = mb.fractionation_indices(mb.to_bcr(fr)).merge(
+        mb.totals_long(sites[list(synth.METALS)]), on=["sample_id", "metal"])
+    return sites, ind
+
+
+def test_models_recover_the_generators_ph_effect():
+    """Checked against the generator's known truth (synth.true_effects: average marginal effect of pH on the F1
+    share, from the true logistic coefficients and true shares): under spatial-block cross-validation every metal
+    has skill, the unconstrained model finds the sign of the pH effect for all five metals (negative for the
+    cations, positive for As), and its partial-dependence slope is within a factor 2 of the true effect."""
+    d = synth.generate(seed=20240611, n_samples=200)
+    sites, ind = _demo_stage_inputs(d)
+    o = Options(fractions="f.csv", ph_feature="ph", soc_feature="soc_percent", n_estimators=150)
+    res = mb.fit_all(ind, sites, features=["ph", "soc_percent", "clay_percent", "cec_cmol_kg"], options=o,
+                     seed=20240611)
+    assert "spatial-block" in res.validation and res.no_skill == []
+    rec = mb.effect_truth_recovery(res, d["truth_effects"])
+    ph = rec[rec.feature == "ph"].set_index("metal")
+    assert ph["sign_recovered"].all() and len(ph) == 5
+    ratio = ph["recovered_unconstrained_pp_per_unit"] / ph["true_effect_pp_per_unit"]
+    assert ((ratio > 0.5) & (ratio < 2.0)).all(), ratio
+    assert rec.loc[rec.true_sign == 0, "sign_recovered"].isna().all()  # CEC has no true effect: not scored
+    text = mb.results_text(ind, res.comparison, res.importance, None, horizon_years=26, validation=res.validation,
+                           no_skill=res.no_skill, truth=rec)
+    assert text.index("skill first") < text.index("most important predictor") < text.index("Known truth")
+
+
+def test_pure_noise_target_has_no_skill_and_no_drivers():
+    """Checked against a seeded generator whose mobile share is pure noise (independent of every predictor): the
+    spatial-block cross-validated R2 is <= 0, the metal is listed without skill, the results name no driver for it
+    and its scenario is withheld."""
+    rng = np.random.default_rng(4)
+    n = 150
+    ids = [f"N{i:03d}" for i in range(n)]
+    sites = pd.DataFrame({"x": rng.uniform(0, 10, n), "y": rng.uniform(0, 10, n), "ph": rng.uniform(4, 8, n),
+                          "soc": rng.uniform(0.5, 5, n)}, index=pd.Index(ids, name="sample_id"))
+    F = rng.dirichlet([2, 2, 2, 4], size=n) * 100
+    ind = mb.fractionation_indices(pd.DataFrame({"sample_id": ids, "metal": "Cd", "F1": F[:, 0], "F2": F[:, 1],
+                                                 "F3": F[:, 2], "F4": F[:, 3]}))
+    ind["total_mg_kg"] = rng.uniform(0.2, 2, n)
+    o = Options(fractions="f.csv", ph_feature="ph", soc_feature="soc", n_estimators=60)
+    res = mb.fit_all(ind, sites, features=["ph", "soc"], options=o, seed=1)
+    assert res.no_skill == ["Cd"]
+    thr = mb.risk_thresholds(res, options=o)
+    summary, cells, notes = mb.scenario_tables(res, sites=sites, grid=None, options=o, thresholds=thr)
+    assert summary.empty and "no cross-validated skill" in notes["Cd"]
+    text = mb.results_text(ind, res.comparison, res.importance, None, horizon_years=26, validation=res.validation,
+                           no_skill=res.no_skill)
+    assert "no transferable skill" in text and "most important predictor" not in text
+
+
+def test_check_names_the_key_the_value_and_the_expectation(tmp_path):
+    """check() against the contract's format (stages.<stage>.<key>: got ...; expected ...) on the demo region with
+    a missing fractions file, a predictor that is not a covariate and a grid column that does not exist."""
+    from hmlib.context import open_stage
+    from hmlib.stages import mobility as stage
+
+    ctx = open_stage("mobility", params_file=ROOT / "params" / "mobility_demo.yml", output_dir=tmp_path,
+                     overrides={"fractions": "data/mobility_demo/none.csv", "features": ["ph", "om"],
+                                "grid_total_columns": {"Cd": "Cd_nope"}})
+    problems = stage.check(ctx)
+    assert any(p.startswith("stages.mobility.fractions: got 'data/mobility_demo/none.csv'; expected") for p in problems)
+    assert any(p.startswith("stages.mobility.features: got ['ph', 'om']; expected") for p in problems)
+    assert any(p.startswith("stages.mobility.grid_total_columns: got {'Cd': 'Cd_nope'}; expected") for p in problems)
+    ok = open_stage("mobility", params_file=ROOT / "params" / "mobility_demo.yml", output_dir=tmp_path)
+    assert stage.check(ok) == []

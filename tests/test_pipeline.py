@@ -46,8 +46,8 @@ def test_tables_have_the_documented_columns_and_values(built):
     assert s[("Pb", "sd")] == pytest.approx(pb.std(ddof=1), rel=1e-6)
     assert s[("Cd", "n_censored")] == 2
     exc = pd.read_csv(rep / "tables" / "exceedance.csv")
-    assert list(exc.columns) == ["medium", "metal", "reference_set", "threshold_name", "threshold", "n_exceeding",
-                                 "share_exceeding"]
+    assert {"medium", "metal", "reference_set", "threshold_name", "threshold", "n_exceeding",
+            "share_exceeding"} <= set(exc.columns)
     guide_pb = exc[(exc.metal == "Pb") & (exc.threshold_name == "guide")].iloc[0]
     assert guide_pb.threshold == 50 and guide_pb.n_exceeding == int((pb > 50).sum())
 

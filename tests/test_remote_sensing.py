@@ -142,22 +142,121 @@ def test_postprocess_clips_and_masks():
         rs.postprocess(pred, clip_max=np.nan)
 
 
+FAST = dict(n_trees=(30,), max_depth=(30,), min_samples_leaf=(3,), n_folds=5, n_blocks=10, inner_folds=3,
+            n_repeats=3)
+
+
 def test_fit_inversion_structure_and_known_band():
-    """y = 10 band1 + noise: the tuned forest predicts well on the hold-out set, band1 has the largest
-    permutation importance, the metrics table has train/test/cv and 10 folds, clip_max = P99(y)."""
+    """Seeded generator with known truth: y = 10 blue + N(0, 0.3^2) at 80 scattered points, other bands
+    pure noise. The nested spatial-block CV must show skill (R2 > 0.7, RMSE below the training-mean
+    baseline), blue must have the largest permutation importance, the metrics table has the pooled and
+    the 5 fold rows, clip_max = P99(y) (numpy), and every sample gets exactly one out-of-fold interval."""
     rng = np.random.default_rng(3)
-    X = pd.DataFrame(rng.uniform(size=(60, 4)), columns=["blue", "green", "red", "nir"])
-    y = 10 * X["blue"].to_numpy() + rng.normal(scale=0.3, size=60)
-    res = rs.fit_inversion(X, y, seed=1, n_trees=(20, 40), max_depth=(10, 30), min_samples_leaf=(1, 5))
+    X = pd.DataFrame(rng.uniform(size=(80, 4)), columns=["blue", "green", "red", "nir"])
+    y = 10 * X["blue"].to_numpy() + rng.normal(scale=0.3, size=80)
+    cx, cy = rng.uniform(0, 1000, 80), rng.uniform(0, 1000, 80)
+    res = rs.fit_inversion(X, y, x=cx, y=cy, seed=1, **FAST)
     m = res.metrics.set_index("split")
-    assert {"train", "test", "cv"} <= set(m.index) and sum(s.startswith("cv_fold") for s in m.index) == 10
-    assert m.loc["test", "n_train"] == 42 and m.loc["test", "n_test"] == 18
-    assert m.loc["test", "r2"] > 0.7
+    assert "cv" in m.index and sum(s.startswith("cv_fold") for s in m.index) == 5
+    assert m.loc["cv", "n_test"] == 80 and m.loc["cv", "r2"] > 0.7
+    assert m.loc["cv", "rmse"] < m.loc["cv", "rmse_baseline"] and res.has_skill
     assert res.importance.sort_values("importance_mean").iloc[-1]["band"] == "blue"
     assert res.clip_max == pytest.approx(np.percentile(y, 99))
-    assert res.best_params["n_estimators"] in (20, 40) and len(res.grid_results) == 8
+    p = res.predictions
+    assert len(p) == 80 and (p["lower"] <= p["predicted"]).all() and (p["upper"] >= p["lower"]).all()
+    assert set(p["fold"]) == {1, 2, 3, 4, 5}
+    # whole spatial blocks per fold
+    assert p.groupby("block")["fold"].nunique().max() == 1
     with pytest.raises(ValueError, match="NaN"):
-        rs.fit_inversion(X.assign(blue=np.nan), y, seed=1)
+        rs.fit_inversion(X.assign(blue=np.nan), y, x=cx, y=cy, seed=1)
+
+
+def _arid_soil(seed: int, n_soil: int):
+    g = arid_basin.generate(seed, rows=80, cols=100, n_soil=n_soil, n_water=5)
+    bands = g["image"].astype(float)
+    bands[bands == arid_basin.NODATA] = np.nan
+    valid = np.all(np.isfinite(bands), axis=0) & (g["cloud"] == 0)
+    soil = g["samples"][g["samples"]["medium"] == "soil"].reset_index(drop=True)
+    X = rs.extract_at_points(bands, g["transform"], soil["x"], soil["y"], band_names=list(arid_basin.BANDS),
+                             valid=valid)
+    ok = X[list(arid_basin.BANDS)].notna().all(axis=1).to_numpy()
+    return X.loc[ok, list(arid_basin.BANDS)], soil.loc[ok].reset_index(drop=True), g
+
+
+def test_interval_coverage_on_generated_data_is_within_tolerance_of_nominal():
+    """Seeded arid-basin generator (known truth: soil Pb = (12 + 30 NIR) e^eps, eps ~ N(0, 0.08^2); soil As =
+    (5 + 90 blue) e^eps): on 160 samples, the held-out coverage of the calibrated 90 % intervals is within
+    0.075 (3 binomial standard errors at n = 160) of nominal, while the forest's own uncalibrated quantiles
+    are allowed to miss; the most important band is the generating band."""
+    X, soil, g = _arid_soil(11, 170)
+    for metal, band in (("Pb", "nir"), ("As", "blue")):
+        res = rs.fit_inversion(X.reset_index(drop=True), soil[metal], x=soil["x"], y=soil["y"], seed=5, level=0.9,
+                               **FAST)
+        c = res.coverage
+        assert c["n"] >= 150
+        assert abs(c["observed"] - 0.9) <= 0.075, (metal, c)
+        assert res.importance.sort_values("importance_mean").iloc[-1]["band"] == band
+        assert res.has_skill
+
+
+def test_pure_noise_concentration_has_no_skill_and_no_map():
+    """Seeded known truth: the concentrations are i.i.d. log-normal noise, independent of the image, so the
+    nested spatial-block CV must show no held-out skill and invert_metal must not produce a map."""
+    X, soil, g = _arid_soil(12, 60)
+    noise = np.random.default_rng(4).lognormal(size=len(soil))
+    bands = g["image"].astype(float)
+    bands[bands == arid_basin.NODATA] = np.nan
+    img = rs.RasterImage(bands=bands, transform=g["transform"], crs=None, band_names=list(arid_basin.BANDS),
+                         valid=np.all(np.isfinite(bands), axis=0))
+    m = rs.invert_metal(img, X.reset_index(drop=True), noise, x=soil["x"], y=soil["y"], metal="Zn", medium="soil",
+                        unit="mg/kg", seed=2, **FAST)
+    assert not m.result.has_skill and m.result.skill["r2"] <= 0
+    assert not m.mapped and m.processed is None and m.lower is None
+    text = rs.results_text([m])
+    assert text.startswith("**Validation and skill.**") and "No map is shown for Zn in soil" in text
+    cov = rs.coverage_table([m])
+    assert list(cov.columns[:6]) == ["metal", "medium", "nominal", "observed", "n", "cv_scheme"]
+
+
+def test_conformal_offset_hand_values():
+    """Hand calculation (Romano et al. 2019): scores 1..10 at level 0.9 -> the ceil(11 * 0.9) = 10th smallest = 10;
+    at level 0.5 -> the ceil(5.5) = 6th smallest = 6; 19 scores 1..19 at 0.9 -> the 18th."""
+    assert rs.conformal_offset(np.arange(1, 11), level=0.9) == 10
+    assert rs.conformal_offset(np.arange(10, 0, -1), level=0.5) == 6
+    assert rs.conformal_offset(np.arange(1, 20), level=0.9) == 18
+    with pytest.raises(ValueError, match="level"):
+        rs.conformal_offset([1.0, 2.0], level=1.0)
+
+
+def test_r2_ceiling_matches_simulation():
+    """Against a Monte-Carlo simulation of y = mu e^eps, eps ~ N(0, 0.1^2): the R2 of the best predictor
+    mu e^(sigma^2/2) (computed directly) equals the closed-form ceiling within 0.01."""
+    rng = np.random.default_rng(0)
+    mu = rng.uniform(5, 8, 200_000)
+    y = mu * np.exp(rng.normal(0, 0.1, mu.size))
+    best = mu * np.exp(0.1 ** 2 / 2)
+    direct = 1 - np.mean((y - best) ** 2) / np.var(y)
+    assert rs.r2_ceiling(y, noise_sdlog=0.1) == pytest.approx(direct, abs=0.01)
+
+
+def test_blockwise_interval_equals_whole_raster_interval():
+    """predict_raster_interval per block of rows equals the whole-raster call exactly, and equals the
+    quantile forest's own quantiles shifted by the offset (quantile-forest's predict)."""
+    from quantile_forest import RandomForestQuantileRegressor
+
+    rng = np.random.default_rng(1)
+    Xt = rng.uniform(size=(50, 3))
+    model = RandomForestQuantileRegressor(n_estimators=10, random_state=0).fit(Xt, Xt[:, 0] + rng.normal(0, .1, 50))
+    bands = rng.uniform(size=(3, 9, 7))
+    valid = np.ones((9, 7), dtype=bool)
+    valid[2, 3] = False
+    whole = rs.predict_raster_interval(model, bands, level=0.8, offset=0.05, valid=valid, block_pixels=10**6)
+    part = rs.predict_raster_interval(model, bands, level=0.8, offset=0.05, valid=valid, block_pixels=7)
+    assert np.array_equal(whole[0], part[0], equal_nan=True) and np.array_equal(whole[1], part[1], equal_nan=True)
+    q = model.predict(bands[:, 0, :].T, quantiles=[0.1, 0.9])
+    np.testing.assert_allclose(whole[0][0], q[:, 0] - 0.05)
+    np.testing.assert_allclose(whole[1][0], q[:, 1] + 0.05)
+    assert np.isnan(whole[0][2, 3])
 
 
 def test_samples_per_predictor_warning():
@@ -203,7 +302,9 @@ def test_arid_write_region_and_inversion_recovers_nir_for_pb(tmp_path):
     X = rs.extract_at_points(img.bands, img.transform, soil["x"], soil["y"], band_names=img.band_names,
                              valid=img.valid)
     ok = X[img.band_names].notna().all(axis=1)
-    res = rs.fit_inversion(X.loc[ok, img.band_names], soil.loc[ok, "Pb"], seed=2, n_trees=(60,), max_depth=(10,),
-                           min_samples_leaf=(1, 5))
+    res = rs.fit_inversion(X.loc[ok, img.band_names], soil.loc[ok, "Pb"], x=soil.loc[ok, "x"], y=soil.loc[ok, "y"],
+                           seed=2, **FAST)
     assert res.importance.sort_values("importance_mean").iloc[-1]["band"] == "nir"
+    truth = pd.read_csv(paths["truth_bands"])
+    assert truth.set_index(["medium", "metal"]).loc[("soil", "Pb"), "band"] == "nir"
     assert "README" in paths["readme"].name and "generated" in paths["readme"].read_text()

@@ -25,6 +25,7 @@ GOOD_CSV = """sample_id,x,y,Cd,Pb
 S1,10,10,0.5,20
 S2,20,20,0.7,25
 S3,30,30,<0.1,30
+S4,40,40,0.6,22
 """
 
 
@@ -153,7 +154,7 @@ def test_nd_without_detection_limit(tmp_path):
 
 def test_nd_with_configured_detection_limit(tmp_path):
     path = write_params(tmp_path, lambda p: p.update(non_detects={"detection_limits": {"Cd": 0.2}, "substitution": "dl"}),
-                        csv="sample_id,x,y,Cd,Pb\nS1,1,1,ND,20\nS2,2,2,0.3,10\n")
+                        csv="sample_id,x,y,Cd,Pb\nS1,1,1,ND,20\nS2,2,2,0.3,10\nS3,3,3,0.4,12\nS4,4,4,0.5,13\n")
     d = load_region(load_params(path))
     assert d.wide().loc["S1", "Cd"] == pytest.approx(0.2)
 
@@ -194,12 +195,12 @@ def test_missing_file(tmp_path):
 
 def test_all_errors_reported_together(tmp_path):
     msg = data_error(tmp_path, "sample_id,x,y,Cd,Pb\nS1,1,1,x,20\nS2,2,2,0.4,-1\n")
-    assert "2 problem(s)" in msg
+    assert "2 problems" in msg
 
 
 def test_unit_conversion_on_load(tmp_path):
     path = write_params(tmp_path, lambda p: p["media"]["soil"].update(unit="ug/kg"),
-                        csv="sample_id,x,y,Cd,Pb\nS1,1,1,500,20000\nS2,2,2,<100,1000\n")
+                        csv="sample_id,x,y,Cd,Pb\nS1,1,1,500,20000\nS2,2,2,<100,1000\nS3,3,3,200,900\nS4,4,4,300,800\n")
     d = load_region(load_params(path))
     w = d.wide()
     assert w.attrs["unit"] == "mg/kg"
@@ -208,12 +209,12 @@ def test_unit_conversion_on_load(tmp_path):
 
 
 def test_missing_values_and_median_imputation(tmp_path):
-    csv = "sample_id,x,y,Cd,Pb\nS1,1,1,0.5,20\nS2,2,2,,21\nS3,3,3,0.7,22\n"
+    csv = "sample_id,x,y,Cd,Pb\nS1,1,1,0.5,20\nS2,2,2,,21\nS3,3,3,0.7,22\nS4,4,4,0.9,23\n"
     d = load_region(load_params(write_params(tmp_path, csv=csv)))
     assert np.isnan(d.wide().loc["S2", "Cd"])
     assert d.missing.set_index("metal").loc["Cd", "n_missing"] == 1
     d2 = load_region(load_params(write_params(tmp_path, lambda p: p.update(non_detects={"imputation": "median"}), csv=csv)))
-    assert d2.wide().loc["S2", "Cd"] == pytest.approx(0.6)
+    assert d2.wide().loc["S2", "Cd"] == pytest.approx(0.7)  # median of 0.5, 0.7, 0.9
 
 
 def test_long_format_multi_media(tmp_path):
@@ -221,11 +222,12 @@ def test_long_format_multi_media(tmp_path):
         p["media"] = {"soil": {"unit": "mg/kg"}, "water": {"unit": "mg/L"}}
         p["data"].update(medium_column="medium", site_column="site")
     csv = ("sample_id,site,medium,x,y,Cd,Pb\nA,1,soil,1,1,0.5,20\nA,1,water,1,1,0.001,0.002\n"
-           "B,2,soil,2,2,0.6,21\nB,2,water,2,2,0.002,0.003\n")
+           "B,2,soil,2,2,0.6,21\nB,2,water,2,2,0.002,0.003\nC,3,soil,3,3,0.7,22\nC,3,water,3,3,0.003,0.004\n"
+           "D,4,soil,4,4,0.8,23\nD,4,water,4,4,0.004,0.005\n")
     d = load_region(load_params(write_params(tmp_path, mut, csv=csv)))
     assert d.wide("water").loc["A", "Cd"] == pytest.approx(1.0)  # mg/L -> ug/L
     assert d.unit("water") == "ug/L" and d.unit("soil") == "mg/kg"
-    assert set(d.samples["site_id"]) == {"1", "2"}
+    assert set(d.samples["site_id"]) == {"1", "2", "3", "4"}
 
 
 def test_unknown_medium_in_data(tmp_path):

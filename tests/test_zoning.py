@@ -167,3 +167,22 @@ def test_figures_build():
                              pd.Series({"Pb": 50.0}))
     z.plot_bearing_capacity(cap, medium="soil")
     plt.close("all")
+
+
+def test_bearing_capacity_per_sample_guideline():
+    """Hand values from GB 15618-2018 Table 1 ('other' land): Cd 0.3 at pH 6.0 and 0.6 at pH 8.0, so Cd 0.45 is
+    overloaded (R = -0.15, -50 %) at pH 6.0 and not at pH 8.0 (R = 0.15, 25 %); a sample without pH gets the
+    strictest value 0.3 and is counted in the notes."""
+    from hmlib.reference import guideline_values
+
+    conc = pd.DataFrame({"Cd": [0.45, 0.45, 0.45]}, index=["a", "b", "c"])
+    cond = pd.DataFrame({"ph": [6.0, 8.0, np.nan]}, index=conc.index)
+    per, notes = z.sample_guidelines(guideline_values("GB15618_2018"), cond, threshold_name="risk_screening",
+                                     default={"land_use": "other"})
+    cap = z.bearing_capacity(conc, per, medium="soil").set_index("sample_id")
+    assert cap["guideline"].to_dict() == {"a": 0.3, "b": 0.6, "c": 0.3}
+    assert cap.loc["a", "remaining"] == pytest.approx(-0.15) and cap.loc["a", "remaining_pct"] == pytest.approx(-50)
+    assert cap.loc["b", "remaining_pct"] == pytest.approx(25) and not cap.loc["b", "overloaded"]
+    assert any("1 sample (pH missing)" in n for n in notes)
+    s = z.bearing_capacity_summary(cap.reset_index())
+    assert (s["guideline"].iloc[0], s["guideline_max"].iloc[0], s["n_overloaded"].iloc[0]) == (0.3, 0.6, 2)

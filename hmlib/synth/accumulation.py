@@ -66,9 +66,9 @@ BACKGROUND_MG_KG = {"Cd": 0.4, "Cu": 22.0, "Pb": 40.0, "Zn": 85.0}
 
 def demo_options():
     """The stage options used by the generator (same values as ``params/industrial_demo.yml``)."""
-    from hmlib.accumulation import AccumulationOptions
+    from hmlib.stages.accumulation import Options
 
-    return AccumulationOptions(background_deposition_g_ha_yr={"Cd": 2.0, "Cu": 30.0, "Pb": 40.0, "Zn": 150.0},
+    return Options(background_deposition_g_ha_yr={"Cd": 2.0, "Cu": 30.0, "Pb": 40.0, "Zn": 150.0},
                                rain_fraction=0.08)
 
 

@@ -50,6 +50,16 @@ near infrared and Zn by red, as the band-metal associations reported by Zhao et 
 Fig. 4) suggest. The sample table also carries covariates for the ML driver stage: land cover,
 distance to the river (m), elevation (m) and NDVI of the true reflectance.
 
+Known truth for the models (:data:`BAND_TRUTH`, :data:`COVARIATE_TRUTH`, written as
+``truth_bands.csv`` and ``truth_covariates.csv``)
+---------------------------------------------------------------------------------------------
+* each metal and medium has one generating band (above) and a log-normal error of stated sd;
+* land cover, distance to the river and NDVI enter every soil concentration through the
+  reflectance (moisture, vegetation and salt terms); elevation enters none: it is a trend to the
+  south plus an independent random field. The soil-brightness field ``S``, which no covariate
+  measures, carries most of the reflectance variation, so covariates alone predict the soil
+  concentrations only weakly.
+
 References
 ----------
 Zhao, Y., Mu, Y., Luo, P. et al. (2026) Integrating multi-spectral remote sensing and machine
@@ -63,7 +73,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["generate", "write_region", "LANDCOVER_CODES", "SOIL_FUNCTIONS", "WATER_FUNCTIONS", "DEFAULT_SEED"]
+__all__ = ["generate", "write_region", "write_truth", "LANDCOVER_CODES", "SOIL_FUNCTIONS", "WATER_FUNCTIONS",
+           "DEFAULT_SEED", "BAND_TRUTH", "COVARIATE_TRUTH", "NOISE_SDLOG"]
 
 DEFAULT_SEED = 20240611
 LANDCOVER_CODES = {1: "desert", 2: "oasis", 3: "salt_crust", 4: "water"}
@@ -88,6 +99,31 @@ WATER_FUNCTIONS = {  # ug/L
     "Pb": lambda b: 0.3 + 20.0 * b["nir"],
     "Zn": lambda b: 5.0 + 150.0 * b["blue"],
 }
+
+
+#: sd of the multiplicative log-normal error of the concentrations, per medium
+NOISE_SDLOG = {"soil": 0.08, "water": 0.10}
+
+#: the band each concentration is generated from (SOIL_FUNCTIONS, WATER_FUNCTIONS)
+BAND_TRUTH = pd.DataFrame([
+    ("soil", "As", "blue", "As = 5 + 90 blue (mg/kg)"),
+    ("soil", "Cd", "green", "Cd = 0.04 + 3 green^2 + 0.1 max(NDVI, 0) (mg/kg)"),
+    ("soil", "Pb", "nir", "Pb = 12 + 30 NIR (mg/kg)"),
+    ("soil", "Zn", "red", "Zn = 40 + 120 red (mg/kg)"),
+    ("water", "As", "red", "As = 1 + 40 red (ug/L)"),
+    ("water", "Cd", "green", "Cd = 0.02 + 1.5 green (ug/L)"),
+    ("water", "Pb", "nir", "Pb = 0.3 + 20 NIR (ug/L)"),
+    ("water", "Zn", "blue", "Zn = 5 + 150 blue (ug/L)"),
+], columns=["medium", "metal", "band", "relationship"]).assign(
+    noise_sdlog=lambda d: d["medium"].map(NOISE_SDLOG))
+
+#: whether each sample covariate enters the generated soil concentrations
+COVARIATE_TRUTH = pd.DataFrame([
+    ("landcover", True, "oasis (vegetation) and salt-crust classes shift every band"),
+    ("dist_river_m", True, "sets moisture and vegetation, which lower blue, green and red and raise NIR"),
+    ("ndvi", True, "computed from the true red and NIR reflectance the concentrations are generated from"),
+    ("elevation_m", False, "a southward trend plus an independent random field; enters no concentration"),
+], columns=["covariate", "in_generator", "pathway"])
 
 
 def _field(rng: np.random.Generator, shape, corr_px: float) -> np.ndarray:
@@ -185,8 +221,8 @@ def generate(seed: int = DEFAULT_SEED, *, rows: int = 120, cols: int = 150, pixe
         raise ValueError("raster too small for the requested number of samples")
     recs = []
     truth = []
-    for medium, pool, n, funcs, sd in (("soil", land_px, n_soil, SOIL_FUNCTIONS, 0.08),
-                                       ("water", water_px, n_water, WATER_FUNCTIONS, 0.10)):
+    for medium, pool, n, funcs, sd in (("soil", land_px, n_soil, SOIL_FUNCTIONS, NOISE_SDLOG["soil"]),
+                                       ("water", water_px, n_water, WATER_FUNCTIONS, NOISE_SDLOG["water"])):
         pick = rng.choice(pool, size=n, replace=False)
         r, c = np.unravel_index(pick, shape)
         fr, fc = rng.uniform(0.05, 0.95, size=n), rng.uniform(0.05, 0.95, size=n)
@@ -243,7 +279,29 @@ Files
   reflectance of the sample's pixel times a log-normal error, e.g. soil As = 5 + 90 blue,
   soil Cd = 0.04 + 3 green^2 + 0.1 max(NDVI, 0) (mg/kg); water As = 1 + 40 red (ug/L).
 - `arid_grid.csv`: every second pixel centre (x, y) with the same covariates, for maps.
+- `truth_bands.csv`: the band each metal is generated from in each medium, the relationship and the sd of
+  the log-normal error; `truth_covariates.csv`: whether each covariate enters the soil concentrations.
+  The report compares what the models recover with these.
 """
+
+
+def write_truth(out_dir: str | Path = "data/arid_demo") -> dict[str, Path]:
+    """Write the known-truth tables (:data:`BAND_TRUTH`, :data:`COVARIATE_TRUTH`) into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : the region's data folder.
+
+    Returns
+    -------
+    dict name -> path (``truth_bands``, ``truth_covariates``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"truth_bands": out / "truth_bands.csv", "truth_covariates": out / "truth_covariates.csv"}
+    BAND_TRUTH.to_csv(paths["truth_bands"], index=False)
+    COVARIATE_TRUTH.to_csv(paths["truth_covariates"], index=False)
+    return paths
 
 
 def write_region(out_dir: str | Path = "data/arid_demo", *, seed: int = DEFAULT_SEED, **kwargs) -> dict[str, Path]:
@@ -276,4 +334,5 @@ def write_region(out_dir: str | Path = "data/arid_demo", *, seed: int = DEFAULT_
                     n_soil=int((g["samples"]["medium"] == "soil").sum()),
                     n_water=int((g["samples"]["medium"] == "water").sum()))
     paths["readme"].write_text(_README.format(seed=seed, version=__version__, **defaults), encoding="utf-8")
+    paths.update(write_truth(out))
     return paths

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["METALS", "BACKGROUND_MG_KG", "TRUTH", "REMAINDER_SPLIT", "BAD_RECOVERY", "generate", "write_region"]
+__all__ = ["METALS", "BACKGROUND_MG_KG", "TRUTH", "REMAINDER_SPLIT", "BAD_RECOVERY", "true_effects", "generate",
+           "write_region"]
 
 METALS = ("Cd", "Cu", "Pb", "Zn", "As")
 BACKGROUND_MG_KG = {"Cd": 0.35, "Cu": 22.0, "Pb": 35.0, "Zn": 80.0, "As": 9.0}
@@ -93,6 +94,44 @@ def _soil(field, xy, rng, noise: bool):
     return ph, soc, clay, cec, totals
 
 
+def true_effects(samples: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
+    """The true average marginal effect of each predictor on the F1 share (percent points per unit).
+
+    With :math:`p = \\mathrm{logistic}(\\eta)`, :math:`\\partial p / \\partial x = p(1-p)\\,
+    \\partial\\eta/\\partial x`, and from the generator's linear predictor
+    :math:`\\partial\\eta/\\partial \\mathrm{pH} = b^{pH}`,
+    :math:`\\partial\\eta/\\partial \\mathrm{SOC} = b^{SOC}/\\mathrm{SOC}`,
+    :math:`\\partial\\eta/\\partial \\mathrm{clay} = b^{clay}/10`,
+    :math:`\\partial\\eta/\\partial C = b^{tot}/C`; CEC has no effect (0). The effect is averaged
+    over the samples with their true shares (100 :math:`p(1-p)` per unit of :math:`\\eta`).
+
+    Parameters
+    ----------
+    samples : the generated samples (ph, soc_percent, clay_percent, totals per metal).
+    shares : true F1 share per sample and metal (``f1_share_percent``).
+
+    Returns
+    -------
+    DataFrame metal, feature (ph, soc_percent, clay_percent, cec_cmol_kg, total_mg_kg),
+    true_logit_coefficient, true_effect_pp_per_unit, true_sign.
+    """
+    s = samples.set_index("sample_id")
+    rows = []
+    for t in TRUTH.itertuples():
+        p = shares[shares.metal == t.metal].set_index("sample_id")["f1_share_percent"].reindex(s.index).to_numpy() / 100
+        w = 100 * p * (1 - p)
+        deriv = {"ph": (t.b_ph, np.full(len(s), t.b_ph)),
+                 "soc_percent": (t.b_soc, t.b_soc / s["soc_percent"].to_numpy()),
+                 "clay_percent": (t.b_clay, np.full(len(s), t.b_clay / 10)),
+                 "cec_cmol_kg": (0.0, np.zeros(len(s))),
+                 "total_mg_kg": (t.b_total, t.b_total / s[t.metal].to_numpy())}
+        for feat, (coef, d) in deriv.items():
+            ame = float(np.mean(w * d))
+            rows.append({"metal": t.metal, "feature": feat, "true_logit_coefficient": coef,
+                         "true_effect_pp_per_unit": ame, "true_sign": int(np.sign(coef))})
+    return pd.DataFrame(rows)
+
+
 def _district(x_km: np.ndarray) -> np.ndarray:
     """Three reporting districts by x: west (< 10/3 km), centre, east (>= 20/3 km)."""
     return np.select([x_km < 10 / 3, x_km < 20 / 3], ["west", "centre"], "east")
@@ -112,7 +151,9 @@ def generate(seed: int = 20240611, *, n_samples: int = 200, grid_step_km: float 
     dict with ``samples`` (sample_id, x_km, y_km, district, ph, soc_percent, clay_percent, cec_cmol_kg and
     totals Cd..As in mg/kg), ``fractions`` (long: sample_id, metal, fraction F1-F4, value, unit),
     ``grid`` (x_km, y_km, district, the covariates and ``<metal>_total`` columns, noise-free),
-    ``truth`` (:data:`TRUTH`) and ``shares`` (true F1 share per sample and metal, percent).
+    ``truth`` (:data:`TRUTH`), ``shares`` (true F1 share per sample and metal, percent) and
+    ``truth_effects`` (:func:`true_effects`: the true average marginal effects, written to
+    ``truth_effects.csv`` for the report's truth-recovery table).
     """
     if n_samples < 50:
         raise ValueError(f"n_samples must be >= 50 (bad-recovery pairs use sample 40), got {n_samples}")
@@ -153,8 +194,9 @@ def generate(seed: int = 20240611, *, n_samples: int = 200, grid_step_km: float 
                          "soc_percent": gsoc.round(3), "clay_percent": gclay.round(1), "cec_cmol_kg": gcec.round(2)})
     for m in METALS:
         grid[f"{m}_total"] = gtot[m].round(4)
+    shares = pd.concat(shares, ignore_index=True)
     return {"samples": samples, "fractions": fractions, "grid": grid, "truth": TRUTH.copy(),
-            "shares": pd.concat(shares, ignore_index=True)}
+            "shares": shares, "truth_effects": true_effects(samples, shares)}
 
 
 _README = """# mobility_demo: generated demo region for stage `mobility`
@@ -168,6 +210,9 @@ and are reproduced exactly by the same seed.
   a reporting `district` (west / centre / east thirds of the square, by x), with pH, SOC (%), clay (%), CEC (cmol/kg) and total Cd, Cu, Pb, Zn, As (mg/kg).
 - `fractions.csv`: BCR sequential-extraction fractions in long format
   (`sample_id, metal, fraction, value, unit`; F1 acid-soluble, F2 reducible, F3 oxidizable, F4 residual).
+- `truth_effects.csv`: the generator's true average marginal effect of each predictor on the F1 share
+  (percent points per unit; `hmlib.synth.mobility.true_effects`), compared in the report with what the
+  mobility model recovered.
 - `grid.csv`: {ng} prediction cells (0.25 km) with the district, the same covariates (noise-free fields) and
   `<metal>_total` columns (mg/kg).
 
@@ -181,12 +226,13 @@ M041 Cu 145 %) that the recovery check must report.
 
 
 def write_region(folder: str | Path = "data/mobility_demo", *, seed: int = 20240611, n_samples: int = 200) -> dict:
-    """Write ``samples.csv``, ``fractions.csv``, ``grid.csv`` and ``README.md`` into ``folder``."""
+    """Write ``samples.csv``, ``fractions.csv``, ``grid.csv``, ``truth_effects.csv`` and ``README.md`` into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     d = generate(seed=seed, n_samples=n_samples)
     d["samples"].to_csv(folder / "samples.csv", index=False)
     d["fractions"].to_csv(folder / "fractions.csv", index=False)
     d["grid"].to_csv(folder / "grid.csv", index=False)
+    d["truth_effects"].to_csv(folder / "truth_effects.csv", index=False)
     (folder / "README.md").write_text(_README.format(seed=seed, n=n_samples, ng=len(d["grid"])), encoding="utf-8")
     return d

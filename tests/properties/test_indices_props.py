@@ -47,3 +47,22 @@ def test_peri_equals_sum_of_er(rows, b):
     er = t[t["index"] == "Er"].groupby("sample_id")["value"].sum()
     peri = t[t["index"] == "PERI"].set_index("sample_id")["value"]
     np.testing.assert_allclose(peri.reindex(er.index), er, rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ph=st.floats(min_value=3.0, max_value=10.0, allow_nan=False),
+       land_use=st.sampled_from(["paddy", "other", "orchard", "forest"]))
+def test_missing_ph_fallback_is_never_less_strict(ph, land_use):
+    """GB 15618-2018: the fallback for an unknown pH (strictest value of the land use) is never above the value
+    of any pH class, and the per-sample value is one of the table's values for that metal (the spec of the
+    fallback, independent of how the class is found)."""
+
+
+    from hmlib.reference import applicable_guidelines, guideline_values
+
+    gb = guideline_values("GB15618_2018")
+    cond = pd.DataFrame({"ph": [ph, np.nan], "land_use": [land_use, land_use]}, index=["known", "unknown"])
+    out = applicable_guidelines(gb, cond).pivot_table(index="metal", columns="sample_id", values="threshold")
+    assert (out["unknown"] <= out["known"]).all()
+    for metal, v in out["known"].items():
+        assert v in set(gb.loc[gb["metal"] == metal, "value"])

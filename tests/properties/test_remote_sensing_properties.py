@@ -53,3 +53,18 @@ def test_blockwise_prediction_equals_whole_for_any_block_size(rows, cols, block,
     whole = rs.predict_raster(model, bands, block_pixels=10**9)
     part = rs.predict_raster(model, bands, block_pixels=block)
     assert np.array_equal(whole[0], part[0]) and np.array_equal(whole[1], part[1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(19, 200), level=st.floats(0.5, 0.95), seed=st.integers(0, 2**16))
+def test_conformal_offset_covers_at_least_level_of_its_scores(n, level, seed):
+    """Against the definition of the split-conformal quantile (Romano et al. 2019): the offset is one of the
+    scores, at least ceil((n+1) level) of the n scores are <= it (when that rank exists), so at least a share
+    `level` of them, and raising the level never lowers it."""
+    scores = np.random.default_rng(seed).normal(size=n)
+    c = rs.conformal_offset(scores, level=level)
+    k = int(np.ceil((n + 1) * level))
+    assert c in scores
+    if k <= n:
+        assert (scores <= c).sum() >= k and (scores <= c).mean() >= level
+    assert rs.conformal_offset(scores, level=min(0.99, level + 0.04)) >= c

@@ -1,0 +1,89 @@
+"""Execute one stage: its notebook under papermill (``hmlib run``), or its functions in this process.
+
+Both paths call the same library code (``stage.run`` then ``stage.report``); the notebook is the
+readable view of the run and is kept, executed, in the report.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import StageError
+from ..stages import StageSpec, stage_module
+
+__all__ = ["execute_notebook", "execute_in_process", "write_skip_fragment", "failed_cell", "KERNEL_ARGS"]
+
+#: the kernel logs only errors (no transport warning per stage on the console)
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+def failed_cell(nb_path: Path) -> tuple[str | None, str, str]:
+    """(where, ename, evalue) of the first error in an executed notebook.
+
+    ``where`` is "code cell N of the executed notebook" plus the cell's first source line.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception:  # noqa: BLE001 - best effort; the caller reports what it has
+        return None, "Error", "executed notebook could not be read"
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        n += 1
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")[:80]
+                return f"code cell {n} of the executed notebook (`{first}`)", out.get("ename", "Error"), \
+                    out.get("evalue", "")
+    return None, "Error", "unknown error"
+
+
+def execute_notebook(spec: StageSpec, *, notebook: Path, executed: Path, parameters: dict, cwd: Path,
+                     failed_dir: Path, kernel_name: str = "python3", timeout: int | None = 3600) -> None:
+    """Run the stage's notebook with papermill into ``executed``.
+
+    Raises
+    ------
+    StageError : naming the stage, the failing cell and the error; the executed notebook is copied
+        to ``failed_dir``.
+    """
+    import shutil
+
+    import papermill as pm
+
+    os.environ["HMLIB_PIPELINE"] = "1"  # kernels inherit it: progress goes to the console, not the notebook
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(cwd),
+                            kernel_name=kernel_name, progress_bar=False, log_output=False,
+                            execution_timeout=timeout, extra_arguments=KERNEL_ARGS)
+    except Exception as exc:  # papermill raises PapermillExecutionError; kernels may die differently
+        failed_dir.mkdir(parents=True, exist_ok=True)
+        kept = failed_dir / notebook.name
+        if executed.is_file():
+            shutil.copy2(executed, kept)
+        cell, ename, evalue = failed_cell(executed) if executed.is_file() else (None, type(exc).__name__, str(exc))
+        raise StageError(spec.name, cell, ename, evalue, str(kept)) from None
+
+
+def execute_in_process(name: str, *, params_file: Path, output_dir: Path, overrides: dict | None = None):
+    """Run a stage's ``run`` and ``report`` in this process (tests, benchmarks); returns its result."""
+    from ..context import open_stage
+
+    mod = stage_module(name)
+    ctx = open_stage(name, params_file=params_file, output_dir=output_dir, overrides=overrides)
+    result = mod.run(ctx)
+    mod.report(ctx, result)
+    ctx.out.finish()
+    return result
+
+
+def write_skip_fragment(staging: Path, spec: StageSpec, reason: str) -> None:
+    """The fragment of a stage the region cannot run: the report lists it with the reason."""
+    (staging / "fragments").mkdir(parents=True, exist_ok=True)
+    frag = {"stage": spec.name, "title": spec.title, "skipped": reason, "items": [], "tables": [],
+            "figures": [], "files": [], "seconds": 0.0}
+    (staging / "fragments" / f"{spec.name}.json").write_text(json.dumps(frag, indent=1), encoding="utf-8")

@@ -1,0 +1,194 @@
+-- Cross-references, caption numbers, callouts and table layout for hmlib reports rendered with
+-- plain pandoc (pandoc-crossref is not available, Quarto may not be installed).
+--
+-- * `@fig-x`, `@tbl-x`, `@sec-x` (Quarto syntax, parsed by pandoc as citations) become links:
+--   HTML: "Figure 3" linking to #fig-x, numbered in document order as the captions are;
+--   Typst: native references (`@fig-x`), which Typst numbers and links itself.
+--   An id that names no figure, table or section is left as visible "??x" and reported on stderr,
+--   so a broken reference is never silent.
+-- * HTML only: captions get their number ("Figure 3.", "Table 2."), as Typst numbers its own.
+-- * Typst only: callout divs become shaded blocks; wide tables get a smaller font; table text is
+--   never hyphenated.
+-- Run this filter before --citeproc so that citeproc sees only bibliography citations.
+
+local is_html = FORMAT:match("html") ~= nil
+local is_typst = FORMAT:match("typst") ~= nil
+
+local fig_num, tbl_num, sec_num, sec_title = {}, {}, {}, {}
+local missing = {}
+
+local function is_xref(id)
+  return id:match("^fig%-") or id:match("^tbl%-") or id:match("^sec%-")
+end
+
+local function has_class(el, cls)
+  for _, c in ipairs(el.classes or {}) do
+    if c == cls then return true end
+  end
+  return false
+end
+
+-- pass 1: number figures and tables (document order) and sections (pandoc's numbering scheme)
+local function collect(doc)
+  local nf, nt = 0, 0
+  local counters = {0, 0, 0, 0, 0, 0}
+  doc:walk({
+    traverse = "topdown",
+    Figure = function(f)
+      nf = nf + 1
+      if f.identifier ~= "" then fig_num[f.identifier] = nf end
+      -- a figure's image may carry the id instead (implicit figures)
+      f:walk({ Image = function(im) if im.identifier ~= "" then fig_num[im.identifier] = nf end end })
+    end,
+    Table = function(t)
+      local cap = t.caption and t.caption.long
+      if cap and #cap > 0 then
+        nt = nt + 1
+        if t.identifier ~= "" then tbl_num[t.identifier] = nt end
+      end
+    end,
+    Header = function(h)
+      if has_class(h, "unnumbered") then
+        if h.identifier ~= "" then sec_title[h.identifier] = pandoc.utils.stringify(h.content) end
+        return
+      end
+      counters[h.level] = counters[h.level] + 1
+      for i = h.level + 1, #counters do counters[i] = 0 end
+      local parts = {}
+      for i = 1, h.level do table.insert(parts, tostring(counters[i])) end
+      if h.identifier ~= "" then
+        sec_num[h.identifier] = table.concat(parts, ".")
+        sec_title[h.identifier] = pandoc.utils.stringify(h.content)
+      end
+    end,
+  })
+end
+
+local function label_for(id)
+  if id:match("^fig%-") and fig_num[id] then return "Figure\u{a0}" .. fig_num[id] end
+  if id:match("^tbl%-") and tbl_num[id] then return "Table\u{a0}" .. tbl_num[id] end
+  if id:match("^sec%-") then
+    if sec_num[id] then return "Section\u{a0}" .. sec_num[id] end
+    if sec_title[id] then return sec_title[id] end
+  end
+  return nil
+end
+
+local function resolve_cite(c)
+  for _, cit in ipairs(c.citations) do
+    if not is_xref(cit.id) then return nil end
+  end
+  local out = {}
+  for i, cit in ipairs(c.citations) do
+    if i > 1 then
+      table.insert(out, pandoc.Str(i == #c.citations and " and" or ","))
+      table.insert(out, pandoc.Space())
+    end
+    local lab = label_for(cit.id)
+    if lab == nil then
+      missing[cit.id] = true
+      table.insert(out, pandoc.Strong({ pandoc.Str("??" .. cit.id) }))
+    elseif is_typst and not (cit.id:match("^sec%-") and not sec_num[cit.id]) then
+      table.insert(out, pandoc.RawInline("typst", "@" .. cit.id))
+    else
+      table.insert(out, pandoc.Link({ pandoc.Str(lab) }, "#" .. cit.id, "", { class = "xref" }))
+    end
+  end
+  -- a bracketed reference "[@fig-x]" reads as "(Figure 3)"
+  if c.citations[1].mode == "NormalCitation" then
+    table.insert(out, 1, pandoc.Str("("))
+    table.insert(out, pandoc.Str(")"))
+  end
+  return out
+end
+
+local function prefix_caption(caption, label)
+  local first = pandoc.Strong({ pandoc.Str(label) })
+  if caption.long and #caption.long > 0 and caption.long[1].content then
+    local blk = caption.long[1]
+    table.insert(blk.content, 1, pandoc.Space())
+    table.insert(blk.content, 1, first)
+  else
+    caption.long = { pandoc.Plain({ first }) }
+  end
+  return caption
+end
+
+local callout_colors = {
+  note = { "#eef4fb", "#1f4e79" }, warning = { "#fff8e1", "#b58500" },
+  important = { "#fdecea", "#a4262c" }, tip = { "#eaf6ec", "#2e7d32" }, caution = { "#fff3e0", "#c15c00" },
+}
+
+local function callout_kind(div)
+  for _, c in ipairs(div.classes) do
+    local k = c:match("^callout%-(%a+)$")
+    if k then return k end
+  end
+  return nil
+end
+
+local function ncols(t)
+  return #t.colspecs
+end
+
+function Pandoc(doc)
+  collect(doc)
+  local nf, nt = 0, 0
+  doc = doc:walk({
+    Cite = function(c) return resolve_cite(c) end,
+  })
+  doc = doc:walk({
+    traverse = "topdown",
+    Figure = function(f)
+      if is_html then
+        nf = nf + 1
+        f.caption = prefix_caption(f.caption, "Figure " .. nf .. ".")
+        return f
+      end
+    end,
+    Table = function(t)
+      local cap = t.caption and t.caption.long
+      if not (cap and #cap > 0) then return nil end
+      if is_html then
+        nt = nt + 1
+        t.caption = prefix_caption(t.caption, "Table " .. nt .. ".")
+        return t
+      end
+      if is_typst then
+        local size = ncols(t) >= 9 and "6.5pt" or (ncols(t) >= 7 and "7pt" or nil)
+        if size then
+          return { pandoc.RawBlock("typst", "#[#set text(size: " .. size .. ")"), t, pandoc.RawBlock("typst", "]") }
+        end
+      end
+    end,
+    Div = function(div)
+      if is_typst and has_class(div, "table-note") then
+        local blocks = { pandoc.RawBlock("typst", "#block(above: 0.3em, below: 1.1em)[#set text(size: 7.5pt, fill: luma(80))") }
+        for _, b in ipairs(div.content) do table.insert(blocks, b) end
+        table.insert(blocks, pandoc.RawBlock("typst", "]"))
+        return blocks
+      end
+      local kind = callout_kind(div)
+      if kind and is_typst then
+        local col = callout_colors[kind] or callout_colors.note
+        local blocks = { pandoc.RawBlock("typst", string.format(
+          '#block(width: 100%%, fill: rgb("%s"), stroke: (left: 2.5pt + rgb("%s")), inset: (x: 9pt, y: 7pt), radius: 2pt, breakable: true)[',
+          col[1], col[2])) }
+        local title = div.attributes["title"]
+        if title and title ~= "" then
+          table.insert(blocks, pandoc.Para({ pandoc.Strong({ pandoc.Str(title) }) }))
+        end
+        for _, b in ipairs(div.content) do table.insert(blocks, b) end
+        table.insert(blocks, pandoc.RawBlock("typst", "]"))
+        return blocks
+      end
+    end,
+  })
+  local ids = {}
+  for id, _ in pairs(missing) do table.insert(ids, id) end
+  if #ids > 0 then
+    table.sort(ids)
+    io.stderr:write("hmlib-crossref: unresolved cross-references: " .. table.concat(ids, ", ") .. "\n")
+  end
+  return doc
+end

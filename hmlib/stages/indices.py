@@ -1,0 +1,471 @@
+"""Stage ``indices``: pollution indices, static vs adaptive background, dual-media zoning and bearing capacity.
+
+``run`` composes the method modules :mod:`hmlib.indices` (indices, class tables, backgrounds) and
+:mod:`hmlib.zoning` (misjudgment, dual-media zones, bearing capacity); ``report`` writes the
+section. The indices' background comes from the baselines stage when it ran (optional reads of
+``baselines`` and ``adaptive_background``), else from the region's reference set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from .. import indices as ix
+from .. import zoning as zn
+from ..errors import ReferenceDataError
+from ..params import StageOptions
+from ..reference import guideline_values
+from .base import Read, StageSpec
+
+__all__ = ["Options", "SPEC", "Result", "check", "run", "report"]
+
+_Index = Literal["CF", "Igeo", "EF", "Er", "Cdeg", "PLI", "Nemerow", "PERI"]
+_Method = Literal["imea", "imed", "rcf", "boxplot", "em"]
+
+
+class Options(StageOptions):
+    """Options of stage ``indices`` (``stages: indices:`` in params)."""
+
+    background_source: Literal["reference", "baseline", "adaptive"] = Field(
+        default="baseline",
+        description="background B of the indices: the params' reference set, a static baseline of stage "
+                    "'baselines', or the per-sample adaptive background (EM + GPR)")
+    baseline_method: Literal["recommended", "imea", "imed", "rcf", "boxplot", "em"] = Field(
+        default="recommended", description="baseline method used when background_source is 'baseline', and as "
+                                           "the static side of the static-vs-adaptive comparison")
+    baseline_stratum: str | None = Field(
+        default=None, description="stratification column (a covariate the baselines stage stratified by, e.g. Rock): "
+                                  "each sample gets its stratum's baseline; None: the unstratified baseline")
+    reference_background: str | None = Field(
+        default=None, description="background reference set; default: references.background of the params")
+    indices: list[_Index] = Field(
+        default_factory=lambda: ["CF", "Igeo", "EF", "Er", "Cdeg", "PLI", "Nemerow", "PERI"],
+        description="indices computed for solid media")
+    ef_reference_element: str | None = Field(
+        default=None, description="conservative reference element of the enrichment factor (Al, Fe, Sc, Ti...); "
+                                  "EF is skipped when unset, not measured or without a background value")
+    igeo_factor: float = Field(default=1.5, gt=0, description="the constant k of the geoaccumulation index, log2(C / (k B))")
+    toxic_response: str = Field(default="Hakanson_1980", description="toxic response factor set")
+    class_limits: Literal["scaled", "Hakanson_1980", "PERI_Wu2025"] = Field(
+        default="scaled",
+        description="class limits of PERI and Cdeg: Hakanson's scaled to the metals assessed (first PERI limit: "
+                    "sum of Tr x 150/133; first Cdeg limit: number of metals), Hakanson's original 150/300/600 and "
+                    "8/16/32, or PERI 100/200/400 of Wu et al. (2025)")
+    integrated_metals: list[str] | None = Field(
+        default=None, description="metals summed by Cdeg, PLI, Nemerow and PERI; None: the measured trace metals "
+                                  "(major and conservative elements such as Al, Fe, Mn, Ti, V, Sc left out)")
+    nemerow_reference: Literal["guideline", "background"] = Field(
+        default="guideline", description="single-factor index of Nemerow: C over the sample's guideline value "
+                                         "(graded after HJ/T 166-2004; needs references.guideline) or C over the "
+                                         "background (not graded)")
+    water_standard: str | None = Field(
+        default=None, description="water standard of HPI; default: references.water_standard, else WHO_2022")
+    misjudgment_indices: list[_Index] = Field(
+        default_factory=lambda: ["CF", "Igeo", "Er", "PERI"],
+        description="indices compared between the static and the adaptive background")
+    zoning_methods: list[_Method] = Field(
+        default_factory=lambda: ["imea", "imed", "rcf", "boxplot"],
+        description="baseline methods whose min and max bound the dual-media zones (Wu et al. 2025 used four)")
+    zoning_media: list[str] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="two media paired by site for dual-media zoning (x axis, y axis); default: the first two solid media")
+    guideline_threshold: str | None = Field(
+        default=None, description="guideline threshold of the bearing capacity and of Nemerow; default: "
+                                  "references.guideline_threshold")
+
+
+SPEC = StageSpec(
+    name="indices",
+    notebook="20_indices.ipynb",
+    title="Pollution indices, static vs adaptive background, dual-media zoning and bearing capacity",
+    options=Options,
+    reads=(Read("baselines", required=False), Read("adaptive_background", required=False)),
+    writes=("indices",),
+    requires=(),
+)
+
+_WATER_LABEL = {"WHO_2022": "WHO guidelines for drinking-water quality (2022)", "GB5749_2022": "GB 5749-2022"}
+
+
+@dataclass
+class Result:
+    """What the indices stage computed.
+
+    Attributes
+    ----------
+    indices : tidy table sample_id, medium, metal (``all``: integrated), index, value, class,
+        background_used, class_rank.
+    summary, shares : :func:`hmlib.indices.index_summary`, :func:`hmlib.indices.index_class_shares`.
+    class_tables : index -> class table used (Cdeg and PERI scaled unless the options say otherwise).
+    class_info : first limits and rule of the Cdeg/PERI classes (:func:`hmlib.indices.integrated_class_tables`).
+    backgrounds : medium -> label of the background used.
+    assessed : metals summed by the integrated indices.
+    notes : reader's notes on what was skipped or substituted.
+    misjudgment : class changes static vs adaptive background (None without an adaptive background).
+    zoning_sites, zoning_bounds, zoning_shares : dual-media zoning (None when not applicable).
+    zoning_media, zoning_reason : the media paired, or why zoning was not done.
+    capacity, capacity_summary, capacity_notes : bearing capacity (None without a guideline set).
+    """
+
+    indices: pd.DataFrame
+    summary: pd.DataFrame
+    shares: pd.DataFrame
+    class_tables: dict
+    class_info: dict
+    backgrounds: dict
+    assessed: list
+    notes: list = field(default_factory=list)
+    misjudgment: pd.DataFrame | None = None
+    misjudgment_media: list = field(default_factory=list)
+    static_labels: dict = field(default_factory=dict)
+    zoning_sites: pd.DataFrame | None = None
+    zoning_bounds: pd.DataFrame | None = None
+    zoning_shares: pd.DataFrame | None = None
+    zoning_media: tuple | None = None
+    zoning_reason: str | None = None
+    capacity: pd.DataFrame | None = None
+    capacity_summary: pd.DataFrame | None = None
+    capacity_notes: list = field(default_factory=list)
+    guideline_set: str | None = None
+    threshold: str | None = None
+    water_standard: str | None = None
+    nemerow_guideline: str | None = None
+
+
+def _solid_media(data) -> list[str]:
+    return [m for m in data.media if data.unit(m) == "mg/kg"]
+
+
+def _water_media(data) -> list[str]:
+    return [m for m in data.media if data.unit(m) == "ug/L"]
+
+
+def check(ctx) -> list[str]:
+    """Options against the region: stratum column, EF element, integrated metals, zoning media."""
+    o, p = ctx.options, ctx.params
+    probs = []
+    cols = set(p.data.covariates)
+    if o.baseline_stratum and o.baseline_stratum not in cols:
+        probs.append(f"stages.indices.baseline_stratum: got {o.baseline_stratum!r}; expected one of the covariates "
+                     f"{sorted(cols)}")
+    if o.ef_reference_element and o.ef_reference_element not in p.metals:
+        probs.append(f"stages.indices.ef_reference_element: got {o.ef_reference_element!r}; expected a measured "
+                     f"element ({', '.join(p.metals)})")
+    if o.integrated_metals is not None:
+        bad = [m for m in o.integrated_metals if m not in p.metals]
+        if bad:
+            probs.append(f"stages.indices.integrated_metals: got {bad}; expected measured metals "
+                         f"({', '.join(p.metals)})")
+    if o.zoning_media is not None:
+        bad = [m for m in o.zoning_media if m not in p.media]
+        if bad:
+            probs.append(f"stages.indices.zoning_media: got {bad}; expected media of the region ({', '.join(p.media)})")
+    if p.data.ph_column and p.data.ph_column not in cols:
+        probs.append(f"data.ph_column: got {p.data.ph_column!r}; expected one of the covariates {sorted(cols)}")
+    if p.data.land_use_column and p.data.land_use_column not in cols:
+        probs.append(f"data.land_use_column: got {p.data.land_use_column!r}; expected one of the covariates "
+                     f"{sorted(cols)}")
+    return probs
+
+
+def _conditions(ctx, medium):
+    from ..descriptive import sample_conditions
+
+    p = ctx.params
+    return sample_conditions(ctx.data.sites(medium), ph_column=p.data.ph_column,
+                             land_use_column=p.data.land_use_column, land_use=p.references.land_use,
+                             guideline_set=p.references.guideline)
+
+
+def _sample_guidelines(ctx, medium: str, threshold: str | None):
+    """Per-sample guideline values of ``threshold`` for one medium, or (None, [note])."""
+    gset = ctx.params.references.guideline
+    try:
+        gl = guideline_values(gset, medium=medium, unit=ctx.data.unit(medium))
+    except ReferenceDataError as e:  # a set without values for this medium: reported, not raised
+        return None, [f"{medium}: {e}"]
+    cond, default, _ = _conditions(ctx, medium)
+    try:
+        return zn.sample_guidelines(gl, cond, threshold_name=threshold, default=default)
+    except ValueError as e:
+        return None, [f"{medium}: {e}"]
+
+
+def run(ctx) -> Result:
+    """Indices per solid and water medium, misjudgment, dual-media zoning and bearing capacity."""
+    o, data, p = ctx.options, ctx.data, ctx.params
+    solid, water = _solid_media(data), _water_media(data)
+    ref_set = o.reference_background or p.references.background
+    tr = ix.toxic_response_factors(o.toxic_response)
+    assessed = ix.assessed_metals(data.metals, integrated_metals=o.integrated_metals,
+                                  ef_reference_element=o.ef_reference_element)
+    class_tables = {k: ix.load_index_classes(v, k) for k, v in ix.DEFAULT_CLASS_SETS.items()}
+    scaled, class_info = ix.integrated_class_tables(toxic_response=tr, metals=assessed, limits=o.class_limits)
+    class_tables.update(scaled)
+    baselines = ctx.read_table("baselines")
+    adaptive = ctx.read_table("adaptive_background")
+    threshold = o.guideline_threshold or p.references.guideline_threshold
+    gset = p.references.guideline
+    notes: list[str] = []
+    parts, backgrounds, all_bg = [], {}, {}
+    nemerow_guideline = None
+    for m in solid:
+        conc = data.wide(m)
+        conc.index = conc.index.astype(str)
+        bgs, n = ix.solid_backgrounds(sample_ids=conc.index, sites=data.sites(m), medium=m, unit=data.unit(m),
+                                      reference_set=ref_set, source=o.background_source,
+                                      baseline_method=o.baseline_method, baseline_stratum=o.baseline_stratum,
+                                      baselines=baselines, adaptive=adaptive)
+        notes += n
+        all_bg[m] = bgs
+        bg, label = bgs["used"]
+        backgrounds[m] = label
+        have = [c for c in conc.columns if c in (bg.columns if isinstance(bg, pd.DataFrame) else bg.index)]
+        if len(have) < conc.shape[1]:
+            notes.append(f"No background for {', '.join(sorted(set(conc.columns) - set(have)))} in {m} ({label}); "
+                         "these metals have no indices.")
+        nem_std = None
+        if "Nemerow" in o.indices and o.nemerow_reference == "guideline":
+            if gset:
+                per, _ = _sample_guidelines(ctx, m, threshold)
+                if per is not None and len(per):
+                    nem_std = per.pivot_table(index="sample_id", columns="metal", values="threshold", aggfunc="first")
+                    nem_std.columns.name = None
+                    nemerow_guideline = gset
+            if nem_std is None:
+                notes.append(f"{m}: no guideline value applies, so the Nemerow index is computed against the "
+                             "background and not graded.")
+        t, n = ix.compute_indices(conc[have], bg[have] if isinstance(bg, pd.DataFrame) else bg, medium=m,
+                                  background_used=label, toxic_response=tr, class_tables=class_tables,
+                                  indices=tuple(o.indices), ef_reference_element=o.ef_reference_element,
+                                  igeo_factor=o.igeo_factor, integrated_metals=assessed,
+                                  nemerow_standard_mg_kg=nem_std)
+        parts.append(t)
+        notes += [f"{m}: {x}" for x in n]
+    wstd = o.water_standard or p.references.water_standard or "WHO_2022"
+    for m in water:
+        conc = data.wide(m)
+        conc.index = conc.index.astype(str)
+        t, n = ix.compute_water_indices(conc, standard_ug_l=ix.water_standard_values(wstd), medium=m,
+                                        standard_name=_WATER_LABEL.get(wstd, wstd), classes=class_tables["HPI"])
+        parts.append(t)
+        notes += [f"{m}: {x}" for x in n]
+    table = pd.concat(parts, ignore_index=True)
+    res = Result(indices=table, summary=ix.index_summary(table), shares=ix.index_class_shares(table, class_tables),
+                 class_tables=class_tables, class_info=class_info, backgrounds=backgrounds, assessed=assessed,
+                 notes=list(dict.fromkeys(notes)), guideline_set=gset, threshold=threshold, water_standard=wstd,
+                 nemerow_guideline=nemerow_guideline)
+
+    # static vs adaptive background (Sun et al. 2025)
+    mis_media = [m for m in solid if "adaptive" in all_bg[m]]
+    if mis_media:
+        static_t, adaptive_t = [], []
+        for m in mis_media:
+            conc = data.wide(m)
+            conc.index = conc.index.astype(str)
+            sb = all_bg[m]["static"][0]
+            ab = all_bg[m]["adaptive"][0]
+            cols = [c for c in conc.columns if c in ab.columns
+                    and c in (sb.columns if isinstance(sb, pd.DataFrame) else sb.index)]
+            for _which, (bg, label), out in (("static", all_bg[m]["static"], static_t),
+                                            ("adaptive", all_bg[m]["adaptive"], adaptive_t)):
+                t, _ = ix.compute_indices(conc[cols], bg[cols] if isinstance(bg, pd.DataFrame) else bg, medium=m,
+                                          background_used=label, toxic_response=tr, class_tables=class_tables,
+                                          indices=tuple(o.misjudgment_indices), igeo_factor=o.igeo_factor,
+                                          integrated_metals=assessed)
+                out.append(t)
+        res.misjudgment = zn.background_misjudgment(pd.concat(static_t, ignore_index=True),
+                                                    pd.concat(adaptive_t, ignore_index=True),
+                                                    indices=tuple(o.misjudgment_indices))
+        res.misjudgment_media = mis_media
+        res.static_labels = {m: all_bg[m]["static"][1] for m in mis_media}
+
+    # dual-media zoning (Wu et al. 2025, section 2.1)
+    pair = list(o.zoning_media or solid[:2])
+    if len(pair) != 2:
+        res.zoning_reason = "the region has fewer than two solid media"
+    elif not p.data.site_column:
+        res.zoning_reason = "no column pairs the media by site"
+    elif baselines is None:
+        res.zoning_reason = "no geochemical baselines were computed"
+    else:
+        sites, bounds, shares = zn.dual_media_zoning(data.samples, data.concentrations, baselines,
+                                                     medium_a=pair[0], medium_b=pair[1], methods=o.zoning_methods)
+        res.zoning_sites, res.zoning_bounds, res.zoning_shares = sites, bounds, shares
+        res.zoning_media = tuple(pair)
+
+    # bearing capacity: each sample against its own guideline value
+    if gset:
+        caps, cnotes = [], []
+        for m in solid + water:
+            per, n = _sample_guidelines(ctx, m, threshold)
+            cnotes += n
+            if per is None or per.empty:
+                continue
+            conc = data.wide(m)
+            missing = [x for x in conc.columns if x not in set(per["metal"])]
+            if missing:
+                cnotes.append(f"{gset} gives no {threshold} value for {', '.join(missing)} in {m}; no capacity is "
+                              "computed for these metals.")
+            caps.append(zn.bearing_capacity(conc, per, medium=m, unit=data.unit(m)))
+        res.capacity_notes = list(dict.fromkeys(cnotes))
+        if caps:
+            res.capacity = pd.concat(caps, ignore_index=True)
+            res.capacity_summary = zn.bearing_capacity_summary(res.capacity)
+    return res
+
+
+def report(ctx, result: Result) -> None:
+    """Methods, notes, index tables and maps, misjudgment, zoning and bearing capacity."""
+    import matplotlib.pyplot as plt
+
+    out, o, data, p = ctx.out, ctx.options, ctx.data, ctx.params
+    r = result
+    tr = ix.toxic_response_factors(o.toxic_response)
+    bg_label = "; ".join(f"{m}: {b}" for m, b in r.backgrounds.items()) or "none (water only)"
+    out.markdown(ix.methods_text(background_label=bg_label, igeo_factor=o.igeo_factor,
+                                 ef_reference_element=o.ef_reference_element, class_info=r.class_info,
+                                 toxic_response=tr.reindex([c for c in tr.index if c in data.metals]),
+                                 water_standard=_WATER_LABEL.get(r.water_standard, r.water_standard),
+                                 has_water=bool(_water_media(data)), nemerow_guideline=r.nemerow_guideline,
+                                 integrated_metals=r.assessed))
+    if r.notes:
+        out.markdown("\n".join(f"- {x}" for x in r.notes))
+    out.table("indices", r.indices, "Pollution indices per sample (metal 'all': integrated indices); the full "
+              "table gives the value, class and background of each sample.",
+              display=r.summary.rename(columns={"medium": "Medium", "metal": "Metal", "index": "Index", "n": "n",
+                                                "median": "Median", "p90": "90th percentile", "max": "Maximum",
+                                                "pct_above_lowest": "Samples above the lowest class (%)"}),
+              max_rows=60)
+    sh = r.shares
+    disp = sh.assign(pct=100 * sh["share"]).pivot_table(index=["medium", "index", "metal"], columns="class_rank",
+                                                        values="pct", sort=False).reset_index()
+    disp.columns = ["Medium", "Index", "Metal"] + [f"Class {int(c)} (%)" for c in disp.columns[3:]]
+    out.table("index_class_shares", sh, "Share of samples per index class (class 0 is the lowest; class names in "
+              "the full table and in the class tables of the cited sources).", display=disp, max_rows=60)
+    solid = _solid_media(data)
+    present = set(r.indices["index"])
+    for m in solid:
+        for index in [i for i in ("Igeo", "Er") if i in present]:
+            fig = ix.plot_class_shares(sh, index=index, medium=m)
+            out.figure(f"index_shares_{index.lower()}_{m}", fig, f"Share of {m} samples per {index} class and metal.")
+            plt.close(fig)
+        s = data.sites(m)
+        s.index = s.index.astype(str)
+        tm = r.indices[r.indices["medium"] == m]
+        if "Igeo" in set(tm["index"]):
+            fig = ix.plot_class_maps(tm, s, index="Igeo", class_table=r.class_tables["Igeo"],
+                                     coordinate_unit=p.data.coordinate_unit)
+            out.figure(f"igeo_map_{m}", fig, f"Geoaccumulation index classes [@mueller1969] of the {m} samples "
+                       f"(background: {r.backgrounds[m]}).")
+            plt.close(fig)
+        if "PERI" in set(tm["index"]):
+            lim = ("class limits scaled to the metals assessed" if r.class_info["limits"] == "scaled" else
+                   "Hakanson's original class limits" if r.class_info["limits"] == "Hakanson_1980" else
+                   "class limits of @wu2025tracing")
+            fig = ix.plot_class_maps(tm, s, index="PERI", class_table=r.class_tables["PERI"],
+                                     coordinate_unit=p.data.coordinate_unit, ncols=1)
+            out.figure(f"peri_map_{m}", fig, f"Potential ecological risk index (PERI) classes of the {m} samples "
+                       f"[@hakanson1980], {lim}.", width="60%")
+            plt.close(fig)
+    _report_misjudgment(out, r)
+    _report_zoning(out, r, data, o)
+    _report_capacity(out, r, data, p)
+
+
+def _report_misjudgment(out, r: Result) -> None:
+    import matplotlib.pyplot as plt
+
+    if r.misjudgment is None:
+        out.markdown("**Static vs adaptive background.** Not assessed: no adaptive background (EM + GPR) was computed "
+                     "for this region.")
+        return
+    mis = r.misjudgment
+    tot = mis.groupby("index")[["n_class_changed", "n"]].sum()
+    worst = mis.sort_values("share_class_changed", ascending=False).iloc[0]
+    changes = ", ".join(f"{int(x.n_class_changed)} of {int(x.n)} {i} classes ({100 * x.n_class_changed / x.n:.0f} %)"
+                        for i, x in tot.iterrows())
+    out.markdown(f"""**Static vs adaptive background.** The same indices were computed with the static background
+({'; '.join(r.static_labels.values())}) and with the per-sample adaptive background predicted by Gaussian process
+regression from the samples the EM mixture classes as background [@sun2025adaptive]. A sample is *underestimated*
+by the static background when its class is lower than with the adaptive background, and *overestimated* when it
+is higher. Over all metals, {changes} change; the largest share is {100 * worst.share_class_changed:.0f} % for
+{worst['index']} of {worst.metal}.""")
+    out.table("background_misjudgment", mis,
+              "Samples whose index class changes when the static background is replaced by the adaptive one; "
+              "under: static class lower than adaptive, over: static class higher.",
+              display=mis.assign(pct=100 * mis["share_class_changed"]).rename(columns={
+                  "medium": "Medium", "metal": "Metal", "index": "Index", "n": "Samples",
+                  "n_class_changed": "Class changed", "pct": "Changed (%)", "n_under": "Underestimated (static)",
+                  "n_over": "Overestimated (static)"})[["Medium", "Metal", "Index", "Samples", "Class changed",
+                                                       "Changed (%)", "Underestimated (static)",
+                                                       "Overestimated (static)"]])
+    for m in r.misjudgment_media:
+        fig = zn.plot_misjudgment(mis, medium=m)
+        out.figure(f"background_misjudgment_{m}", fig,
+                   f"Share of {m} samples whose class changes with the static instead of the adaptive background: "
+                   "red, the static background gives a lower class (risk underestimated); blue, a higher class "
+                   "(overestimated).")
+        plt.close(fig)
+
+
+def _report_zoning(out, r: Result, data, o) -> None:
+    import matplotlib.pyplot as plt
+
+    if r.zoning_sites is None:
+        out.markdown(f"**Dual-media zoning.** Not applicable: {r.zoning_reason}. With two media paired by site, "
+                     "each site is placed in the Background, medium-dominated or Pollution zone bounded by the "
+                     "lowest and highest baselines of each medium [@wu2025tracing].")
+        return
+    ma, mb = r.zoning_media
+    methods = ", ".join(m.upper() if len(m) <= 4 else m for m in o.zoning_methods)
+    out.markdown(f"""**Dual-media zoning.** Sites with both {ma} and {mb} samples (site means) are placed in four
+zones bounded by the lowest and highest baselines of the methods {methods} in each medium [@wu2025tracing]:
+Background (both below their lowest baseline), Pollution (both above their highest baseline), and {ma}- or
+{mb}-dominated otherwise; where both media lie inside their baseline ranges the site goes to the medium that sits
+relatively higher in its own range (log scale).""")
+    z = r.zoning_shares
+    zdisp = z.assign(pct=100 * z["share"]).pivot_table(index="metal", columns="zone", values="pct",
+                                                       sort=False).reset_index()
+    zdisp.columns = ["Metal"] + [f"{c} (% of sites)" for c in zdisp.columns[1:]]
+    out.table("dual_media_zones", z, f"Share of paired sites per dual-media zone ({ma} vs {mb}).", display=zdisp)
+    out.table("dual_media_sites", r.zoning_sites, "Paired site means and zones.", in_report=False)
+    fig = zn.plot_dual_media_zones(r.zoning_sites, r.zoning_bounds, medium_a=ma, medium_b=mb, unit_a=data.unit(ma),
+                                   unit_b=data.unit(mb))
+    out.figure("dual_media_zones", fig, f"Site means of {ma} (x) and {mb} (y) with the lowest and highest baselines "
+               "of each medium (dashed) bounding the dual-media zones.")
+    plt.close(fig)
+
+
+def _report_capacity(out, r: Result, data, p) -> None:
+    import matplotlib.pyplot as plt
+
+    if not r.guideline_set:
+        out.markdown("**Bearing capacity.** Not assessed: the region names no guideline set.")
+        return
+    gset, thr = r.guideline_set, r.threshold
+    out.markdown(f"""**Bearing capacity.** The capacity left below the {thr} values of {gset} is
+$R_{{ij}} = G_{{ij}} - C_{{ij}}$, also given as a percentage of the guideline, $100\\,(G_{{ij}} - C_{{ij}})/G_{{ij}}$,
+where $G_{{ij}}$ is the value that applies to sample $i$ (its land-use and pH class where the set distinguishes
+them); a sample is overloaded when $C_{{ij}} > G_{{ij}}$ [@sun2025adaptive]."""
+                 + ("\n\n" + "\n".join(f"- {x}" for x in r.capacity_notes) if r.capacity_notes else ""))
+    if r.capacity is None:
+        return
+    cs = r.capacity_summary
+    unit = data.unit(data.media[0])
+    out.table("bearing_capacity", r.capacity, "Remaining capacity per sample and metal.", in_report=False)
+    out.table("bearing_capacity_summary", cs, f"Bearing capacity per metal against the {thr} values of {gset} "
+              "(lowest and highest value applied to the samples).",
+              display=cs.assign(pct=100 * cs["share_overloaded"]).rename(columns={
+                  "medium": "Medium", "metal": "Metal", "guideline": f"Guideline, lowest ({unit})",
+                  "guideline_max": f"Guideline, highest ({unit})", "n": "Samples", "n_overloaded": "Overloaded",
+                  "pct": "Overloaded (%)", "median_remaining_pct": "Median remaining (% of guideline)",
+                  "min_remaining_pct": "Minimum remaining (% of guideline)"}).drop(columns=["share_overloaded"]))
+    for m in r.capacity["medium"].unique():
+        fig = zn.plot_bearing_capacity(r.capacity, medium=m)
+        out.figure(f"bearing_capacity_{m}", fig, f"Remaining capacity of the {m} samples as % of the {thr} values of "
+                   f"{gset}; below 0 the sample is overloaded.", width="80%")
+        plt.close(fig)

@@ -1,0 +1,413 @@
+"""Stage ``spatial``: maps of each metal by the interpolation method chosen by cross-validation,
+exceedance probability, hotspots (Moran's I, LISA, Getis-Ord Gi*) and MGWR drivers.
+
+``run`` composes :mod:`hmlib.spatial` (variograms, candidate methods, k-fold and spatial-block
+cross-validation, one-standard-error choice, chunked grid prediction), :mod:`hmlib.hotspots` and
+:mod:`hmlib.drivers`; ``report`` writes the section and the GeoTIFF/GeoPackage files.
+
+``grid_predictions`` (read by the health stage) holds, for every metal, the predictions of the
+method chosen for it: columns x, y, metal, method (the chosen method's code), chosen (True on
+every row), prediction (the mean), median, variance, exceedance_probability. The choice per metal
+is also in the table ``spatial_choice``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from .. import drivers as dr
+from .. import hotspots as hs
+from .. import spatial as sp
+from ..params import StageOptions
+from .base import StageSpec, needs_grid
+
+__all__ = ["Options", "SPEC", "Result", "check", "run", "report"]
+
+Method = Literal["ok", "rk", "sklm", "ck", "rfk", "gpr", "stack"]
+
+
+class Options(StageOptions):
+    """Options of the ``spatial`` stage (maps, hotspots and drivers)."""
+
+    metals: list[str] | None = Field(default=None, description="metals to map (none: all of the region's metals)")
+    methods: list[Method] = Field(
+        default_factory=lambda: ["ok", "rk", "sklm", "ck", "rfk", "stack"],
+        description="methods compared: ordinary kriging, regression kriging, simple kriging with local means, "
+                    "cokriging, random forest with residual kriging, Gaussian process, stacked ensemble")
+    log_transform: Literal["cv", "auto", "always", "never"] = Field(
+        default="cv", description="model log values: cv when ordinary kriging predicts better on that scale, "
+                                  "auto when the sample skewness exceeds skew_threshold")
+    skew_threshold: float = Field(default=1.0, gt=0, description="skewness above which auto models log values")
+    variogram_models: list[Literal["spherical", "exponential", "gaussian", "matern"]] = Field(
+        default_factory=lambda: list(sp.VARIOGRAM_MODELS), description="variogram models fitted")
+    variogram_weights: Literal["npairs_h2", "cressie", "npairs"] = Field(
+        default="npairs_h2", description="fit weights: N/h2 (gstat default), Cressie 1985 N/gamma2, or N")
+    anisotropy: Literal["auto", "none"] = Field(
+        default="auto", description="model geometric anisotropy when the directional check finds it")
+    anisotropy_min_ratio: float = Field(default=1.5, ge=1.0, description="range ratio from which anisotropy is modelled")
+    n_lags: int = Field(default=15, ge=5, le=50, description="lag bins of the experimental variogram")
+    max_lag_fraction: float = Field(default=0.5, gt=0.1, le=1.0,
+                                    description="largest lag as a fraction of the sampled area's diagonal")
+    n_neighbours: int = Field(default=32, ge=4, le=200, description="samples in each local kriging neighbourhood")
+    drift_covariates: list[str] | None = Field(
+        default=None, description="covariates of the trends (none: the covariates present in the grid)")
+    secondary_metals: list[str] | None = Field(
+        default=None, description="metals that may serve cokriging (none: all other metals of the region)")
+    cv: Literal["kfold", "loo"] = Field(default="kfold", description="random cross-validation: kfold or loo")
+    n_folds: int = Field(default=10, ge=2, le=50, description="folds of the k-fold cross-validation")
+    block_cv: bool = Field(default=True, description="also score by spatial-block cross-validation")
+    n_block_folds: int = Field(default=5, ge=2, le=50, description="folds of the spatial-block cross-validation")
+    rf_trees: int = Field(default=60, ge=50, le=2000, description="trees of the random forest")
+    grid_chunk_size: int = Field(default=20000, ge=100, description="grid cells predicted at a time")
+    guideline_threshold: str | None = Field(
+        default=None, description="guideline threshold name to map exceedance of (none: the region's)")
+    hotspot_k: int = Field(default=8, ge=2, le=50, description="nearest neighbours in the hotspot weights")
+    n_permutations: int = Field(default=999, ge=99, description="permutations for Moran's I, LISA and Gi*")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="significance level for hotspot classes")
+    driver_response: str | None = Field(default=None, description="metal modelled by MGWR (none: the first metal)")
+    driver_covariates: list[str] | None = Field(
+        default=None, description="sample covariates or metals used as MGWR predictors (none: the numeric covariates)")
+    mgwr_max_n: int = Field(default=1000, ge=50, description="MGWR is skipped above this many samples")
+    write_files: bool = Field(default=True, description="write GeoTIFF and GeoPackage files")
+
+
+SPEC = StageSpec(
+    name="spatial",
+    notebook="30_spatial.ipynb",
+    title="Spatial mapping, hotspots and drivers",
+    options=Options,
+    reads=(),
+    writes=("grid_predictions",),
+    requires=(needs_grid,),
+)
+
+
+@dataclass
+class Result:
+    """What the spatial stage computed.
+
+    Attributes
+    ----------
+    maps : metal -> :class:`hmlib.spatial.MetalMap` (variograms, cross-validation, choice, grid).
+    metals, drift, secondary_pool : metals mapped, trend covariates, metals offered to cokriging.
+    threshold_name, thresholds : guideline threshold mapped and its value per metal.
+    cv_table : metal, method, scheme, mae, rmse, msse, n, selectable.
+    selection : per metal and method: mean loss, standard error to the best, chosen.
+    choice : per metal and scheme: chosen method, its MAE and OK's, ratio with 95 % interval.
+    grid_predictions : x, y, metal, method, chosen, prediction (mean), median, variance,
+        exceedance_probability (the chosen method per metal).
+    shares : per metal: threshold, expected share, median-map share, mean-map share, P > 0.5/0.9.
+    variograms, anisotropy, variogram_summary : variogram tables.
+    moran, hotspots : global Moran's I per metal; LISA and Gi* per sample.
+    mgwr : MGWR result (None when not run) and ``mgwr_note`` (why not).
+    """
+
+    maps: dict
+    metals: list
+    drift: list
+    secondary_pool: list
+    threshold_name: str | None
+    thresholds: pd.Series
+    cv_table: pd.DataFrame
+    selection: pd.DataFrame
+    choice: pd.DataFrame
+    grid_predictions: pd.DataFrame
+    shares: pd.DataFrame
+    variograms: pd.DataFrame
+    anisotropy: pd.DataFrame
+    variogram_summary: pd.DataFrame
+    moran: pd.DataFrame
+    hotspots: pd.DataFrame
+    mgwr: object | None = None
+    mgwr_note: str | None = None
+    driver_labels: list = field(default_factory=list)
+    driver_index: object = None
+
+
+def _drift(ctx) -> list[str]:
+    o, p, grid = ctx.options, ctx.params, ctx.data.grid
+    sites = ctx.data.sites(ctx.data.media[0])
+    d = o.drift_covariates if o.drift_covariates is not None else [c for c in p.data.covariates if c in grid.columns]
+    return [c for c in d if c in grid.columns and c in sites.columns]
+
+
+def check(ctx) -> list[str]:
+    """Options against the data: metals, covariates, secondary metals, MGWR variables and the guideline value."""
+    o, p, data = ctx.options, ctx.params, ctx.data
+    probs = []
+    if data.grid is None:
+        return probs
+    sites = data.sites(data.media[0])
+    bad = [m for m in (o.metals or []) if m not in data.metals]
+    if bad:
+        probs.append(f"stages.spatial.metals: got {', '.join(bad)}; expected metals of the region ({', '.join(data.metals)})")
+    for key, cols in (("drift_covariates", o.drift_covariates),):
+        if cols:
+            miss = [c for c in cols if c not in data.grid.columns or c not in sites.columns]
+            if miss:
+                probs.append(f"stages.spatial.{key}: got {', '.join(miss)}; expected columns present in both the "
+                             "samples and the grid")
+    bad = [m for m in (o.secondary_metals or []) if m not in data.metals]
+    if bad:
+        probs.append(f"stages.spatial.secondary_metals: got {', '.join(bad)}; expected metals of the region")
+    if o.driver_response is not None and o.driver_response not in data.metals:
+        probs.append(f"stages.spatial.driver_response: got {o.driver_response}; expected one of {', '.join(data.metals)}")
+    if o.driver_covariates:
+        miss = [c for c in o.driver_covariates if c not in sites.columns and c not in data.metals]
+        if miss:
+            probs.append(f"stages.spatial.driver_covariates: got {', '.join(miss)}; expected sample covariates or metals")
+    name = o.guideline_threshold or p.references.guideline_threshold
+    if name and p.references.guideline:
+        try:
+            sp.guideline_thresholds(p.references.guideline, name, medium=data.media[0], unit=data.unit(data.media[0]))
+        except ValueError as err:
+            probs.append(f"stages.spatial.guideline_threshold: got {name}; expected a threshold of the set ({err})")
+    return probs
+
+
+def run(ctx) -> Result:
+    """Map every metal with the method chosen by cross-validation; hotspots and MGWR."""
+    from ..progress import track
+
+    data, p, o = ctx.data, ctx.params, ctx.options
+    medium = data.media[0]
+    unit = data.unit(medium)
+    sites = data.sites(medium)
+    wide = data.wide(medium)
+    grid = data.grid
+    metals = o.metals or data.metals
+    drift = _drift(ctx)
+    pool = o.secondary_metals if o.secondary_metals is not None else list(data.metals)
+    threshold_name = o.guideline_threshold or p.references.guideline_threshold
+    thresholds = sp.guideline_thresholds(p.references.guideline, threshold_name, medium=medium, unit=unit)
+    grid_sec = grid[[m for m in pool if m in grid.columns]] if any(m in grid.columns for m in pool) else None
+    maps = {}
+    for i, metal in enumerate(track(metals, desc="spatial: metals", unit="metal")):
+        others = [m for m in pool if m != metal and m in wide.columns]
+        maps[metal] = sp.map_metal(
+            metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
+            sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
+            grid_covariates=grid[drift] if drift else None, categorical=p.data.categorical,
+            secondary=wide[others].reset_index(drop=True) if others else None, grid_secondary=grid_sec,
+            methods=o.methods, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
+            weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
+            n_lags=o.n_lags, max_lag_fraction=o.max_lag_fraction, n_neighbours=o.n_neighbours, scheme=o.cv,
+            n_folds=o.n_folds, block_cv=o.block_cv, n_block_folds=o.n_block_folds, rf_trees=o.rf_trees, threshold=thresholds.get(metal, np.nan),
+            seed=ctx.seed + i, chunk_size=o.grid_chunk_size)
+    cv_table = pd.concat([mm.cv_summary for mm in maps.values()], ignore_index=True)
+    selection = pd.concat([mm.selection for mm in maps.values()], ignore_index=True)
+    choice = sp.choice_table(maps)
+    cols = ["x", "y", "metal", "method", "chosen", "prediction", "median", "variance", "exceedance_probability"]
+    grid_pred = pd.concat([mm.grid[cols] for mm in maps.values()], ignore_index=True)
+    shares = pd.DataFrame([{"metal": m, "method": mm.best, "threshold_name": threshold_name, "threshold": mm.threshold,
+                            "n_cells": len(mm.grid), **mm.shares} for m, mm in maps.items() if np.isfinite(mm.threshold)])
+    vg, aniso, vg_disp = sp.variogram_tables(maps, coordinate_unit=p.data.coordinate_unit)
+    # hotspots on each metal's modelling scale
+    w = hs.knn_weights(sites["x"], sites["y"], k=o.hotspot_k)
+    glob_rows, local_parts = [], []
+    for i, (m, mm) in enumerate(track(list(maps.items()), desc="spatial: hotspots", unit="metal")):
+        z = wide[m].to_numpy(float)
+        z = np.log(z) if mm.log else z
+        ok = np.isfinite(z)
+        if not ok.all():
+            continue   # the weights are built on all samples; a metal with gaps is left out of the hotspot analysis
+        glob_rows.append({"metal": m, "scale": "ln" if mm.log else "raw",
+                          **hs.global_moran(z, w, n_permutations=o.n_permutations, seed=ctx.seed + 100 + i)})
+        loc = hs.local_hotspots(z, w, n_permutations=o.n_permutations, alpha=o.alpha, seed=ctx.seed + 200 + i)
+        local_parts.append(pd.concat([pd.DataFrame({"metal": m, "sample_id": sites.index, "x": sites["x"].to_numpy(),
+                                                    "y": sites["y"].to_numpy(), "value": wide[m].to_numpy(float)}),
+                                      loc], axis=1))
+    moran = pd.DataFrame(glob_rows)
+    hot = pd.concat(local_parts, ignore_index=True) if local_parts else pd.DataFrame()
+    res = Result(maps=maps, metals=list(metals), drift=drift, secondary_pool=pool, threshold_name=threshold_name,
+                 thresholds=thresholds, cv_table=cv_table, selection=selection, choice=choice,
+                 grid_predictions=grid_pred, shares=shares, variograms=vg, anisotropy=aniso,
+                 variogram_summary=vg_disp, moran=moran, hotspots=hot)
+    # drivers (MGWR)
+    numeric_cov = [c for c in p.data.covariates if c not in p.data.categorical]
+    resp = o.driver_response or metals[0]
+    dcov = o.driver_covariates if o.driver_covariates is not None else numeric_cov
+    if not dcov:
+        res.mgwr_note = ("MGWR was not run: the region has no numeric sample covariates and no predictors were named "
+                         "for it.")
+    elif len(sites) > o.mgwr_max_n:
+        res.mgwr_note = (f"MGWR was not run: {len(sites)} samples exceed the limit of {o.mgwr_max_n}; "
+                         f"{dr.MGWR_COST_NOTE}.")
+    else:
+        yv, X, labels = dr.driver_table(sites, wide, response=resp, covariates=dcov, log_metals=True,
+                                        categorical=p.data.categorical)
+        res.mgwr = dr.mgwr_drivers(sites.loc[yv.index, "x"], sites.loc[yv.index, "y"], yv, X.set_axis(labels, axis=1),
+                                   response_name=f"ln {resp}", max_n=o.mgwr_max_n)
+        res.driver_labels, res.driver_index = labels, yv.index
+    return res
+
+
+def report(ctx, result: Result) -> None:
+    """The spatial section: methods, cross-validation and choice, variograms, maps, exceedance, hotspots, MGWR, files."""
+    import matplotlib.pyplot as plt
+
+    from .. import geo
+
+    data, p, o, out = ctx.data, ctx.params, ctx.options, ctx.out
+    r = result
+    medium = data.media[0]
+    unit = data.unit(medium)
+    cu = p.data.coordinate_unit
+    sites, wide = data.sites(medium), data.wide(medium)
+    maps = r.maps
+    used = [m for m in o.methods if any(m in set(mm.cv_summary["method"]) for mm in maps.values())]
+    has_thr = len(r.shares) > 0
+    out.markdown(sp.methods_text(
+        methods=used, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
+        weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
+        n_neighbours=o.n_neighbours, scheme=o.cv, n_folds=o.n_folds, block_cv=o.block_cv,
+        guideline_set=p.references.guideline if has_thr else None, threshold_name=r.threshold_name if has_thr else None,
+        drift_covariates=r.drift, secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs))
+    scheme_label = "leave-one-out" if o.cv == "loo" else f"{o.n_folds}-fold"
+    cvd = r.cv_table.copy()
+    cvd["scheme"] = cvd["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"})
+    cvd["method"] = cvd["method"].map(sp.METHOD_LABELS)
+    out.table("spatial_cv", r.cv_table,
+              f"Cross-validation ({scheme_label}{' and spatial blocks' if o.block_cv else ''}) of the interpolation "
+              "methods: mean absolute and root mean squared error of the mean prediction, and mean standardised "
+              "squared error on the modelling scale (ideal 1; above 1: the method understates its uncertainty). "
+              "Collocated cokriging uses the held-out samples' secondary metals and cannot map the grid.",
+              display=cvd[["metal", "scheme", "method", "mae", "rmse", "msse"]].rename(
+                  columns={"metal": "Metal", "scheme": "Scheme", "method": "Method", "mae": f"MAE ({unit})",
+                           "rmse": f"RMSE ({unit})", "msse": "MSSE"}), appendix=True, max_rows=200)
+    out.table("spatial_selection", r.selection, "Mean absolute error per method averaged over the cross-validation "
+              "schemes, standard error of its paired difference to the best, and the method chosen by the "
+              "one-standard-error rule.", in_report=False)
+    ch = r.choice.copy()
+    chd = pd.DataFrame({
+        "Metal": ch["metal"], "Chosen method": ch["chosen"].map(sp.METHOD_LABELS),
+        "Scheme": ch["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"}),
+        f"MAE chosen ({unit})": ch["mae_chosen"], f"MAE ordinary kriging ({unit})": ch["mae_ok"],
+        "Ratio to ordinary kriging": ch["ratio_mae_to_ok"],
+        "95 % interval": [f"{a:.2f}-{b:.2f}" for a, b in zip(ch["ratio_low"], ch["ratio_high"])]})
+    out.table("spatial_choice", ch, "Method mapped per metal (the simplest within one standard error of the best) and "
+              "its mean absolute error relative to ordinary kriging (below 1: better), with a 95 % paired bootstrap "
+              "interval, per cross-validation scheme.", display=chd)
+    out.markdown(sp.results_text(r.choice, r.cv_table, scheme_label=scheme_label))
+    if len(r.choice):
+        first = r.choice[r.choice["scheme"] == r.choice["scheme"].iloc[0]]
+        blk = r.choice[r.choice["scheme"] == "block"]
+        txt = (f"Across the {len(first)} mapped metals, the method chosen by cross-validation has a median mean "
+               f"absolute error of {first['ratio_mae_to_ok'].median():.2f} times that of ordinary kriging "
+               f"({scheme_label}")
+        if len(blk):
+            txt += f"; {blk['ratio_mae_to_ok'].median():.2f} under spatial-block cross-validation"
+        txt += f"; per-metal 95 % intervals in {out.ref('spatial_choice')})."
+        out.finding(txt, importance=0.5, refs=("tbl-spatial_choice",))
+    out.table("spatial_variograms", r.variograms, "Fitted variogram models (all candidates).", in_report=False)
+    out.table("spatial_anisotropy", r.anisotropy, "Directional effective ranges.", in_report=False)
+    out.table("spatial_variogram_summary", r.variogram_summary,
+              "Selected variogram model per metal (weighted least squares; nugget and sills in squared modelling-scale "
+              "units: of ln concentration where the scale is ln). Anisotropy ratio: longest over shortest directional "
+              "range (azimuth counter-clockwise from east); the last column gives the anisotropy used by the "
+              "interpolation. A nugget/sill ratio above 0.75 indicates weak spatial dependence at the sampling scale.",
+              display=r.variogram_summary)
+    for m, mm in maps.items():
+        fig = sp.variogram_figure(mm, unit=unit, coordinate_unit=cu)
+        out.figure(f"spatial_variogram_{m}", fig,
+                   f"{m}: experimental semivariogram of {'ln ' if mm.log else ''}{m} (point size: number of pairs) "
+                   f"with the fitted models (selected: {mm.variogram.model}), and directional variograms.",
+                   group="spatial_variograms", appendix=True)
+        plt.close(fig)
+    for m, mm in maps.items():
+        fig = sp.map_figure(mm, sample_x=sites["x"], sample_y=sites["y"], sample_values=wide[m], unit=unit,
+                            coordinate_unit=cu)
+        thr_txt = (f"; right: probability of exceeding the {r.threshold_name} value {mm.threshold:g} {unit} "
+                   f"(black line: 0.5)" if np.isfinite(mm.threshold) else "")
+        out.figure(f"spatial_map_{m}", fig,
+                   f"{m}: mean prediction by {sp.METHOD_LABELS[mm.best]} (left; samples as dots on the same colour "
+                   f"scale), prediction standard deviation (middle){thr_txt}.", group="spatial_maps")
+        plt.close(fig)
+    out.table("grid_predictions", r.grid_predictions,
+              f"Predictions on the grid by the method chosen per metal: mean ({unit}), median ({unit}), variance "
+              f"({unit}²) and probability of exceeding the guideline value.", in_report=False)
+    if has_thr:
+        s = r.shares
+        out.table("exceedance_shares", s,
+                  f"Share of the mapped area above the {r.threshold_name} value of {p.references.guideline}: expected "
+                  "share (mean exceedance probability), share of cells whose median prediction exceeds it, share of "
+                  "cells whose mean prediction exceeds it (for comparison only: the mean of a skewed distribution "
+                  "lies above its median), and cells with probability above 0.9.",
+                  display=pd.DataFrame({"Metal": s["metal"], f"Threshold ({unit})": s["threshold"],
+                                        "Method": s["method"].map(sp.METHOD_SHORT),
+                                        "Expected share (%)": 100 * s["share_expected"],
+                                        "Median map above (%)": 100 * s["share_median"],
+                                        "Mean map above (%)": 100 * s["share_mean_map"],
+                                        "P > 0.9 (%)": 100 * s["share_p90"]}))
+        out.markdown(sp.exceedance_text(s, threshold_name=r.threshold_name, guideline_set=p.references.guideline))
+        top = s.sort_values("share_expected", ascending=False).iloc[0]
+        out.finding(f"{top['metal']} exceeds the {r.threshold_name} value of {p.references.guideline} on an expected "
+                    f"{100 * top['share_expected']:.0f} % of the mapped area (cells with exceedance probability above "
+                    f"0.9: {100 * top['share_p90']:.0f} %).", importance=0.6, refs=("tbl-exceedance_shares",))
+    # hotspots
+    if len(r.moran):
+        out.markdown(hs.methods_text(k=o.hotspot_k, n_permutations=o.n_permutations, alpha=o.alpha,
+                                     log_note="on the same scale as its interpolation"))
+        out.table("global_moran", r.moran, "Global Moran's I.", in_report=False)
+        out.table("hotspots", r.hotspots, "Local Moran (LISA) and Getis-Ord Gi* per sample.", in_report=False)
+        hot_disp = hs.hotspot_summary(r.moran, r.hotspots)
+        out.markdown(hs.results_text(r.moran, r.hotspots, alpha=o.alpha))
+        out.table("hotspot_summary", hot_disp,
+                  f"Global Moran's I (permutation p-value) and the number of samples in LISA clusters and outliers and "
+                  f"Gi* hot and cold spots (pseudo p < {o.alpha:g}; last column: hot spots that remain after "
+                  "Benjamini-Hochberg correction). Per-sample results: tables/hotspots.csv.", display=hot_disp)
+        for kind, title in (("lisa", "Local Moran (LISA) clusters and outliers"), ("gi", "Getis-Ord Gi* hot and cold spots")):
+            fig = hs.hotspot_figure(r.hotspots, kind=kind, coordinate_unit=cu, outline=data.grid)
+            out.figure(f"spatial_{kind}", fig, f"{title} of each metal (k = {o.hotspot_k} nearest neighbours, "
+                       f"{o.n_permutations} permutations, p < {o.alpha:g}); grey background: the prediction grid.")
+            plt.close(fig)
+    # drivers
+    if r.mgwr is None:
+        out.markdown(f"**Drivers.** {r.mgwr_note}")
+    else:
+        res, labels = r.mgwr, r.driver_labels
+        resp = o.driver_response or r.metals[0]
+        out.markdown(dr.methods_text(response_label=f"ln {resp}", covariate_labels=labels, max_n=o.mgwr_max_n))
+        out.table("mgwr_comparison", res.comparison,
+                  f"Global OLS, GWR and MGWR of ln {resp} on {', '.join(labels)} (n = {len(r.driver_index)}): corrected "
+                  "Akaike information criterion (lower is better) and R². GWR bandwidth: number of nearest neighbours.",
+                  display=res.comparison.rename(columns={"model": "Model", "aicc": "AICc", "r2": "R²",
+                                                         "adj_r2": "Adjusted R²", "bandwidth": "Bandwidth (neighbours)"}))
+        out.table("mgwr_coefficients", res.coefficients,
+                  "Standardised coefficients: global OLS estimate and p-value; MGWR bandwidth (nearest neighbours) and "
+                  "the distribution of local coefficients; share of samples where the local coefficient is significant "
+                  "(|t| above the corrected critical value).",
+                  display=res.coefficients[["covariate", "ols_beta", "ols_p", "mgwr_bandwidth", "mgwr_min",
+                                            "mgwr_median", "mgwr_max", "share_significant"]].rename(
+                      columns={"covariate": "Covariate", "ols_beta": "OLS β", "ols_p": "OLS p",
+                               "mgwr_bandwidth": "MGWR bandwidth", "mgwr_min": "Local β min",
+                               "mgwr_median": "Local β median", "mgwr_max": "Local β max",
+                               "share_significant": "Share significant"}))
+        out.table("mgwr_local", res.local.assign(sample_id=np.asarray(r.driver_index)),
+                  "MGWR local coefficients and t-values.", in_report=False)
+        out.markdown(dr.results_text(res))
+        fig = dr.coefficient_figure(res, coordinate_unit=cu)
+        out.figure("spatial_mgwr", fig, f"MGWR local standardised coefficients for ln {resp} (title: bandwidth in "
+                   "nearest neighbours); filled: significant at the corrected level, hollow: not significant.")
+        plt.close(fig)
+    if o.write_files:
+        crs = geo.crs_or_none(p.data.crs)
+        for m, mm in maps.items():
+            bands = {"prediction": mm.grid["prediction"], "median": mm.grid["median"], "variance": mm.grid["variance"]}
+            if np.isfinite(mm.threshold):
+                bands["exceedance_probability"] = mm.grid["exceedance_probability"]
+            try:
+                geo.write_geotiff(out.file(f"spatial_{m}.tif"), x=mm.grid["x"], y=mm.grid["y"], bands=bands, crs=crs)
+            except ValueError:   # an irregular grid: points only (GeoPackage below)
+                out.files.remove(f"files/spatial_{m}.tif")
+        gp = r.grid_predictions.pivot_table(index=["x", "y"], columns="metal",
+                                            values=["prediction", "median", "variance", "exceedance_probability"])
+        gp.columns = [f"{metal}_{what}" for what, metal in gp.columns]
+        layers = {"grid_predictions": gp.reset_index()}
+        if len(r.hotspots):
+            layers["sample_hotspots"] = r.hotspots.drop(columns=["lisa_quadrant"], errors="ignore")
+        geo.write_geopackage(out.file("spatial.gpkg"), layers, crs=crs)

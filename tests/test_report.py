@@ -1,0 +1,373 @@
+"""Report assembly and rendering: key findings, cross-references, appendices, tabs, callouts, tables
+that fit the page, title metadata, data-source citations, and the print rules of the figure helpers.
+
+Most tests build a small report folder with :class:`hmlib.outputs.StageOutputs` (the writer the
+stages use), in a known order, and render it once; the expected figure/table numbers, appendix
+placement and findings are derived by hand from that construction and the documented rules.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from hmlib import plots
+from hmlib.outputs import StageOutputs
+from hmlib.report import MAX_MAIN_TABLE_ROWS, build_qmd, data_source_keys, render_report, select_findings
+
+ROOT = Path(__file__).resolve().parents[1]
+TITLE = "Cadmium and lead in the demonstration valley"
+REGION_ID = "demo_valley"
+
+
+def _fig(label: str, width_in: float = 4):
+    fig, ax = plt.subplots(figsize=(width_in, 2.5))
+    ax.plot([0, 1, 2], [0, 1, 0])
+    ax.set_title(label)
+    return fig
+
+
+def build_report_dir(d: Path):
+    """A report folder with two stages that ran and one that was skipped; returns (params, manifest).
+
+    Document order (hence numbering) by construction: tables summary (1), wide (2), not-run (3, in
+    the Limitations), long (4, appendix: more than MAX_MAIN_TABLE_ROWS rows); figures maps Cd, Pb,
+    Zn (1-3, one tab group), trend (4), qq (5, appendix).
+    """
+    d.mkdir(parents=True, exist_ok=True)
+    out = StageOutputs(d, "data_quality", "Data and their quality")
+    out.markdown("## Methods\n\nSummary statistics follow @atteia1994. @tbl-demo-summary lists them; "
+                 "@fig-maps-cd shows where cadmium is high, and [@fig-maps-pb; @fig-maps-zn] the other metals. "
+                 "All samples are in @tbl-demo-long; @sec-sources interprets the sources.")
+    out.table("demo_summary", pd.DataFrame({"metal": ["Cd", "Pb", "Zn"], "mean (mg/kg)": [1.31, 53.9, 75.1],
+                                            "n": [259, 259, 259]}), "Summary statistics of the topsoil samples")
+    wide = pd.DataFrame({f"Sediment concentration column {i} (mg/kg)": np.round(np.linspace(1, 2, 6) * i, 3)
+                         for i in range(1, 13)})
+    wide.insert(0, "sampling site description", ["intertidal sediment near the estuary mouth"] * 6)
+    out.table("demo_wide", wide, "A wide table with thirteen columns")
+    n_long = MAX_MAIN_TABLE_ROWS + 15
+    out.table("demo_long", pd.DataFrame({"sample": [f"S{i:03d}" for i in range(n_long)],
+                                         "Cd (mg/kg)": np.linspace(0.1, 5, n_long)}),
+              "All samples with their cadmium concentration")
+    for m in ["Cd", "Pb", "Zn"]:
+        out.figure(f"maps_{m.lower()}", _fig(m), f"Map of {m}", group="maps")
+    out.callout("Detection limits were not reported for Pb.", kind="warning", title="Caveat")
+    out.figure("qq", _fig("QQ"), "Diagnostic QQ plot", appendix=True)
+    out.finding("Cd exceeds the guide value in 66 % of samples (95 % CI 60-72 %).", importance=0.9,
+                refs=["tbl-demo-summary"])
+    out.finding("Pb is below the guide value in every sample.", importance=0.2, refs=["tbl-demo-summary"])
+    out.limitation("detection limits were not reported for Pb")
+    plt.close("all")
+    out.finish()
+    src = StageOutputs(d, "sources", "Sources of the metals")
+    src.markdown("Cd co-varies with Ni (@fig-trend), as the summary (@tbl-demo-summary) suggested; isotopes "
+                 "would settle it (@sec-isotopes-demo).")
+    src.figure("trend", _fig("trend", width_in=9), "Cd against Ni")  # 1800 px: downscaled for the HTML
+    src.finding("Cd and Ni share one geogenic factor (share 0.61, 90 % interval 0.52-0.70).", importance=0.7,
+                refs=["fig-trend"])
+    plt.close("all")
+    src.finish()
+    StageOutputs(d, "isotopes_demo", "Isotope mixing").finish(skipped="no isotope ratios in the data")
+    pd.DataFrame({"medium": ["soil"], "n_samples": [259], "metals": ["Cd, Pb, Zn"], "unit": ["mg/kg"],
+                  "n_censored": [2], "grid_cells": [0]}).to_csv(d / "tables" / "data_overview.csv", index=False)
+    params = SimpleNamespace(region=SimpleNamespace(
+        id=REGION_ID, title=TITLE, description="Topsoils of a demonstration valley.",
+        data_citation="Atteia et al. (1994) doi:10.1016/0269-7491(94)90172-4; Goovaerts (1997) Geostatistics"))
+    manifest = {"created": "2026-01-01T00:00:00", "hmlib_version": "0.1", "git_commit": "abc",
+                "params_file": "params/demo_valley.yml", "params_sha256": "0" * 64, "library_sha256": "1" * 64,
+                "seed": 1, "platform": "linux", "inputs": {"samples": {"path": "data/x.csv", "sha256": "2" * 64}},
+                "stages": [{"name": "data_quality", "notebook": "00_data_quality.ipynb", "status": "ok", "seconds": 1.0},
+                           {"name": "sources", "notebook": "50_sources.ipynb", "status": "ok", "seconds": 1.0},
+                           {"name": "isotopes_demo", "notebook": "99_isotopes.ipynb", "status": "skipped",
+                            "seconds": 0.1, "reason": "no isotope ratios in the data"}],
+                "packages": {"pandas": "2.2"}}
+    return params, manifest
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    params, manifest = build_report_dir(d)
+    html, pdf = render_report(d, params=params, manifest=manifest)
+    return d, html.read_text(encoding="utf-8"), pdf
+
+
+# ---------------------------------------------------------------------------------------------
+def test_select_findings_follows_the_documented_rule():
+    """Checked against the picks derived by hand from the rule (best of each stage, then the strongest)."""
+    frags = [{"stage": "a", "findings": [{"text": "a1", "importance": 0.9}, {"text": "a2", "importance": 0.8},
+                                         {"text": "a3", "importance": 0.7}]},
+             {"stage": "b", "findings": [{"text": "b1", "importance": 0.3}]},
+             {"stage": "c", "findings": [{"text": "c1", "importance": 0.0}]},
+             {"stage": "d", "skipped": "no data", "findings": [{"text": "d1", "importance": 1.0}]}]
+    assert [f["text"] for f in select_findings(frags, max_n=3)] == ["a1", "a2", "b1"]
+    assert [f["text"] for f in select_findings(frags, max_n=2)] == ["a1", "b1"]
+    assert [f["text"] for f in select_findings(frags)] == ["a1", "a2", "a3", "b1"]
+
+
+def test_data_sources_of_the_shipped_regions_are_cited_from_the_bibliography():
+    """Checked against the keys of the works each region's citation names (read by hand from params/)."""
+    files = sorted((ROOT / "hmlib" / "data" / "bib").glob("*.bib"), key=lambda f: (f.name != "studies.bib", f.name))
+    bib = "\n".join(p.read_text(encoding="utf-8") for p in files)  # the order hmlib.report uses
+    cite = {r: yaml.safe_load((ROOT / "params" / f"{r}.yml").read_text())["region"]["data_citation"]
+            for r in ("jura", "meuse", "coastal_demo", "arid_demo")}
+    assert data_source_keys(cite["jura"], bib) == ["atteia1994", "goovaerts1997"]
+    assert data_source_keys(cite["meuse"], bib)[:2] == ["rikken1993", "burrough1998"]
+    assert data_source_keys(cite["arid_demo"], bib) == ["zhao2026tarim"]
+    assert data_source_keys(cite["coastal_demo"], bib)[0].startswith("wu2025")
+
+
+def test_five_studies_are_in_the_bibliography_with_venue_and_year():
+    """Checked against the studies' titles, venues and DOIs as published (looked up for this project)."""
+    text = (ROOT / "hmlib" / "data" / "bib" / "studies.bib").read_text(encoding="utf-8")
+    for doi in ("10.1016/j.marpolbul.2025.118969", "10.1038/s41598-026-38887-9", "10.1038/s41467-025-58026-8"):
+        assert doi in text
+    for title in ("sequential adaptive workflow", "coupling process driven model", "land--marine transition",
+                  "Tarim River Basin", "soil metal(loid) mobility"):
+        assert title in text
+    assert "seed" not in re.sub(r"@misc\{seed001accumulation,", "", text).lower().replace("seed001", "")
+
+
+def test_key_findings_come_first_strongest_first_with_cross_references(rendered):
+    """Checked against the construction: findings 0.9 (stage 1), 0.7 (stage 2), 0.2 (stage 1), in that order."""
+    d, html, _ = rendered
+    qmd = (d / "report.qmd").read_text(encoding="utf-8")
+    body = qmd.split("\n---\n", 1)[1]
+    assert body.lstrip().startswith("# Key findings")
+    kf = body.split("# Key findings", 1)[1].split("\n# ", 1)[0]
+    items = re.findall(r"^\d+\. (.*)$", kf, flags=re.M)
+    assert [i[:10] for i in items] == ["Cd exceeds", "Cd and Ni ", "Pb is belo"]
+    assert "@tbl-demo-summary" in items[0] and "@fig-trend" in items[1]
+    assert "**Overall.**" in kf
+
+
+def _captions(html: str) -> dict[str, str]:
+    """id -> caption label ("Table 3", "Figure 2") of every captioned table and figure of the HTML."""
+    out = {}
+    for m in re.finditer(r'<table id="([^"]+)"[^>]*>\s*<caption>\s*(?:<p>)?<strong>(Table \d+)\.</strong>', html):
+        out[m.group(1)] = m.group(2)
+    for m in re.finditer(r'<figure id="([^"]+)"[^>]*>.*?<figcaption>\s*(?:<p>)?<strong>(Figure \d+)\.</strong>',
+                         html, flags=re.S):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_html_cross_references_are_links_to_the_numbered_captions(rendered):
+    """Checked against the numbering implied by the construction order (see build_report_dir)."""
+    _, html, _ = rendered
+    caps = _captions(html)
+    expected = {"tbl-demo-summary": "Table 1", "tbl-demo-wide": "Table 2", "tbl-not-run": "Table 3",
+                "tbl-demo-long": "Table 4", "fig-maps-cd": "Figure 1", "fig-maps-pb": "Figure 2",
+                "fig-maps-zn": "Figure 3", "fig-trend": "Figure 4", "fig-qq": "Figure 5"}
+    assert {k: caps.get(k) for k in expected} == expected
+    links = re.findall(r'<a href="#([^"]+)" class="xref">([^<]+)</a>', html)
+    assert links, "no cross-reference links"
+    for target, text in links:
+        text = text.replace("\xa0", " ").replace("&nbsp;", " ")
+        if target.startswith(("tbl-", "fig-")):
+            assert caps[target] == text, (target, text)
+        assert f'id="{target}"' in html
+    assert ("sec-sources", "Section 2") in [(t, x.replace("\xa0", " ")) for t, x in links]
+    assert "??" not in html
+
+
+def test_html_title_is_the_report_title_and_reader_text_has_no_internal_words(rendered):
+    """Checked against the issue's list of leaked words (staging folders, stage keys, seed, "(s)")."""
+    _, html, _ = rendered
+    assert re.search(r"<title>([^<]*)</title>", html).group(1) == TITLE
+    reader = html.split('id="sec-manifest"')[0]  # the run manifest may name files and the random seed
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", reader, flags=re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    for word in ("staging", "data_quality", "isotopes_demo", REGION_ID, "(s)", "seed", "`"):
+        assert word not in text, word
+    assert "Atteia" in text and "Goovaerts" in text  # the data source, cited
+
+
+def test_skipped_analyses_are_listed_with_reasons_and_get_no_section(rendered):
+    """Checked against the manifest written by the test: one stage skipped with a reason."""
+    d, html, _ = rendered
+    qmd = (d / "report.qmd").read_text(encoding="utf-8")
+    assert "# Isotope mixing" not in qmd
+    assert "@sec-isotopes-demo" not in qmd and "settle it (@tbl-not-run)" in qmd  # no dangling reference
+    nr = qmd.split("{#tbl-not-run}")[0].rsplit("| Analysis |", 1)[1]
+    assert "| Isotope mixing | No isotope ratios in the data. |" in nr
+    assert "Analyses not run and why" in html
+
+
+def test_appendix_items_move_after_the_main_text_and_stay_referenced(rendered):
+    """Checked against the construction: qq marked appendix, the long table longer than the main-text limit."""
+    d, _, _ = rendered
+    qmd = (d / "report.qmd").read_text(encoding="utf-8")
+    appx = qmd.index("# Appendix: supplementary tables and figures")
+    assert qmd.index("{#fig-qq") > appx and qmd.index("{#tbl-demo-long}") > appx
+    assert qmd.index("{#tbl-demo-summary}") < appx and qmd.index("{#fig-trend") < appx
+    main = qmd[:appx]
+    assert "@fig-qq" in main and "@tbl-demo-long" in main  # still referenced from the text
+
+
+def test_grouped_figures_become_tabs_and_callouts_boxes(rendered):
+    """Checked against the construction: three map figures in group "maps", one warning callout."""
+    d, html, _ = rendered
+    assert html.count('class="hm-tab"') == 3
+    assert re.findall(r'data-tab="([^"]+)"', html) == ["Cd", "Pb", "Zn"]
+    assert re.search(r'<div class="callout-warning">', html)
+    typ = (d / "report.typ").read_text(encoding="utf-8")
+    assert "#block(width: 100%, fill:" in typ and "Detection limits were not reported" in typ
+
+
+def test_csv_links_are_relative_and_point_to_existing_files(rendered):
+    """Checked against the files on disk: every tables/ link in the HTML names a CSV the stage wrote."""
+    d, html, _ = rendered
+    hrefs = re.findall(r'href="(tables/[^"]+)"', html)
+    assert {"tables/demo_summary.csv", "tables/demo_long.csv"} <= set(hrefs)
+    for h in hrefs:
+        assert (d / h).is_file()
+
+
+def test_pdf_metadata_cover_and_references(rendered):
+    """Checked with pypdf (an independent PDF reader): title metadata, cover text, resolved references."""
+    pypdf = pytest.importorskip("pypdf")
+    _, _, pdf = rendered
+    r = pypdf.PdfReader(str(pdf))
+    assert r.metadata.title == TITLE
+    cover = r.pages[0].extract_text()
+    assert "demonstration valley" in cover and REGION_ID not in cover
+    text = "\n".join(p.extract_text() for p in r.pages)
+    assert "??" not in text
+    assert re.search(r"Table\s1", text) and re.search(r"Figure\s5", text)
+
+
+def test_pdf_text_stays_inside_the_page(rendered):
+    """Checked with pypdf's text positions: no text run starts beyond the right margin or ends past the page."""
+    pypdf = pytest.importorskip("pypdf")
+    _, _, pdf = rendered
+    r = pypdf.PdfReader(str(pdf))
+    for i, page in enumerate(r.pages):
+        width = float(page.mediabox.width)
+        runs = []
+
+        def visit(text, cm, tm, _font, size, runs=runs):
+            if text.strip():
+                scale = abs(tm[0] * cm[0]) or 1.0
+                runs.append((tm[4] * cm[0] + cm[4], len(text.strip()) * 0.42 * size * scale, text))
+
+        page.extract_text(visitor_text=visit)
+        for x, w, t in runs:
+            assert 0 <= x <= width - 40, (i, x, t)
+            assert x + w <= width - 10, (i, x, w, t)
+
+
+def test_wide_tables_get_a_smaller_font_and_no_hyphenation(rendered):
+    """Checked against the Typst source: the 13-column table is wrapped in a 6.5 pt block; hyphenation off."""
+    d, _, _ = rendered
+    typ = (d / "report.typ").read_text(encoding="utf-8")
+    i = typ.index("<tbl-demo-wide>")
+    assert "#[#set text(size: 6.5pt)" in typ[max(0, i - 4000):i]
+    assert "set text(hyphenate: false)" in typ
+
+
+def test_build_qmd_is_deterministic(tmp_path):
+    """Checked against a second assembly of the same folder: identical text (no hidden state)."""
+    params, manifest = build_report_dir(tmp_path)
+    a = build_qmd(tmp_path, params=params, manifest=manifest).read_text(encoding="utf-8")
+    b = build_qmd(tmp_path, params=params, manifest=manifest).read_text(encoding="utf-8")
+    assert a == b
+    json.loads((tmp_path / "fragments" / "data_quality.json").read_text())  # fragments untouched and valid
+
+
+# ---------------------------------------------------------------------------------------------
+# figure helpers
+def _texts(fig):
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+
+
+@pytest.mark.parametrize("aspect, n, ncols", [(0.1, 4, 1), (1.08, 4, 2), (1.0, 1, 1), (3.0, 3, 3)])
+def test_map_layout_follows_the_region_shape(aspect, n, ncols):
+    """Checked against the expected layout for a coastal strip, a square region and a tall one."""
+    _, c, (w, h) = plots.map_layout(n, aspect=aspect)
+    assert c == ncols
+    assert w <= plots.PAGE_WIDTH_IN + 1e-9 and h <= 8.6 + 1e-9
+
+
+def test_map_panels_carry_scale_bar_north_arrow_crs_note_and_legible_text():
+    """Checked against the print rules: >= 7 pt text, page width, scale bar artist, CRS note, named threshold."""
+    from matplotlib_scalebar.scalebar import ScaleBar
+
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 60_000, 80), rng.uniform(0, 5_000, 80)
+    vals = pd.DataFrame({"Cd": np.exp(rng.normal(-1, 0.5, 80)), "Pb": np.exp(rng.normal(3, 0.5, 80))})
+    fig = plots.map_panels(vals, x, y, crs="EPSG:28992", coordinate_unit="m", unit="mg/kg",
+                           thresholds={"Cd": {"guide": 0.8}})
+    fig.canvas.draw()
+    assert fig.get_figwidth() <= plots.PAGE_WIDTH_IN + 1e-9
+    assert any(isinstance(a, ScaleBar) for a in fig.axes[0].artists)
+    texts = [t.get_text() for t in _texts(fig)]
+    assert any(t.startswith("EPSG:28992 (Amersfoort / RD New)") for t in texts)
+    assert "N" in texts and any("Guide value (0.8 mg/kg)" in t for t in texts)
+    assert min(t.get_fontsize() for t in _texts(fig)) >= plots.MIN_FONT_PT
+    local = plots.map_panels(vals, x / 1000, y / 1000, crs="local", coordinate_unit="km", unit="mg/kg")
+    assert any(t.get_text() == "Local grid, km" for t in _texts(local))
+    plt.close("all")
+
+
+def test_distribution_plots_name_thresholds_and_keep_text_legible():
+    """Checked against the print rules and the thresholds given: every threshold named, >= 7 pt text."""
+    rng = np.random.default_rng(4)
+    conc = pd.DataFrame({"Cd": np.exp(rng.normal(-1, 0.5, 100)), "Pb": np.exp(rng.normal(3, 0.5, 100))})
+    th = {"Cd": {"background": 0.1, "guide": 0.8}, "Pb": {"guide": 50, "cleanup": 5000}}
+    for fig in (plots.histograms(conc, unit="mg/kg", thresholds=th), plots.boxplots(conc, unit="mg/kg", thresholds=th)):
+        fig.canvas.draw()
+        texts = [t.get_text() for t in _texts(fig)]
+        for name in ("Background value", "Guide value", "Cleanup value"):
+            assert any(t.startswith(name) for t in texts), (name, texts)
+        assert any("axis" in t for t in texts if t.startswith("Cleanup"))  # 5000 lies far outside the data
+        assert min(t.get_fontsize() for t in _texts(fig)) >= plots.MIN_FONT_PT
+        assert fig.get_figwidth() <= plots.PAGE_WIDTH_IN + 1e-9
+    hist = plots.histograms(conc, unit="mg/kg", thresholds=th)
+    assert hist.axes[1].get_xlim()[1] < np.log10(5000)  # the clean-up value does not stretch the axis
+    plt.close("all")
+
+
+def test_uninformative_panels_are_recognised():
+    """Checked against hand-made inputs: empty, constant, 99 % one class, and a varied panel."""
+    assert plots.uninformative([]) == "no values"
+    assert plots.uninformative([2.0, 2.0, 2.0]) == "all values equal 2"
+    assert plots.uninformative(["low"] * 99 + ["high"]).startswith("99 % of values in one class")
+    assert plots.uninformative(np.linspace(0, 1, 50)) is None
+
+
+def test_html_embeds_figures_at_screen_size(rendered):
+    """Checked against the decoded images: every embedded PNG is at most HTML_FIGURE_MAX_PX wide,
+    while the PDF's source figures keep their full resolution on disk."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from hmlib.report import HTML_FIGURE_MAX_PX
+
+    d, html, _ = rendered
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) == 5
+    for b64 in imgs:
+        with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+            assert im.width <= HTML_FIGURE_MAX_PX
+    assert not (d / "_html").exists()  # the scratch copies are removed
+
+
+def test_unreferenced_lists_main_text_items_the_prose_never_mentions(tmp_path):
+    """Checked against the construction: the wide table is never referred to; everything else is."""
+    from hmlib.report import unreferenced
+
+    build_report_dir(tmp_path)
+    frag = json.loads((tmp_path / "fragments" / "data_quality.json").read_text())
+    assert unreferenced(frag) == ["tbl-demo-wide"]
