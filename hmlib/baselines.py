@@ -1127,7 +1127,7 @@ def recommend_methods(table: pd.DataFrame) -> pd.DataFrame:
 
     References
     ----------
-    Wu, Q. et al. (2025) Tracing threats across the land-marine transition areas (seed 002 of
+    Wu, Q. et al. (2025) Tracing threats across the land-marine transition areas (Wu et al. 2025, of
     this project), section 3.1.
     """
     need = {"medium", "stratum", "metal", "method", "baseline", "ci_low", "ci_high"}

@@ -16,12 +16,12 @@ Seed paper 002 (Wu et al. 2025, eq. 1) defines
 with :math:`C_s` in mg/kg (sediment, dry weight) and :math:`C_w` in ug/L (dissolved). Because
 1 mg/kg / 1 ug/L = 1000 L/kg, this Kd equals the conventional Kd in L/kg divided by 10
 (:math:`K_d[\\mathrm{L/kg}] = 10 K_d`); :func:`kd_l_per_kg` gives the conventional value.
-Values here always follow the seed convention unless named ``_l_kg``.
+Values here always follow the Wu et al. (2025) convention unless named ``_l_kg``.
 
 References
 ----------
 Wu, Q. et al. (2025) Tracing threats across the land-marine transition areas: decoding heavy metal
-sources and risks in soil-water-sediment systems of northern and eastern coastal China (seed 002).
+sources and risks in soil-water-sediment systems of northern and eastern coastal China (Wu et al. 2025).
 Allison, J.D., Allison, T.L. (2005) Partition coefficients for metals in surface water, soil, and
 waste. US EPA/600/R-05/074. https://cfpub.epa.gov/si/si_public_record_report.cfm?Lab=NERL&dirEntryId=135783
 Spearman, C. (1904) The proof and measurement of association between two things. American Journal
@@ -57,7 +57,7 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------
 def partition_coefficient(solid_mg_kg, water_ug_l):
-    """Sediment-water partition coefficient in the convention of seed paper 002.
+    """Sediment-water partition coefficient in the convention of Wu et al. (2025).
 
     .. math:: K_d = \\frac{C_s}{C_w} \\times 100
 
@@ -73,7 +73,7 @@ def partition_coefficient(solid_mg_kg, water_ug_l):
 
     References
     ----------
-    Wu, Q. et al. (2025), seed paper 002, eq. (1).
+    Wu, Q. et al. (2025), eq. (1).
     """
     cs = np.asarray(solid_mg_kg, dtype=float)
     cw = np.asarray(water_ug_l, dtype=float)
@@ -86,23 +86,23 @@ def partition_coefficient(solid_mg_kg, water_ug_l):
     return kd
 
 
-def kd_l_per_kg(kd_seed002):
-    """Convert a seed-002 Kd (``Cs[mg/kg] / Cw[ug/L] x 100``) to the conventional Kd in L/kg.
+def kd_l_per_kg(kd_wu2025):
+    """Convert a Wu et al. (2025) Kd (``Cs[mg/kg] / Cw[ug/L] x 100``) to the conventional Kd in L/kg.
 
     .. math:: K_d[\\mathrm{L\\,kg^{-1}}] = \\frac{C_s[\\mathrm{mg/kg}]}{C_w[\\mathrm{mg/L}]}
               = \\frac{C_s}{C_w[\\mathrm{ug/L}] / 1000} = 10 \\, K_d^{(002)}
 
     Parameters
     ----------
-    kd_seed002 : array-like of float
-        Kd on the seed-002 scale (mg/kg over ug/L, times 100).
+    kd_wu2025 : array-like of float
+        Kd on the Wu et al. (2025) scale (mg/kg over ug/L, times 100).
 
     Returns
     -------
     numpy.ndarray
         Kd in L/kg.
     """
-    return np.asarray(kd_seed002, dtype=float) * 10.0
+    return np.asarray(kd_wu2025, dtype=float) * 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def kd_table(solid: pd.DataFrame, water: pd.DataFrame, *, solid_unit: str, water
 
     References
     ----------
-    Wu, Q. et al. (2025), seed paper 002, eq. (1).
+    Wu, Q. et al. (2025), eq. (1).
     """
     if dimension(solid_unit) != "mass_fraction":
         raise UnitError(f"solid_unit must be a solid-phase unit such as mg/kg, got {solid_unit!r}")

@@ -10,7 +10,7 @@ and estimated by maximum likelihood (the Wishart ML discrepancy :math:`F_{ML}`) 
 
 Fit indices are computed here from the sample covariance :math:`S` (divisor :math:`N`) and the
 model-implied covariance :math:`\\Sigma(\\hat\\theta)` so that every index a reviewer expects is
-available with one documented convention (that of lavaan, the software of seed 002):
+available with one documented convention (that of lavaan, the software used by Wu et al. 2025):
 
 * :math:`F_{ML} = \\ln|\\Sigma| + \\mathrm{tr}(S\\Sigma^{-1}) - \\ln|S| - p`, :math:`\\chi^2 = N F_{ML}`;
 * baseline (independence) model :math:`\\chi^2_b = N(\\sum_i \\ln s_{ii} - \\ln|S|)`, :math:`df_b = p(p-1)/2`;
@@ -935,7 +935,7 @@ def _spread(xs: list[float], widths: list[float], gap: float) -> list[float]:
 
 def path_diagram(result: SEMResult, *, alpha: float = 0.05, labels: dict[str, str] | None = None,
                  figsize: tuple[float, float] = (7.0, 4.6)):
-    """Path diagram of a fitted SEM (matplotlib), in the style of seed 002 Fig. 6.
+    """Path diagram of a fitted SEM (matplotlib), in the style of Wu et al. (2025) Fig. 6.
 
     Latent variables are ellipses in one row (model order), their indicators boxes in a row above
     them; other observed variables (predictors, single outcomes) sit in a row below, near the

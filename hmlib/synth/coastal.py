@@ -1,6 +1,6 @@
 """Seeded tri-media demo region ``coastal_demo``: paired soil, sediment and water samples.
 
-The design follows the paired sampling of Wu et al. (2025, seed paper 002): at each
+The design follows the paired sampling of Wu et al. (2025): at each
 sediment-water site one surface-sediment and one surface-water sample are taken, and one
 composite topsoil sample is taken on land within 500 m. Sites lie in four estuaries that
 differ in salinity. Every number below is a choice made for this demo (no real survey is
@@ -30,7 +30,7 @@ Source mixing (soil)
 Sediment (inherits soil, plus direct inputs)
     ``C_sed = (0.6 C_soil + 0.4 (B_m exp(0.25 L_i) + E_m A_i)) (OM_sed / 1.5)^0.5 LN(0, 0.15)``
 Water (dissolved phase from the true partition coefficient)
-    With the seed-002 convention ``Kd = C_sed [mg/kg] / C_w [ug/L] x 100``::
+    With the Wu et al. (2025) convention ``Kd = C_sed [mg/kg] / C_w [ug/L] x 100``::
 
         log10 Kd = k0_m + 0.15 (OM_sed - 1.5) + p_m (pH_w - 8) - s_m (S - 18) / 10 - 0.12 D_i + N(0, 0.12)
         C_w      = 100 C_sed / Kd            (ug/L)
@@ -55,7 +55,7 @@ References
 ----------
 Wu, Q. et al. (2025) Tracing threats across the land-marine transition areas: decoding heavy
 metal sources and risks in soil-water-sediment systems of northern and eastern coastal China.
-(seed paper 002 of this project).
+(Wu et al. 2025).
 """
 from __future__ import annotations
 
@@ -255,7 +255,7 @@ Files: {files}.
 - Covariates: `om_pct` (organic matter, %, soil and sediment), `ph` (all media), `do_mg_l`
   (dissolved oxygen, mg/L, water), `salinity_psu` (water). Blank where not measured.
 - Coordinates `x_m`, `y_m`: metres in a local frame.
-- `truth_log10_kd.csv`: the true log10 Kd (seed-002 convention, Cs mg/kg / Cw ug/L x 100) used to
+- `truth_log10_kd.csv`: the true log10 Kd (Wu et al. (2025) convention, Cs mg/kg / Cw ug/L x 100) used to
   draw each water sample, for checking the methods.
 
 The relationships built in (organic-matter retention, pH solubility, salinity-driven Cd
