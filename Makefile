@@ -9,10 +9,12 @@ JOBS   ?= 2
 
 .PHONY: install report test test-fast lint regions clean-reports lock
 
+# uv (from PyPI, pinned in the lock) installs the locked versions: it downloads in parallel where pip
+# fetches one package at a time, and skips bytecode compilation. The venv keeps pip for `make lock`.
 $(VENV)/.installed: pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements-lock.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c requirements-lock.txt uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements-lock.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,7 +23,7 @@ report: install
 	$(BIN)/hmlib run $(REGION) --jobs $(JOBS)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=30
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

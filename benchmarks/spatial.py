@@ -3,8 +3,14 @@ RMSE, their ratio to ordinary kriging, the method chosen and the seconds; then a
 and a large grid predicted in chunks.
 
 A script, not a test:  .venv/bin/python benchmarks/spatial.py [REGION ...] [--skip-large] [--folds N]
+    [--holdout-seeds N]
 (default regions: jura, meuse and the generated arid_demo). Timings depend on the machine and its load; nothing
 here is asserted.
+
+``--holdout-seeds N`` adds the design of the Jura validation on generated data: N seeded surveys of 359 samples
+(:func:`hmlib.synth.survey.generate`, Jura-like rock and land-use classes and point sources), 259 used to fit
+and choose, 100 kept out and predicted as map points; the chosen map's MAE at the 100 is divided by the ordinary
+kriging map's (ratio < 1: the choice carried over to new places).
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ def region_benchmark(region: str, *, n_folds: int, rf_trees: int) -> pd.DataFram
                           sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
                           grid_covariates=grid[drift] if drift else None, categorical=params.data.categorical,
                           secondary=wide[others].reset_index(drop=True), n_folds=n_folds, rf_trees=rf_trees,
-                          seed=params.seed + i)
+                          log_mode="cv", seed=params.seed + i)
         total = time.perf_counter() - t0
         s = mm.cv_summary.copy()
         ok = s[s["method"] == "ok"].set_index("scheme")["mae"]
@@ -54,6 +60,38 @@ def region_benchmark(region: str, *, n_folds: int, rf_trees: int) -> pd.DataFram
         print(f"{region:12s} {metal:3s} total {total:.1f} s (prediction of {len(grid)} cells with "
               f"{mm.best}: {mm.seconds.get(f'predict_{mm.best}', np.nan):.1f} s)", flush=True)
     return pd.concat(rows, ignore_index=True)
+
+
+def holdout_benchmark(*, seed: int, n_folds: int, rf_trees: int, n_fit: int = 259, n_validation: int = 100
+                      ) -> pd.DataFrame:
+    """Generated survey (:func:`hmlib.synth.survey.generate`) split like the Jura data: ``n_fit`` samples to fit and
+    choose by cross-validation, ``n_validation`` kept out and predicted as map points. Per metal: the chosen
+    method, its k-fold and block ratios to OK, and the hold-out MAE ratio of its map to the OK map."""
+    from hmlib.synth import survey
+
+    gen = survey.generate(n_samples=n_fit + n_validation, n_grid=100, seed=seed)["samples"]
+    idx = np.random.default_rng(seed).permutation(len(gen))
+    fit, val = gen.iloc[idx[:n_fit]].reset_index(drop=True), gen.iloc[idx[n_fit:]].reset_index(drop=True)
+    cats = ["Landuse", "Rock"]
+    rows = []
+    for i, metal in enumerate(survey.METALS):
+        others = [m for m in survey.METALS if m != metal]
+        kw = dict(x=fit["x_km"], y=fit["y_km"], values=fit[metal], grid_x=val["x_km"], grid_y=val["y_km"],
+                  sample_covariates=fit[cats], grid_covariates=val[cats], categorical=cats,
+                  secondary=fit[others], n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed + i)
+        mm = sp.map_metal(metal, **kw)
+        ok_map = mm if mm.best == "ok" else sp.map_metal(metal, **{**kw, "methods": ("ok",), "block_cv": False})
+        obs = val[metal].to_numpy(float)
+        mae = float(np.mean(np.abs(mm.grid["prediction"].to_numpy() - obs)))
+        mae_ok = float(np.mean(np.abs(ok_map.grid["prediction"].to_numpy() - obs)))
+        g = mm.gain.set_index("scheme")["ratio_mae_to_ok"]
+        rows.append({"region": f"survey_holdout_{seed}", "metal": metal, "method": mm.best,
+                     "kfold": float(g.get("kfold", np.nan)), "block": float(g.get("block", np.nan)),
+                     "holdout": mae / mae_ok})
+        r = rows[-1]
+        print(f"hold-out {seed} {metal:3s} chosen {r['method']:5s} ratio to OK: k-fold {r['kfold']:.3f}, "
+              f"block {r['block']:.3f}, hold-out {r['holdout']:.3f}", flush=True)
+    return pd.DataFrame(rows)
 
 
 def large_benchmark(*, n_samples: int, n_cells: int, n_neighbours: int, seed: int, chunk_size: int) -> pd.DataFrame:
@@ -100,6 +138,8 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=60)
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out", default=None, help="optional CSV of the per-method results")
+    ap.add_argument("--holdout-seeds", type=int, default=0,
+                    help="generated surveys split 259 / 100 like the Jura validation (0: none)")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     parts = [region_benchmark(r, n_folds=a.folds, rf_trees=a.trees) for r in a.regions]
@@ -113,6 +153,14 @@ def main() -> None:
         print(ch.groupby(["region", "scheme"])["ratio_mae_to_ok"].median().round(3).to_string())
     if a.out and len(res):
         res.to_csv(a.out, index=False)
+    if a.holdout_seeds:
+        ho = pd.concat([holdout_benchmark(seed=a.seed + k, n_folds=a.folds, rf_trees=a.trees)
+                        for k in range(a.holdout_seeds)], ignore_index=True)
+        print("\ngenerated hold-out (Jura design), ratio of the chosen map's MAE to the OK map's:")
+        print(ho.round(3).to_string(index=False))
+        print(ho.groupby("region")[["kfold", "block", "holdout"]].median().round(3).to_string())
+        if a.out:
+            ho.to_csv(Path(a.out).with_name(Path(a.out).stem + "_holdout.csv"), index=False)
     if not a.skip_large:
         large_benchmark(n_samples=a.samples, n_cells=a.cells, n_neighbours=a.neighbours, seed=a.seed,
                         chunk_size=a.chunk)

@@ -1,7 +1,9 @@
 """Long-term accumulation of metals in the plough layer: flux model, ML calibration, carrying capacity.
 
 An annual mass balance of the plough layer per grid cell (or per sample) following the
-process-model + machine-learning framework of seed paper 001 [@seed001accumulation]:
+process-model + machine-learning framework of the accumulation study published in 2026, "An integrated
+framework coupling process driven model and machine learning to simulate soil heavy metal(loid)s
+accumulation and predict regional risk" [@framework2026accumulation]:
 
 .. math::
 
@@ -31,7 +33,7 @@ Outputs (all linear in :math:`C`, so :math:`O = k\\,C` with :math:`k` in kg/m2/y
     * erosion: RUSLE soil loss x enrichment ratio x :math:`C` (Renard et al. 1997);
     * crop offtake: yield x transfer factor x :math:`C`.
 
-The ML calibration learns a correction to the net flux with seeded gradient boosting
+The ML calibration learns a correction to the net flux with gradient boosting (fixed random state)
 (scikit-learn's ``GradientBoostingRegressor``; Friedman 2001) from a hindcast between two
 surveys; its skill is measured first, by spatial-block cross-validation with training-fold
 feature fills, and a correction is applied only where it lowers the out-of-fold error. A
@@ -56,6 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .descriptive import reference_label
 from .progress import track
 from .reference import load_reference
 
@@ -1058,7 +1061,7 @@ def calibration_folds(x, y, *, n_folds: int = 5, scheme: str = "spatial_block", 
 
     ``spatial_block``: the sites are grouped into ``n_blocks`` k-means clusters of their
     coordinates (scikit-learn ``KMeans``, seeded) and whole clusters are assigned to folds, the
-    largest first to the currently smallest fold, so that a held-out site has no training
+    largest first to the currently smallest fold (:func:`hmlib.ml.spatial_block_folds`), so that a held-out site has no training
     neighbour from its own block (block cross-validation, Roberts et al. 2017,
     https://doi.org/10.1111/ecog.02881). ``random``: a seeded permutation of the sites dealt into
     folds.
@@ -1086,20 +1089,13 @@ def calibration_folds(x, y, *, n_folds: int = 5, scheme: str = "spatial_block", 
         return fold
     if scheme != "spatial_block":
         raise ValueError(f"cv scheme must be 'spatial_block' or 'random', got {scheme!r}")
-    from sklearn.cluster import KMeans
+    from .ml import spatial_block_folds
 
     k = int(min(max(n_blocks, n_folds), len(np.unique(xy, axis=0))))
     if k < n_folds:
         raise ValueError(f"spatial-block folds need at least {n_folds} distinct site locations, got {k}")
-    block = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(xy)
-    sizes = np.bincount(block, minlength=k)
-    load = np.zeros(n_folds, dtype=int)
-    fold_of_block = np.empty(k, dtype=int)
-    for bl in sorted(range(k), key=lambda i: (-sizes[i], i)):
-        f = int(np.argmin(load))
-        fold_of_block[bl] = f
-        load[f] += sizes[bl]
-    return fold_of_block[block]
+    fold, _ = spatial_block_folds(xy[:, 0], xy[:, 1], n_folds=n_folds, n_blocks=k, seed=seed)
+    return fold
 
 
 def training_fill(features: pd.DataFrame, train) -> tuple[np.ndarray, dict]:
@@ -1610,13 +1606,14 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
                   if o.cv_scheme == "spatial_block" else
                   f"{o.n_folds}-fold random cross-validation was used (not spatially blocked, so the skill may be "
                   "optimistic where neighbouring sites share the missing flux)")
-    feats = "the covariates " + ", ".join(o.calibration_features) if o.calibration_features else "no covariates"
+    feats = ("the covariates " + ", ".join(flux_label(f) for f in o.calibration_features) if o.calibration_features
+             else "no covariates")
     feats += ", land use and the modelled fluxes" + (" and the coordinates" if o.calibration_coordinates else "")
     txt = [
         "**Mass balance.** The metal stock of the plough layer was followed year by year "
         f"per {'grid cell' if domain == 'grid' else 'sample'} ({n_cells} {unit_word}) "
         "with a process model of input and output fluxes, optionally coupled to a machine-learning correction, "
-        "following the framework of [@seed001accumulation]:",
+        "following the framework of the 2026 accumulation study [@framework2026accumulation]:",
         "$$C_{t+1} = C_t + \\frac{\\sum_i I_{i,t} - \\sum_j k_j\\,C_t + \\Delta F}{M}, \\qquad M = d\\,\\rho_b$$",
         f"with depth $d$ = {lay['depth_m']:g} m {depth_cite} and bulk density $\\rho_b$ = "
         f"{lay['bulk_density_kg_m3']:g} kg/m³ {bd_cite} ($M$ = {M:g} kg/m²), fluxes in mg/m²/yr and $\\Delta F$ the "
@@ -1676,18 +1673,83 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
     txt.append(
         f"**Scenarios** over {o.horizon_years} years: {scen}. "
         f"**Carrying capacity** is given both as the concentration headroom $T/w_{{LU}} - C_t$ (mg/kg), with $T$ the "
-        f"{threshold} value of guideline set {guideline} and $w_{{LU}}$ the receptor-sensitivity weight of the land use"
+        f"{threshold_label(threshold)} of {reference_label(guideline)} and $w_{{LU}}$ the receptor-sensitivity "
+        "weight of the land use"
         + (" (" + ", ".join(f"{k} {v:g}" for k, v in o.sensitivity_weights.items()) + ")"
            if o.sensitivity_weights else " (1 for all land uses)")
         + ", and as the mass the plough layer can still take, $Q = M\\,(T/w_{LU} - C_t)$, in kg/ha "
         f"($M$ = {M:g} kg/m², so 1 mg/kg of headroom is {M * 1e-2:g} kg/ha); a "
         f"{'cell' if domain == 'grid' else 'sample'} is overloaded when $C_t \\ge T/w$, and the years to overload "
         "are the first such year. "
-        f"**Uncertainty**: {o.n_monte_carlo} seeded Monte Carlo runs with lognormal multipliers (median 1; geometric SD "
+        f"**Uncertainty**: {o.n_monte_carlo} Monte Carlo runs (reproducible random draws) with lognormal multipliers (median 1; geometric SD "
         + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in o.uncertainty_gsd.items())
         + ") give P5/P50/P95 bands [@helton2003]; a one-at-a-time analysis multiplies and divides each group by "
           "its geometric SD.")
     return "\n\n".join(txt)
+
+
+#: reader's names of the fluxes, parameter groups and calibration features
+FLUX_LABELS = {"point_deposition": "point-source deposition", "background_deposition": "background deposition",
+               "fertilizer": "fertilizer", "manure": "manure", "irrigation": "irrigation water",
+               "sediment": "sediment deposition", "leaching": "leaching", "runoff": "runoff (dissolved)",
+               "erosion": "erosion", "crop_offtake": "crop offtake", "ml_correction": "learned correction",
+               "stock_change": "stock change"}
+GROUP_LABELS = {"deposition": "deposition", "agricultural": "agricultural inputs", "sediment": "sediment deposition",
+                "kd": "partition coefficient Kd", "percolation": "percolation", "soil_loss": "soil loss",
+                "transfer_factor": "soil-plant transfer factor"}
+
+
+def flux_label(name: str) -> str:
+    """Reader's name of a flux, parameter group or calibration feature (``point_deposition`` -> "point-source
+    deposition", ``input_Cd`` -> "modelled Cd input", ``road_dist_m`` -> "road dist (m)").
+
+    Parameters
+    ----------
+    name : str
+        Internal name.
+
+    Returns
+    -------
+    str
+        Words for the report.
+    """
+    if name in FLUX_LABELS:
+        return FLUX_LABELS[name]
+    if name in GROUP_LABELS:
+        return GROUP_LABELS[name]
+    if name.lower() == "ph":
+        return "pH"
+    if name.startswith("input_"):
+        return f"modelled {name[6:]} input"
+    if name.startswith("output_"):
+        return f"modelled {name[7:]} output rate"
+    if name.startswith("lu_"):
+        return f"land use {name[3:].replace('_', ' ')}"
+    for suffix, unit in (("_m", "m"), ("_km", "km"), ("_percent", "%"), ("_pct", "%")):
+        if name.endswith(suffix):
+            words = name[: -len(suffix)].replace("_", " ").replace(" dist", " distance").replace("dist ", "distance ")
+            return f"{words} ({unit})"
+    return name.replace("_", " ")
+
+
+def threshold_label(name: str | None) -> str:
+    """Reader's name of a guideline threshold (``target`` -> "target value", ``risk_screening`` -> "risk screening
+    value").
+
+    Parameters
+    ----------
+    name : str or None
+        threshold_name of the guideline set.
+
+    Returns
+    -------
+    str
+        Words for the report.
+    """
+    if not name:
+        return "guideline value"
+    words = str(name).replace("_", " ")
+    return words if words.endswith("value") else f"{words} value"
 
 
 def _lu_colors(classes):
@@ -1731,19 +1793,21 @@ def plot_timeseries(bands: pd.DataFrame, *, scenario: str, metals: list[str], th
             ax.plot(s["year"], s["p50"], color=col[cls], lw=1.3, label=cls)
         t = thresholds.get(metal)
         if t is not None and np.isfinite(t):
-            ax.axhline(t, color="k", ls="--", lw=0.8)
+            ax.axhline(t, color="k", ls="--", lw=0.8, label="threshold (before sensitivity weights)")
         ax.set_title(metal)
         ax.set_xlabel("years after survey")
         ax.set_ylabel("mg/kg")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, frameon=False)
-    fig.tight_layout()
+    h, lab = axes.flat[0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=min(len(lab), 4), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
 def plot_maps(*, x, y, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.ndarray, years: list[int], metal: str,
-              metals: list[str], sources: pd.DataFrame | None = None, grid: bool = True):
+              metals: list[str], sources: pd.DataFrame | None = None, grid: bool = True, crs: str | None = "local",
+              coordinate_unit: str = "m"):
     """Maps of C / T_eff for one metal at year 0 and the reported years (baseline).
 
     Parameters
@@ -1764,35 +1828,43 @@ def plot_maps(*, x, y, concentration_mg_kg: np.ndarray, thresholds_mg_kg: np.nda
         Point sources (x, y), drawn as triangles.
     grid : bool, default True
         Draw grid cells (squares) rather than points.
+    crs, coordinate_unit : the coordinate system (for the note, scale bar and north arrow).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One map of C / T_eff per year.
+        One map of C / T_eff per year, laid out for the region's shape.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
+
+    from .plots import MIN_FONT_PT, decorate_map, map_axes, print_style
 
     j = metals.index(metal)
     yrs = [0] + list(years)
-    ncol = min(len(yrs), 3)
-    nrow = int(np.ceil(len(yrs) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7, 2.4 * nrow + 0.3), squeeze=False)
     ratio = concentration_mg_kg[:, j, :] / thresholds_mg_kg[:, j][:, None]
     vmax = max(float(np.nanpercentile(ratio[:, yrs], 99)), 1.05)
     norm = TwoSlopeNorm(vmin=0, vcenter=1.0, vmax=vmax)
-    for ax, yr in zip(axes.flat, yrs):
-        sc = ax.scatter(x, y, c=ratio[:, yr], s=6 if grid else 14, marker="s" if grid else "o", cmap="RdYlGn_r",
-                        norm=norm, linewidths=0)
-        if sources is not None and len(sources):
-            ax.plot(sources["x"], sources["y"], "k^", ms=5)
-        ax.set_title(f"year {yr}")
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in list(axes.flat)[len(yrs):]:
-        ax.axis("off")
-    fig.colorbar(sc, ax=axes, shrink=0.8, label=f"{metal} / threshold")
+    xx = np.asarray(x, float)
+    yy = np.asarray(y, float)
+    with print_style():
+        fig, axes = map_axes(len(yrs), x=xx, y=yy, max_height_in=4.8)
+        size = 6.0
+        if grid:
+            ux = np.unique(np.round(xx, 9))
+            step = np.median(np.diff(ux)) if len(ux) > 1 else 1.0
+            x0, x1 = axes[0].get_xlim()
+            w_pt = axes[0].get_position().width * fig.get_figwidth() * 72
+            size = max((step / (x1 - x0) * w_pt) ** 2, 0.5)
+        for ax, yr in zip(axes, yrs):
+            sc = ax.scatter(xx, yy, c=ratio[:, yr], s=size if grid else 14, marker="s" if grid else "o",
+                            cmap="RdYlGn_r", norm=norm, linewidths=0)
+            if sources is not None and len(sources):
+                ax.plot(sources["x"], sources["y"], "k^", ms=5, label="point source")
+            ax.set_title("at the survey" if yr == 0 else f"after {yr} years", fontsize=8)
+            decorate_map(ax, crs=crs, coordinate_unit=coordinate_unit, note=ax is axes[0])
+        cb = fig.colorbar(sc, ax=axes, shrink=0.8)
+        cb.set_label(f"{metal} / threshold (above 1: overloaded)", fontsize=MIN_FONT_PT)
+        cb.ax.tick_params(labelsize=MIN_FONT_PT)
     return fig
 
 
@@ -1830,10 +1902,10 @@ def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
             v = s[s["flux"] == f].set_index("land_use")["mean_mg_m2_yr"].reindex(classes).fillna(0).to_numpy()
             sign = -1 if (s[s["flux"] == f]["direction"] == "output").any() else 1
             if sign > 0:
-                ax.bar(classes, v, bottom=pos, color=colors[f], label=f)
+                ax.bar(classes, v, bottom=pos, color=colors[f], label=flux_label(f))
                 pos += v
             else:
-                ax.bar(classes, -v, bottom=neg, color=colors[f], label=f)
+                ax.bar(classes, -v, bottom=neg, color=colors[f], label=flux_label(f))
                 neg -= v
         ax.axhline(0, color="k", lw=0.6)
         ax.set_title(metal)
@@ -1842,8 +1914,8 @@ def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     h, lab = axes.flat[0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=5, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(h, lab, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -1868,8 +1940,8 @@ def plot_calibration(pred: pd.DataFrame, *, metals: list[str]):
     fig, axes = plt.subplots(1, n, figsize=(min(7, 2.0 * n + 0.5), 2.4), squeeze=False)
     for ax, metal in zip(axes.flat, metals):
         s = pred[pred["metal"] == metal]
-        ax.scatter(s["observed"], s["process"], s=8, color="#999999", label="process")
-        ax.scatter(s["observed"], s["calibrated"], s=8, color="#1f77b4", label="calibrated")
+        ax.scatter(s["observed"], s["process"], s=8, color="#999999", label="process model")
+        ax.scatter(s["observed"], s["calibrated"], s=8, color="#1f77b4", label="calibrated, out of fold")
         lo, hi = float(np.nanmin(s[["observed", "process", "calibrated"]].to_numpy())), \
             float(np.nanmax(s[["observed", "process", "calibrated"]].to_numpy()))
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
@@ -1909,7 +1981,7 @@ def plot_sensitivity(oat: pd.DataFrame, *, metals: list[str]):
         yy = np.arange(len(s))
         ax.barh(yy, s["low_change_percent"], color="#6fa8dc", label="÷ GSD")
         ax.barh(yy, s["high_change_percent"], color="#e06666", label="× GSD")
-        ax.set_yticks(yy, s["parameter"], fontsize=7)
+        ax.set_yticks(yy, [flux_label(v) for v in s["parameter"]], fontsize=7)
         ax.axvline(0, color="k", lw=0.6)
         ax.set_title(metal)
         ax.set_xlabel("change of mean C (%)")
@@ -1957,7 +2029,7 @@ def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenario
                 b = b.set_index("year").reindex(years)
                 ax.vlines(xpos, 100 * b["p5"], 100 * b["p95"], color="k", lw=0.7)
         ax.set_xticks(np.arange(len(years)) + 0.4 - w / 2, [str(y) for y in years])
-        ax.set_title(sc, fontsize=9)
+        ax.set_title(sc.replace("_", " "), fontsize=9)
         ax.set_xlabel("years after survey")
     axes.flat[0].set_ylabel(f"{metal} overloaded (% of cells)")
     axes.flat[0].legend(fontsize=7, frameon=False)
@@ -2247,7 +2319,8 @@ def budget_display(budget: pd.DataFrame) -> pd.DataFrame:
     order = list(dict.fromkeys(a["flux"]))
     t = a.pivot_table(index="flux", columns="metal", values="mean_mg_m2_yr", sort=False).reindex(order)
     t.columns = [f"{c} (mg/m²/yr)" for c in t.columns]
-    return t.reset_index().rename(columns={"flux": "Flux"})
+    t.index = [flux_label(f) for f in t.index]
+    return t.reset_index(names="Flux")
 
 
 def calibration_display(cal: CalibrationResult) -> pd.DataFrame:
@@ -2289,14 +2362,18 @@ def carrying_capacity_display(cap: pd.DataFrame, *, year: int) -> pd.DataFrame:
     t["Headroom today, median (mg/kg)"] = now["median_capacity_mg_kg"].reindex(t.index).to_numpy()
     t["Mass capacity today, median (kg/ha)"] = now["median_capacity_kg_ha"].reindex(t.index).to_numpy()
     t["Cells"] = horizon["n_cells"].reindex(t.index).to_numpy()
-    return t.reset_index().rename(columns={"metal": "Metal", "land_use": "Land use"})
+    t = t.reset_index().rename(columns={"metal": "Metal", "land_use": "Land use"})
+    t["Land use"] = t["Land use"].replace({"all": "all land uses"})
+    return t
 
 
 def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
     """Domain mean concentration by scenario, metal and year (reader's version)."""
     t = proj.groupby(["metal", "scenario", "year"], sort=False)["concentration"].mean().unstack("year")
     t.columns = [f"year {c} (mg/kg)" for c in t.columns]
-    return t.reset_index().rename(columns={"metal": "Metal", "scenario": "Scenario"})
+    t = t.reset_index().rename(columns={"metal": "Metal", "scenario": "Scenario"})
+    t["Scenario"] = t["Scenario"].str.replace("_", " ")
+    return t
 
 
 def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame, horizon: int,
@@ -2377,5 +2454,218 @@ def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame
     return "\n\n".join(parts)
 
 
+__all__ += ["flux_label", "threshold_label", "FLUX_LABELS", "GROUP_LABELS"]
 __all__ += ["relevant_groups", "choose_map_metal", "budget_display", "calibration_display", "projection_display",
             "results_text"]
+
+
+# ======================================================================================
+# reader's text, one paragraph per part of the section (composed by hmlib.stages.accumulation)
+# ======================================================================================
+def calibration_text(run: AccumulationRun, *, budget: pd.DataFrame | None = None, refs: str = "") -> str:
+    """The calibration's held-out skill (validation scheme first) and what it means for the projections: how
+    much flux the process model misses and how far the learned correction can be trusted.
+
+    Parameters
+    ----------
+    run : :class:`AccumulationRun` with a calibration.
+    budget : :func:`flux_budget` of the first scenario (for the size of the applied correction), or None.
+    refs : cross-references to the displays.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    cal = run.calibration
+    m = cal.metrics
+    better = m[m["skilled"]]
+    weak = better[better["r2_correction_test"] < 0.2]
+    label = "the calibration" if cal.mode == "hindcast" else "the residual diagnostic"
+    txt = (f"**Skill first.** {m['validation'].iloc[0][0].upper() + m['validation'].iloc[0][1:]}: each of the "
+           f"{int(m['n_test'].iloc[0])} sites was predicted by a model fitted without its block ({refs}). "
+           f"With {label}, the held-out error of the end-state concentration fell for {len(better)} of {len(m)} metals ("
+           + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg, "
+                       f"{100 * (1 - r.rmse_calibrated_test / r.rmse_process_test):.0f} % lower"
+                       for r in m.itertuples()) + "). ")
+    if len(better):
+        txt += ("How much of the missing flux itself is predicted at held-out sites is the sharper test: the "
+                "out-of-fold R² of the correction is "
+                + ", ".join(f"{r.metal} {r.r2_correction_test:.2f}" for r in m.itertuples()) + ". ")
+        if len(weak):
+            txt += (f"For {', '.join(weak['metal'])} it is below 0.2: the flux missing at a site, read from the "
+                    "difference of two surveys, is mostly survey noise at this scale, so the data cannot confirm the "
+                    "correction site by site, and it mainly restores the regional level the process model misses. ")
+    if budget is not None and run.correction_applied:
+        a = budget[(budget["land_use"] == "all") & (budget["flux"] == "ml_correction")]
+        tot = budget[(budget["land_use"] == "all") & (budget["direction"] == "input")].groupby("metal")[
+            "mean_mg_m2_yr"].sum()
+        if len(a):
+            share = {r.metal: 100 * r.mean_mg_m2_yr / tot[r.metal] for r in a.itertuples() if tot.get(r.metal, 0) > 0}
+            big = [k for k, v in share.items() if v >= 50]
+            txt += ("The applied correction adds " + ", ".join(f"{k} {v:.0f} %" for k, v in share.items())
+                    + " to the modelled inputs")
+            txt += (f"; for {', '.join(big)} the process model misses at least half of the input (a source it does "
+                    "not contain), and the projections of "
+                    + ("this metal" if len(big) == 1 else "these metals")
+                    + " rest as much on the learned correction, held constant into the future, as on the process "
+                      "model." if big else ".")
+    return txt
+
+
+def truth_check_text(truth: pd.DataFrame, *, ref: str) -> str:
+    """Generated demo regions: the learned correction against the generator's known flux bias, in words.
+
+    Parameters
+    ----------
+    truth : :func:`flux_truth_recovery`.
+    ref : cross-reference to the table.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    t = truth.copy()
+    t["err"] = 100 * (t["recovered_to_true_ratio"] - 1)
+    close = t[t["err"].abs() <= 15]
+    far = t[t["err"].abs() > 15]
+    return ("**Check against the generator.** These data contain a traffic input along a road that the process "
+            f"model lacks, with a known size at every site ({ref}). Out of fold, the learned correction recovers "
+            f"its mean within 15 % for {', '.join(close['metal']) if len(close) else 'no metal'}"
+            + (" and overestimates it for " + ", ".join(f"{r.metal} (by {r.err:.0f} %)" for r in far.itertuples())
+               if len(far) else "")
+            + f"; its site-by-site correlation with the true bias is {_span(t['correlation'])}. The correction "
+              "therefore locates the missing input better than its held-out R² against the noisy survey difference "
+              "suggests: that R² is limited by the noise of the surveys, not by the correction.")
+
+
+def _span(v, fmt=".2f") -> str:
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}} to {hi:{fmt}}"
+
+
+def flux_text(budget: pd.DataFrame, *, ref: str) -> str:
+    """The dominant inputs and outputs per metal, grouped where metals share them, and what that implies for
+    the scenarios.
+
+    Parameters
+    ----------
+    budget : :func:`flux_budget`.
+    ref : cross-reference to the figure or table.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    dom = dominant_fluxes(budget)
+    parts = []
+    for (fi, fo), g in dom.groupby(["main_input", "main_output"], sort=False):
+        parts.append(f"{', '.join(g['metal'])}: mainly {flux_label(fi)} in ("
+                     + ", ".join(f"{p:.0f} %" for p in g["main_input_share_percent"]) + f" of inputs) and "
+                     f"{flux_label(fo)} out (" + ", ".join(f"{p:.0f} %" for p in g["main_output_share_percent"])
+                     + " of outputs)")
+    dep = dom[dom["main_input"] == "point_deposition"]["metal"].tolist()
+    agr = dom[dom["main_input"].isin(["fertilizer", "manure", "irrigation"])]["metal"].tolist()
+    txt = f"**Fluxes** (process model; {ref}). " + "; ".join(parts) + ". "
+    if dep:
+        txt += (f"Cutting point-source emissions acts most on {', '.join(dep)}"
+                + (f", and changing agricultural inputs on {', '.join(agr)}" if agr else "") + ". ")
+    net = dom.assign(net=dom["total_input_mg_m2_yr"] - dom["total_output_mg_m2_yr"])
+    up = net[net["net"] > 0]["metal"].tolist()
+    if up:
+        txt += (f"Inputs exceed outputs for {', '.join(up)}, so "
+                + ("its" if len(up) == 1 else "their") + " concentrations keep rising under current rates.")
+    return txt
+
+
+def overload_text(cc: pd.DataFrame, *, horizon: int, overload_bands: pd.DataFrame | None, threshold: str,
+                  unit_word: str, refs: str) -> str:
+    """Overload now and at the horizon for each scenario, with the Monte Carlo ranges, and whether the
+    scenarios can be told apart given that uncertainty.
+
+    Parameters
+    ----------
+    cc : :func:`capacity_tables`.
+    horizon : projection horizon (years).
+    overload_bands : Monte Carlo bands of the overloaded share, or None.
+    threshold : reader's name of the threshold.
+    unit_word : "cells" or "samples".
+    refs : cross-references to the displays.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    first = cc["scenario"].iloc[0]
+    a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
+    a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
+    bands = None
+    if overload_bands is not None and len(overload_bands):
+        bands = overload_bands[(overload_bands["land_use"] == "all") & (overload_bands["year"] == horizon)
+                               ].set_index(["metal", "scenario"])
+    rows = []
+    for metal, s in a.groupby("metal", sort=False):
+        s = s.set_index("scenario")
+        now, base = a0.loc[metal, "share_overloaded"], s.loc[first, "share_overloaded"]
+        rng = ""
+        if bands is not None and (metal, first) in bands.index:
+            b = bands.loc[(metal, first)]
+            rng = f" (Monte Carlo P5-P95 {100 * b['p5']:.0f}-{100 * b['p95']:.0f} %)"
+        best = s["share_overloaded"].idxmin()
+        rows.append((metal, now, base, rng, best, s.loc[best, "share_overloaded"]))
+    rows.sort(key=lambda r: -r[2])
+    m0 = rows[0]
+    txt = (f"**Overload and carrying capacity** ({refs}). {m0[0]} is the metal that most limits the soil: "
+           f"{100 * m0[1]:.0f} % of the {unit_word} are at or above the sensitivity-adjusted {threshold} today and "
+           f"{100 * m0[2]:.0f} %{m0[3]} would be after {horizon} years at current rates. ")
+    others = [f"{r[0]} {100 * r[1]:.0f} % → {100 * r[2]:.0f} %{r[3]}" for r in rows[1:]]
+    if others:
+        txt += "For the other metals: " + "; ".join(others) + ". "
+    if bands is not None:
+        sep = []
+        for metal, _, base, _, best, v in rows:
+            if best == first:
+                continue
+            b0, b1 = bands.loc[(metal, first)], bands.loc[(metal, best)]
+            overlap = b1["p95"] >= b0["p5"]
+            sep.append(f"{metal}: {best.replace('_', ' ')} {100 * v:.0f} % against {100 * base:.0f} %"
+                       + (" (Monte Carlo ranges overlap)" if overlap else " (ranges apart)"))
+        if sep:
+            txt += ("The best scenario lowers the horizon share as follows: " + "; ".join(sep) + ". Where the ranges "
+                    "overlap, the parameter uncertainty is larger than the scenario's effect, so the scenario slows "
+                    "the accumulation but the model cannot promise that it changes the outcome; a learned correction, "
+                    "when applied, is held constant in every scenario, which also limits what they can change.")
+    if "median_capacity_kg_ha" in a0.columns:
+        neg = [m for m, r in a0.iterrows() if r.median_capacity_mg_kg < 0]
+        txt += (" Median remaining capacity today: "
+                + "; ".join(f"{m} {r.median_capacity_mg_kg:.3g} mg/kg ({r.median_capacity_kg_ha:.3g} kg/ha)"
+                            for m, r in a0.iterrows())
+                + (f"; a negative value ({', '.join(neg)}) means that the median {unit_word[:-1]} is already above "
+                   "the threshold." if neg else "."))
+    return txt
+
+
+def sensitivity_text(oat: pd.DataFrame, *, horizon: int, ref: str) -> str:
+    """Which uncertain parameter group moves each metal's projection most (one-at-a-time analysis).
+
+    Parameters
+    ----------
+    oat : :func:`oat_sensitivity`.
+    horizon : projection horizon (years).
+    ref : cross-reference to the appendix display.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    s = oat.assign(span=(oat["high_change_percent"] - oat["low_change_percent"]).abs())
+    top = s.loc[s.groupby("metal", sort=False)["span"].idxmax()]
+    parts = [f"{flux_label(p)} for " + ", ".join(f"{r.metal} ({min(r.low_change_percent, r.high_change_percent):+.0f} "
+                                                 f"to {max(r.low_change_percent, r.high_change_percent):+.0f} %)"
+                                                 for r in g.itertuples())
+             for p, g in top.groupby("parameter", sort=False)]
+    return (f"**Which parameters matter.** Dividing and multiplying each parameter group by its geometric SD changes "
+            f"the mean concentration after {horizon} years most through " + "; ".join(parts)
+            + f" ({ref}); better values of these parameters would narrow the Monte Carlo ranges the most.")
+
+
+__all__ += ["calibration_text", "truth_check_text", "flux_text", "overload_text", "sensitivity_text"]

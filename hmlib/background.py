@@ -2,7 +2,7 @@
 
 A single regional baseline ignores that the natural background of a metal changes with the
 parent material and the soil's chemical composition, which makes a static value misjudge
-samples (Sun et al. 2025, seed 000 of this project). This module predicts the natural
+samples (Sun et al. 2025). This module predicts the natural
 background of every sample from its soil chemistry and judges each sample only by a model
 that never saw it:
 
@@ -40,7 +40,7 @@ with :math:`s` including the nugget; a sample is flagged "above background" when
 
 References
 ----------
-Sun et al. (2025), sequential adaptive EM + GPR background workflow (seed 000 of this project).
+Sun et al. (2025), sequential adaptive EM + GPR background workflow.
 Rasmussen, C.E., Williams, C.K.I. (2006) Gaussian Processes for Machine Learning. MIT Press.
 Quinonero-Candela, J., Rasmussen, C.E. (2005) A unifying view of sparse approximate Gaussian process
 regression. J. Mach. Learn. Res. 6, 1939-1959.
@@ -119,8 +119,8 @@ class SparseGP:
         rng = np.random.default_rng(self.seed)
         return xs[np.sort(rng.choice(xs.shape[0], self.n_inducing, replace=False))]
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predictive mean and SD (nugget included) at the rows of ``x``.
+    def predict(self, x: np.ndarray, *, chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and SD (nugget included) at the rows of ``x``, ``chunk`` rows at a time.
 
         Deterministic training conditional (DTC, the projected-process approximation): with
         inducing inputs :math:`Z`, :math:`V = L^{-1}K_{ZX}` (:math:`LL^\\top = K_{ZZ}`) and
@@ -149,10 +149,12 @@ class SparseGP:
         LA = np.linalg.cholesky(A)
         w = cho_solve((LA, True), V @ self.y_train)
         xq = np.asarray(x, dtype=float) / self.length_scales
-        vs = solve_triangular(L, self._k(z, xq), lower=True)  # (m, q)
-        mu = self.y_mean + vs.T @ w
-        u = solve_triangular(LA, vs, lower=True)
-        var = self.amplitude2 - (vs * vs).sum(0) + self.noise2 * (u * u).sum(0) + self.noise2
+        mu, var = np.empty(xq.shape[0]), np.empty(xq.shape[0])
+        for i in range(0, xq.shape[0], chunk):  # memory O(m * chunk) whatever the number of query points
+            vs = solve_triangular(L, self._k(z, xq[i:i + chunk]), lower=True)  # (m, q)
+            mu[i:i + chunk] = self.y_mean + vs.T @ w
+            u = solve_triangular(LA, vs, lower=True)
+            var[i:i + chunk] = self.amplitude2 - (vs * vs).sum(0) + self.noise2 * (u * u).sum(0) + self.noise2
         return mu, np.sqrt(np.maximum(var, self.noise2))
 
 
@@ -693,9 +695,14 @@ def methods_text(*, covariates: list[str], coordinates: bool, grid_inputs: list[
     str
         Methods paragraphs (pandoc markdown).
     """
-    ins = [f"`{c}`" for c in covariates] + (["the coordinates $x, y$"] if coordinates else [])
+    from .baselines import _and_words, column_words
+
+    def word(c):
+        return c if c in set(metals) else column_words(c)
+
+    ins = [word(c) for c in covariates] + (["the coordinates $x, y$"] if coordinates else [])
     lith = [c for c in covariates if c in set(metals)]
-    lith_txt = (f"; the lithogenic elements {', '.join(lith)} enter as natural logs and a metal is never an "
+    lith_txt = (f"; the lithogenic elements {_and_words(lith)} enter as natural logs and a metal is never an "
                 "input of its own model" if lith else "")
     logtxt = " Strictly positive numeric covariates enter as natural logs (compositional data)." if log_covariates else ""
     coord = ("The coordinates are inputs as well, so the background also follows place: a hot spot of "
@@ -718,16 +725,16 @@ def methods_text(*, covariates: list[str], coordinates: bool, grid_inputs: list[
                "unlike the rest of the model, is not out of fold.")
     grid = ""
     if grid_inputs is not None:
-        dropped = (f"; {', '.join(f'`{c}`' for c in grid_dropped)} "
+        dropped = (f"; {_and_words(word(c) for c in grid_dropped)} "
                    f"{'is' if len(grid_dropped) == 1 else 'are'} not available for the grid cells and "
                    f"{'was' if len(grid_dropped) == 1 else 'were'} left out" if grid_dropped else "")
         grid = (" For the map, a second model with only the inputs the prediction grid carries "
-                f"({', '.join(f'`{c}`' if c not in ('x', 'y') else c for c in grid_inputs)}{dropped}) was fitted "
+                f"({_and_words(word(c) if c not in ('x', 'y') else c for c in grid_inputs)}{dropped}) was fitted "
                 "to the same training samples and predicted on every grid cell.")
     return f"""
 **Adaptive background.** A single regional value ignores that the natural background changes with
 parent material and soil chemistry, which makes a static background misjudge samples
-[@sun2025adaptive]. The log background of each metal was modelled from {', '.join(ins)}{lith_txt}.{logtxt}
+[@sun2025adaptive]. The log background of each metal was modelled from {_and_words(ins)}{lith_txt}.{logtxt}
 {coord} {sel}
 
 The model is a linear trend plus a Gaussian process of its residuals [@rasmussen2006;
@@ -740,7 +747,7 @@ with hyperparameters by maximum marginal likelihood on at most {max_exact} train
 predictions condition on all training samples through {n_inducing} inducing points (a seeded random subset
 of the training samples), the projected-process approximation of @quinonero2005sparse, which costs $O(nm^2)$ rather than
 $O(n^3)$ and keeps the predictive uncertainty; with at most {n_inducing} training samples it is the exact
-Gaussian process, and on small data its predictions match the exact one closely (tested). **Out of fold**: the samples were split into {n_folds} folds; for each fold the
+Gaussian process, and on small data its predictions match the exact one closely. **Out of fold**: the samples were split into {n_folds} folds; for each fold the
 training selection, the trend and the Gaussian process were fitted on the other folds only and predicted the
 held-out fold, so no sample's background comes from a model that saw it. The background is the predictive
 median $B = e^{{\\mu}}$ with $\\mathrm{{SD}}(B) = e^{{\\mu + s^2/2}}\\sqrt{{e^{{s^2}} - 1}}$ ($s$ includes the
@@ -808,7 +815,8 @@ def excess_summary(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: str = "m", ncols: int = 4,
-              cell: bool = False, scale: str = "log", cmap: str = "viridis", title_suffix: str = ""):
+              cell: bool = False, scale: str = "log", cmap: str = "viridis", title_suffix: str = "",
+              crs: str | None = None):
     """One map panel per metal of ``value`` (background, background_sd or excess) at points or grid cells.
 
     ``scale``: colour scale 'log', 'sqrt' (good for excesses, which span zero to a few hot spots) or
@@ -834,6 +842,9 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
         Colour map.
     title_suffix : str, default ""
         Text added after the metal in each title.
+    crs : str or None, default None
+        Coordinate reference system (``"local"`` for a local grid), for the note under the maps with
+        the scale bar and north arrow (:func:`hmlib.plots.decorate_map`).
 
     Returns
     -------
@@ -844,10 +855,18 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
     from matplotlib.ticker import MaxNLocator
 
     from .baselines import _plain_log_ticks
-    from .plots import small_multiples
+    from .plots import MIN_FONT_PT, decorate_map, map_axes, print_style
 
     metals = list(dict.fromkeys(table["metal"]))
-    fig, axes = small_multiples(len(metals), ncols=ncols, panel_size=(1.85, 1.85))
+    with print_style():
+        fig, axes = map_axes(len(metals), x=table["x"], y=table["y"])
+    size = 7.0
+    if cell:  # square markers the size of a grid cell, as hmlib.plots.map_panels draws grids
+        ux = np.unique(np.round(table["x"].to_numpy(float), 9))
+        step = np.median(np.diff(ux)) if len(ux) > 1 else 1.0
+        x0, x1 = axes[0].get_xlim()
+        w_pt = axes[0].get_position().width * fig.get_figwidth() * 72
+        size = max((step / (x1 - x0) * w_pt) ** 2, 0.5)
     for ax, metal in zip(axes, metals):
         g = table[table["metal"] == metal]
         v = g[value].to_numpy(float)
@@ -861,18 +880,15 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
                 norm = LogNorm(v[pos].min(), v[pos].max())
             else:
                 norm = Normalize()
-            sc = ax.scatter(g["x"][pos], g["y"][pos], c=v[pos], s=1.2 if cell else 7, marker="s" if cell else "o",
+            sc = ax.scatter(g["x"][pos], g["y"][pos], c=v[pos], s=size, marker="s" if cell else "o",
                             cmap=cmap, norm=norm, linewidths=0)
-            cb = fig.colorbar(sc, ax=ax, shrink=0.8)
+            cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.03)
             if isinstance(norm, LogNorm):
                 _plain_log_ticks(cb.ax.yaxis)
-            cb.ax.tick_params(labelsize=6)
+            else:
+                cb.ax.yaxis.set_major_locator(MaxNLocator(4))
+            cb.ax.tick_params(labelsize=MIN_FONT_PT)
         ax.set_title(f"{metal} {title_suffix}({unit})", fontsize=8)
-        ax.set_aspect("equal")
-        ax.xaxis.set_major_locator(MaxNLocator(3))
-        ax.yaxis.set_major_locator(MaxNLocator(4))
-        ax.tick_params(labelsize=6)
-    fig.supxlabel(f"x ({coordinate_unit})", fontsize=8)
-    fig.supylabel(f"y ({coordinate_unit})", fontsize=8)
-    fig.tight_layout()
+    decorate_map(axes[0], crs=crs, coordinate_unit=coordinate_unit)
+    fig.tight_layout(rect=(0, 0.035, 1, 1))
     return fig

@@ -30,7 +30,7 @@ has a batched implementation that treats all bootstrap resamples at once; the po
 uses the same code with one "resample" (the data), so estimate and interval come from one
 estimator.
 
-The recommendation rule follows Wu et al. (seed study, [@wu2025tracing]), who preferred the
+The recommendation rule follows Wu et al. (2025) [@wu2025tracing], who preferred the
 method whose values lay inside the range spanned by the other methods: per medium, stratum and
 metal, the recommended method is the one whose baseline is the median of the method baselines
 (for an even number of methods, of the two middle ones, the one with the narrower relative
@@ -38,6 +38,7 @@ bootstrap interval).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ from threadpoolctl import threadpool_limits
 __all__ = [
     "METHODS",
     "METHOD_LABELS",
+    "column_words",
     "BaselineEstimate",
     "EMFit",
     "iterative_mean_baseline",
@@ -159,6 +161,27 @@ def _masked(t: np.ndarray, keep: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # batched estimators: t has shape (B, n); each returns (baseline_t, upper_t, n_retained, keep)
 # --------------------------------------------------------------------------------------------
+def _count_below(xs: np.ndarray, v: np.ndarray, *, strict: bool) -> np.ndarray:
+    """Per sorted row of ``xs`` (B, n): how many values are < ``v`` (``strict``) or <= ``v``.
+
+    ``(xs < v[:, None]).sum(axis=1)`` by bisection on the sorted rows (``numpy.searchsorted`` has
+    no row-wise form): O(B log n) instead of O(B n). NaN ``v`` counts as above every value
+    for neither comparison, like the direct sum.
+    """
+    B, n = xs.shape
+    r = np.arange(B)
+    lo, hi = np.zeros(B, dtype=int), np.full(B, n)  # answer in [lo, hi]
+    while True:
+        act = lo < hi
+        if not act.any():
+            return lo
+        mid = (lo + hi) // 2
+        x = xs[r, np.minimum(mid, n - 1)]
+        below = (x < v) if strict else (x <= v)
+        lo = np.where(act & below, mid + 1, lo)
+        hi = np.where(act & ~below, mid, hi)
+
+
 def _imea_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
     # The kept set is always an interval of values (the intersection of bands), i.e. a contiguous
     # range [lo, hi) of each sorted row: mean and SD come from prefix sums, the new range from two
@@ -181,8 +204,8 @@ def _imea_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
 
     for it in range(max_iter):  # noqa: B007 - the count is returned
         mc, sd = moments(lo, hi)
-        new_lo = np.maximum(lo, (c < (mc - k * sd)[:, None]).sum(axis=1))
-        new_hi = np.minimum(hi, (c <= (mc + k * sd)[:, None]).sum(axis=1))
+        new_lo = np.maximum(lo, _count_below(c, mc - k * sd, strict=True))
+        new_hi = np.minimum(hi, _count_below(c, mc + k * sd, strict=False))
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
         lo, hi = new_lo, new_hi
@@ -222,26 +245,94 @@ def _robust_scale(x: np.ndarray, med: np.ndarray):
     return mad, zero[:, 0]
 
 
-def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
-    keep = np.ones_like(t, dtype=bool)
-    frozen = np.zeros(t.shape[0], dtype=bool)  # rows whose MAD hit 0: trimmed once with the fallback, then stop
-    for it in range(max_iter):  # noqa: B007 - the count is returned
-        x = _masked(t, keep)
-        med = _nanmedian_rows(x)
-        mad, zero = _robust_scale(x, med)
-        new = keep & (np.abs(t - med) <= k * mad)
-        new[frozen] = keep[frozen]
-        frozen = frozen | zero
-        if np.array_equal(new, keep):
+def _kth_of_two(dev: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """k-th smallest (0-based) of ``dev[r, lo:hi]`` per row r, where ``dev`` decreases on [lo, p)
+    and increases on [p, hi) (absolute deviations of sorted values from a point inside).
+
+    The two monotone runs are two sorted arrays, A[j] = dev[p-1-j] and B[j] = dev[p+j]; the
+    k-th smallest of their union is found by the usual bisection on how many of the k+1
+    smallest come from A (O(log n) steps for all rows at once, instead of sorting each row).
+    """
+    r = np.arange(dev.shape[0])
+    a, b = p - lo, hi - p
+    lo_i = np.maximum(0, k + 1 - b)
+    hi_i = np.minimum(a, k + 1)
+    while True:
+        act = lo_i < hi_i
+        if not act.any():
             break
-        keep = new
-    x = _masked(t, keep)
-    med = _nanmedian_rows(x)
-    mad, fallback = _robust_scale(x, med)
+        i = (lo_i + hi_i) // 2
+        j = k + 1 - i
+        ai = dev[r, np.clip(p - 1 - i, 0, dev.shape[1] - 1)]  # A[i]
+        bj = dev[r, np.clip(p + j - 1, 0, dev.shape[1] - 1)]  # B[j-1]
+        small = act & (ai < bj)
+        lo_i = np.where(small, i + 1, lo_i)
+        hi_i = np.where(act & ~small, i, hi_i)
+    i = lo_i
+    j = k + 1 - i
+    from_a = np.where(i > 0, dev[r, np.clip(p - i, 0, dev.shape[1] - 1)], -np.inf)  # A[i-1]
+    from_b = np.where(j > 0, dev[r, np.clip(p + j - 1, 0, dev.shape[1] - 1)], -np.inf)  # B[j-1]
+    return np.maximum(from_a, from_b)
+
+
+def _range_mask(t: np.ndarray, xs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mask of the values of ``t`` (B, n) inside the range [lo, hi) of their sorted rows ``xs``."""
+    r, n = np.arange(t.shape[0]), t.shape[1]
+    return ((hi > lo)[:, None] & (t >= xs[r, np.minimum(lo, n - 1)][:, None])
+            & (t <= xs[r, np.maximum(hi - 1, 0)][:, None]))
+
+
+def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
+    # The retained set is an intersection of bands |t - median| <= k MAD, so it is a contiguous
+    # range [lo, hi) of each sorted row (ties are never split: the bands are defined on values).
+    # The median is then read at the middle of the range and the MAD is the median of two
+    # monotone runs of deviations (:func:`_kth_of_two`), so an iteration costs O(n) per resample
+    # instead of two sorts; the retained sets, medians and MADs are those of the masked
+    # reductions over the unsorted rows (tests/test_scale.py checks it against them).
+    B, n = t.shape
+    xs = np.sort(t, axis=1)
+    r = np.arange(B)
+    lo, hi = np.zeros(B, dtype=int), np.full(B, n)
+    frozen = np.zeros(B, dtype=bool)  # rows whose MAD hit 0: trimmed once with the fallback, then stop
+
+    def centre_scale(lo, hi):
+        m = hi - lo
+        ok = m > 0
+        i1 = np.where(ok, lo + (m - 1) // 2, 0)
+        i2 = np.where(ok, lo + m // 2, 0)
+        med = np.where(ok, (xs[r, i1] + xs[r, i2]) / 2, np.nan)
+        dev = np.abs(xs - med[:, None])
+        p = np.clip((xs < med[:, None]).sum(axis=1), lo, hi)
+        mad = _MAD_SCALE * np.where(ok, (_kth_of_two(dev, p, lo, hi, np.maximum((m - 1) // 2, 0))
+                                         + _kth_of_two(dev, p, lo, hi, np.maximum(m // 2, 0))) / 2, np.nan)
+        zero = ~(mad > 0)
+        if zero.any():  # fallback scale, on the unsorted rows as the masked reduction sums them
+            z = np.flatnonzero(zero)
+            x = np.where(_range_mask(t[z], xs[z], lo[z], hi[z]), t[z], np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mad[z] = np.sqrt(np.pi / 2) * np.nanmean(np.abs(x - med[z, None]), axis=1)
+        return med, mad, zero, dev
+
+    for it in range(max_iter):  # noqa: B007 - the count is returned
+        med, mad, zero, dev = centre_scale(lo, hi)
+        band = dev <= (k * mad)[:, None]  # contiguous in each sorted row
+        any_in = band.any(axis=1)
+        b_lo = np.where(any_in, band.argmax(axis=1), n)
+        b_hi = np.where(any_in, n - band[:, ::-1].argmax(axis=1), n)
+        new_lo, new_hi = np.maximum(lo, b_lo), np.minimum(hi, b_hi)
+        new_hi = np.maximum(new_hi, new_lo)  # empty range
+        new_lo, new_hi = np.where(frozen, lo, new_lo), np.where(frozen, hi, new_hi)
+        frozen = frozen | zero
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            break
+        lo, hi = new_lo, new_hi
+    med, mad, fallback, _ = centre_scale(lo, hi)
+    keep = _range_mask(t, xs, lo, hi)
     # all retained values identical: no scale at all, the method is undefined (NaN, not b = u)
-    collapsed = ~(mad[:, 0] > 0)
-    base = np.where(collapsed, np.nan, med[:, 0])
-    up = np.where(collapsed, np.nan, (med + k * mad)[:, 0])
+    collapsed = ~(mad > 0)
+    base = np.where(collapsed, np.nan, med)
+    up = np.where(collapsed, np.nan, med + k * mad)
     return base, up, keep.sum(axis=1), keep, (it, fallback)
 
 
@@ -803,7 +894,7 @@ def em_baseline(concentration, *, log_transform: bool = True, max_components: in
 
     References
     ----------
-    Sun et al. (2025), sequential adaptive EM + GPR background workflow (seed 000 of this project).
+    Sun et al. (2025), sequential adaptive EM + GPR background workflow.
     Dempster, A.P. et al. (1977) J. R. Stat. Soc. B 39, 1-38. doi:10.1111/j.2517-6161.1977.tb01600.x
     """
     c, t = _as_values(concentration, log_transform=log_transform)
@@ -965,14 +1056,13 @@ def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, c
     c, t = _as_values(concentration, log_transform=log_transform)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, t.size, size=(n_bootstrap, t.size))
-    tb = t[idx]
     if method == "em":
         if em_fit is None:
             em_fit = fit_em(c, log_transform=log_transform, min_weight=em_min_weight, seed=seed)
         base, up = _em_boot(em_fit, t, idx, em_min_weight, seed)
     else:
         fn = _BATCH[method]
-        parts = [fn(tb[i:i + chunk])[:2] for i in range(0, n_bootstrap, chunk)]
+        parts = [fn(t[idx[i:i + chunk]])[:2] for i in range(0, n_bootstrap, chunk)]  # memory: one chunk
         base = np.concatenate([p[0] for p in parts])
         up = np.concatenate([p[1] for p in parts])
     ok = np.isfinite(base) & np.isfinite(up)
@@ -1208,7 +1298,7 @@ def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: 
     """
     scale = "natural-log" if log_transform else "raw"
     g = "e^{t}" if log_transform else "t"
-    strat = (f" The estimation was repeated within each class of {', '.join(f'`{c}`' for c in stratify_by)}"
+    strat = (f" The estimation was repeated within each class of {_and_words(column_words(c) for c in stratify_by)}"
              f" (classes with fewer than {min_samples} samples are listed, not estimated)." if stratify_by else "")
     lines = {
         "imea": "**Iterative mean (IMEA)** [@zhang2020fuxin]: values outside $\\bar t \\pm 2s$ are dropped and "
@@ -1239,8 +1329,12 @@ def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: 
               "$b = \\mu_{bg}$, $u = \\mu_{bg} + 1.96\\,\\sigma_{bg}$ (its 97.5th percentile).",
     }
     items = "\n".join(f"- {lines[m]}" for m in methods)
-    lit = (f" Baselines are compared with the literature background of the reference set `{reference_set}`."
-           if reference_set else "")
+    if reference_set:
+        from .descriptive import reference_label
+
+        lit = f" Baselines are compared with the natural background of {reference_label(reference_set)}."
+    else:
+        lit = ""
     return f"""
 Geochemical baselines, the concentration range that natural and diffuse sources explain
 [@matschullat2000; @reimann2005], were estimated per medium and metal with {len(methods)} methods on
@@ -1255,6 +1349,31 @@ full-data choice and each resample's mixture starts from the full-data fit. **Re
 recommended method of each medium, stratum and metal is the one whose baseline is the median of the
 methods' baselines (of an even number, the middle one with the narrower relative interval).{lit}
 """
+
+
+def column_words(column: str) -> str:
+    """A data column's name as words for prose (``Landuse`` -> "land use", ``road_dist_m`` -> "road dist m").
+
+    Parameters
+    ----------
+    column : column name of the samples file.
+
+    Returns
+    -------
+    str
+        Lower-case words.
+    """
+    import re
+
+    w = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(column)).replace("_", " ").lower()
+    return {"landuse": "land use", "rock": "rock type", "soil": "soil type"}.get(w, w)
+
+
+def _and_words(items) -> str:
+    items = [str(i) for i in items]
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.DataFrame:
@@ -1383,7 +1502,7 @@ def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: s
         ax.set_title(metal, fontsize=8)
         ax.set_xlabel(f"{metal} ({unit})", fontsize=7)
         ax.set_ylabel("Cumulative frequency (%)", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     handles = [plt.Line2D([], [], color="0.45", marker=".", ls=""), plt.Line2D([], [], color="C0"),
                plt.Line2D([], [], color="C2", ls="--"), plt.Line2D([], [], color="C3", ls="--")]
     fig.legend(handles, ["samples", "segmented fit", "lower breakpoint", "upper breakpoint"],
@@ -1393,7 +1512,7 @@ def plot_cumulative_frequency(values_by_metal: dict[str, np.ndarray], *, unit: s
 
 
 def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None = None, stratum: str = "all",
-                           ncols: int = 4):
+                           ncols: int = 4, literature_label: str = "literature background"):
     """Baseline (with bootstrap CI) and upper limit of each method per metal; literature value dashed.
 
     Parameters
@@ -1406,6 +1525,8 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
         Stratum plotted.
     ncols : int, default 4
         Number of panel columns.
+    literature_label : str, default "literature background"
+        Legend name of the dashed literature line (e.g. "upper continental crust").
 
     Returns
     -------
@@ -1431,12 +1552,12 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
             ax.axhline(literature[metal], color="0.2", ls="--", lw=0.8)
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
-        ax.set_xticks(xs, [m.upper() if m != "boxplot" else "Box" for m in g["method"]], fontsize=6, rotation=45)
+        ax.set_xticks(xs, [m.upper() if m != "boxplot" else "Box" for m in g["method"]], fontsize=7, rotation=45)
         ax.set_title(f"{metal} ({g['unit'].iloc[0]})", fontsize=8)
-        ax.tick_params(axis="y", labelsize=6)
+        ax.tick_params(axis="y", labelsize=7)
     handles = [plt.Line2D([], [], color="C0", marker="o", ls=""), plt.Line2D([], [], color="C3", marker="o", ls=""),
                plt.Line2D([], [], color="0.35", marker="^", mfc="none", ls=""), plt.Line2D([], [], color="0.2", ls="--")]
-    fig.legend(handles, ["baseline ± CI", "recommended", "upper limit", "literature background"],
+    fig.legend(handles, ["baseline ± CI", "recommended", "upper limit", literature_label],
                loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

@@ -35,6 +35,12 @@ __all__ = [
     "correlation_table",
     "correlation_matrices",
     "STATISTICS",
+    "REFERENCE_SET_LABELS",
+    "reference_label",
+    "threshold_header",
+    "exceedance_display",
+    "plot_correlations",
+    "methods_text",
 ]
 
 STATISTICS = ["n", "n_censored", "n_missing", "min", "p25", "median", "mean", "geometric_mean", "p75", "max",
@@ -371,13 +377,14 @@ def exceedance_text(summary: pd.DataFrame, *, guideline_set: str | None, default
                 col = (condition_columns or {}).get(var)
                 val = (default_conditions or {}).get(var)
                 if col:
-                    how.append(f"its own {label} (column {col})")
+                    how.append(f"its own {label}")
                 elif val is not None:
                     how.append(f"the {label} class '{val}', applied to the whole region because no {label} is "
                                "given per sample")
                 else:
                     how.append(f"the strictest {label} class, because no {label} is given")
-            parts.append(f"{guideline_set} sets values by {' and '.join(label_of(v) for v in variables)}; each sample "
+            name = reference_label(guideline_set, cite=False)
+            parts.append(f"{name[0].upper() + name[1:]} sets values by {' and '.join(label_of(v) for v in variables)}; each sample "
                          f"was judged against the value for {' and '.join(how)}.")
             g = summary[summary["reference_set"] == guideline_set]
             nf = int(g.groupby("medium")["n_fallback"].max().sum()) if len(g) else 0
@@ -385,9 +392,10 @@ def exceedance_text(summary: pd.DataFrame, *, guideline_set: str | None, default
                 parts.append(f"{nf} sample{'s' if nf != 1 else ''} without the needed condition "
                              f"{'were' if nf != 1 else 'was'} judged against the strictest value.")
     nc = int(summary["n_cannot_tell"].sum()) if len(summary) else 0
-    parts.append("A non-detect counts as above no threshold; where its detection limit exceeds the threshold it "
-                 "cannot be told whether the sample is above or below, and it is counted apart"
-                 + (f" ({nc} such judgements in all)." if nc else " (none here)."))
+    if nc:
+        parts.append("A non-detect counts as above no threshold; where its detection limit exceeds the threshold it "
+                     f"cannot be told whether the sample is above or below, and it is counted apart ({nc} such "
+                     "judgements in all).")
     return " ".join(parts)
 
 
@@ -425,6 +433,52 @@ def sample_conditions(sites: pd.DataFrame, *, ph_column: str | None, land_use_co
             if "land_use" in g.columns and "other" in set(g["land_use"].dropna().astype(str)):
                 default["land_use"] = "other"
     return cond, default, cols
+
+
+#: Reader's names of the shipped reference sets (set name -> (name, BibTeX key or None)).
+REFERENCE_SET_LABELS = {
+    "UCC_RudnickGao2014": ("the upper continental crust of Rudnick and Gao (2014)", "rudnick2014"),
+    "ChinaSoil_CNEMC1990": ("the soil background values of China (CNEMC 1990)", "cnemc1990"),
+    "XinjiangSoil_CNEMC1990": ("the soil background values of Xinjiang (CNEMC 1990, as tabulated by Zhao et al. "
+                               "2026)", "cnemc1990"),
+    "VBBo_Swiss1998": ("the Swiss Ordinance on Soil Pollution (VBBo 1998)", "vbbo1998"),
+    "VSBo_Swiss1986": ("the Swiss Ordinance on Pollutants in Soil (VSBo 1986)", "vsbo1986"),
+    "GB15618_2018": ("the Chinese agricultural soil standard GB 15618-2018", "gb15618_2018"),
+    "DutchSoil_VROM2000": ("the Dutch soil target and intervention values (VROM 2000)", "vrom2000"),
+    "WHO_2022": ("the WHO guidelines for drinking-water quality (2022)", "who2022dwq"),
+    "GB5749_2022": ("the Chinese drinking-water standard GB 5749-2022", "gb5749_2022"),
+}
+
+
+def reference_label(name: str | None, *, cite: bool = True, short: bool = False) -> str:
+    """The reader's name of reference set ``name`` for report prose, never its file code.
+
+    Parameters
+    ----------
+    name : set name as in ``params.references`` (e.g. ``"UCC_RudnickGao2014"``).
+    cite : append the citation ``[@key]`` where the set has a BibTeX entry.
+    short : drop the leading article ("upper continental crust of Rudnick and Gao (2014)"), for
+        captions and table cells.
+
+    Returns
+    -------
+    str
+        E.g. ``"the upper continental crust of Rudnick and Gao (2014) [@rudnick2014]"``; a set
+        without a known name is described from its file name (``Set_AuthorYear`` -> "Set (Author Year)").
+    """
+    if not name:
+        return "no reference set"
+    label, key = REFERENCE_SET_LABELS.get(name, (None, None))
+    if label is None:
+        import re
+
+        stem, _, who = str(name).partition("_")
+        m = re.match(r"([A-Za-z]+?)(\d{4})$", who)
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stem).replace("_", " ")
+        label = f"the {words} reference values" + (f" ({m.group(1)} {m.group(2)})" if m else "")
+    if short and label.startswith("the "):
+        label = label[4:]
+    return label + (f" [@{key}]" if cite and key else "")
 
 
 def label_of(var: str) -> str:
@@ -534,29 +588,182 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def methods_text(*, background_set: str | None, guideline_set: str | None, iqr_factor: float, alpha: float,
-                 substitution: str, correlation_log: bool, imputation: str = "none") -> str:
-    """Methods paragraph of the data-quality section (pandoc markdown)."""
-    sub = {"half_dl": "half the detection limit (DL/2)", "dl": "the detection limit",
-           "dl_sqrt2": "DL/$\\sqrt{2}$", "zero": "zero"}[substitution]
+                 substitution: str, correlation_log: bool, imputation: str = "none",
+                 water_standard_set: str | None = None) -> str:
+    """Methods paragraph of the data-quality section (pandoc markdown).
+
+    Parameters
+    ----------
+    background_set, guideline_set, water_standard_set : reference sets compared with (None: not used);
+        named in the text by :func:`reference_label`, never by their file codes.
+    iqr_factor : Tukey fence multiplier.
+    alpha : significance level of the tests.
+    substitution : how non-detects were replaced (``half_dl``, ``dl``, ``dl_sqrt2``, ``zero``).
+    correlation_log : correlations on log10 values (else raw).
+    imputation : how missing values were handled (``none``, ``median``, ``drop``).
+
+    Returns
+    -------
+    str
+        Methods paragraph.
+    """
+    sub = {"half_dl": "half the detection limit", "dl": "the detection limit",
+           "dl_sqrt2": "the detection limit divided by $\\sqrt{2}$", "zero": "zero"}[substitution]
     refs = []
     if background_set:
-        refs.append(f"the background set `{background_set}`")
+        refs.append(f"the natural background of {reference_label(background_set)}")
     if guideline_set:
-        refs.append(f"the guideline set `{guideline_set}`")
-    scale = "log10-transformed" if correlation_log else "raw"
-    imp = {"none": "left missing; statistics use the available values",
+        refs.append(f"the values of {reference_label(guideline_set)}")
+    if water_standard_set:
+        refs.append(f"for water, {reference_label(water_standard_set)}")
+    scale = "log10" if correlation_log else "raw"
+    imp = {"none": "left missing (statistics use the available values)",
            "median": "replaced by the median of the medium and flagged as imputed",
-           "drop": "samples with a missing metal value were dropped"}[imputation]
+           "drop": "dropped with their sample"}[imputation]
+    compare = (f" Each sample was compared with {_and(refs)}; where a guideline set distinguishes land uses or "
+               "pH classes, each sample is judged against the value of its own class." if refs else "")
     return f"""
 Every input value was checked before analysis (numeric, non-negative, coordinates inside the stated
-reference system, unique sample ids); non-detects were replaced by {sub}, and missing values are
-counted below ({imp}). Location and spread are given on the raw concentrations together with the geometric
-mean; skewness and excess kurtosis are bias-corrected moment coefficients. Normality was tested with
-the Shapiro-Wilk test [@shapiro1965] on raw and natural-log values (significance level {alpha}).
-Samples outside Tukey's fences $[Q_1 - k\\,\\mathrm{{IQR}},\\ Q_3 + k\\,\\mathrm{{IQR}}]$ with $k = {iqr_factor}$ on
-log values are flagged as outliers and kept, because in geochemical surveys extreme values are often
-the contamination of interest rather than errors [@reimann2005]. Exceedance counts compare each sample
-with {' and '.join(refs) if refs else 'no reference set'}; where a guideline set distinguishes land uses or
-pH classes, each sample is judged against the value of its own class (see below). Pearson and Spearman coefficients were computed on
-{scale} concentrations with two-tailed p-values.
+reference system, unique sample identifiers); non-detects were replaced by {sub} and missing values were
+{imp}. Normality was tested with the Shapiro-Wilk test [@shapiro1965] on raw and log values (significance
+level {alpha:g}). Samples outside Tukey's fences $[Q_1 - k\\,\\mathrm{{IQR}},\\ Q_3 + k\\,\\mathrm{{IQR}}]$,
+$k = {iqr_factor:g}$, on log values are flagged and kept, because in geochemical surveys extreme values are
+often the contamination of interest rather than errors [@reimann2005].{compare} Pearson and Spearman
+coefficients were computed on {scale} concentrations with two-tailed p-values.
 """
+
+
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_THRESHOLD_HEADERS = {"background": "Background", "guide": "Guide value", "trigger": "Trigger value",
+                      "clean_up": "Clean-up value", "risk_screening": "Risk screening value",
+                      "risk_intervention": "Risk intervention value", "target": "Target value",
+                      "intervention": "Intervention value", "water_standard": "Water standard",
+                      "tolerance": "Tolerance value"}
+
+
+def threshold_header(name: str) -> str:
+    """Reader's name of a threshold.
+
+    Parameters
+    ----------
+    name : threshold name of a reference set (``guide``, ``clean_up``, ``risk_screening``...).
+
+    Returns
+    -------
+    str
+        E.g. ``"Clean-up value"``.
+    """
+    return _THRESHOLD_HEADERS.get(str(name), str(name).replace("_", " ").capitalize())
+
+
+def exceedance_display(summary: pd.DataFrame, *, units: dict, drop_never_exceeded: bool = True
+                       ) -> tuple[pd.DataFrame, list[str]]:
+    """Reader's version of the exceedance summary: one row per medium and metal, a value and a share per threshold.
+
+    Parameters
+    ----------
+    summary : :func:`exceedance_summary` output, optionally with ``ci_low``/``ci_high`` (fractions).
+    units : medium -> concentration unit (water in ug/L, solids in mg/kg).
+    drop_never_exceeded : leave out thresholds no sample of any metal exceeded (named in the
+        returned list instead, for one sentence).
+
+    Returns
+    -------
+    (DataFrame, list of str)
+        The display table (a Unit column when media differ in unit) and the thresholds left out.
+    """
+    from .outputs import format_table
+
+    s = summary.copy()
+    one_unit = len({units.get(m, "") for m in s["medium"].unique()}) == 1
+    u = f" ({units.get(s['medium'].iloc[0], '')})" if one_unit and len(s) else ""
+    names = list(dict.fromkeys(s["threshold_name"]))
+    dropped = [n for n in names if drop_never_exceeded and n != "background"
+               and s.loc[s["threshold_name"] == n, "n_exceeding"].sum() == 0]
+    keep = [n for n in names if n not in dropped]
+    rows = {}
+    for r in s.itertuples():
+        if r.threshold_name not in keep:
+            continue
+        row = rows.setdefault((r.medium, r.metal), {"Medium": r.medium, "Metal": r.metal,
+                                                      "Unit": units.get(r.medium, "")})
+        lo, hi = format_table(pd.DataFrame({"a": [r.threshold], "b": [r.threshold_max]})).iloc[0]
+        h = threshold_header(r.threshold_name)
+        row[f"{h}{u}"] = lo if r.threshold == r.threshold_max else f"{lo}–{hi}"
+        share = 100 * r.share_exceeding
+        ci = ""
+        if hasattr(r, "ci_low") and np.isfinite(getattr(r, "ci_low", np.nan)):
+            ci = f" ({100 * r.ci_low:.0f}–{100 * r.ci_high:.0f})"
+        row[f"Above {h.replace(' value', '').lower()} (%)"] = f"{share:.0f}{ci}" if share >= 1 or share == 0 \
+            else f"{share:.1f}{ci}"
+    out = pd.DataFrame(list(rows.values())).fillna("–")
+    if one_unit:
+        out = out.drop(columns=["Unit"])
+    if out["Medium"].nunique() == 1:
+        out = out.drop(columns=["Medium"])
+    return out, [threshold_header(n).lower() for n in dropped]
+
+
+def plot_correlations(pearson: pd.DataFrame, spearman: pd.DataFrame, *, pearson_p: pd.DataFrame | None = None,
+                      spearman_p: pd.DataFrame | None = None, alpha: float = 0.05, scale: str = "log10"):
+    """One heatmap of both coefficients: Pearson above the diagonal, Spearman below.
+
+    Parameters
+    ----------
+    pearson, spearman : square correlation matrices (same metal order).
+    pearson_p, spearman_p : their p-values; * marks p < alpha, ** p < alpha/5.
+    alpha : significance level of the marks.
+    scale : the scale the coefficients were computed on, for the axis note.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        At most a page wide, text at least 7 pt.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import MIN_FONT_PT, PAGE_WIDTH_IN, print_style
+
+    metals = list(pearson.index)
+    n = len(metals)
+    m = np.full((n, n), np.nan)
+    pv = np.full((n, n), np.nan)
+    for i in range(n):
+        for j in range(n):
+            if i < j:
+                m[i, j] = pearson.iloc[i, j]
+                pv[i, j] = pearson_p.iloc[i, j] if pearson_p is not None else np.nan
+            elif i > j:
+                m[i, j] = spearman.iloc[i, j]
+                pv[i, j] = spearman_p.iloc[i, j] if spearman_p is not None else np.nan
+    with print_style():
+        side = min(0.5 * n + 1.9, PAGE_WIDTH_IN * 0.7)
+        fig, ax = plt.subplots(figsize=(side + 0.6, side))
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
+        for i in range(n):
+            for j in range(n):
+                if i == j:
+                    ax.text(j, i, metals[i], ha="center", va="center", fontsize=MIN_FONT_PT + 1, fontweight="bold")
+                    continue
+                if not np.isfinite(m[i, j]):
+                    continue
+                star = "" if not np.isfinite(pv[i, j]) else ("**" if pv[i, j] < alpha / 5 else
+                                                              "*" if pv[i, j] < alpha else "")
+                ax.text(j, i, f"{m[i, j]:.2f}{star}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color="white" if abs(m[i, j]) > 0.6 else "black")
+        ax.set_xticks(range(n), metals)
+        ax.set_yticks(range(n), metals)
+        ax.tick_params(length=0)
+        for sp in ax.spines.values():
+            sp.set_visible(False)
+        ax.set_xlabel(f"above the diagonal: Pearson r; below: Spearman ρ ({scale} values)")
+        cb = fig.colorbar(im, ax=ax, shrink=0.75, pad=0.02)
+        cb.set_label("correlation coefficient")
+        fig.tight_layout()
+    return fig

@@ -17,7 +17,7 @@ __all__ = ["sync_notebook", "main"]
 def sync_notebook(path: Path) -> bool:
     """Clean one notebook in place; True if it changed."""
     from .stages import REGISTRY, stage_module
-    from .stages.template import parameters_source
+    from .stages.template import example_region, parameters_source
 
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
@@ -28,7 +28,7 @@ def sync_notebook(path: Path) -> bool:
         cell.outputs, cell.execution_count = [], None
         if spec is not None and hasattr(stage_module(spec.name), "run") \
                 and "parameters" in cell.get("metadata", {}).get("tags", []):
-            cell.source = parameters_source(spec.options)
+            cell.source = parameters_source(spec.options, region=example_region(spec.name))
     after = nbformat.writes(nb)
     if after != before:
         path.write_text(after + "\n", encoding="utf-8")

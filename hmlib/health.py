@@ -2,7 +2,7 @@
 
 Exposure doses, hazard quotients and cancer risks per sample, metal, pathway and receptor follow
 the US EPA Superfund equations [@USEPA1989RAGSA; @USEPA2004RAGSE; @USEPA2009RAGSF] as written in
-seed study 003 (eq. 5-12, [@zhao2026tarim]) and in the Regional Screening Level (RSL) User's
+Zhao et al. (2026, Scientific Reports; eq. 5-12, [@zhao2026tarim]) and in the Regional Screening Level (RSL) User's
 Guide [@USEPA2024RSL], whose resident equations (age-adjusted intake for cancer, child for
 noncancer effects) are reproduced exactly, so that a concentration equal to a published resident
 RSL gives a hazard quotient of 1 or a cancer risk of 1e-6 (tested).
@@ -45,7 +45,7 @@ Chromium is assessed as Cr(III) and Cr(VI) separately; total Cr is split by a st
 share (default 1/7, the 1:6 Cr(VI):Cr(III) ratio the RSL tables assume for total chromium).
 Lead has no RfD or slope factor in the RSL tables (blood-lead models) and is not assessed.
 
-Reference data: ``data/reference/exposure/`` (RSL resident defaults, seed 003, China HJ
+Reference data: ``data/reference/exposure/`` (RSL resident defaults, Zhao et al. 2026, China HJ
 25.3-2019), ``data/reference/toxicity/`` (RSL toxicity values, GIABS, ABS, RBA, Kp) and
 ``data/reference/exposure_distribution/`` (Monte Carlo distributions).
 
@@ -95,7 +95,10 @@ __all__ = [
     "central_values_table",
     "central_values_text",
     "methods_text",
+    "methods_summary",
     "results_text",
+    "receptor_table",
+    "sci_text",
     "montecarlo_text",
     "plot_contributions",
     "plot_montecarlo",
@@ -106,7 +109,7 @@ __all__ = [
 #: parameter-set key (params/CLI) -> exposure reference file stem
 PARAMETER_SETS: dict[str, str] = {
     "epa_rsl": "RSLResident_USEPA2024",
-    "seed003": "Seed003_Zhao2026",
+    "zhao2026": "TarimRiverBasin_Zhao2026",
     "hj25_3": "HJ253_MEE2019",
 }
 #: toxicity-set key -> toxicity reference file stem
@@ -145,7 +148,7 @@ def load_exposure_parameters(name: str = "epa_rsl") -> pd.DataFrame:
 
     Parameters
     ----------
-    name : key of :data:`PARAMETER_SETS` (``epa_rsl``, ``seed003``, ``hj25_3``) or a file stem.
+    name : key of :data:`PARAMETER_SETS` (``epa_rsl``, ``zhao2026``, ``hj25_3``) or a file stem.
 
     Returns
     -------
@@ -1046,6 +1049,8 @@ def central_values_text(central: pd.DataFrame, *, tolerance: float = 0.05) -> st
         Explanatory paragraph (markdown).
     """
     d = central[(central["ratio"] - 1).abs() > tolerance]
+    if d["receptor"].isin(["child", "all"]).any():  # the child's values (and shared ones) tell the story
+        d = d[d["receptor"].isin(["child", "all"])]
     if d.empty:
         return ("The Monte Carlo distributions are centred on the deterministic point values, so their medians and "
                 "the deterministic results agree up to the sampled spread.")
@@ -1055,7 +1060,7 @@ def central_values_text(central: pd.DataFrame, *, tolerance: float = 0.05) -> st
 
     who = {"all": "all ages"}
     items = [f"{_PARAM_LABEL.get(r.parameter, r.parameter)} ({who.get(r.receptor, r.receptor)}) "
-             f"{r.deterministic:g}{u(r)} in the deterministic set against a Monte Carlo median of {r.mc_median:.3g}"
+             f"{r.deterministic:g}{u(r)} against a median of {r.mc_median:.3g}"
              for r in d.itertuples()]
     lower = bool((d["ratio"] < 1).all())
     return ("The deterministic and probabilistic results answer different questions. The deterministic point values "
@@ -1073,7 +1078,7 @@ def central_values_text(central: pd.DataFrame, *, tolerance: float = 0.05) -> st
 # report text and figures
 # ------------------------------------------------------------------------------------------------
 _SET_CITATION = {"epa_rsl": "the US EPA Regional Screening Level resident defaults [@USEPA2024RSL]",
-                 "seed003": "the values of @zhao2026tarim, completed with RSL defaults where the study states none",
+                 "zhao2026": "the values of @zhao2026tarim, completed with RSL defaults where the study states none",
                  "hj25_3": "the Chinese technical guideline HJ 25.3-2019 [@MEE2019HJ253]"}
 
 
@@ -1103,7 +1108,7 @@ def methods_text(*, parameters: str, receptors, cr_vi_fraction: float, n_iter: i
     n_iter : int
         Monte Carlo iterations.
     seed : int
-        Monte Carlo seed.
+        Seed of the Monte Carlo generator (recorded in the run manifest, not printed in the text).
     not_assessed : sequence of str, default ()
         Metals without toxicity values.
     default_abs_soil : float, optional
@@ -1163,56 +1168,308 @@ Cr(III).{na}
 The probabilistic assessment draws {n_iter:,} sets of exposure factors (soil ingestion rate and skin adherence
 from the central and reasonable-maximum values of [@USEPA2011EFH] and [@USEPA2004RAGSE], body weight and
 exposure frequency around the RSL defaults; the distribution table lists each choice and its basis) together
-with a randomly drawn sample of the region, with seed {seed} [@USEPA2001RAGS3A]. It reports the 5th, 50th and
-95th percentiles of HI and TCR, the probabilities $P(HI>1)$ and $P(TCR>10^{{-4}})$, and the Spearman rank
-correlation of each input with HI and TCR (tornado chart).
+with a randomly drawn sample of the region (reproducible draws) [@USEPA2001RAGS3A], so that its spread
+combines the variation between locations with that between people. It reports the 5th, 50th and 95th
+percentiles of HI and TCR, the probabilities $P(HI>1)$ and $P(TCR>10^{{-4}})$, and the Spearman rank
+correlation of each input with HI and TCR.
 """.strip("\n"))
 
 
-def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataFrame | None = None, *,
-                 medium: str = "soil") -> str:
-    """A short results paragraph (markdown) from :func:`hazard_summary`, :func:`risk_table` and the MC summary.
+def methods_summary(*, parameters: str, receptors, n_iter: int, media=("soil",), appendix_ref: str = "") -> str:
+    """The main-text summary of the methods (the full equations and tables go to the appendix).
 
     Parameters
     ----------
-    summary : DataFrame
-        Table from :func:`hazard_summary`.
-    risk : DataFrame
-        Risk table (receptor, pathway, hq).
-    montecarlo : DataFrame, optional
-        Monte Carlo summary (:func:`montecarlo_table`).
-    medium : str, default "soil"
-        Medium described.
+    parameters : str
+        Exposure parameter set name.
+    receptors : sequence of str
+        Receptors assessed.
+    n_iter : int
+        Monte Carlo iterations.
+    media : sequence of str, default ("soil",)
+        Media assessed.
+    appendix_ref : str, default ''
+        Cross-reference to the appendix part with the equations (e.g. ``@sec-appendix-health``).
 
     Returns
     -------
     str
-        Results paragraph (markdown).
+        One paragraph (markdown).
     """
-    parts = []
-    tot = summary[summary["metal"] == "all"].set_index("receptor")
-    per = summary[summary["metal"] != "all"]
-    for rec, row in tot.iterrows():
-        d = per[per["receptor"] == rec]
-        top_hi = d.sort_values("hi_mean", ascending=False).iloc[0] if d["hi_mean"].notna().any() else None
-        r = risk[(risk["receptor"] == rec)]
-        by_path = r.groupby("pathway")["hq"].sum()
-        share = (by_path / by_path.sum()).sort_values(ascending=False) if by_path.sum() > 0 else pd.Series(dtype=float)
-        txt = (f"For the {rec}, the hazard index over all metals averaged {row.hi_mean:.3g} (maximum {row.hi_max:.3g}); "
-               f"{100 * row.share_hi_gt_1:.1f}% of the {medium} samples had HI > 1.")
-        if top_hi is not None:
-            txt += f" {top_hi.metal} contributed most to HI (mean {top_hi.hi_mean:.3g})"
-            txt += (f", and {share.index[0]} was the main pathway ({100 * share.iloc[0]:.0f}% of the summed HQ)."
-                    if len(share) else ".")
-        if pd.notna(row.tcr_mean):
-            dc = d[d["tcr_mean"].notna()].sort_values("tcr_mean", ascending=False)
-            txt += (f" The total cancer risk averaged {row.tcr_mean:.2g}, with {100 * row['share_cr_gt_1e-6']:.1f}% of "
-                    f"samples above 1e-6 and {100 * row['share_cr_gt_1e-4']:.1f}% above 1e-4"
-                    + (f"; {dc.iloc[0].metal} dominated TCR." if len(dc) else "."))
-        parts.append(txt)
+    kinds = {exposure_medium(m) for m in media}
+    paths = []
+    if "soil" in kinds:
+        paths.append("incidental ingestion of soil, skin contact and inhaled soil dust")
+    if "water" in kinds:
+        paths.append("drinking water and skin contact while bathing")
+    who = {"child": "a child (0-6 years)", "adult": "an adult", "resident": "a resident from birth to 26 years"}
+    recs = [who.get(r, r) for r in receptors]
+    return (f"Health risk follows the US EPA residential approach [@USEPA1989RAGSA; @USEPA2024RSL] as used by "
+            f"@zhao2026tarim: daily doses through {' and '.join(paths)} for {', '.join(recs[:-1])}"
+            + (f" and {recs[-1]}" if len(recs) > 1 else recs[0])
+            + ", divided by reference doses to give hazard quotients, summed to the hazard index (HI; above 1 a "
+            "noncancer effect cannot be ruled out), and multiplied by slope factors to give the lifetime cancer risk "
+            "(TCR; the US EPA target range is 10^−6^ to 10^−4^). Exposure factors are "
+            f"{_SET_CITATION.get(parameters, parameters)}, upper-end values by design; a Monte Carlo analysis of "
+            f"{n_iter:,} draws of exposure factors and sample locations gives the spread around them"
+            + (f". Equations, parameters and toxicity values are in the appendix ({appendix_ref})." if appendix_ref
+               else "."))
+
+
+_RECEPTOR_LABEL = {"child": "Child (0-6 years)", "adult": "Adult", "resident": "Resident (0-26 years)"}
+
+
+def sci_text(x: float, sig: int = 2) -> str:
+    """A number for reader text and tables: ``0.46``, ``17`` or ``1.7 × 10^−5^`` (pandoc superscript).
+
+    Parameters
+    ----------
+    x : float
+        The number.
+    sig : int, default 2
+        Significant figures.
+
+    Returns
+    -------
+    str
+        Formatted number ('–' for NaN).
+    """
+    if x is None or not np.isfinite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if 1e-3 <= ax < 1e4:
+        digits = max(sig - int(np.floor(np.log10(ax))) - 1, 0)
+        return f"{x:.{digits}f}"
+    e = int(np.floor(np.log10(ax)))
+    mant = x / 10.0 ** e
+    if round(abs(mant), sig - 1) >= 10:
+        mant, e = mant / 10, e + 1
+    m = f"{mant:.{sig - 1}f}"
+    exp = str(e).replace("-", "\u2212")
+    return f"10^{exp}^" if m == "1" else f"{m} × 10^{exp}^"
+
+
+def _prob_text(p: float, n_iter: int) -> str:
+    """A Monte Carlo probability for text: ``0.2 %`` or ``below 1 in 10,000`` (no iteration above)."""
+    if not np.isfinite(p):
+        return "–"
+    if p <= 0:
+        return f"below 1 in {n_iter:,}"
+    return f"{100 * p:.2g} %"
+
+
+def _pct_text(share: float) -> str:
+    if not np.isfinite(share):
+        return "–"
+    v = 100 * share
+    return f"{v:.0f} %" if v == 0 or v >= 10 or v == 100 else f"{v:.1f} %"
+
+
+def _mc_row(mc: pd.DataFrame, receptor: str, metric: str, threshold: float):
+    if mc is None or not len(mc):
+        return None
+    d = mc[(mc["receptor"] == receptor) & (mc["metric"] == metric) & np.isclose(mc["threshold"], threshold)]
+    return d.iloc[0] if len(d) else None
+
+
+def _leader(summary: pd.DataFrame, receptor: str, col: str) -> tuple[str, float] | None:
+    d = summary[(summary["receptor"] == receptor) & (summary["metal"] != "all")].dropna(subset=[col])
+    tot = d[col].sum()
+    if not len(d) or not tot > 0:
+        return None
+    top = d.sort_values(col, ascending=False).iloc[0]
+    return str(top["metal"]), float(top[col] / tot)
+
+
+def receptor_table(summary: pd.DataFrame, indices: pd.DataFrame, montecarlo: pd.DataFrame | None = None, *,
+                   medium: str = "soil") -> pd.DataFrame:
+    """Reader's summary of one medium: one column per receptor, one row per measure.
+
+    Deterministic mean and maximum over samples, share of samples above HI = 1 and TCR = 1e-6 and
+    1e-4, the Monte Carlo median with its 5th-95th percentile interval and exceedance probability,
+    and the metal contributing most. Replaces one paragraph per receptor.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`hazard_summary` of the medium.
+    indices : DataFrame
+        :func:`sample_indices` (sample_id, medium, receptor, hi, tcr); rows of other media are ignored.
+    montecarlo : DataFrame, optional
+        :func:`montecarlo_table`; rows of other media are ignored.
+    medium : str, default "soil"
+        The medium summarised.
+
+    Returns
+    -------
+    DataFrame
+        Column ``Measure`` and one string column per receptor.
+    """
+    ind = indices[indices["medium"] == medium] if "medium" in indices else indices
+    mc = None
     if montecarlo is not None and len(montecarlo):
-        parts.append(montecarlo_text(montecarlo, medium=medium))
-    return " ".join(parts)
+        mc = montecarlo[montecarlo["medium"] == medium] if "medium" in montecarlo else montecarlo
+    receptors = list(dict.fromkeys(summary["receptor"]))
+    rows: dict[str, dict[str, str]] = {}
+
+    def put(measure: str, rec: str, value: str) -> None:
+        rows.setdefault(measure, {})[rec] = value
+
+    for rec in receptors:
+        d = ind[ind["receptor"] == rec]
+        hi, tcr = d["hi"], d["tcr"]
+        put("HI, mean of samples (maximum)", rec, f"{sci_text(hi.mean())} ({sci_text(hi.max())})")
+        put("Samples with HI > 1", rec, _pct_text((hi > 1).mean()))
+        m = _mc_row(mc, rec, "HI", 1.0)
+        if m is not None:
+            put("HI, Monte Carlo median (5th-95th percentile)", rec,
+                f"{sci_text(m.p50)} ({sci_text(m.p5)}-{sci_text(m.p95)})")
+            put("P(HI > 1), Monte Carlo", rec, format_probability(m.prob_gt_threshold, int(m.n_iter)))
+        lead = _leader(summary, rec, "hi_mean")
+        put("Largest share of the mean HI", rec, f"{lead[0]} ({_pct_text(min(lead[1], 0.99))})" if lead else "–")
+        if tcr.notna().any():
+            put("TCR, mean of samples (maximum)", rec, f"{sci_text(tcr.mean())} ({sci_text(tcr.max())})")
+            put("Samples with TCR > 10^−6^", rec, _pct_text((tcr > 1e-6).mean()))
+            put("Samples with TCR > 10^−4^", rec, _pct_text((tcr > 1e-4).mean()))
+            m = _mc_row(mc, rec, "TCR", 1e-4)
+            if m is not None:
+                put("TCR, Monte Carlo median (5th-95th percentile)", rec,
+                    f"{sci_text(m.p50)} ({sci_text(m.p5)}-{sci_text(m.p95)})")
+                put("P(TCR > 10^−4^), Monte Carlo", rec, format_probability(m.prob_gt_threshold, int(m.n_iter)))
+            lead = _leader(summary, rec, "tcr_mean")
+            put("Largest share of the mean TCR", rec,
+                f"{lead[0]} ({'> 99 %' if lead[1] > 0.995 else _pct_text(lead[1])})" if lead else "–")
+    out = pd.DataFrame([{"Measure": k, **{_RECEPTOR_LABEL.get(r, r): v.get(r, "–") for r in receptors}}
+                        for k, v in rows.items()])
+    return out
+
+
+def _tcr_band(t: float) -> str:
+    if t > 1e-4:
+        return ("above 10^−4^, the upper end of the US EPA's target range, where action to reduce exposure is "
+                "generally warranted")
+    if t >= 1e-6:
+        return ("within the US EPA's target range of 10^−6^ to 10^−4^ (one to one hundred additional cancer cases "
+                "per million people exposed), where the need for action is judged case by case")
+    return "below 10^−6^, the level the US EPA regards as negligible"
+
+
+def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataFrame | None = None, *,
+                 medium: str = "soil", indices: pd.DataFrame | None = None, cr_vi_fraction: float | None = None,
+                 cr_vi_assumed: bool = False, refs: Mapping[str, str] | None = None) -> str:
+    """What the hazard index and cancer risk mean for the people exposed, with the Monte Carlo uncertainty.
+
+    One paragraph on noncancer hazard (the child, or the most exposed receptor assessed) and one on
+    cancer risk (the resident, or the receptor with the largest risk), each with the deterministic
+    result over the samples, the Monte Carlo median and 90 % interval and exceedance probability,
+    the metal and pathway that carry it, and, where Cr(VI) carries the cancer risk and its share of
+    total Cr was assumed, how the risk scales with that assumption.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`hazard_summary` of the medium.
+    risk : DataFrame
+        Risk table of the medium (receptor, metal, pathway, hq, cr).
+    montecarlo : DataFrame, optional
+        :func:`montecarlo_table`.
+    medium : str, default "soil"
+        Medium described.
+    indices : DataFrame, optional
+        :func:`sample_indices` (default: computed from ``risk``).
+    cr_vi_fraction : float, optional
+        Cr(VI) share of total Cr used.
+    cr_vi_assumed : bool, default False
+        Whether that share is an assumption (Cr(VI) not measured).
+    refs : mapping, optional
+        Cross-references to cite: ``table`` (receptor summary), ``contributions``, ``montecarlo`` (figure),
+        ``central`` (deterministic vs Monte Carlo central values).
+
+    Returns
+    -------
+    str
+        Results paragraphs (markdown).
+    """
+    refs = dict(refs or {})
+    ind = sample_indices(risk) if indices is None else indices
+    ind = ind[ind["medium"] == medium] if "medium" in ind else ind
+    mc = None
+    if montecarlo is not None and len(montecarlo):
+        mc = montecarlo[montecarlo["medium"] == medium] if "medium" in montecarlo else montecarlo
+    recs = list(dict.fromkeys(summary["receptor"]))
+    if not recs or ind.empty:
+        return f"No metal of the {medium} samples has toxicity values, so no risk was computed."
+    n = int(ind["sample_id"].nunique())
+    water = exposure_medium(medium) == "water"
+    who = "a child drinking this water daily" if water else "a child living on the sampled soils"
+    r_hi = "child" if "child" in recs else ("resident" if "resident" in recs else recs[0])
+    d = ind[ind["receptor"] == r_hi]
+    hi = d["hi"]
+    paras = []
+    tab = f" (@{refs['table']})" if refs.get("table") else ""
+    share_gt = float((hi > 1).mean())
+    txt = (f"**Noncancer hazard.** A hazard index (HI) below 1 means that the summed daily intake of the metals stays "
+           "below their reference doses, the intakes at which no adverse effect is expected over a lifetime. For "
+           f"{who if r_hi == 'child' else 'the ' + r_hi}, HI averaged {sci_text(hi.mean())} over the {n} {medium} "
+           f"samples and reached at most {sci_text(hi.max())}{tab}; ")
+    txt += ("no sample exceeded 1." if share_gt == 0 else
+            f"{_pct_text(share_gt)} of the samples exceeded 1, where a noncancer effect cannot be ruled out.")
+    lead = _leader(summary, r_hi, "hi_mean")
+    if lead:
+        rr = risk[(risk["receptor"] == r_hi) & (risk["metal"] == lead[0])]
+        bp = rr.groupby("pathway")["hq"].sum()
+        path = (f", mostly through {bp.idxmax()}" if bp.sum() > 0 and bp.max() / bp.sum() > 0.5 else "")
+        cref = f" (@{refs['contributions']})" if refs.get("contributions") else ""
+        txt += f" {lead[0]} carried {_pct_text(lead[1])} of the mean HI{path}{cref}."
+    if "adult" in recs and r_hi != "adult":
+        ha = ind.loc[ind["receptor"] == "adult", "hi"].mean()
+        if ha > 0 and hi.mean() > 0:
+            txt += f" The adult's HI was about {hi.mean() / ha:.0f} times lower (body weight and intake)."
+    m = _mc_row(mc, r_hi, "HI", 1.0)
+    if m is not None:
+        fref = f", @{refs['montecarlo']}" if refs.get("montecarlo") else ""
+        txt += (f" With exposure factors drawn from their distributions and one sample drawn per iteration "
+                f"(Monte Carlo{fref}), the median HI was {sci_text(m.p50)} (90 % interval {sci_text(m.p5)} to "
+                f"{sci_text(m.p95)}) and the probability of HI above 1 was "
+                f"{_prob_text(m.prob_gt_threshold, int(m.n_iter))}.")
+    paras.append(txt)
+    tcr_recs = [r for r in recs if ind.loc[ind["receptor"] == r, "tcr"].notna().any()]
+    if tcr_recs:
+        r_c = "resident" if "resident" in tcr_recs else max(
+            tcr_recs, key=lambda r: ind.loc[ind["receptor"] == r, "tcr"].mean())
+        tc = ind.loc[ind["receptor"] == r_c, "tcr"]
+        per_million = tc.mean() * 1e6
+        who_c = ("the resident (exposed from birth for 26 years, child and adult intake combined)"
+                 if r_c == "resident" else f"the {r_c}")
+        txt = (f"**Cancer risk.** The total cancer risk (TCR) is the lifetime probability of an additional cancer "
+               f"from the exposure. For {who_c} it averaged {sci_text(tc.mean())}"
+               + (f", about {per_million:.2g} additional cases per million people," if 1 <= per_million < 1e6 else "")
+               + f" and ranged from {sci_text(tc.min())} to {sci_text(tc.max())} over the samples: "
+               + (("every sample lies " + _tcr_band(1e-5)) if tc.min() >= 1e-6 and tc.max() <= 1e-4 else
+                  ("every sample lies " + _tcr_band(1e-7)) if tc.max() < 1e-6 else
+                  ("every sample lies " + _tcr_band(1e-3)) if tc.min() > 1e-4 else
+                  ("the mean lies " + _tcr_band(tc.mean()))) + "."
+               + (f" {_pct_text(float((tc > 1e-4).mean()))} of the samples exceeded 10^−4^." if (tc > 1e-4).any()
+                  else ""))
+        m = _mc_row(mc, r_c, "TCR", 1e-4)
+        if m is not None:
+            txt += (f" In the Monte Carlo analysis the median TCR was {sci_text(m.p50)} (90 % interval "
+                    f"{sci_text(m.p5)} to {sci_text(m.p95)}) and the probability of exceeding 10^−4^ was "
+                    f"{_prob_text(m.prob_gt_threshold, int(m.n_iter))}.")
+        lead = _leader(summary, r_c, "tcr_mean")
+        if lead:
+            txt += (f" {lead[0]} carried " + ("almost all" if lead[1] > 0.995 else _pct_text(lead[1]))
+                    + " of the mean TCR.")
+            if lead[0] == "Cr(VI)" and cr_vi_assumed and cr_vi_fraction:
+                crv = summary[(summary["receptor"] == r_c) & (summary["metal"] == "Cr(VI)")]["tcr_mean"].iloc[0]
+                tenth = tc.mean() - 0.9 * crv
+                txt += (f" Cr(VI) was not measured: its share of total Cr ({cr_vi_fraction:.2g}, the ratio the US "
+                        "EPA screening tables assume) is an assumption, and the cancer risk scales with it; if a "
+                        f"tenth as much Cr were hexavalent, the mean TCR would be {sci_text(tenth)}.")
+        paras.append(txt)
+    return "\n\n".join(paras)
 
 
 def _eq(formatted: str) -> str:
@@ -1253,15 +1510,37 @@ def montecarlo_text(montecarlo: pd.DataFrame, *, medium: str = "soil") -> str:
     return " ".join(parts)
 
 
+def _plot_receptors(risk: pd.DataFrame, receptors) -> tuple[str | None, str | None]:
+    """The receptor whose HI is drawn (child, else the first) and the one whose TCR is drawn (resident, else the
+    receptor with the largest mean CR)."""
+    recs = [r for r in (receptors or dict.fromkeys(risk["receptor"])) if (risk["receptor"] == r).any()]
+    if not recs:
+        return None, None
+    r_hi = "child" if "child" in recs else recs[0]
+    with_cr = [r for r in recs if risk.loc[risk["receptor"] == r, "cr"].notna().any()]
+    r_c = None
+    if with_cr:
+        r_c = "resident" if "resident" in with_cr else max(
+            with_cr, key=lambda r: risk.loc[risk["receptor"] == r, "cr"].sum())
+    return r_hi, r_c
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
 def plot_contributions(risk: pd.DataFrame, *, receptors=None):
-    """Mean HI and TCR per metal, stacked by pathway, one row of panels per receptor.
+    """Mean HI (most exposed receptor) and mean TCR (resident) per metal, stacked by pathway.
+
+    The child's HI is the resident's (the RSL resident is the child for noncancer effects) and the
+    adult's is about an order of magnitude lower, so one HI panel (child, else the first receptor)
+    and one TCR panel (resident, else the receptor with the largest cancer risk) are drawn.
 
     Parameters
     ----------
     risk : DataFrame
         Risk table (receptor, metal, pathway, hq, cr).
     receptors : sequence of str, optional
-        Receptors shown (default: all in ``risk``).
+        Receptors assessed (default: all in ``risk``).
 
     Returns
     -------
@@ -1270,36 +1549,44 @@ def plot_contributions(risk: pd.DataFrame, *, receptors=None):
     """
     import matplotlib.pyplot as plt
 
-    receptors = list(receptors or dict.fromkeys(risk["receptor"]))
+    from .plots import print_style
+
+    r_hi, r_c = _plot_receptors(risk, receptors)
     pathways = list(dict.fromkeys(risk["pathway"]))
     colors = dict(zip(pathways, plt.get_cmap("Set2").colors))
-    fig, axes = plt.subplots(len(receptors), 2, figsize=(7.0, 1.0 + 1.3 * len(receptors)), squeeze=False)
-    for i, rec in enumerate(receptors):
-        d = risk[risk["receptor"] == rec]
-        for j, (col, label) in enumerate((("hq", "mean HI"), ("cr", "mean TCR"))):
+    panels = [(r_hi, "hq", "mean hazard quotient")] + ([(r_c, "cr", "mean cancer risk")] if r_c else [])
+    with print_style():
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.6, 2.6), squeeze=False)
+        for ax, (rec, col, label) in zip(axes[0], panels):
+            d = risk[risk["receptor"] == rec]
             m = d.groupby(["metal", "pathway"], sort=False)[col].mean().unstack("pathway")
             m = m.reindex(columns=[p for p in pathways if p in m.columns]).dropna(how="all")
-            ax = axes[i, j]
-            if m.empty:
-                ax.text(0.5, 0.5, "no toxicity values", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            m = m.loc[m.fillna(0).sum(axis=1).sort_values().index]
+            if m.empty or not (m.fillna(0).to_numpy() > 0).any():
+                ax.text(0.5, 0.5, "no toxicity values", ha="center", va="center", transform=ax.transAxes)
                 ax.set_axis_off()
                 continue
+            top = float(m.fillna(0).sum(axis=1).max())
+            e = int(np.floor(np.log10(top))) if top < 1e-2 else 0  # axis in units of 10^e, named in the label
             left = np.zeros(len(m))
             for p in m.columns:
-                v = m[p].fillna(0.0).to_numpy()
+                v = m[p].fillna(0.0).to_numpy() / 10.0 ** e
                 ax.barh(m.index, v, left=left, color=colors[p], label=p)
                 left += v
-            ax.set_xlabel(f"{label} ({rec})", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+            who = {"child": "child", "resident": "resident, 0-26 years"}.get(rec, rec)
+            scale = f" (× 10{str(e).translate(_SUPERSCRIPT)})" if e else ""
+            ax.set_xlabel(f"{label}{scale}, {who}")
+            ax.set_title("HI by metal" if col == "hq" else "TCR by metal", loc="left")
+        axes[0, 0].legend(title="pathway", loc="lower right")
+        fig.tight_layout()
     return fig
 
 
 def plot_montecarlo(results):
-    """Histograms of log10 HI and log10 TCR per receptor with the thresholds 1, 1e-6 and 1e-4.
+    """Distributions of log10 HI and log10 TCR per receptor, with the thresholds named in the legend.
+
+    The x-axis covers the simulated values; a threshold far outside them is named in the legend
+    ("off scale") instead of stretching the axis.
 
     Parameters
     ----------
@@ -1312,21 +1599,50 @@ def plot_montecarlo(results):
         Two panels of density histograms (log10 HI, log10 TCR).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.2))
-    for r in results:
-        for ax, v in ((axes[0], r.hi), (axes[1], r.tcr)):
-            v = v[np.isfinite(v) & (v > 0)]
-            if len(v):
-                ax.hist(np.log10(v), bins=60, histtype="step", density=True, label=f"{r.receptor} ({r.medium})")
-    axes[0].axvline(0.0, color="red", ls="--", lw=1)
-    axes[0].set_xlabel("log10 HI")
-    for t in (-6, -4):
-        axes[1].axvline(t, color="red", ls="--", lw=1)
-    axes[1].set_xlabel("log10 TCR")
-    axes[0].set_ylabel("density")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    from .plots import print_style
+
+    results = list(results)
+    multi_medium = len({r.medium for r in results}) > 1
+    specs = (("hi", "log10 hazard index (HI)", ((0.0, "HI = 1", "#d62728", "--"),)),
+             ("tcr", "log10 total cancer risk (TCR)", ((-6.0, "TCR = 10⁻⁶ (lower end of the US EPA range)", "#ff7f0e", ":"),
+                                                      (-4.0, "TCR = 10⁻⁴ (upper end)", "#d62728", "--"))))
+    with print_style():
+        fig, axes = plt.subplots(1, 2, figsize=(6.6, 2.9))
+        for ax, (attr, xlabel, thresholds) in zip(axes, specs):
+            lo, hi = np.inf, -np.inf
+            for k, r in enumerate(results):
+                v = np.asarray(getattr(r, attr), float)
+                v = v[np.isfinite(v) & (v > 0)]
+                if not len(v):
+                    continue
+                lv = np.log10(v)
+                lo, hi = min(lo, np.percentile(lv, 0.1)), max(hi, np.percentile(lv, 99.9))
+                lab = f"{r.receptor} ({r.medium})" if multi_medium else r.receptor
+                ax.hist(lv, bins=60, histtype="step", density=True, label=lab, color=f"C{k % 10}")
+            if not np.isfinite(lo):
+                ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
+            pad = 0.05 * max(hi - lo, 0.5)
+            x0, x1 = lo - pad, hi + pad
+            handles, labels = ax.get_legend_handles_labels()
+            for t, name, c, ls in thresholds:
+                if x0 - 1.0 <= t <= x1 + 1.0:  # within a decade of the data: draw it and let the axis include it
+                    ax.axvline(t, color=c, ls=ls, lw=1.1)
+                    x0, x1 = min(x0, t - pad), max(x1, t + pad)
+                    handles.append(Line2D([], [], color=c, ls=ls, lw=1.1))
+                    labels.append(name)
+                else:
+                    handles.append(Line2D([], [], color="none"))
+                    labels.append(f"{name}: off scale, {'right' if t > x1 else 'left'}")
+            ax.set_xlim(x0, x1)
+            ax.set_xlabel(xlabel)
+            ax.legend(handles, labels, loc="upper left", frameon=False)
+            ax.set_ylim(0, ax.get_ylim()[1] * (1.15 + 0.1 * len(labels)))  # room for the legend above the curves
+        axes[0].set_ylabel("density")
+        fig.tight_layout()
     return fig
 
 
@@ -1347,25 +1663,33 @@ def plot_tornado(result: MonteCarloResult, *, top: int = 10):
     """
     import matplotlib.pyplot as plt
 
+    from .plots import print_style
+
     s = result.sensitivity
     outs = [o for o in ("HI", "TCR") if (s["output"] == o).any()]
-    fig, axes = plt.subplots(1, max(len(outs), 1), figsize=(7.0, 3.4), squeeze=False)
-    for ax, o in zip(axes[0], outs):
-        d = s[s["output"] == o].assign(a=lambda x: x["rho"].abs()).sort_values("a").tail(top)
-        ax.barh(d["input"], d["rho"], color=np.where(d["rho"] > 0, "#c0392b", "#2e86c1"))
-        ax.axvline(0, color="k", lw=0.6)
-        ax.set_xlim(-1, 1)
-        ax.set_xlabel(f"Spearman rho with {o} ({result.receptor})", fontsize=8)
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    with print_style():
+        fig, axes = plt.subplots(1, max(len(outs), 1), figsize=(6.6, 2.9), squeeze=False)
+        for ax, o in zip(axes[0], outs):
+            d = s[s["output"] == o].assign(a=lambda x: x["rho"].abs()).sort_values("a").tail(top)
+            names = [str(i).replace("C ", "concentration ", 1) if str(i).startswith("C ") else str(i)
+                     for i in d["input"]]
+            ax.barh(names, d["rho"], color=np.where(d["rho"] > 0, "#c0392b", "#2e86c1"))
+            ax.axvline(0, color="k", lw=0.6)
+            ax.set_xlim(-1, 1)
+            ax.set_xlabel(f"Spearman rank correlation with {o}")
+            ax.set_title(f"{o}, {result.receptor}", loc="left")
+        fig.tight_layout()
     return fig
 
 
-def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m"):
+def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m", crs: str | None = None):
     """Maps of HI and TCR on the prediction grid (from :func:`grid_risk`).
 
-    One HI panel per receptor (the resident's HI is the child's and is not repeated when both
-    are present) and one TCR panel per receptor with cancer values (the resident's only, when present).
+    One HI panel (the child's, which is the resident's; else the first receptor's) and one TCR
+    panel (the resident's, else the receptor with cancer values), with a scale bar, a north arrow
+    and the coordinate note; the colour bars mark HI = 1 and TCR = 1e-6 and 1e-4 where they fall
+    inside the mapped range. The colour scale is logarithmic where the values span more than a
+    factor of 20, else linear.
 
     Parameters
     ----------
@@ -1373,6 +1697,8 @@ def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m"):
         Grid risk table (x, y, receptor, hi, tcr) from :func:`grid_risk`.
     coordinate_unit : str, default "m"
         Unit of the coordinates.
+    crs : str, optional
+        Coordinate reference system of the grid (None or "local": a local grid).
 
     Returns
     -------
@@ -1380,35 +1706,56 @@ def plot_grid_risk(grid: pd.DataFrame, *, coordinate_unit: str = "m"):
         Log-scaled maps of HI and TCR.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
+
+    from .plots import decorate_map, map_axes, print_style
 
     recs = list(dict.fromkeys(grid["receptor"]))
-    hi_recs = [r for r in recs if not (r == "resident" and "child" in recs)]
+    hi_rec = "child" if "child" in recs else recs[0]
     has_c = [r for r in recs if grid.loc[grid.receptor == r, "tcr"].notna().any()]
-    tcr_recs = ["resident"] if "resident" in has_c else has_c
-    panels = [(r, "hi") for r in hi_recs] + [(r, "tcr") for r in tcr_recs]
-    ncols = min(len(panels), 2)
-    nrows = int(np.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 3.3 * nrows), squeeze=False)
-    for ax in axes.ravel()[len(panels):]:
-        ax.set_visible(False)
-    for ax, (rec, col) in zip(axes.ravel(), panels):
-        d = grid[grid.receptor == rec]
-        z = d.pivot_table(index="y", columns="x", values=col, aggfunc="mean")
-        v = z.to_numpy(float)
-        ok = np.isfinite(v) & (v > 0)
-        if not ok.any():
-            ax.set_axis_off()
-            continue
-        v = np.where(ok, v, np.nan)
-        mesh = ax.pcolormesh(z.columns.to_numpy(float), z.index.to_numpy(float), v, shading="nearest",
-                             cmap="magma_r", norm=LogNorm(np.nanmin(v), np.nanmax(v)))
-        ax.set_title(f"{'HI' if col == 'hi' else 'TCR'} ({rec})", fontsize=9)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel(f"x ({coordinate_unit})", fontsize=8)
-        ax.set_ylabel(f"y ({coordinate_unit})", fontsize=8)
-        cb = fig.colorbar(mesh, ax=ax, shrink=0.85)
-        cb.ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    panels = [(hi_rec, "hi")] + ([("resident" if "resident" in has_c else has_c[0], "tcr")] if has_c else [])
+    with print_style():
+        x0, x1 = float(grid["x"].min()), float(grid["x"].max())
+        y0, y1 = float(grid["y"].min()), float(grid["y"].max())
+        aspect = (y1 - y0) / max(x1 - x0, 1e-12)
+        if aspect <= 1.6:  # side by side (the two panels share a row unless the region is tall and narrow)
+            fig, axes = plt.subplots(1, len(panels), figsize=(6.6, min(3.6, 6.6 / len(panels) * aspect + 0.6)),
+                                     squeeze=False)
+            axes = list(axes[0])
+            for ax in axes:
+                ax.set_aspect("equal", adjustable="box")
+                ax.set_xticks([])
+                ax.set_yticks([])
+        else:
+            fig, axes = map_axes(len(panels), x=grid["x"], y=grid["y"])
+        for k, (ax, (rec, col)) in enumerate(zip(axes, panels)):
+            d = grid[grid.receptor == rec]
+            z = d.pivot_table(index="y", columns="x", values=col, aggfunc="mean")
+            v = z.to_numpy(float)
+            ok = np.isfinite(v) & (v > 0)
+            if not ok.any():
+                ax.set_axis_off()
+                continue
+            v = np.where(ok, v, np.nan)
+            vmin, vmax = np.nanmin(v), np.nanmax(v)
+            if vmax <= vmin:
+                vmax = vmin * 1.01
+            log = vmax / vmin > 20  # a log scale only where the values span more than an order of magnitude or so
+            e = 0 if log or vmax >= 1e-2 else int(np.floor(np.log10(vmax)))  # linear axis in units of 10^e
+            v, vmin, vmax = v / 10.0 ** e, vmin / 10.0 ** e, vmax / 10.0 ** e
+            norm = LogNorm(vmin, vmax) if log else Normalize(vmin, vmax)
+            mesh = ax.pcolormesh(z.columns.to_numpy(float), z.index.to_numpy(float), v, shading="nearest",
+                                 cmap="magma_r", norm=norm, rasterized=True)
+            name = "Hazard index" if col == "hi" else "Total cancer risk"
+            ax.set_title(f"{name} ({rec})", loc="left")
+            cb = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.02)
+            marks = [1.0] if col == "hi" else [1e-6, 1e-4]
+            for t in marks:
+                if vmin <= t / 10.0 ** e <= vmax:
+                    cb.ax.axhline(t / 10.0 ** e, color="#1f77b4", lw=1.5)
+            scale = f" (× 10{str(e).translate(_SUPERSCRIPT)})" if e else ""
+            cb.set_label(name + scale + (" (line: 1)" if col == "hi" and vmin <= 1 <= vmax else ""))
+            decorate_map(ax, crs=crs, coordinate_unit=coordinate_unit, note=(k == 0))
+        if aspect <= 1.6:
+            fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

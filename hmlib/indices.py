@@ -982,14 +982,23 @@ def solid_backgrounds(*, sample_ids, sites: pd.DataFrame, medium: str, unit: str
 
     ids = pd.Index([str(i) for i in sample_ids])
     notes: list[str] = []
-    ref = (background_values(reference_set, medium=medium, unit=unit), f"reference set {reference_set}")
+    from .baselines import METHOD_LABELS, column_words
+    from .descriptive import reference_label
+
+    ref = (background_values(reference_set, medium=medium, unit=unit),
+           f"the natural background of {reference_label(reference_set)}")
     out = {"reference": ref, "static": ref}
     if baselines is not None:
         bl, used = baseline_background(baselines, medium=medium, method=baseline_method)
         if len(bl):
-            how = (", ".join(f"{k}: {v}" for k, v in used.items()) if baseline_method == "recommended"
-                   else baseline_method)
-            out["static"] = (bl, f"{baseline_method} geochemical baseline ({how})")
+            def words(m):
+                w = METHOD_LABELS.get(m, str(m)).split(" (")[0]
+                return (w[0].lower() + w[1:]).replace("gaussian", "Gaussian").replace("boxplot", "Tukey boxplot")
+
+            if baseline_method == "recommended":
+                out["static"] = (bl, "the recommended regional geochemical baseline of each metal")
+            else:
+                out["static"] = (bl, f"the regional geochemical baseline by the {words(baseline_method)} method")
             if baseline_stratum:
                 if baseline_stratum not in sites.columns:
                     notes.append(f"The stratification column {baseline_stratum} is not a sample attribute; the "
@@ -999,12 +1008,13 @@ def solid_backgrounds(*, sample_ids, sites: pd.DataFrame, medium: str, unit: str
                     strata.index = strata.index.astype(str)
                     sbg, sn = stratified_baseline_background(baselines, strata.reindex(ids), medium=medium,
                                                              column=baseline_stratum, method=baseline_method)
-                    out["static"] = (sbg, f"{baseline_method} geochemical baseline per {baseline_stratum} stratum")
+                    out["static"] = (sbg, f"the regional geochemical baseline of each {column_words(baseline_stratum)} "
+                                          "class")
                     notes += sn
     if adaptive is not None:
         aw = adaptive_background_wide(adaptive, medium=medium)
         if not aw.empty:
-            out["adaptive"] = (aw.reindex(ids), "adaptive background (EM + GPR)")
+            out["adaptive"] = (aw.reindex(ids), "the adaptive, sample-specific background")
     if source == "reference":
         out["used"] = ref
     elif source == "adaptive" and "adaptive" in out:
@@ -1014,7 +1024,8 @@ def solid_backgrounds(*, sample_ids, sites: pd.DataFrame, medium: str, unit: str
         if source == "adaptive":
             notes.append(f"No adaptive background exists for {medium}; the indices use the {out['static'][1]}.")
         elif baselines is None:
-            notes.append(f"No geochemical baselines were computed; the indices use the reference set {reference_set}.")
+            notes.append("No geochemical baselines were computed; the indices use the natural background of "
+                         f"{reference_label(reference_set)}.")
     return out, notes
 
 
@@ -1104,12 +1115,19 @@ def methods_text(*, background_label: str, igeo_factor: float, ef_reference_elem
                f"contamination factor per metal assessed, as Hakanson's 8, 16 and 32 for eight substances) "
                "[@hakanson1980].")
     integ = (f" The integrated indices ($C_{{deg}}$, PLI, Nemerow, PERI) sum over the assessed trace metals "
-             f"{', '.join(integrated_metals)}." if integrated_metals else "")
-    nem = (f"the single-factor index $P_i = C_i/S_i$ against the {nemerow_guideline} value $S_i$ that applies to the "
+             f"{', '.join(list(integrated_metals)[:-1])} and {list(integrated_metals)[-1]}."
+             if integrated_metals and len(integrated_metals) > 1 else
+             f" The integrated indices cover {integrated_metals[0]} only." if integrated_metals else "")
+    from .descriptive import reference_label
+
+    nem_name = reference_label(nemerow_guideline) if nemerow_guideline else ""
+    nem = (f"the single-factor index $P_i = C_i/S_i$ against the value $S_i$ of {nem_name} that applies to the "
            "sample, graded after HJ/T 166-2004 [@hjt166_2004]" if nemerow_guideline else
            "the contamination factor as single-factor index ($P_i = C_i/B_i$); HJ/T 166-2004 grades it against "
            "quality standards, not backgrounds, so no grade is given here [@hjt166_2004]")
     std_key = {"WHO_2022": " [@who2022dwq]", "GB5749_2022": " [@gb5749_2022]"}.get(water_standard or "", "")
+    if water_standard:  # a set code becomes the reader's name of the standard
+        water_standard = reference_label(water_standard, cite=False, short=True)
     water = (f" For water, the heavy metal pollution index of @mohan1996 weights each metal by the inverse of its "
              f"standard ({water_standard}{std_key}): $Q_i = 100\\,M_i/S_i$, $W_i = 1/S_i$, "
              "$HPI = \\sum W_i Q_i / \\sum W_i$; 100 is the critical value." if has_water else "")
@@ -1183,10 +1201,10 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
                    linewidths=0)
         ax.set_title(f"{index} {metal}{title_suffix}" if metal != "all" else f"{index}{title_suffix}", fontsize=8)
         ax.set_aspect("equal")
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(i), label=lab, markersize=5)
                for i, lab in enumerate(ct["class"])]
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, n_cls), fontsize=6, frameon=False,
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, n_cls), fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, -0.02 - 0.035 * np.ceil(n_cls / 4)))
     fig.supxlabel(f"x ({coordinate_unit})", fontsize=7, y=0.02)
     fig.supylabel(f"y ({coordinate_unit})", fontsize=7)
@@ -1222,12 +1240,14 @@ def plot_class_shares(shares: pd.DataFrame, *, index: str, medium: str):
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(piv) + 1.4))
     left = np.zeros(len(piv))
     for col, color in zip(piv.columns, colors):
+        if piv[col].sum() == 0:  # a class no sample falls in gets no legend entry (colours stay fixed per class)
+            continue
         ax.barh(piv.index, 100 * piv[col], left=left, color=color, label=labels[col], edgecolor="white", lw=0.4)
         left += 100 * piv[col].to_numpy()
     ax.set_xlabel("share of samples (%)")
     ax.set_xlim(0, 100)
     ax.invert_yaxis()
-    ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     ax.set_title(f"{index} classes in {medium}")
     fig.tight_layout()
     return fig

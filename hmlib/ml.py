@@ -6,7 +6,7 @@ potential ecological risk index PERI of the indices stage) from environmental, g
 human predictors; predictors are standardised, correlated clusters are pruned to their most
 informative member, predictors are selected by their share of the model's gain (> 0.01) or as
 the top k, and SHAP values [@lundberg2020tree] explain the contribution and direction of each
-predictor. Beyond the seed paper, the validation here is nested and spatially honest:
+predictor. Beyond Wu et al. (2025), the validation here is nested and spatially honest:
 
 * every step that looks at the response (pruning, selection, hyperparameter search) is
   repeated inside each training fold (:func:`fit_driver_pipeline` called by
@@ -89,6 +89,7 @@ __all__ = [
     "methods_text",
     "results_text",
     "exploratory_text",
+    "readable_feature",
     "compare_with_truth",
     "truth_text",
     "cv_display",
@@ -943,8 +944,12 @@ def assess_skill(metrics: pd.DataFrame, predictions: pd.DataFrame, *, model: str
                  rmse_baseline=bm, n_folds_better=better, n_folds=len(a))
 
 
-def skill_statement(skill: Skill, *, target_label: str, n_blocks: int) -> str:
-    """The sentence that opens the results: validation scheme and skill, before any interpretation.
+def skill_statement(skill: Skill, *, target_label: str, n_blocks: int, refs: str = "") -> str:
+    """The paragraph that opens the results: validation scheme and skill, before any interpretation.
+
+    States the spatial-block score once with its spread over folds and what it means (the share of
+    the variation the predictors carry into areas without samples); the per-learner numbers are
+    left to the table.
 
     Parameters
     ----------
@@ -954,6 +959,8 @@ def skill_statement(skill: Skill, *, target_label: str, n_blocks: int) -> str:
         Readable name of the target.
     n_blocks : int
         Number of spatial clusters used for the blocks.
+    refs : str, default ''
+        Cross-references to the scores (e.g. ``"@tbl-ml-cv-metrics"``), appended in parentheses.
 
     Returns
     -------
@@ -961,19 +968,23 @@ def skill_statement(skill: Skill, *, target_label: str, n_blocks: int) -> str:
         Markdown paragraph.
     """
     learner = MODEL_LABELS.get(skill.model, skill.model)
-    scores = (f"Under spatial-block cross-validation ({skill.n_folds} folds of whole k-means clusters of the "
-              f"coordinates, {n_blocks} clusters), {learner} predicted {target_label} of held-out areas with R² "
-              f"{skill.r2_mean:.2f} ± {skill.r2_sd:.2f} (mean ± standard deviation over folds; pooled "
-              f"{skill.r2_pooled:.2f}) and RMSE {skill.rmse_mean:.3g}, against {skill.rmse_baseline:.3g} for the "
-              f"mean of the training samples; it was better than that baseline in {skill.n_folds_better} of "
-              f"{skill.n_folds} folds.")
+    gain = (1 - skill.rmse_mean / skill.rmse_baseline) * 100 if skill.rmse_baseline > 0 else np.nan
+    ref = f" ({refs})" if refs else ""
+    scores = (f"Holding out whole areas ({skill.n_folds} folds of {n_blocks} spatial clusters), {learner} "
+              f"predicted {target_label} with R² {skill.r2_mean:.2f} ± {skill.r2_sd:.2f} (mean ± standard deviation "
+              f"over folds), beating the training mean in {skill.n_folds_better} of {skill.n_folds} folds{ref}.")
     if skill.has_skill:
-        return (f"**Validation and skill.** {scores} The model carries information into areas it was not "
-                "trained on, so its drivers are interpreted below.")
-    return (f"**No transferable skill.** {scores} The predictors do not carry {target_label} into areas away from "
-            "the training samples, so this section reports no drivers and no prediction map. The model's SHAP "
-            "ranking is kept in the appendix, labelled exploratory: it describes how the model fits the sampled "
-            "points, not what drives the target.")
+        strength = ("weak" if skill.r2_mean < 0.2 else "moderate" if skill.r2_mean < 0.5 else "good")
+        return (f"**Validation and skill.** {scores} The skill is {strength}: the predictors carry about "
+                f"{100 * max(skill.r2_mean, 0):.0f} % of the variation of {target_label} into areas without samples "
+                f"(RMSE {gain:.0f} % below that of the mean), so the drivers below are interpreted with that "
+                "weight.")
+    why = ""
+    if skill.r2_mean <= 0 and skill.n_folds_better > skill.n_folds / 2:
+        why = (f" Most folds beat the mean by a little while one or two miss badly, which pulls the mean R² below "
+               f"zero; the pooled R² over all held-out samples is {skill.r2_pooled:.2f}.")
+    return (f"**No transferable skill.** {scores}{why} The predictors do not carry {target_label} into areas away "
+            "from the training samples, so this section reports no drivers and no prediction map.")
 
 
 # --- interpretation ----------------------------------------------------------------------------
@@ -1635,7 +1646,7 @@ categorical ones one-hot encoded) were standardised, $x'_j = (x_j - \\mu_j)/\\si
 each cluster of candidates whose pairwise $|r|$ is at least {correlation_threshold:g} (complete-linkage
 clustering on $1-|r|$), only the member with the largest absolute Spearman correlation with the target was
 kept. A screening model ranked the remaining candidates by their share of the total gain,
-$g_j = G_j / \\sum_k G_k$, and the final model used {sel}. Its hyperparameters were chosen by a seeded
+$g_j = G_j / \\sum_k G_k$, and the final model used {sel}. Its hyperparameters were chosen by a reproducible
 random search over {n_search} combinations of tree number, depth, learning rate, row subsampling and
 minimum child weight (3-fold inner cross-validation, RMSE). Predictions were explained with SHAP values
 from TreeExplainer [@lundberg2020tree], which split each prediction into additive contributions,
@@ -1682,31 +1693,44 @@ def _direction(res: DriverAnalysis, f: str) -> str:
     return f"membership {d}" if "=" in f else f"a higher value {d}"
 
 
-def results_text(res: DriverAnalysis, ds: DriverData) -> str:
+def results_text(res: DriverAnalysis, ds: DriverData, *, refs: dict | None = None) -> str:
     """Results paragraphs: validation and skill first; drivers only when the model has transferable skill.
+
+    The scores of every learner and fold design are in the cross-validation table; the text gives the
+    verdict, what the gap between random and spatial-block folds means, and the drivers.
 
     Parameters
     ----------
     res : :func:`analyse_drivers`.
     ds : :func:`assemble_dataset`.
+    refs : dict, optional
+        Cross-references: ``cv`` (scores table), ``obs`` (observed vs predicted figure), ``drivers``
+        (driver table), ``shap`` (beeswarm figure).
 
     Returns
     -------
     str (markdown)
     """
+    refs = {k: v for k, v in (refs or {}).items() if v}
+    at = {k: f"@{v}" for k, v in refs.items()}
     s = res.summary.set_index(["model", "cv_scheme"])
     xr = s.loc[("xgb", "random")]
-    parts = [skill_statement(res.skill, target_label=ds.target_label, n_blocks=res.n_blocks)]
+    parts = [skill_statement(res.skill, target_label=ds.target_label, n_blocks=res.n_blocks,
+                             refs="; ".join(at[k] for k in ("cv", "obs") if k in at))]
     if xr["r2_mean"] <= 0:
-        gap = "; neither fold design shows skill. "
+        gap = "neither fold design shows skill."
     elif xr["r2_mean"] - res.skill.r2_mean > 0.05:
-        gap = (f"; the gap to the spatial-block score ({res.skill.r2_mean:.2f}) is the part of the apparent skill "
-               "that comes from spatial proximity rather than from the predictors. ")
+        gap = ("the gap to the spatial-block score is the part of the apparent skill that comes from "
+               "interpolating between neighbouring samples rather than from the predictors.")
     else:
-        gap = "; the two fold designs agree, so the skill does not rest on spatial proximity. "
-    parts.append(
-        f"With random folds, which let the model interpolate between neighbouring samples, XGBoost reached R² "
-        f"{xr['r2_mean']:.2f} ± {xr['r2_std']:.2f}" + gap + res.comparison)
+        gap = "the two fold designs agree, so the skill does not rest on spatial proximity."
+    sp = res.summary[res.summary["cv_scheme"] == "spatial_block"].set_index("model")["rmse_mean"]
+    sp = sp.drop(index="mean", errors="ignore").sort_values()
+    best = MODEL_LABELS.get(sp.index[0], sp.index[0]) if len(sp) else None
+    comp = (f" Under spatial-block folds the {best} had the lowest error of the learners compared."
+            if best and len(sp) > 1 and res.skill.has_skill else "")
+    parts.append(f"With random folds, which let the model interpolate between neighbours, R² rose to "
+                 f"{xr['r2_mean']:.2f}; {gap}{comp}")
     if np.isfinite(res.spatial_share):
         parts.append(f"The spatial term (the coordinates) accounts for {100 * res.spatial_share:.0f} % of the "
                      "model's mean absolute SHAP value; it describes where the target is high, not why, and is "
@@ -1715,16 +1739,36 @@ def results_text(res: DriverAnalysis, ds: DriverData) -> str:
         d = res.drivers
         pruned = res.fit.pruning[~res.fit.pruning["kept"]]["feature"].tolist()
         top = d.head(3)
-        desc = [f"{f} (mean absolute SHAP {v:.3g}, {100 * sh:.0f} % of the drivers' total; {_direction(res, f)} "
-                "the prediction)" for f, v, sh in zip(top["feature"], top["mean_abs_shap"], top["share"])]
+        desc = [f"{readable_feature(f)} ({100 * sh:.0f} % of the drivers' mean absolute SHAP value; {_direction(res, f)} the "
+                "prediction)" for f, sh in zip(top["feature"], top["share"])]
+        where = "; ".join(at[k] for k in ("drivers", "shap") if k in at)
         parts.append(
             "**Drivers.** Of the candidate drivers, "
             + (f"{len(pruned)} {'was' if len(pruned) == 1 else 'were'} pruned as correlated with a more informative "
                f"one ({', '.join(pruned)}); " if pruned else "none was pruned as correlated; ")
             + f"{len(d)} {'was' if len(d) == 1 else 'were'} selected. The most influential were " + "; ".join(desc)
-            + ". Effects are associations learned from the samples, conditional on the other predictors; they are "
-            "not causal estimates.")
+            + (f" ({where})" if where else "")
+            + ". Effects are associations learned from the samples, conditional on the other predictors, and carry "
+            "only the model's limited skill; they are not causal estimates.")
     return "\n\n".join(parts)
+
+
+def readable_feature(name: str) -> str:
+    """A model feature as the reader knows it: a one-hot column ``Landuse=Pasture`` becomes ``Pasture (Landuse)``.
+
+    Parameters
+    ----------
+    name : str
+        Feature (design column) name.
+
+    Returns
+    -------
+    str
+    """
+    if "=" in str(name):
+        cov, level = str(name).split("=", 1)
+        return f"{level} ({cov})"
+    return str(name)
 
 
 def exploratory_text(res: DriverAnalysis, ds: DriverData) -> str:
@@ -1740,11 +1784,14 @@ def exploratory_text(res: DriverAnalysis, ds: DriverData) -> str:
     str (markdown)
     """
     imp = res.importance[res.importance["selected"] & ~res.importance["spatial"]]
-    names = ", ".join(imp["feature"].head(5))
-    return (f"**Exploratory only.** The model of {ds.target_label} showed no transferable skill under spatial-block "
-            f"cross-validation (R² {res.skill.r2_mean:.2f} ± {res.skill.r2_sd:.2f}), so the ranking below is not "
-            f"evidence of drivers: it shows which inputs the model used to fit the sampled points ({names}), which "
-            "can reflect chance associations or spatial clustering as much as mechanisms.")
+    names = ", ".join(readable_feature(f) for f in imp["feature"].head(5))
+    cats = [c for c in ds.categorical]
+    design = (f" The candidates are class variables only ({', '.join(cats)}): a boosted-tree model can then add "
+              "little to a comparison of the classes' means, and continuous covariates (terrain, distance to roads "
+              "or sources, soil properties) would be needed to model the target within the classes."
+              if cats and not [c for c in ds.numeric if c not in ds.spatial] else "")
+    return (f"The SHAP ranking of this model is in the appendix, labelled exploratory: it shows which inputs the "
+            f"model used to fit the sampled points ({names}), not what drives {ds.target_label}.{design}")
 
 
 def compare_with_truth(importance: pd.DataFrame, truth: pd.DataFrame, *, source: dict[str, str] | None = None

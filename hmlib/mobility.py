@@ -19,7 +19,7 @@ From the BCR fractions the module computes the mobility factors, the risk assess
 with the class table in ``hmlib/data/reference/index_classes/RAC_Perin1985.csv``, the ratio of
 secondary to primary phases (RSP), the recovery against the total concentration, and fits a
 theory-guided gradient-boosting model of the mobile share from soil properties (XGBoost with
-monotone constraints where theory gives the sign, seeded cross-validation, TreeSHAP), the
+monotone constraints where theory gives the sign, cross-validation with a fixed random state, TreeSHAP), the
 mobilization risk (total x mobile share against a threshold) and the change under the
 "4 per mille" soil-carbon scenario (Minasny et al. 2017; Qi et al. 2025).
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the options model is declared once, in the stage module
     from .stages.mobility import Options as MobilityOptions
 
 __all__ = [
+    "feature_label",
     "BCR_FRACTIONS",
     "BCR_NAMES",
     "TESSIER_FRACTIONS",
@@ -1186,8 +1187,9 @@ class MobilityResults:
 def spatial_folds(x, y, *, n_splits: int, n_blocks: int, seed: int) -> np.ndarray:
     """Spatial-block folds of the samples: whole k-means clusters of the coordinates per fold.
 
-    The same algorithm as the accumulation calibration (:func:`hmlib.accumulation.calibration_folds`;
-    block cross-validation, Roberts et al. 2017, https://doi.org/10.1111/ecog.02881).
+    The project's one spatial-block fold helper (:func:`hmlib.ml.spatial_block_folds`, also used by
+    the drivers, remote-sensing and accumulation cross-validation; block cross-validation, Roberts
+    et al. 2017, https://doi.org/10.1111/ecog.02881).
 
     Parameters
     ----------
@@ -1200,9 +1202,12 @@ def spatial_folds(x, y, *, n_splits: int, n_blocks: int, seed: int) -> np.ndarra
     -------
     ndarray of int, one fold per sample.
     """
-    from .accumulation import calibration_folds
+    from .ml import spatial_block_folds
 
-    return calibration_folds(x, y, n_folds=n_splits, scheme="spatial_block", n_blocks=n_blocks, seed=seed)
+    if n_splits < 2 or len(np.asarray(x)) < 2 * n_splits:
+        raise ValueError(f"need n_splits >= 2 and at least {2 * n_splits} samples, got {n_splits} folds and "
+                         f"{len(np.asarray(x))} samples")
+    return spatial_block_folds(x, y, n_folds=n_splits, n_blocks=max(n_blocks, n_splits), seed=seed)[0]
 
 
 def fit_all(indices: pd.DataFrame, sites: pd.DataFrame, *, features: list[str], options: MobilityOptions,
@@ -1494,6 +1499,33 @@ def scenario_tables(results: MobilityResults, *, sites: pd.DataFrame, grid: pd.D
     return summary, (pd.concat(cells, ignore_index=True) if cells else pd.DataFrame()), notes
 
 
+_FEATURE_WORDS = {"ph": "pH", "soc_percent": "SOC (%)", "soc_pct": "SOC (%)", "om_percent": "organic matter (%)",
+                  "om_pct": "organic matter (%)", "clay_percent": "clay (%)", "clay_pct": "clay (%)",
+                  "cec_cmol_kg": "CEC (cmol/kg)", "total_mg_kg": "total concentration (mg/kg)"}
+
+
+def feature_label(name: str) -> str:
+    """Reader's name of a predictor (``soc_percent`` -> "SOC (%)", ``total_mg_kg`` -> "total concentration
+    (mg/kg)"); unknown names lose their underscores.
+
+    Parameters
+    ----------
+    name : str
+        Predictor column.
+
+    Returns
+    -------
+    str
+        Words for the report.
+    """
+    if name in _FEATURE_WORDS:
+        return _FEATURE_WORDS[name]
+    for suffix, unit in (("_percent", "%"), ("_pct", "%"), ("_mg_kg", "mg/kg"), ("_cmol_kg", "cmol/kg"), ("_m", "m")):
+        if name.endswith(suffix):
+            return f"{name[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
+
+
 def importance_display(importance: pd.DataFrame) -> pd.DataFrame:
     """Metal x feature table of mean |SHAP| (pp) with the effect direction, e.g. ``13.2 (-)``; constrained features marked ``*``.
 
@@ -1513,7 +1545,7 @@ def importance_display(importance: pd.DataFrame) -> pd.DataFrame:
     order = importance.groupby("feature")["mean_abs_shap_pp"].mean().sort_values(ascending=False).index
     w = cell.pivot(index="metal", columns="feature", values="txt").reindex(
         index=list(dict.fromkeys(importance["metal"])), columns=order)
-    w.columns = [f"{c} (pp)" for c in w.columns]
+    w.columns = [f"{feature_label(c)}: pp" for c in w.columns]
     return w.reset_index().rename(columns={"metal": "Metal"})
 
 
@@ -1573,7 +1605,7 @@ def plot_fractions(indices: pd.DataFrame):
     ax0.set_xlim(0, 100)
     ax0.invert_yaxis()
     ax0.set_xlabel("mean share of the sum of fractions (%)", fontsize=8)
-    ax0.legend(fontsize=6.5, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax0.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax0.tick_params(labelsize=7)
     for i, metal in enumerate(metals):
         ax = fig.add_subplot(gs[1 + i // 3, i % 3])
@@ -1586,8 +1618,8 @@ def plot_fractions(indices: pd.DataFrame):
         ax.set_title(f"{metal} (n = {len(g)})", fontsize=8)
         ax.set_ylim(0, 100)
         ax.set_xticks([])
-        ax.tick_params(labelsize=6)
-        ax.set_xlabel("samples, by F1 share", fontsize=6.5)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("samples, by F1 share", fontsize=7)
         if i % 3 == 0:
             ax.set_ylabel("share (%)", fontsize=7)
     fig.tight_layout()
@@ -1655,24 +1687,24 @@ def plot_shap(results: MobilityResults, *, max_metals: int = 6, metals: list[str
             v = X[f].rank(pct=True).to_numpy()
             sc = ax.scatter(sv[f], j + rng.uniform(-0.25, 0.25, len(sv)), c=v, cmap="coolwarm", s=3, vmin=0, vmax=1,
                             linewidths=0)
-        labels = [f + ("" if results.models[metal].constraints.get(f, 0) == 0 else
+        labels = [feature_label(f) + ("" if results.models[metal].constraints.get(f, 0) == 0 else
                        f" ({'+' if results.models[metal].constraints[f] > 0 else '-'})") for f in order]
-        ax.set_yticks(range(len(order)), labels, fontsize=6)
+        ax.set_yticks(range(len(order)), labels, fontsize=7)
         ax.axvline(0, color="0.5", lw=0.6)
         ax.set_title(metal, fontsize=8)
-        ax.set_xlabel("SHAP value (percent points)", fontsize=6.5)
-        ax.tick_params(axis="x", labelsize=6)
+        ax.set_xlabel("SHAP value (percent points)", fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
     for ax in axes.ravel()[len(metals):]:
         ax.set_visible(False)
     if sc is not None:
         cb = fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.6, pad=0.02)
-        cb.set_label("feature value (rank: low to high)", fontsize=6.5)
-        cb.ax.tick_params(labelsize=6)
+        cb.set_label("feature value (rank: low to high)", fontsize=7)
+        cb.ax.tick_params(labelsize=7)
     return fig
 
 
 def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: str = "m", diverging: bool = False,
-              domain: str = "grid"):
+              domain: str = "grid", crs: str | None = "local"):
     """One map panel per metal of ``column`` from :func:`scenario_tables` cells (grid, else samples).
 
     Parameters
@@ -1689,6 +1721,8 @@ def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: 
         Use a diverging colour map centred on 0.
     domain : str, default 'grid'
         Domain of the cells to map (``'grid'`` or ``'samples'``).
+    crs : str or None, default 'local'
+        Coordinate system of x and y (note, scale bar and north arrow of :func:`hmlib.plots.decorate_map`).
 
     Returns
     -------
@@ -1697,6 +1731,8 @@ def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: 
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
+
+    from .plots import decorate_map
 
     c = cells[cells.domain == domain]
     metals = list(dict.fromkeys(c["metal"]))
@@ -1722,15 +1758,18 @@ def plot_maps(cells: pd.DataFrame, column: str, *, label: str, coordinate_unit: 
             sc = ax.scatter(g.x, g.y, c=v, s=4 if domain == "grid" else 10, cmap=cmap, norm=norm, linewidths=0)
         ax.set_aspect("equal")
         ax.set_title(metal, fontsize=8)
-        ax.tick_params(labelsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
         cb = fig.colorbar(sc, ax=ax, shrink=0.8)
-        cb.ax.tick_params(labelsize=6)
+        cb.ax.tick_params(labelsize=7)
+        decorate_map(ax, crs=crs, coordinate_unit=coordinate_unit, note=False)
     for ax in axes.ravel()[len(metals):]:
         ax.set_visible(False)
     fig.suptitle(label, fontsize=8)
-    fig.supxlabel(f"x ({coordinate_unit})", fontsize=7)
-    fig.supylabel(f"y ({coordinate_unit})", fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    from .plots import crs_note
+
+    fig.text(0.01, 0.0, crs_note(crs, coordinate_unit), fontsize=7, color="0.3", ha="left", va="bottom")
     return fig
 
 
@@ -1759,7 +1798,7 @@ def methods_text(*, scheme: str, tolerance_percent: float, mobile_fraction: str,
     validation = validation or f"{n_splits}-fold random cross-validation"
     spatial = "spatial-block" in validation
     mob = "F_1" if mobile_fraction == "F1" else "F_1 + F_2"
-    feats = ", ".join(f"`{f}`" for f in features) + (", total concentration" if include_total else "")
+    feats = ", ".join(feature_label(f) for f in features) + (", total concentration" if include_total else "")
     tess = ("Fractions were reported with the five-step Tessier scheme [@tessier1979] and mapped onto the "
             "BCR fractions by reagent correspondence (exchangeable + carbonate-bound to F1, Fe-Mn oxide to F2, "
             "organic to F3, residual to F4) [@gleyzes2002; @rauret1998]; the mapping is approximate because "
@@ -1780,14 +1819,14 @@ of secondary to primary phases is $\\mathrm{{RSP}} = (F_1+F_2+F_3)/F_4$ [@chen20
 monotone constraints force the prediction to fall with pH for cations and rise with pH for oxyanion-forming
 elements, and to rise with the total concentration [@sauve2000; @smith1998arsenic]; SOC is left unconstrained
 because solid organic matter binds metals while dissolved organic carbon mobilizes them. Each model was assessed,
-before any interpretation, by seeded {validation}{" [@roberts2017cv], so that held-out samples have no training neighbours in their block" if spatial else ""}
+before any interpretation, by {validation}{" [@roberts2017cv], so that held-out samples have no training neighbours in their block" if spatial else ""}
 ($R^2$, RMSE, MAE; the same folds with and without constraints); only models with a cross-validated $R^2$ above 0
 were explained, with TreeSHAP values [@lundberg2020] and partial dependence. Mobilization risk is the mobile concentration
 $C_\\mathrm{{mob}} = C_\\mathrm{{total}}\\,p/100$ above a threshold (set per metal, otherwise the
 {risk_quantile:g} quantile of today's predicted $C_\\mathrm{{mob}}$ at the samples).
 
 **Soil-carbon scenario.** Following the "4 per mille" initiative [@minasny2017], SOC
-(`{soc_feature}`) was raised by {100 * rate_per_year:g} % per year, compounding over {years} years
+({feature_label(soc_feature or "SOC")}) was raised by {100 * rate_per_year:g} % per year, compounding over {years} years
 ($\\mathrm{{SOC}}_t = \\mathrm{{SOC}}_0 (1 + {rate_per_year:g})^{{{years}}}$, a factor of {factor:.3f}), all other
 predictors unchanged, and the models predicted the change of the mobile share and of the mobilization risk
 [@qi2025mobility]. Tree models do not extrapolate: beyond the largest SOC of the training data the predicted
@@ -1838,7 +1877,8 @@ def results_text(indices: pd.DataFrame, comparison: pd.DataFrame, importance: pd
         top = importance[(importance["rank"] == 1) & ~importance["metal"].isin(no_skill)].set_index("metal")["feature"]
         if len(top):
             parts.append("Among the models with skill, the most important predictor (mean |SHAP|) was "
-                         + "; ".join(f"`{f}` for {', '.join(top[top == f].index)}" for f in dict.fromkeys(top)) + ".")
+                         + "; ".join(f"{feature_label(f)} for {', '.join(top[top == f].index)}"
+                                     for f in dict.fromkeys(top)) + ".")
     if truth is not None and not truth.empty:
         ph = truth[truth["feature"].str.lower().str.contains("ph")]
         if not ph.empty:
@@ -1856,3 +1896,208 @@ def results_text(indices: pd.DataFrame, comparison: pd.DataFrame, importance: pd
                      + ", ".join(f"{m} {b:.1f} → {s:.1f} %" for m, b, s in
                                  zip(w.index, w.at_risk_base_percent, w.at_risk_scenario_percent)) + ".")
     return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# reader's text, one paragraph per part of the section (composed by hmlib.stages.mobility)
+# ----------------------------------------------------------------------------------------------
+def fractionation_text(indices: pd.DataFrame, rac: pd.DataFrame, *, refs: str) -> str:
+    """What the fractions mean: which metals sit in the exchangeable pool (high RAC) and which are locked in the
+    residual fraction, and how the risk class follows from that.
+
+    Parameters
+    ----------
+    indices : :func:`fractionation_indices` (with recovery columns).
+    rac : :func:`rac_summary`.
+    refs : cross-references to the displays.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    g = indices.groupby("metal", sort=False)
+    mean_rac = g["rac_percent"].mean().sort_values(ascending=False)
+    f4 = g["p_F4"].mean()
+    hi = rac[rac["rac_class"].astype(str).str.contains("high")].groupby("metal")["share_percent"].sum()
+    top, low = mean_rac.index[0], mean_rac.index[-1]
+    txt = (f"**Results** ({refs}). {top} is the most mobile metal: on average {mean_rac[top]:.1f} % of it is "
+           f"acid-soluble or exchangeable, and {hi.get(top, 0):.0f} % of the samples fall in the high or very high "
+           f"risk class. {low} is the least mobile ({mean_rac[low]:.1f} % in F1, {f4[low]:.0f} % residual), so its "
+           "total concentration overstates what plants and water can take up. The ranking by mean RAC is "
+           + ", ".join(f"{m} {v:.1f} %" for m, v in mean_rac.items()) + ".")
+    mid = [m for m in mean_rac.index if 10 < mean_rac[m] <= 30]
+    if mid:
+        txt += (f" {', '.join(mid)} {'is' if len(mid) == 1 else 'are'} in the medium class on average, but the "
+                "class of a single sample can differ; the risk of a site follows its own fractions, not the mean.")
+    return txt
+
+
+def skill_text(comparison: pd.DataFrame, *, validation: str, no_skill: list | None, ref: str) -> str:
+    """The mobility models' cross-validated skill, stated before any interpretation, and what the constraints
+    cost or gain.
+
+    Parameters
+    ----------
+    comparison : :attr:`MobilityResults.comparison`.
+    validation : the cross-validation scheme in words.
+    no_skill : metals without transferable skill.
+    ref : cross-reference to the skill table.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    no_skill = list(no_skill or [])
+    c = comparison[comparison.variant == "constrained"].set_index("metal")
+    u = comparison[comparison.variant == "unconstrained"].set_index("metal")
+    d = (c.r2_mean - u.r2_mean.reindex(c.index))
+    txt = (f"**Skill first** ({ref}). {validation[0].upper() + validation[1:]}. Cross-validated R² of the "
+           "constrained models (mean ± SD over folds): "
+           + ", ".join(f"{m} {r:.2f} ± {sd:.2f}" for m, r, sd in zip(c.index, c.r2_mean, c.r2_sd)) + ". ")
+    good = c[(c.r2_mean >= 0.5) & ~c.index.isin(no_skill)].index.tolist()
+    fair = c[(c.r2_mean > 0) & (c.r2_mean < 0.5) & ~c.index.isin(no_skill)].index.tolist()
+    if good:
+        txt += f"Soil properties explain at least half of the variation of the mobile share of {', '.join(good)}"
+        txt += (f"; for {', '.join(fair)} less than half, so their predictions and scenario are indicative only. "
+                if fair else ". ")
+    elif fair:
+        txt += f"For {', '.join(fair)} the models explain less than half of the variation: predictions are indicative. "
+    txt += (f"The monotone constraints changed R² by {d.min():+.3f} to {d.max():+.3f}, while the unconstrained "
+            f"models moved against the theory sign by up to {float(u.max_theory_violation_pp.max()):.2f} percent "
+            "points somewhere in the data range: the constraints cost no skill and remove effects that chemistry "
+            "rules out.")
+    if no_skill:
+        txt += (f" {', '.join(no_skill)} showed no transferable skill ($R^2 \\le 0$): "
+                f"{'its' if len(no_skill) == 1 else 'their'} predictors are not interpreted and "
+                f"{'its' if len(no_skill) == 1 else 'their'} scenario is not shown.")
+    return txt
+
+
+def truth_text(truth: pd.DataFrame, *, ph_feature: str | None, ref: str) -> str:
+    """Generated demo regions: the recovered pH effect (and the other predictors' signs) against the
+    generator's truth, in words.
+
+    Parameters
+    ----------
+    truth : :func:`effect_truth_recovery`.
+    ph_feature : the pH covariate, or None.
+    ref : cross-reference to the table.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    scored = truth[truth["true_sign"] != 0]
+    ok = int(scored["sign_recovered"].fillna(False).astype(bool).sum())
+    txt = (f"**Check against the generator** ({ref}). These data were generated with known effects of the soil "
+           f"properties on the mobile share. Across all predictors with a true effect, the unconstrained models "
+           f"recovered the sign in {ok} of {len(scored)} cases")
+    ph = truth[truth["feature"] == ph_feature] if ph_feature else truth.iloc[0:0]
+    if len(ph):
+        ratio = (ph["recovered_unconstrained_pp_per_unit"] / ph["true_effect_pp_per_unit"]).replace([np.inf, -np.inf],
+                                                                                                   np.nan)
+        txt += ("; for pH, the effect the theory constrains, "
+                + ", ".join(f"{r.metal} {r.recovered_unconstrained_pp_per_unit:+.1f} against a true "
+                            f"{r.true_effect_pp_per_unit:+.1f} pp per pH unit" for r in ph.itertuples())
+                + f". The recovered slopes are {100 * ratio.min():.0f}-{100 * ratio.max():.0f} % of the true ones: "
+                  "tree models flatten effects at the edges of the data, so their partial-dependence slopes "
+                  "understate strong effects, while the signs, which the interpretation relies on, are right")
+    return txt + "."
+
+
+def drivers_text(importance: pd.DataFrame, *, ref: str) -> str:
+    """The most important predictors of the models with skill, with the direction of their effect.
+
+    Parameters
+    ----------
+    importance : :attr:`MobilityResults.importance` restricted to the metals with skill.
+    ref : cross-references to the displays.
+
+    Returns
+    -------
+    str (markdown).
+    """
+    top = importance[importance["rank"] == 1]
+    if top.empty:
+        return ""
+    parts = []
+    for (f, dirn), g in top.groupby([top["feature"], top["direction"]], sort=False):
+        word = {1: "rises", -1: "falls"}.get(int(dirn), "changes")
+        parts.append(f"{feature_label(f)} for {', '.join(g['metal'])} (the mobile share {word} with it; mean "
+                     f"|SHAP| {_rng(g['mean_abs_shap_pp'])} percent points)")
+    return (f"**Drivers** ({ref}). Among the models with skill, the most important predictor is "
+            + "; ".join(parts) + ". These are associations learned by the models under the stated constraints, "
+            "consistent with the chemistry where the sign is constrained, not measured causes.")
+
+
+def _rng(v) -> str:
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    return f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
+
+
+def constraints_label(text: str) -> str:
+    """Reader's version of a constraint list (``"ph:-, total_mg_kg:+"`` -> "pH falling, total concentration
+    (mg/kg) rising"; ``"none"`` stays).
+
+    Parameters
+    ----------
+    text : str
+        Constraints as in :attr:`MobilityResults.comparison`.
+
+    Returns
+    -------
+    str
+        Words for the report.
+    """
+    if not isinstance(text, str) or ":" not in text:
+        return text
+    out = []
+    for part in text.split(","):
+        f, _, sign = part.strip().rpartition(":")
+        out.append(f"{feature_label(f)} {'rising' if sign.strip() == '+' else 'falling'}")
+    return ", ".join(out)
+
+
+def scenario_text(scenario: pd.DataFrame, *, horizon_years: int, domain: str, refs: str,
+                  comparison: pd.DataFrame | None = None) -> str:
+    """The soil-carbon scenario's effect on the mobile share and on the share at risk, with the caveat of
+    extrapolation.
+
+    Parameters
+    ----------
+    scenario : :func:`scenario_tables` summary.
+    horizon_years : scenario horizon.
+    domain : "grid" or "samples" (the one shown).
+    refs : cross-references to the displays.
+    comparison : :attr:`MobilityResults.comparison` (the cross-validated RMSE the change is compared with).
+
+    Returns
+    -------
+    str (markdown).
+    """
+    w = scenario[(scenario.area == "whole region") & (scenario.domain == domain)].set_index("metal")
+    if w.empty:
+        return ""
+    unit = "grid cells" if domain == "grid" else "samples"
+    big = w.delta_share_mean_pp.abs().idxmax()
+    txt = (f"**Soil-carbon scenario** ({refs}). After {horizon_years} years the mean mobile share changes by "
+           + ", ".join(f"{m} {v:+.2f}" for m, v in w.delta_share_mean_pp.items()) + " percent points, and the share "
+           f"of {unit} at risk by " + ", ".join(f"{m} {b:.1f} → {s:.1f} %" for m, b, s in
+                                               zip(w.index, w.at_risk_base_percent, w.at_risk_scenario_percent))
+           + ".")
+    if comparison is not None and not comparison.empty:
+        rm = comparison[(comparison.variant == "constrained")].set_index("metal")["rmse_mean"]
+        if big in rm.index:
+            d = abs(w.loc[big, "delta_share_mean_pp"])
+            txt += (f" The largest change, for {big} ({d:.2f} percent points), is "
+                    f"{'well below' if d < 0.5 * rm[big] else 'comparable to'} the model's cross-validated error of a "
+                    f"single prediction ({rm[big]:.2f} percent points); as a regional mean it is estimated more "
+                    "precisely than that, but it rests on the model's learned soil-carbon effect.")
+    beyond = w.soc_beyond_training_percent.max()
+    if beyond > 0:
+        txt += (f" Up to {beyond:.0f} % of the {unit} reach soil carbon beyond the training data, where the trees "
+                "hold the effect flat, so the change there is a lower bound")
+    return txt.rstrip(".") + "."
+
+
+__all__ += ["constraints_label", "fractionation_text", "skill_text", "truth_text", "drivers_text", "scenario_text"]

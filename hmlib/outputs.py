@@ -11,7 +11,8 @@ cross-referenced); items with the same ``group`` are shown together (tabs in the
 
 Fragment keys: ``stage``, ``title``, ``skipped``, ``items`` (each with ``type`` markdown | table |
 figure | callout, and ``appendix``, ``group``), ``findings`` (``text``, ``importance`` in [0, 1],
-``refs``), ``limitations`` (sentences), ``tables``, ``figures``, ``files``, ``seconds``.
+``refs``), ``limitations`` (sentences), ``conclusion`` (the stage's take-home, or null), ``tables``,
+``figures``, ``files``, ``seconds``.
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class StageOutputs:
     files: list[str] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     limitations: list[str] = field(default_factory=list)
+    _conclusion: str | None = None
     _t0: float = field(default_factory=time.time)
 
     def __post_init__(self):
@@ -94,9 +96,14 @@ class StageOutputs:
             (self.output_dir / sub).mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------
-    def markdown(self, text: str) -> None:
-        """Add report prose (pandoc markdown: ``$math$``, citations ``[@key]``)."""
-        self.items.append({"type": "markdown", "text": text.strip("\n")})
+    def markdown(self, text: str, *, appendix: bool = False) -> None:
+        """Add report prose (pandoc markdown: ``$math$``, citations ``[@key]``).
+
+        ``appendix=True`` moves the text to the section's part of the appendix (for method details,
+        formulas and diagnostics the main text summarises in a sentence); the main text then needs no
+        reference to it, but should say where the details are (``@sec-appendix-<stage>``).
+        """
+        self.items.append({"type": "markdown", "text": text.strip("\n"), "appendix": appendix})
 
     def ref(self, name: str, kind: str = "tbl") -> str:
         """A cross-reference to table (``kind="tbl"``) or figure (``"fig"``) ``name`` for prose: ``@tbl-name``."""
@@ -122,6 +129,12 @@ class StageOutputs:
         if not 0 <= importance <= 1:
             raise ValueError(f"importance must be in [0, 1], got {importance}")
         self.findings.append({"text": " ".join(text.split()), "importance": float(importance), "refs": list(refs)})
+
+    def conclusion(self, text: str) -> None:
+        """The stage's take-home in one or two sentences, for the report's Conclusions (and, for the
+        strongest stages, the overall conclusion after the key findings). Say what the results mean for
+        the question, with the main number and its uncertainty; a second call replaces the first."""
+        self._conclusion = " ".join(text.split())
 
     def limitation(self, text: str) -> None:
         """A limitation of this stage's results, listed in the report's Limitations section."""
@@ -180,7 +193,7 @@ class StageOutputs:
 
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
         frag = {"stage": self.stage, "title": self.title, "skipped": skipped, "items": self.items,
-                "findings": self.findings, "limitations": self.limitations,
+                "findings": self.findings, "limitations": self.limitations, "conclusion": self._conclusion,
                 "tables": self.tables, "figures": self.figures, "files": self.files,
                 "seconds": round(time.time() - self._t0, 2), "peak_memory_mb": round(peak_mb, 1)}
         path = self.output_dir / "fragments" / f"{self.stage}.json"

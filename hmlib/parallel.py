@@ -65,13 +65,27 @@ def run_regions(regions: list[str], *, cluster: str | None = None, **run_kw) -> 
 
     if cluster is None:
         return [run_region(r, **run_kw) for r in regions]
-    with cluster_client(cluster, n_workers=min(len(regions), os.cpu_count() or 1) if cluster == "local" else None) \
-            as client:
+    with cluster_client(cluster) as client:
         address = client.scheduler.address
         client.run(_set_env, SCHEDULER_ENV, address)  # stage kernels started by the workers inherit it
-        futures = [client.submit(run_region, r, pure=False, key=f"hmlib-run-{i}-{r}", **run_kw)
+        futures = [client.submit(_run_region_task, r, pure=False, key=f"hmlib-run-{i}-{r}", **run_kw)
                    for i, r in enumerate(regions)]
         return client.gather(futures)
+
+
+def _run_region_task(region: str, **run_kw):
+    """One region on a Dask worker, out of the worker's thread pool.
+
+    The region's stage kernels send their grid tiles back to the same cluster; a region task that
+    held its worker's only thread would leave no thread for them (one region on a one-worker cluster
+    would wait for ever), so the task secedes: its thread no longer counts as a worker slot.
+    """
+    from distributed import secede
+
+    from .runner import run_region
+
+    secede()
+    return run_region(region, **run_kw)
 
 
 def tiles(n_rows: int, tile_rows: int) -> list[slice]:

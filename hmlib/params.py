@@ -601,6 +601,18 @@ def _looks_like_path(v: str) -> bool:
     return p.is_absolute() or ".." in p.parts or p.suffix.lower() in _FILE_SUFFIXES
 
 
+def option_strings(value, key: str):
+    """Every string inside nested option values, with its key path (``a.b[0]``), depth first."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, x in value.items():
+            yield from option_strings(x, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, x in enumerate(value):
+            yield from option_strings(x, f"{key}[{i}]")
+
+
 def _path_problems(params: RegionParams) -> list[str]:
     """Data and option files that lead outside the allowed folders, one line each."""
     roots = params.allowed_roots
@@ -610,18 +622,8 @@ def _path_problems(params: RegionParams) -> list[str]:
     if params.data.grid:
         items.append(("data.grid", params.data.grid))
 
-    def visit(v, key):
-        if isinstance(v, str) and _looks_like_path(v):
-            items.append((key, v))
-        elif isinstance(v, dict):
-            for k, x in v.items():
-                visit(x, f"{key}.{k}")
-        elif isinstance(v, (list, tuple)):
-            for i, x in enumerate(v):
-                visit(x, f"{key}[{i}]")
-
     for stage, opts in params.stages.items():
-        visit(opts or {}, f"stages.{stage}")
+        items += [(k, v) for k, v in option_strings(opts or {}, f"stages.{stage}") if _looks_like_path(v)]
     problems = []
     for key, v in items:
         p = Path(v)

@@ -32,12 +32,15 @@ import pandas as pd
 
 __all__ = ["small_multiples", "sample_maps", "histograms", "boxplots", "correlation_heatmap", "map_panels",
            "map_axes", "map_layout", "decorate_map", "crs_note", "print_style", "threshold_style",
-           "uninformative", "PAGE_WIDTH_IN", "MIN_FONT_PT", "PRINT_RC"]
+           "uninformative", "PAGE_WIDTH_IN", "MIN_FONT_PT", "MAP_MAX_HEIGHT_IN", "PRINT_RC"]
 
 #: Width of the report's text block (A4, 2 cm margins) in inches: figures wider than this shrink in print.
 PAGE_WIDTH_IN = 6.7
 #: Smallest font size (points) at print size.
 MIN_FONT_PT = 7
+#: Tallest map figure by default (inches): about two thirds of the A4 text block, so that the figure, its
+#: caption and some text share a page instead of a page per figure.
+MAP_MAX_HEIGHT_IN = 6.0
 #: Matplotlib settings for report figures (applied by :func:`print_style`).
 PRINT_RC = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7,
             "ytick.labelsize": 7, "legend.fontsize": 7, "legend.title_fontsize": 7, "figure.titlesize": 9,
@@ -150,7 +153,7 @@ def _is_geographic(crs: str | None, coordinate_unit: str) -> bool:
         return False
 
 
-def map_layout(n: int, *, aspect: float, max_width_in: float = PAGE_WIDTH_IN, max_height_in: float = 8.6,
+def map_layout(n: int, *, aspect: float, max_width_in: float = PAGE_WIDTH_IN, max_height_in: float | None = None,
                colorbar_in: float = 0.55, title_in: float = 0.3, max_cols: int = 4) -> tuple[int, int, tuple[float, float]]:
     """Rows, columns and figure size for ``n`` map panels of a region whose height/width is ``aspect``.
 
@@ -162,7 +165,8 @@ def map_layout(n: int, *, aspect: float, max_width_in: float = PAGE_WIDTH_IN, ma
     ----------
     n : number of panels.
     aspect : region height / width in map units (equal scales).
-    max_width_in, max_height_in : page area for the figure, inches.
+    max_width_in, max_height_in : page area for the figure, inches (height default
+        :data:`MAP_MAX_HEIGHT_IN`: a map figure leaves room for its caption and text on its page).
     colorbar_in, title_in : room per panel for its colour bar (right) and title (top), inches.
     max_cols : most columns.
 
@@ -173,6 +177,7 @@ def map_layout(n: int, *, aspect: float, max_width_in: float = PAGE_WIDTH_IN, ma
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    max_height_in = MAP_MAX_HEIGHT_IN if max_height_in is None else max_height_in
     aspect = float(min(max(aspect, 0.05), 20.0))
     best = None
     for ncols in range(1, min(n, max_cols) + 1):
@@ -207,7 +212,7 @@ def _extent(x, y) -> tuple[float, float, float, float]:
     return x0 - pad, x1 + pad, y0 - pad, y1 + pad
 
 
-def map_axes(n: int, *, x, y, max_height_in: float = 8.6, colorbar: bool = True):
+def map_axes(n: int, *, x, y, max_height_in: float | None = None, colorbar: bool = True):
     """Empty map panels laid out for the region's shape (see :func:`map_layout`).
 
     Returns
@@ -272,7 +277,7 @@ def _log_colorbar(cb) -> None:
 def map_panels(values: pd.DataFrame, x, y, *, crs: str | None, coordinate_unit: str = "m",
                unit: str | Mapping[str, str] = "", titles: Mapping[str, str] | None = None, cmap: str = "viridis",
                log: bool = True, thresholds: Mapping[str, Mapping[str, float]] | None = None, grid: bool = False,
-               marker_size: float | None = None, max_height_in: float = 8.6):
+               marker_size: float | None = None, max_height_in: float | None = None):
     """One map per column of ``values`` (points or grid cells coloured by value), ready for the report.
 
     Parameters

@@ -19,6 +19,17 @@ __all__ = ["track"]
 T = TypeVar("T")
 
 
+def _label(desc: str) -> str:
+    """``desc`` prefixed once with the running stage's name (``HMLIB_STAGE``).
+
+    Callers may already name their stage ("spatial: metals"); the prefix is then not repeated.
+    """
+    stage = os.environ.get("HMLIB_STAGE", "")
+    if not stage or desc == stage or desc.startswith(f"{stage}:") or desc.startswith(f"{stage} "):
+        return desc
+    return f"{stage}: {desc}"
+
+
 def track(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """Iterate over ``iterable`` showing a progress bar labelled ``desc``.
 
@@ -37,9 +48,8 @@ def track(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: s
     if mode == "0":
         yield from iterable
         return
-    stage = os.environ.get("HMLIB_STAGE", "")
     if os.environ.get("HMLIB_PIPELINE") == "1":  # inside `hmlib run`: the console, not the notebook
-        kw = dict(file=sys.__stderr__, desc=f"  {stage}: {desc}", leave=False, mininterval=2.0, ascii=True,
+        kw = dict(file=sys.__stderr__, desc=f"  {_label(desc)}", leave=False, mininterval=2.0, ascii=True,
                   dynamic_ncols=False, ncols=90)
         from tqdm import tqdm as plain
 

@@ -1229,7 +1229,7 @@ def compare_with_truth(maps: list[InversionMap], truth: pd.DataFrame) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def truth_text(table: pd.DataFrame) -> str:
+def truth_text(table: pd.DataFrame, *, ref: str = "") -> str:
     """Plain-words summary of :func:`compare_with_truth`.
 
     Band recovery is judged only for models with held-out skill: the importance ranking of a model
@@ -1238,6 +1238,7 @@ def truth_text(table: pd.DataFrame) -> str:
     Parameters
     ----------
     table : :func:`compare_with_truth`.
+    ref : cross-reference to the table.
 
     Returns
     -------
@@ -1248,7 +1249,8 @@ def truth_text(table: pd.DataFrame) -> str:
     sk = table[table["has_skill"]]
     ok = sk[sk["band_recovered"]]
     miss = sk[~sk["band_recovered"]]
-    return ("**Known truth.** These data are generated, so the band each concentration depends on, and the skill a "
+    return (f"**Check against the generator**{f' ({ref})' if ref else ''}. These data are generated, so the band "
+            "each concentration depends on, and the skill a "
             "perfect model would be expected to reach given the generator's error, are known. Among the "
             f"{len(sk)} models with held-out skill, the most important band was the generating band for {len(ok)}"
             + (" (otherwise: " + "; ".join(f"{a} in {b}, {c} instead of {d}" for a, b, c, d in
@@ -1331,7 +1333,7 @@ fold never influenced any choice. A model is said to have held-out skill when it
 the mean of its fold $R^2$ values are above 0 and its RMSE is below that of predicting the mean of the training
 samples; only such models are mapped.
 
-**Model.** Concentrations were mapped from the multispectral image `{raster_name}` ({', '.join(band_names)};
+**Model.** Concentrations were mapped from the multispectral image {Path(str(raster_name)).name} ({', '.join(band_names)};
 {shape[0]} × {shape[1]} pixels of {pixel_size:g} {pixel_unit}) following the Random Forest inversion scheme of
 Zhao et al. [@zhao2026tarim]. The band values of each sample were {ext}; no-data and cloud-flagged pixels were
 left out ({crs_note}). A quantile regression forest [@meinshausen2006qrf] related each metal's concentration to
@@ -1353,7 +1355,8 @@ Scores: $R^2$, RMSE and MAE as in Zhao et al. [@zhao2026tarim], eqs. 2-4 (scikit
 """
 
 
-def plot_metal_maps(maps: list[InversionMap], image: RasterImage, *, coordinate_unit: str = "m"):
+def plot_metal_maps(maps: list[InversionMap], image: RasterImage, *, coordinate_unit: str = "m",
+                    crs: str | None = None):
     """One row per mapped medium: post-processed prediction (left) and calibrated interval width (right).
 
     Parameters
@@ -1363,14 +1366,18 @@ def plot_metal_maps(maps: list[InversionMap], image: RasterImage, *, coordinate_
     image : RasterImage
         The image the maps were predicted on.
     coordinate_unit : str, default 'm'
-        Coordinate unit (axis labels).
+        Coordinate unit (scale bar).
+    crs : str or None
+        Coordinate system of the image (note under the maps; default: the image's own).
 
     Returns
     -------
     matplotlib.figure.Figure
-        The figure.
+        The figure, with scale bar, north arrow and coordinate note (:func:`hmlib.plots.decorate_map`).
     """
     import matplotlib.pyplot as plt
+
+    from .plots import MIN_FONT_PT, decorate_map
 
     maps = [m for m in maps if m.mapped]
     if not maps:
@@ -1385,12 +1392,20 @@ def plot_metal_maps(maps: list[InversionMap], image: RasterImage, *, coordinate_
         for ax, arr, cmap, lab in ((ax1, m.processed, "viridis", f"{m.metal} ({m.unit})"),
                                    (ax2, width, "magma", f"{lvl:.0f} % interval width ({m.unit})")):
             im = ax.imshow(arr, extent=extent, cmap=cmap, interpolation="nearest")
-            fig.colorbar(im, ax=ax, label=lab, shrink=0.85)
+            cb = fig.colorbar(im, ax=ax, shrink=0.85)
+            cb.set_label(lab, fontsize=MIN_FONT_PT)
+            cb.ax.tick_params(labelsize=MIN_FONT_PT)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax1.set_title(f"{m.metal} in {m.medium}: prediction")
-        ax2.set_title(f"{m.metal} in {m.medium}: {lvl:.0f} % interval width")
-    fig.tight_layout()
+            decorate_map(ax, crs=crs if crs is not None else (str(image.crs) if image.crs else "local"),
+                         coordinate_unit=coordinate_unit, note=False)
+        ax1.set_title(f"{m.metal} in {m.medium}: prediction", fontsize=8)
+        ax2.set_title(f"{m.metal} in {m.medium}: {lvl:.0f} % interval width", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    from .plots import crs_note
+
+    fig.text(0.01, 0.0, crs_note(crs if crs is not None else (str(image.crs) if image.crs else "local"),
+                                 coordinate_unit), fontsize=MIN_FONT_PT, color="0.3", ha="left", va="bottom")
     return fig
 
 
@@ -1446,7 +1461,7 @@ def plot_observed_predicted(maps: list[InversionMap]):
     n = len(maps)
     ncol = min(4, n)
     nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.75 * ncol + 0.3, 1.8 * nrow + 0.3), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(min(1.75 * ncol + 0.3, 6.7), 1.8 * nrow + 0.5), squeeze=False)
     for ax, m in zip(axes.ravel(), maps):
         p = m.result.predictions
         cov = p["covered"].to_numpy(bool)
@@ -1458,11 +1473,67 @@ def plot_observed_predicted(maps: list[InversionMap]):
         hi = float(np.nanmax(p[["observed", "predicted"]].to_numpy()))
         ax.plot([lo, hi], [lo, hi], color="0.4", lw=0.6, ls="--")
         ax.set_title(f"{m.metal}, {m.medium} ({m.unit}): R² {m.result.skill['r2']:.2f}", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=5)
-    fig.supxlabel("observed", fontsize=8)
+    h, lab = axes[0][0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.supxlabel("observed", fontsize=8, y=0.06)
     fig.supylabel("predicted (held-out fold)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def importance_text(maps: list[InversionMap], *, ref: str) -> str:
+    """Which band carries each skilled model (permutation importance), and what shared importance means.
+
+    Parameters
+    ----------
+    maps : the fitted inversions.
+    ref : cross-reference to the importance figure.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    sk = [m for m in maps if m.result.has_skill]
+    if not sk:
+        return ""
+    parts = []
+    for m in sk:
+        imp = m.result.importance.sort_values("importance_mean", ascending=False)
+        parts.append(f"{m.metal} in {m.medium}: {imp['band'].iloc[0]} "
+                     f"({imp['importance_mean'].iloc[0]:.2f} ± {imp['importance_sd'].iloc[0]:.2f})")
+    return ("**Bands.** Shuffling one band at a time shows which band each model with skill relies on (decrease of the "
+            f"held-out R², {ref}): " + "; ".join(parts) + ". The bands are correlated through the overall surface "
+            "brightness, so a band with low importance may still carry information that another band duplicates; "
+            "the importance ranks the bands for this model, it does not identify a mechanism.")
+
+
+def maps_text(maps: list[InversionMap], *, refs: str) -> str:
+    """What the maps show and how far to trust them: the held-out skill and the typical interval width
+    next to the range of the training values.
+
+    Parameters
+    ----------
+    maps : the mapped inversions.
+    refs : cross-references to the map figures.
+
+    Returns
+    -------
+    str (markdown)
+    """
+    parts = []
+    for m in maps:
+        w = np.nanmedian(m.upper - m.lower)
+        y = m.result.predictions["observed"].to_numpy(float)
+        iqr = np.nanpercentile(y, 75) - np.nanpercentile(y, 25)
+        parts.append(f"{m.metal} in {m.medium} (R² {m.result.skill['r2']:.2f}; median interval width {w:.3g} {m.unit}, "
+                     f"{w / iqr:.1f} times the interquartile range of the samples)" if iqr > 0 else
+                     f"{m.metal} in {m.medium} (R² {m.result.skill['r2']:.2f})")
+    return (f"Maps are drawn only for the models with held-out skill ({refs}): " + "; ".join(parts) + ". Where the "
+            "interval is wider than the spread of the samples, a map shows the broad pattern, not the value of a "
+            "single pixel; the interval-width panel shows where the prediction is least certain.")
+
+
+__all__ += ["importance_text", "maps_text"]

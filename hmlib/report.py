@@ -58,7 +58,8 @@ from .errors import HmlibError
 from .stages import stage_names
 
 __all__ = ["build_qmd", "render_report", "render_html", "render_pdf", "pandoc_path", "assets_dir",
-           "select_findings", "data_source_keys", "unreferenced", "FORMAT", "MAX_FINDINGS", "MIN_FINDINGS", "MAX_MAIN_TABLE_ROWS"]
+           "select_findings", "states_uncertainty", "data_source_keys", "unreferenced", "page_counts", "jargon", "FORMAT", "MAX_FINDINGS",
+           "MIN_FINDINGS", "MAX_MAIN_TABLE_ROWS", "MAIN_TEXT_PAGES_TARGET"]
 
 #: The one place for the report's format options (front matter for Quarto, pandoc arguments otherwise).
 FORMAT = {
@@ -72,6 +73,8 @@ MAX_FINDINGS = 8
 MIN_FINDINGS = 5
 #: Tables with more display rows than this move to the supplementary appendix.
 MAX_MAIN_TABLE_ROWS = 25
+#: Main-text pages (Key findings to the end of Conclusions and limitations) a report should not exceed.
+MAIN_TEXT_PAGES_TARGET = 30
 #: Figures wider than this many pixels are downscaled for the HTML only (the PDF keeps full resolution).
 HTML_FIGURE_MAX_PX = 1500
 
@@ -169,12 +172,37 @@ def _ref_ids(refs, frag: dict) -> list[str]:
     for r in refs:
         r = str(r).lstrip("@").strip()
         if r.startswith(("tbl-", "fig-", "sec-")):
-            out.append(r)
+            out.append(r[:4] + _slug(r[4:]))  # "tbl-spatial_choice" is "tbl-spatial-choice"
         elif r in names:
             out.append(names[r])
         elif _slug(r) in {v.split("-", 1)[1] for v in names.values()}:
             out.append(next(v for v in names.values() if v.split("-", 1)[1] == _slug(r)))
     return out
+
+
+_UNCERTAINTY = re.compile(
+    r"\bCI\b|\bPI\b|\binterval|±|\+/-|\bprobabilit|\bp\s*[<=≤]|\bcredible|\bconfidence|\brange\b|\bIQR\b"
+    r"|\bSD\b|\bstandard (?:error|deviation)|\bbootstrap|\bquantile|\bpercentile|\bP\d{1,2}\b"
+    r"|\d\s*(?:-|–|—|to)\s*-?\d|\bR²|\bR2\b|\bRMSE\b|\bskill\b|\blikely\b", flags=re.I)
+
+
+def states_uncertainty(text: str) -> bool:
+    """Whether a finding's sentence states a number and an uncertainty for it.
+
+    The uncertainty may be a confidence, credible or prediction interval ("95 % CI 60-72 %"), a range
+    ("0.52-0.70"), ± or a standard error/deviation, a probability or p-value, or the validated skill of
+    a model (R², RMSE) its number rests on.
+
+    Parameters
+    ----------
+    text : the finding's sentence.
+
+    Returns
+    -------
+    bool
+    """
+    plain = re.sub(r"@(?:tbl|fig|sec)-[\w-]+|\[@[^\]]*\]", "", text)  # reference ids carry digits of their own
+    return bool(re.search(r"\d", plain)) and bool(_UNCERTAINTY.search(plain))
 
 
 def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dict]:
@@ -183,7 +211,9 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
     Rule: (1) each stage that ran contributes its most important finding, so every analysis that
     found something is represented; (2) the remaining places, up to ``max_n``, go to the next
     most important findings of any stage; (3) the list is shown strongest first (ties keep report
-    order). Findings whose importance is zero or below are never picked.
+    order). Findings whose importance is zero or below are never picked, nor findings that state
+    no number or no uncertainty (:func:`states_uncertainty`): a key finding is a number with its
+    confidence or credible interval, range, standard error or probability.
 
     Parameters
     ----------
@@ -203,7 +233,7 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
         for fi, f in enumerate(fr.get("findings") or []):
             imp = _importance(f.get("importance"))
             text = str(f.get("text", "")).strip()
-            if imp <= 0 or not text:
+            if imp <= 0 or not text or not states_uncertainty(text):
                 continue
             pool.append({"text": text, "importance": imp, "refs": _ref_ids(f.get("refs"), fr),
                          "stage": fr["stage"], "_order": (si, fi)})
@@ -225,7 +255,7 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
 
 def _with_refs(text: str, refs: list[str]) -> str:
     """The finding's sentence with its cross-references appended unless the text already has them."""
-    missing = [r for r in refs if f"@{r}" not in text]
+    missing = [r for r in refs if not re.search(rf"@{re.escape(r)}(?![\w-])", text.replace("_", "-"))]
     if not missing:
         return text
     body = text.rstrip()
@@ -236,6 +266,11 @@ def _with_refs(text: str, refs: list[str]) -> str:
 
 def _key_findings_markdown(frags: list[dict], skipped_rows: list[tuple[str, str]]) -> str:
     findings = select_findings(frags)
+    vague = [f"{fr['stage']}: {str(f.get('text', ''))[:80]}" for fr in frags for f in fr.get("findings") or []
+             if _importance(f.get("importance")) > 0 and not states_uncertainty(str(f.get("text", "")))]
+    if vague:  # the stage's owner should add the number's uncertainty; the reader never sees these
+        warnings.warn("findings without a number and its uncertainty are not shown: " + " | ".join(vague),
+                      stacklevel=2)
     out = ["# Key findings {#sec-key-findings .unnumbered}", ""]
     if findings:
         for i, f in enumerate(findings, start=1):
@@ -390,6 +425,9 @@ def _stage_markdown(frag: dict) -> str:
         if unref:
             out += ["Supplementary material for this section, in the appendix: "
                     + ", ".join(f"@{r}" for r in unref) + ".", ""]
+        sid_appx = f"@sec-appendix-{_slug(frag['stage'])}"
+        if any(it["type"] == "markdown" for it in appx) and sid_appx not in text:
+            out += [f"Details of the methods are in the appendix ({sid_appx}).", ""]
     return "\n".join(out)
 
 
@@ -632,6 +670,9 @@ def _data_summary(report_dir: Path) -> str:
     return ("The data comprise " + ", ".join(parts) + ". ") if parts else ""
 
 
+_TYPST_PAGEBREAK = "```{=typst}\n#pagebreak(weak: true)\n```\n"
+
+
 def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     """Write ``report.qmd`` (Quarto markdown) and ``references.bib`` into ``report_dir``.
 
@@ -684,11 +725,12 @@ def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     body = [_key_findings_markdown(frags, not_run)]
     body += [_stage_markdown(f) for f in frags]
     body += [_conclusions_markdown(frags, not_run)]
-    body += ["# References {#sec-references .unnumbered}", "", "::: {#refs}", ":::", ""]
+    # the PDF starts the references and the appendices on a new page (page_counts relies on it)
+    body += [_TYPST_PAGEBREAK, "# References {#sec-references .unnumbered}", "", "::: {#refs}", ":::", ""]
     appx = _appendix_markdown(frags)
     if appx:
-        body.append(appx)
-    body.append(_manifest_markdown(manifest, all_frags))
+        body += [_TYPST_PAGEBREAK, appx]
+    body += [_TYPST_PAGEBREAK, _manifest_markdown(manifest, all_frags)]
     text = "\n".join(body)
     # a reference to the section of an analysis that did not run points to the table saying why
     # ids are hyphenated (tbl-exceedance-shares); prose written with the table's name keeps working
@@ -727,6 +769,147 @@ def _manifest_markdown(manifest: dict, frags: list[dict]) -> str:
     lines += ["| Package | Version |", "|:--|:--|", *[f"| {k} | {v} |" for k, v in pk.items()], "",
               ": Software versions {#tbl-manifest-packages}", ""]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks on the reader's text and on the rendered PDF
+#: Internal words that must never reach a reader (the developer guide's list): a pattern and what it is.
+JARGON_PATTERNS = (
+    (r"(?i)\bseeds?\b", "'seed' (cite the study by authors, year and venue; a random seed belongs in the run manifest)"),
+    (r"\b[A-Za-z]+_[A-Z][A-Za-z]*\d{4}[a-z]?\b", "a reference-set code (name the reference and cite it)"),
+    (r"\b(?:stages|options|params|region|data|references|media)\.[a-z_]+\b", "a configuration key"),
+    (r"\[\s*'|'\s*\]|\[\s*\"|\"\s*\]", "Python list syntax"),
+    (r"\w\(s\)", "an '(s)' plural"),
+    (r"\.staging-", "a staging folder name"),
+    (r"\b[a-z][a-z0-9]*(?:\\?_[a-z0-9]+)+\b(?!\.\w|/)", "a program identifier (a name with underscores)"),
+    (r"\b(?:NaN|nan|None\b(?= *[|,;)\]]))\b", "a Python value"),
+)
+
+
+def _reader_text(qmd_text: str) -> str:
+    """The words of an assembled ``report.qmd`` a reader sees, without markup the renderer removes.
+
+    Kept: title, subtitle and abstract, headings, prose, tables, captions and the appendix of
+    supplementary material. Removed: other front-matter keys, link targets and attributes
+    (``{#tbl-x}``), citation and cross-reference keys (``@key``), code spans in the run manifest
+    (which is a record of files and settings, not prose) and the manifest itself.
+    """
+    text = qmd_text
+    if text.startswith("---"):
+        front, text = text[3:].split("\n---\n", 1)
+        keep = [ln.split(":", 1)[1] for ln in front.splitlines()
+                if ln.split(":", 1)[0] in ("title", "subtitle", "abstract")]
+        text = "\n".join(keep) + "\n" + text
+    text = text.split("# Appendix: run manifest", 1)[0]
+    text = re.sub(r"\]\([^)\s]*\)", "]", text)                     # link and image targets
+    text = re.sub(r"\{[#.][^}]*\}|\{=\w+\}", "", text)               # attributes, raw-block markers
+    text = re.sub(r"data-tab=\"[^\"]*\"", "", text)
+    text = re.sub(r"-?@[\w:.#$%&+?<>~/-]*\w", "", text)                # citation and cross-reference keys
+    text = re.sub(r"\$\$.+?\$\$|\$[^$\n]+\$", "", text, flags=re.S)      # math
+    return text
+
+
+def jargon(text: str) -> list[tuple[str, str]]:
+    """Internal words in reader-facing text: (what it is, the text around it) for each occurrence.
+
+    Pass the plain text a reader sees (an assembled ``report.qmd`` is reduced to it first: front
+    matter other than title and abstract, link targets, ids, citation keys and the run manifest
+    are not reader text). The patterns are :data:`JARGON_PATTERNS`, from the developer guide's
+    rules for reader-facing text.
+
+    Parameters
+    ----------
+    text : reader text, or the whole text of an assembled ``report.qmd`` (recognised by its
+        front matter or its ``{#sec-`` ids).
+
+    Returns
+    -------
+    list of tuple of str
+        (description, excerpt of about 60 characters around the match), in text order.
+    """
+    if text.startswith("---") or "{#sec-" in text:
+        text = _reader_text(text)
+    found = []
+    for pat, what in JARGON_PATTERNS:
+        for m in re.finditer(pat, text):
+            a, b = max(m.start() - 30, 0), min(m.end() + 30, len(text))
+            found.append((m.start(), what, " ".join(text[a:b].split())))
+    return [(w, x) for _, w, x in sorted(found)]
+
+
+def _outline(reader) -> list[tuple[str, int, float]]:
+    """(title, page index, position on the page from its top, 0-1) of every bookmark, in order."""
+    out = []
+
+    def walk(items):
+        for it in items:
+            if isinstance(it, list):
+                walk(it)
+                continue
+            try:
+                page = reader.get_destination_page_number(it)
+            except Exception:  # a bookmark without a page (none in Typst output)
+                continue
+            height = float(reader.pages[page].mediabox.height)
+            top = it.get("/Top")
+            frac = 0.0 if top is None else min(max(1.0 - float(top) / height, 0.0), 1.0)
+            out.append((" ".join(str(it.title).split()), page, frac))
+
+    walk(reader.outline)
+    return out
+
+
+def page_counts(pdf: Path) -> dict:
+    """Pages of a rendered report by part, read from the PDF's bookmarks (Typst writes one per heading).
+
+    The main text runs from the heading "Key findings" to the end of "Conclusions and limitations",
+    that is to the start of "References" (which Typst output starts on a new page); the appendix
+    starts at the first heading beginning with "Appendix". Each top-level section's length is the
+    distance from its heading to the next top-level heading, in pages (fractions from the headings'
+    positions on their pages).
+
+    Parameters
+    ----------
+    pdf : the report PDF.
+
+    Returns
+    -------
+    dict
+        ``total``, ``front`` (title page and contents), ``main_text``, ``references``, ``appendix``
+        (whole pages) and ``sections`` (title -> pages, one decimal, in report order).
+    """
+    import pypdf
+
+    reader = pypdf.PdfReader(str(pdf))
+    total = len(reader.pages)
+    marks = _outline(reader)
+    top = [m for m in marks if m[0]]
+
+    def start(prefix: str, default: int) -> int:
+        return next((p for t, p, _ in top if re.sub(r"^[\d.]+\s+", "", t).startswith(prefix)), default)
+
+    main0 = start("Key findings", 0)
+    refs0 = start("References", total)
+    appx0 = start("Appendix", total)
+    # the part after the main text starts on a new page unless it shares the last main-text page
+    main_end = min(refs0, appx0)
+    first_after = [(p, f) for t, p, f in top if p == main_end
+                   and re.sub(r"^[\d.]+\s+", "", t).startswith(("References", "Appendix"))]
+    shares = bool(first_after) and first_after[0][1] > 0.2
+    main = main_end - main0 + (1 if shares else 0)
+    # level-1 sections: bookmarks of reader.outline's top level (nested lists hold subsections)
+    level1 = []
+    for it in reader.outline:
+        if not isinstance(it, list):
+            p = reader.get_destination_page_number(it)
+            height = float(reader.pages[p].mediabox.height)
+            t = it.get("/Top")
+            level1.append((" ".join(str(it.title).split()), p + (0.0 if t is None else 1.0 - float(t) / height)))
+    sections = {}
+    for (t, pos), nxt in zip(level1, [*level1[1:], ("", float(total))]):
+        sections[t] = round(max(nxt[1] - pos, 0.0), 1)
+    return {"total": total, "front": main0, "main_text": main, "references": max(appx0 - refs0, 0),
+            "appendix": max(total - appx0, 0), "sections": sections}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -820,5 +1003,44 @@ def render_report(report_dir: Path, *, params, manifest: dict) -> tuple[Path, Pa
     if quarto:
         _run([quarto, "render", qmd.name, "--to", "html"], qmd.parent, "quarto render (HTML)")
         _run([quarto, "render", qmd.name, "--to", "typst"], qmd.parent, "quarto render (PDF)")
-        return qmd.with_suffix(".html"), qmd.with_suffix(".pdf")
-    return render_html(qmd), render_pdf(qmd)
+        html, pdf = qmd.with_suffix(".html"), qmd.with_suffix(".pdf")
+    else:
+        html, pdf = render_html(qmd), render_pdf(qmd)
+    _record_pages(Path(report_dir), pdf)
+    return html, pdf
+
+
+def _record_pages(report_dir: Path, pdf: Path) -> None:
+    """Add the PDF's page counts (:func:`page_counts`) to ``manifest.json`` under ``report_pages``."""
+    try:
+        pages = page_counts(pdf)
+    except Exception as e:  # noqa: BLE001 - a count is a convenience; a PDF without bookmarks must not fail the run
+        warnings.warn(f"could not count the report's pages: {e}", stacklevel=2)
+        return
+    if pages["main_text"] > MAIN_TEXT_PAGES_TARGET:
+        warnings.warn(f"the main text runs to {pages['main_text']} pages (at most {MAIN_TEXT_PAGES_TARGET}): "
+                      "move per-metal and diagnostic displays to the appendix", stacklevel=2)
+    path = report_dir / "manifest.json"
+    if path.is_file():
+        m = json.loads(path.read_text(encoding="utf-8"))
+        m["report_pages"] = pages
+        path.write_text(json.dumps(m, indent=1), encoding="utf-8")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m hmlib.report REPORT.pdf``: print the report's pages by part and by section."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m hmlib.report", description=_main.__doc__)
+    ap.add_argument("pdf", type=Path)
+    args = ap.parse_args(argv)
+    pages = page_counts(args.pdf)
+    print(f"{args.pdf}: {pages['total']} pages; main text {pages['main_text']} (target at most "
+          f"{MAIN_TEXT_PAGES_TARGET}), references {pages['references']}, appendix {pages['appendix']}")
+    for title, n in pages["sections"].items():
+        print(f"  {n:5.1f}  {title}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -19,6 +19,7 @@ References
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,9 +46,33 @@ __all__ = [
     "plot_contribution_maps",
     "plot_isotopes",
     "methods_text",
+    "methods_summary",
     "correlation_display",
     "pmf_results_text",
+    "species_share_intervals",
+    "sample_species_shares",
+    "attribution_table",
+    "attribution_display",
+    "log_correlation",
+    "attribution_text",
+    "covariate_association",
+    "compare_pmf_with_truth",
+    "compare_isotopes_with_truth",
 ]
+
+
+def _printed(func):
+    """Draw the figure with the report's print settings (no text under 7 pt; :func:`hmlib.plots.print_style`)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .plots import print_style
+
+        with print_style():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 # ------------------------------------------------------------------------------------- correlation
@@ -389,6 +414,7 @@ def pca_loadings_table(res: PCAResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@_printed
 def plot_scree(res: PCAResult, *, title: str = ""):
     """Scree plot: eigenvalues with the Kaiser line and cumulative explained variance (%).
 
@@ -406,7 +432,7 @@ def plot_scree(res: PCAResult, *, title: str = ""):
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
     k = np.arange(1, len(res.eigenvalues) + 1)
     ax.plot(k, res.eigenvalues.to_numpy(), "o-", color="C0", label="eigenvalue")
     ax.axhline(1.0, color="0.5", ls="--", lw=1, label="Kaiser criterion (1)")
@@ -426,6 +452,7 @@ def plot_scree(res: PCAResult, *, title: str = ""):
     return fig
 
 
+@_printed
 def plot_biplot(res: PCAResult, *, title: str = ""):
     """Scores and rotated loadings of the first two rotated components (one panel).
 
@@ -443,7 +470,7 @@ def plot_biplot(res: PCAResult, *, title: str = ""):
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
     L = res.rotated_loadings
     if L.shape[1] < 2:
         ax.text(0.5, 0.5, "one component retained: no biplot", ha="center", va="center", transform=ax.transAxes)
@@ -561,6 +588,7 @@ def interpret_factors(factor_weights: pd.DataFrame, signatures: dict[str, list[s
 
 
 # ------------------------------------------------------------------------------------- PMF figures
+@_printed
 def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "mg/kg"):
     """Profile bars (log scale, concentration) with bootstrap 5-95 % ranges, and percent of species.
 
@@ -584,7 +612,7 @@ def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "m
 
     factors = list(dict.fromkeys(profiles["factor"]))
     metals = list(dict.fromkeys(profiles["species"]))
-    fig, axes = plt.subplots(len(factors), 1, figsize=(6.8, 1.45 * len(factors) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(factors), 1, figsize=(6.6, 1.45 * len(factors) + 0.6), sharex=True, squeeze=False)
     x = np.arange(len(metals))
     twins = []
     for ax, f in zip(axes[:, 0], factors):
@@ -613,6 +641,7 @@ def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "m
     return fig
 
 
+@_printed
 def plot_q_scan(scan: pd.DataFrame, *, chosen: int | None = None, title: str = ""):
     """Q/Q(expected) against the factor count and, when the scan has ``dq_units``, the drop in Q(robust)
     per added factor in units of the values it adds (the factor-count criterion of :mod:`hmlib.pmf`).
@@ -634,7 +663,7 @@ def plot_q_scan(scan: pd.DataFrame, *, chosen: int | None = None, title: str = "
     import matplotlib.pyplot as plt
 
     two = "dq_units" in scan.columns
-    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(8.4 if two else 5.2, 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if two else 1, figsize=(6.6 if two else 4.6, 3.0), squeeze=False)
     ax = axes[0, 0]
     ax.plot(scan["n_factors"], scan["q_true_over_expected"], "o-", label="Q(true) / Q(expected)")
     ax.plot(scan["n_factors"], scan["q_robust_over_expected"], "s--", label="Q(robust) / Q(expected)")
@@ -746,8 +775,12 @@ def pmf_results_text(medium: str, r, result, *, bootstrap_runs: int) -> str:
     return txt
 
 
-def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title: str = "", coord_unit: str = ""):
+def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title: str = "", coord_unit: str = "",
+                           names: dict[str, str] | None = None, crs: str | None = None):
     """One map panel per factor: samples at (x, y) coloured by the factor's share (%).
+
+    Panels are laid out for the region's shape and carry a scale bar, a north arrow and the
+    coordinate note (:func:`hmlib.plots.map_axes`, :func:`hmlib.plots.decorate_map`).
 
     Parameters
     ----------
@@ -758,39 +791,40 @@ def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title:
     title : str, default ''
         Figure title.
     coord_unit : str, default ''
-        Coordinate unit for axis labels (none when empty).
+        Coordinate unit (scale bar).
+    names : dict, optional
+        factor -> suggested source, added to the panel titles.
+    crs : str, optional
+        Coordinate reference system (None or "local": a local grid).
 
     Returns
     -------
     matplotlib.figure.Figure
         The figure.
     """
-    import matplotlib.pyplot as plt
 
+    from .plots import decorate_map, map_axes, print_style
+
+    names = names or {}
     factors = list(dict.fromkeys(contrib["factor"]))
-    n = len(factors)
-    ncol = min(n, 3)
-    nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.8, 2.5 * nrow + 0.3), squeeze=False)
-    for ax, f in zip(axes.ravel(), factors):
-        d = contrib[contrib["factor"] == f].merge(sites[["sample_id", "x", "y"]], on="sample_id")
-        sc = ax.scatter(d["x"], d["y"], c=100 * d["share"], cmap="viridis", vmin=0, vmax=100, s=10)
-        ax.set_title(f, fontsize=9)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
-    for i, ax in enumerate(axes.ravel()[:n]):
-        if coord_unit:
-            ax.set_xlabel(f"x ({coord_unit})", fontsize=7)
-            if i % ncol == 0:
-                ax.set_ylabel(f"y ({coord_unit})", fontsize=7)
-    for ax in axes.ravel()[n:]:
-        ax.set_axis_off()
-    fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.8, label="factor share (%)")
-    if title:
-        fig.suptitle(title, fontsize=10)
+    with print_style():
+        fig, axes = map_axes(len(factors), x=sites["x"], y=sites["y"], max_height_in=4.0)
+        sc = None
+        vmax = float(min(100.0, 10 * np.ceil(10 * np.nanmax(contrib["share"].to_numpy(float)))))  # fit the data
+        for k, (ax, f) in enumerate(zip(axes, factors)):
+            d = contrib[contrib["factor"] == f].merge(sites[["sample_id", "x", "y"]], on="sample_id")
+            sc = ax.scatter(d["x"], d["y"], c=100 * d["share"], cmap="viridis", vmin=0, vmax=vmax, s=9,
+                            linewidths=0)
+            ax.set_title(f"{f} ({names[f]})" if names.get(f) else str(f), loc="left")
+            decorate_map(ax, crs=crs, coordinate_unit=coord_unit or "m", note=(k == 0))
+        if sc is not None:
+            fig.colorbar(sc, ax=axes, shrink=0.8, label="factor share (%)")
+        if title:
+            fig.suptitle(title)
     return fig
 
 
+@_printed
 def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_columns: dict[str, str], title: str = ""):
     """206Pb/207Pb vs 208Pb/206Pb of the samples with end-member means +- 2 sd.
 
@@ -813,7 +847,7 @@ def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_colu
     import matplotlib.pyplot as plt
 
     (rx, cx), (ry, cy) = list(ratio_columns.items())[:2]
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
     for k, (med, d) in enumerate(samples.groupby("medium", sort=False)):
         ax.scatter(d[cx], d[cy], s=9, alpha=0.6, color=f"C{k}", label=f"{med} samples")
     for j, (src, e) in enumerate(endmembers.groupby("source", sort=False)):
@@ -850,18 +884,13 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
     o = options
     lo, hi = o.pmf_factor_range
     mdl_txt = "; ".join(f"{m}: {t}" for m, t in mdl_notes.items()) if mdl_notes else ""
-    unc = (f"Uncertainties were read from `{o.uncertainty_file}`" if o.uncertainty_file else
+    unc = ("Uncertainties were read from the uncertainty file given for the region" if o.uncertainty_file else
            "Uncertainties follow the EPA PMF 5.0 equations [@norris2014pmf]: "
            "$u_{ij} = \\tfrac{5}{6}\\mathrm{MDL}_j$ for $x_{ij} \\le \\mathrm{MDL}_j$ and "
            "$u_{ij} = \\sqrt{(\\mathrm{EF}_j x_{ij})^2 + (0.5\\,\\mathrm{MDL}_j)^2}$ above, with error fraction "
-           f"EF = {o.error_fraction if not isinstance(o.error_fraction, dict) else 'per metal (params)'}"
-           + (f" and MDLs {mdl_txt}" if mdl_txt else ""))
+           f"EF = {o.error_fraction if not isinstance(o.error_fraction, dict) else 'given per metal'}"
+           + (f"; detection limits: {mdl_txt}" if mdl_txt else ""))
     parts = [
-        "**Correlation.** Pearson coefficients of raw and log10 concentrations and Spearman rank coefficients "
-        "(identical for raw and log values, being rank-based) were computed for every pair of metals, with "
-        "two-tailed p-values from the t distribution with $n-2$ degrees of freedom "
-        "($t = r\\sqrt{(n-2)/(1-r^2)}$); \\* marks p < 0.05 and \\*\\* p < 0.01. Heatmaps order metals by "
-        "average-linkage clustering on $1-r$.",
         "**PCA.** Concentrations were "
         + ("log10-transformed " if o.pca_transform == "log" else "clr-transformed [@aitchison1982] ")
         + "and standardized; sampling adequacy was checked with the Kaiser-Meyer-Olkin measure [@kaiser1974kmo] "
@@ -878,7 +907,7 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
             f"solved with EPA's ESAT (version {esat_version}, least-squares NMF) [@esat2025]. Each medium was "
             f"modelled separately ({', '.join(media)}). " + unc + ". Species were classed by signal-to-noise "
             "ratio [@norris2014pmf] as strong (S/N ≥ 1), weak (0.5 ≤ S/N < 1, uncertainty tripled) or bad "
-            f"(S/N < 0.5, excluded). Factor counts {lo} to {hi} were fitted from {o.pmf_starts} seeded random "
+            f"(S/N < 0.5, excluded). Factor counts {lo} to {hi} were fitted from {o.pmf_starts} random "
             "starts each, keeping the start of lowest Q"
             + (". The fit is robust as in EPA PMF 5.0: values with scaled residual $|r_{ij}| > 4$ get the "
                "uncertainty $u_{ij}\\sqrt{|r_{ij}|/4}$ and the model is refitted until the down-weighted set no "
@@ -907,7 +936,7 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
                "the range over which Q rises by at most dQmax = 4, 8, 16 and 32, with a factor swap counted when a "
                "refitted profile then matches another factor better (ESAT's own DISP holds everything else fixed, "
                "which cannot show rotational ambiguity, so the refits are done here by weighted coordinate descent "
-               "[@cichocki2009hals], checked against a brute-force constrained refit in the test suite)"
+               "[@cichocki2009hals])"
                if o.pmf_disp else "")
             + (f"; BS-DISP applies the same displacement to {o.pmf_bs_disp} bootstrap solutions at dQmax = 0.5, 1, "
                "2 and 4" if o.pmf_bs_disp else "")
@@ -916,7 +945,7 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
         )
     parts.append(
         "**Factor interpretation.** Each factor's weights (PMF: percent of species; PCA: squared positive "
-        "rotated loadings) are compared with marker-metal signatures configured in params by cosine similarity "
+        "rotated loadings) are compared with the marker-metal signatures given for the region by cosine similarity "
         "with the markers' indicator vector; a factor is named only when the similarity reaches "
         f"{o.signature_min_similarity:g}, and the similarity and largest weights are always shown."
         + ("" if o.signatures else " No signatures were configured for this region, so factors are not named.")
@@ -928,10 +957,548 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
             "[@parnell2010siar; @moore2008mixsir] uses all ratios and end-members: "
             "$R_t \\sim N(\\sum_k f_k\\mu_{kt}, \\sum_k f_k^2\\sigma_{kt}^2 + \\sigma_t^2)$, "
             f"$f \\sim \\mathrm{{Dirichlet}}(1,\\dots,1)$, $\\sigma_t = {o.isotope_residual_sd:g}$; it was sampled by "
-            f"seeded random-walk Metropolis [@metropolis1953] on additive log-ratio coordinates ({o.isotope_steps} "
-            "steps, 4 chains per sample, first quarter discarded; checked against emcee [@foremanmackey2013emcee] "
-            "in the test suite). Posterior means and equal-tailed 95 % intervals are reported, with the "
+            f"random-walk Metropolis [@metropolis1953] on additive log-ratio coordinates ({o.isotope_steps} "
+            "steps, 4 chains per sample, first quarter discarded). Posterior means and equal-tailed 95 % intervals are reported, with the "
             "rank-normalised split R-hat and the bulk effective sample size of every share [@vehtari2021rhat]; "
             "R-hat above 1.01 is flagged."
         )
     return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------------------ attribution (report)
+def species_share_intervals(boot_profiles: pd.DataFrame, *, n_factors: int, lower: float = 5.0,
+                            upper: float = 95.0) -> pd.DataFrame:
+    """Bootstrap percentile interval of each factor's percent of species.
+
+    In every bootstrap run in which all ``n_factors`` base factors were mapped, the percent of
+    species is recomputed from that run's profiles,
+
+    .. math:: \\%_{kj}^{(b)} = 100\\, f^{(b)}_{kj} / \\sum_{k'} f^{(b)}_{k'j},
+
+    and its percentiles over those runs are returned (EPA PMF 5.0 reports 5th-95th percentiles of
+    the bootstrap profiles; Paatero et al. 2014, doi:10.5194/amt-7-781-2014).
+
+    Parameters
+    ----------
+    boot_profiles : pandas.DataFrame
+        :attr:`hmlib.pmf.BootstrapResult.profiles` (run, factor, species, concentration).
+    n_factors : int
+        Factors of the base run.
+    lower, upper : float
+        Percentiles (0-100).
+
+    Returns
+    -------
+    pandas.DataFrame
+        factor, species, pct_low, pct_high, n_runs (runs used).
+    """
+    cols = ["factor", "species", "pct_low", "pct_high", "n_runs"]
+    if boot_profiles is None or boot_profiles.empty:
+        return pd.DataFrame(columns=cols)
+    full = boot_profiles.groupby("run")["factor"].nunique()
+    runs = full.index[full == n_factors]
+    d = boot_profiles[boot_profiles["run"].isin(runs)].copy()
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    tot = d.groupby(["run", "species"])["concentration"].transform("sum")
+    d["pct"] = np.where(tot > 0, 100 * d["concentration"] / tot.where(tot > 0, 1.0), np.nan)
+    g = d.groupby(["factor", "species"], sort=False)["pct"]
+    return pd.DataFrame({"pct_low": g.quantile(lower / 100), "pct_high": g.quantile(upper / 100),
+                         "n_runs": g.count()}).reset_index()[cols]
+
+
+def sample_species_shares(contributions: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+    """Share of each factor in each sample's modelled concentration of each species.
+
+    .. math:: s_{ikj} = g_{ik} f_{kj} / \\sum_{k'} g_{ik'} f_{k'j}
+
+    Parameters
+    ----------
+    contributions : pandas.DataFrame
+        Samples x factors (:attr:`hmlib.pmf.PMFResult.contributions`).
+    profiles : pandas.DataFrame
+        Factors x species (:attr:`hmlib.pmf.PMFResult.profiles`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        sample_id, factor, species, share (0-1).
+    """
+    G = contributions.to_numpy(float)
+    F = profiles.loc[contributions.columns].to_numpy(float)
+    parts = G[:, :, None] * F[None, :, :]
+    tot = parts.sum(axis=1, keepdims=True)
+    share = np.where(tot > 0, parts / np.where(tot > 0, tot, 1.0), np.nan)
+    n, p, m = share.shape
+    return pd.DataFrame({"sample_id": np.repeat(contributions.index.astype(str).to_numpy(), p * m),
+                         "factor": np.tile(np.repeat(contributions.columns.to_numpy(), m), n),
+                         "species": np.tile(profiles.columns.to_numpy(), n * p),
+                         "share": share.reshape(-1)})
+
+
+def attribution_table(profiles: pd.DataFrame, intervals: pd.DataFrame, sample_shares: pd.DataFrame, *,
+                      names: dict[str, str] | None = None, above: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Which factor carries each metal: percent of species with its bootstrap interval, and, for the
+    samples above a guideline value, the factor's median share of their modelled concentration.
+
+    Parameters
+    ----------
+    profiles : pandas.DataFrame
+        :func:`hmlib.pmf.profile_table` of one medium (factor, species or metal, percent_of_species).
+    intervals : pandas.DataFrame
+        :func:`species_share_intervals`.
+    sample_shares : pandas.DataFrame
+        :func:`sample_species_shares`.
+    names : dict, optional
+        factor -> suggested source (empty string or missing: unnamed).
+    above : dict, optional
+        metal -> ids of the samples above the guideline value.
+
+    Returns
+    -------
+    pandas.DataFrame
+        metal, factor, source, percent, pct_low, pct_high, n_above, median_share_above (percent; NaN
+        without samples above).
+    """
+    names, above = names or {}, above or {}
+    prof = profiles.rename(columns={"species": "metal"})
+    iv = intervals.rename(columns={"species": "metal"})
+    t = prof[["factor", "metal", "percent_of_species"]].merge(iv[["factor", "metal", "pct_low", "pct_high"]],
+                                                               on=["factor", "metal"], how="left")
+    ss = sample_shares.rename(columns={"species": "metal"})
+    rows = []
+    for r in t.itertuples(index=False):
+        ids = [str(i) for i in above.get(r.metal, [])]
+        s = ss[(ss["metal"] == r.metal) & (ss["factor"] == r.factor) & ss["sample_id"].isin(ids)]["share"]
+        rows.append({"metal": r.metal, "factor": r.factor, "source": names.get(r.factor) or "",
+                     "percent": float(r.percent_of_species), "pct_low": r.pct_low, "pct_high": r.pct_high,
+                     "n_above": len(ids), "median_share_above": 100 * float(s.median()) if len(s) else np.nan})
+    return pd.DataFrame(rows, columns=["metal", "factor", "source", "percent", "pct_low", "pct_high", "n_above",
+                                       "median_share_above"])
+
+
+def _factor_label(factor: str, source: str) -> str:
+    return f"{factor} ({source})" if source else str(factor)
+
+
+def attribution_display(table: pd.DataFrame, *, guideline_label: str | None = None) -> pd.DataFrame:
+    """Reader's version of :func:`attribution_table`: one row per metal, one column per factor
+    ("62 % (48-75)"), and the samples above the guideline value with the share of the factor that
+    carries most of their concentration.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`attribution_table` of one medium.
+    guideline_label : str, optional
+        Name of the guideline value (column header); None: no guideline columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Metal, one column per factor, and optionally the guideline columns.
+    """
+    out = []
+    for metal, d in table.groupby("metal", sort=False):
+        row = {"Metal": metal}
+        for r in d.itertuples(index=False):
+            iv = (f" ({r.pct_low:.0f}-{r.pct_high:.0f})" if np.isfinite(r.pct_low) and np.isfinite(r.pct_high)
+                  else "")
+            row[_factor_label(r.factor, r.source) + ", %"] = f"{r.percent:.0f}{iv}"
+        if guideline_label is not None:
+            n = int(d["n_above"].iloc[0])
+            row[f"Samples above the {guideline_label}"] = str(n)
+            if n and d["median_share_above"].notna().any():
+                top = d.sort_values("median_share_above").iloc[-1]
+                row["Their main factor (median share)"] = (f"{_factor_label(top.factor, top.source)} "
+                                                           f"({top.median_share_above:.0f} %)")
+            else:
+                row["Their main factor (median share)"] = "–"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def log_correlation(x, y) -> dict:
+    """Pearson r of log10 values with its 95 % confidence interval (Fisher z, via scipy).
+
+    Parameters
+    ----------
+    x, y : array-like
+        Positive concentrations (pairs with a non-positive or missing value are dropped).
+
+    Returns
+    -------
+    dict
+        r, low, high, p, n.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if ok.sum() < 4:
+        return {"r": np.nan, "low": np.nan, "high": np.nan, "p": np.nan, "n": int(ok.sum())}
+    res = stats.pearsonr(np.log10(x[ok]), np.log10(y[ok]))
+    ci = res.confidence_interval(0.95)
+    return {"r": float(res.statistic), "low": float(ci.low), "high": float(ci.high), "p": float(res.pvalue),
+            "n": int(ok.sum())}
+
+
+def covariate_association(contributions: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
+    """How much each factor's contributions differ between the classes of each categorical covariate.
+
+    Kruskal-Wallis H test (:func:`scipy.stats.kruskal`) with the rank effect size
+    :math:`\\varepsilon^2 = (H - k + 1)/(n - k)` (Tomczak and Tomczak 2014, Trends Sport Sci. 21, 19-25),
+    for ``k`` classes and ``n`` samples; e.g. a factor that follows the parent rock differs between rock types.
+
+    Parameters
+    ----------
+    contributions : pandas.DataFrame
+        Samples x factors (index sample_id as str).
+    covariates : pandas.DataFrame
+        Samples (index sample_id as str) x categorical covariates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        factor, covariate, h, p, epsilon2, n, n_classes, highest_class (class with the largest median among
+        the classes of at least 10 samples).
+    """
+    rows = []
+    ids = [i for i in contributions.index if i in covariates.index]
+    for cov in covariates.columns:
+        c = covariates.loc[ids, cov]
+        ok = c.notna()
+        classes = [k for k, n in c[ok].value_counts().items() if n >= 3]
+        if len(classes) < 2:
+            continue
+        for f in contributions.columns:
+            g = contributions.loc[ids, f][ok]
+            groups = [g[c[ok] == k].to_numpy(float) for k in classes]
+            h, pv = stats.kruskal(*groups)
+            n = sum(len(x) for x in groups)
+            k = len(groups)
+            med = {kk: float(np.median(x)) for kk, x in zip(classes, groups) if len(x) >= 10} or \
+                {kk: float(np.median(x)) for kk, x in zip(classes, groups)}
+            rows.append({"factor": f, "covariate": cov, "h": float(h), "p": float(pv),
+                         "epsilon2": float(max((h - k + 1) / (n - k), 0.0)), "n": n, "n_classes": k,
+                         "highest_class": max(med, key=med.get)})
+    return pd.DataFrame(rows, columns=["factor", "covariate", "h", "p", "epsilon2", "n", "n_classes",
+                                       "highest_class"])
+
+
+_NATURAL_WORDS = ("geogen", "natural", "lithogen", "parent", "crust", "rock")
+
+
+def _is_natural(source: str) -> bool:
+    return any(w in str(source).lower() for w in _NATURAL_WORDS)
+
+
+def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, list[str]],
+                     pca_loadings: pd.DataFrame | None, pca_names: dict[str, str] | None,
+                     concentration: pd.DataFrame, association: pd.DataFrame | None, stable: bool,
+                     stability_note: str, guideline_label: str | None, refs: dict[str, str],
+                     published: str | None = None, max_metals: int = 2) -> tuple[str, list[dict]]:
+    """Where the metals above the guideline value come from, and how strongly the methods support it.
+
+    For the metals with the most samples above the guideline value (at most ``max_metals``; all
+    metals are considered when no guideline applies, the one with the largest share on a named
+    factor first): the PMF factor carrying most of the metal, with its bootstrap interval and its
+    median share in the samples above the guideline; the PCA component the metal loads on and the
+    metals loading with it; its strongest log correlation; how the factor's contributions differ
+    between covariate classes; and a verdict that says whether PCA and PMF agree on a natural
+    origin, stated only as strongly as the stability of the PMF solution allows.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`attribution_table` of one medium.
+    medium : str
+        Medium.
+    signatures : dict
+        Source type -> marker metals (the region's options).
+    pca_loadings : pandas.DataFrame or None
+        Rotated loadings of the medium (metals x components).
+    pca_names : dict or None
+        Component -> suggested source (unnamed: empty or "unassigned").
+    concentration : pandas.DataFrame
+        Samples x metals of the medium (for the log correlations).
+    association : pandas.DataFrame or None
+        :func:`covariate_association` of the PMF factors.
+    stable : bool
+        Every factor mapped in at least 80 % of the bootstrap runs and no DISP swap at dQmax = 4.
+    stability_note : str
+        The bootstrap and DISP numbers, as words.
+    guideline_label : str or None
+        Name of the guideline value (None: no guideline applies).
+    refs : dict
+        Cross-references: ``table`` (attribution table), ``pca`` (loadings), ``maps`` (factor maps).
+    published : str, optional
+        What earlier work on the region concluded about its sources (markdown with a citation).
+    max_metals : int, default 2
+        Metals discussed.
+
+    Returns
+    -------
+    (str, list of dict)
+        The paragraphs (markdown) and the proposed findings (text, importance, refs).
+    """
+    pca_names = {k: v for k, v in (pca_names or {}).items() if v and v != "unassigned"}
+    first = table.groupby("metal", sort=False)["n_above"].first()
+    if guideline_label and (first > 0).any():
+        metals = list(first[first > 0].sort_values(ascending=False).index[:max_metals])
+    else:
+        return "", []
+    paras, findings = [], []
+    published_used = False
+    tref = f"@{refs['table']}" if refs.get("table") else ""
+    pref = f" (@{refs['pca']})" if refs.get("pca") else ""
+    n_samples = len(concentration)
+    for k_metal, metal in enumerate(metals):
+        d = table[table["metal"] == metal]
+        top = d.sort_values("percent").iloc[-1]
+        n_above = int(d["n_above"].iloc[0])
+        # the factor's resemblance to a source type judged without the metal in question, so that a metal
+        # listed as a marker cannot make its own factor look like that source (a circular label)
+        w = table[(table["factor"] == top.factor) & (table["metal"] != metal)].set_index("metal")["percent"]
+        sig = {k: [x for x in v if x != metal] for k, v in signatures.items()}
+        sim = signature_similarity(pd.DataFrame([w.to_numpy()], index=[top.factor], columns=w.index),
+                                   {k: v for k, v in sig.items() if v}) if len(w) else pd.DataFrame()
+        lead = list(w.sort_values(ascending=False).index[:2])
+        label = "–".join([metal] + lead[:1]) + " factor"
+        src_wo = None
+        if not sim.empty:
+            best_k = sim.loc[top.factor].idxmax()
+            if float(sim.loc[top.factor, best_k]) >= 0.7:
+                src_wo = best_k
+        top = top.copy()
+        top["source"] = src_wo or ""
+        fname = (f"{top.factor}, the {label}, which apart from {metal} resembles the {src_wo} signature"
+                 if src_wo else f"{top.factor}, the {label}, which apart from {metal} matches no source signature")
+        near = (" ; the base run lies at the top of the bootstrap runs" if top.percent > top.pct_high else "")
+        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %{near.replace(' ;', ';')})"
+              if np.isfinite(top.pct_low) else "")
+        s = (f"**Where the metals above the {guideline_label} come from.** {n_above} of the {n_samples} {medium} "
+             f"samples exceed the {guideline_label} for {metal}. PMF attributes {top.percent:.0f} % of the modelled "
+             f"{metal}{iv} to {fname}")
+        if np.isfinite(top.median_share_above):
+            s += f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
+        s += f" ({tref})." if tref else "."
+        # PCA
+        pca_src = None
+        if pca_loadings is not None and metal in pca_loadings.index:
+            comp = pca_loadings.loc[metal].abs().idxmax()
+            with_ = [m for m in pca_loadings.index if m != metal and pca_loadings.loc[m].abs().idxmax() == comp]
+            pca_src = pca_names.get(comp)
+            s += (f" In the PCA, {metal} loads {pca_loadings.at[metal, comp]:.2f} on {comp}"
+                  + (f" together with {', '.join(with_)}" if with_ else "")
+                  + (f", the component identified as {pca_src}" if pca_src else "") + f"{pref}.")
+        # strongest log correlation: with a marker of the PCA component's source, else with any metal
+        partners = [m for m in signatures.get(pca_src or "", []) if m in concentration.columns and m != metal]
+        best = None
+        for m in partners or list(concentration.columns):
+            if m == metal:
+                continue
+            c = log_correlation(concentration[metal], concentration[m])
+            if np.isfinite(c["r"]) and (best is None or c["r"] > best[1]["r"]):
+                best = (m, c)
+        if best:
+            m, c = best
+            s += (f" Its log concentrations track those of {m}" + (f", of the {pca_src} markers the closest,"
+                                                                     if partners else " most closely,")
+                  + f" with Pearson r = {c['r']:.2f} (95 % CI {c['low']:.2f} to {c['high']:.2f}).")
+        # covariates
+        if association is not None and len(association):
+            a = association[association["factor"] == top.factor].sort_values("epsilon2", ascending=False)
+            if len(a):
+                bits = [f"{r.covariate} (ε² = {r.epsilon2:.2f}, p {'< 0.001' if r.p < 0.001 else f'= {r.p:.2g}'}; "
+                        f"highest for {r.highest_class})" for r in a.itertuples()]
+                s += (f" The contributions of {top.factor} differ between classes of " + " and of ".join(bits)
+                      + (f" (@{refs['maps']})" if refs.get("maps") else "") + ".")
+        # verdict
+        pmf_nat = bool(top.source) and _is_natural(top.source) and top.percent >= 50
+        pca_nat = bool(pca_src) and _is_natural(pca_src)
+        if pmf_nat and pca_nat:
+            verdict = (f"PCA and PMF agree: most of the {metal}, including most of the exceedances, is "
+                       + ("likely" if stable else "possibly") + " natural, from the parent material.")
+            imp, claim = (0.85 if stable else 0.65), "likely natural" if stable else "possibly natural"
+        elif pca_nat and not pmf_nat:
+            verdict = (f"The methods disagree. The co-variation (PCA, correlation) ties {metal} to the {pca_src} "
+                       f"metals and so supports a natural origin, but PMF, which can separate sources whose "
+                       f"contributions co-vary, does not assign most of the {metal} to the {pca_src} factor. A natural "
+                       f"origin of the {metal} exceedances is therefore plausible but not established by these data.")
+            imp, claim = 0.8, "plausibly but not demonstrably natural"
+        elif pmf_nat:
+            verdict = (f"PMF assigns most of the {metal} to the {top.source} factor, which suggests a natural origin; "
+                       "PCA does not separate it as clearly.")
+            imp, claim = 0.7, "possibly natural"
+        elif not signatures:
+            verdict = (f"No marker-metal signatures were given for this region, so the factors carry no source label: "
+                       f"the data show which metals share {metal}'s pattern, not whether it is natural.")
+            imp, claim = 0.45, (f"of a common origin with {best[0]} that the data do not label" if best
+                                else "of an origin the data do not label")
+        else:
+            verdict = (f"Neither method ties {metal} to a natural component: its exceedances are more likely from "
+                       "inputs than from the parent material.")
+            imp, claim = 0.75, "more likely from inputs than natural"
+        if published and not published_used and (re.search(rf"\b{re.escape(metal)}\b", published)
+                                                  or metal == metals[-1]):
+            s += f" {published}"
+            published_used = True
+        s += " " + verdict + ("" if stable else
+                              f" The PMF solution is not fully stable ({stability_note}), which weakens this reading.")
+        if k_metal == 0:
+            paras.append(s)
+        else:  # the next metal in one contrasting sentence; its numbers are in the table
+            paras.append(f"For {metal} ({n_above} samples above the {guideline_label}), PMF attributes "
+                         f"{top.percent:.0f} % of it to {fname}"
+                         + (f", and in the PCA it loads on {comp} with {', '.join(with_)}" if pca_loadings is not None
+                            and metal in pca_loadings.index and with_ else "")
+                         + f"; {verdict[0].lower() + verdict[1:]}")
+        ftxt = (f"{n_above} of {n_samples} {medium} samples exceed the {guideline_label} for {metal}; PMF attributes "
+                f"{top.percent:.0f} %" + (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %)"
+                                          if np.isfinite(top.pct_low) else "")
+                + f" of the {metal} to " + (f"the {top.source} factor ({top.factor})"
+                                            if top.source and top.source != "unassigned"
+                                            else f"a factor that matches no source signature ({top.factor})")
+                + (f", while in the PCA it loads with the {pca_src} metals" if pca_src and not pmf_nat else "")
+                + (f" and its log concentrations track {best[0]} (r = {best[1]['r']:.2f}, 95 % CI {best[1]['low']:.2f} "
+                   f"to {best[1]['high']:.2f})" if best else "")
+                + f": the exceedances are {claim}.")
+        findings.append({"text": ftxt, "importance": imp, "refs": [refs[k] for k in ("table",) if refs.get(k)]})
+    return "\n\n".join(paras), findings
+
+
+# ------------------------------------------------------------------------------ known truth (demos)
+def compare_pmf_with_truth(fit, truth_profiles: pd.DataFrame, truth_contributions: pd.DataFrame, *,
+                           mean_share_percent: pd.Series | None = None) -> pd.DataFrame:
+    """Recovered PMF factors beside the generator's true sources (generated demo regions only).
+
+    Factors are matched one to one to the true sources by the cosine similarity of their profiles,
+    each metal expressed relative to its total over the true sources (Hungarian assignment,
+    :func:`hmlib.pmf.match_factors`; the cosine does not depend on the scale of a factor). For each pair:
+    the cosine similarity of the profiles, the correlation of the contributions over samples, and
+    the mean share of the samples' modelled concentrations (as :func:`hmlib.pmf.contribution_table`)
+    of the true source and of the factor.
+
+    Parameters
+    ----------
+    fit : hmlib.pmf.PMFResult
+        The chosen PMF solution of one medium.
+    truth_profiles : pandas.DataFrame
+        True profiles, sources x metals (the generator's ``truth_profiles.csv`` indexed by source).
+    truth_contributions : pandas.DataFrame
+        True contributions, samples (sample_id index) x sources, of the same medium.
+    mean_share_percent : pandas.Series, optional
+        factor -> recovered mean share (%); default: computed from ``fit``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        source, factor, profile_cosine, contribution_r, true_share_percent, recovered_share_percent
+        (sources without a matching factor have NaN factor values; factors without a source are left out).
+    """
+    from .pmf import match_factors
+
+    metals = [m for m in fit.profiles.columns if m in truth_profiles.columns]
+    est = fit.profiles[metals]
+    tru = truth_profiles[metals].astype(float)
+    # each metal in units of its total over the true sources (the same scale for both, so that Zn or Cr do not
+    # dominate the cosine); the cosine is then independent of how each factor's profile is scaled
+    col = tru.sum(axis=0).replace(0, np.nan)
+    m = match_factors((est / col).fillna(0.0), (tru / col).fillna(0.0))
+    ids = [i for i in fit.contributions.index.astype(str) if i in set(truth_contributions.index.astype(str))]
+    tc = truth_contributions.copy()
+    tc.index = tc.index.astype(str)
+    tc = tc.loc[ids, list(tru.index)]
+    G = fit.contributions.copy()
+    G.index = G.index.astype(str)
+    G = G.loc[ids]
+    # true mean share: the share each source has of the samples' noise-free concentrations, averaged over metals
+    parts = tc.to_numpy(float)[:, :, None] * tru.to_numpy(float)[None, :, :]
+    tot = parts.sum(axis=1, keepdims=True)
+    true_share = (np.where(tot > 0, parts / np.where(tot > 0, tot, 1.0), 0.0).mean(axis=2)).mean(axis=0) * 100
+    true_share = pd.Series(true_share, index=tru.index)
+    if mean_share_percent is None:
+        from .pmf import contribution_table
+
+        ct = contribution_table(fit)
+        mean_share_percent = ct.groupby("factor")["share"].mean() * 100
+    rows = []
+    for src in tru.index:
+        hit = m[m["source"] == src]
+        if len(hit):
+            f = hit["factor"].iloc[0]
+            r = float(np.corrcoef(G[f].to_numpy(float), tc[src].to_numpy(float))[0, 1]) if len(ids) > 2 else np.nan
+            rows.append({"source": src, "factor": f, "profile_cosine": float(hit["cosine"].iloc[0]),
+                         "contribution_r": r, "true_share_percent": float(true_share[src]),
+                         "recovered_share_percent": float(mean_share_percent.get(f, np.nan))})
+        else:
+            rows.append({"source": src, "factor": "", "profile_cosine": np.nan, "contribution_r": np.nan,
+                         "true_share_percent": float(true_share[src]), "recovered_share_percent": np.nan})
+    return pd.DataFrame(rows)
+
+
+def compare_isotopes_with_truth(mixing: pd.DataFrame, truth_shares: pd.DataFrame) -> pd.DataFrame:
+    """Mean Pb source shares of the Bayesian mixing model beside the generator's true Pb shares.
+
+    Parameters
+    ----------
+    mixing : pandas.DataFrame
+        Per-sample shares (sample_id, medium, method, source, share, ci_low, ci_high); the ``bayesian`` rows are used.
+    truth_shares : pandas.DataFrame
+        The generator's true Pb shares (sample_id, medium, one column per source).
+
+    Returns
+    -------
+    pandas.DataFrame
+        medium, source, true_mean_share, estimated_mean_share, mean_abs_error, coverage (share of samples whose
+        95 % interval holds the true share), n.
+    """
+    b = mixing[mixing["method"] == "bayesian"].copy()
+    b["sample_id"] = b["sample_id"].astype(str)
+    t = truth_shares.copy()
+    t["sample_id"] = t["sample_id"].astype(str)
+    srcs = [c for c in t.columns if c not in ("sample_id", "medium")]
+    tl = t.melt(id_vars=["sample_id", "medium"], value_vars=srcs, var_name="source", value_name="true_share")
+    m = b.merge(tl, on=["sample_id", "medium", "source"], how="inner")
+    rows = []
+    for (med, src), d in m.groupby(["medium", "source"], sort=False):
+        rows.append({"medium": med, "source": src, "true_mean_share": float(d["true_share"].mean()),
+                     "estimated_mean_share": float(d["share"].mean()),
+                     "mean_abs_error": float((d["share"] - d["true_share"]).abs().mean()),
+                     "coverage": float(((d["ci_low"] <= d["true_share"]) & (d["true_share"] <= d["ci_high"])).mean()),
+                     "n": len(d)})
+    return pd.DataFrame(rows, columns=["medium", "source", "true_mean_share", "estimated_mean_share",
+                                       "mean_abs_error", "coverage", "n"])
+
+
+def methods_summary(options, *, media: list[str], appendix_ref: str = "") -> str:
+    """The main-text summary of the source-apportionment methods (details go to the appendix).
+
+    Parameters
+    ----------
+    options : the stage's options (:class:`hmlib.stages.sources.Options`).
+    media : list of str
+        Media analysed.
+    appendix_ref : str, default ''
+        Cross-reference to the appendix part with the details (e.g. ``@sec-appendix-sources``).
+
+    Returns
+    -------
+    str
+        One paragraph (markdown).
+    """
+    o = options
+    txt = ("Two views of the sources were compared. PCA with varimax rotation [@kaiser1958varimax] groups metals "
+           "whose log concentrations vary together; positive matrix factorization (PMF) as in EPA PMF 5.0 "
+           "[@paatero1994pmf; @norris2014pmf] splits each sample's concentrations into non-negative factor "
+           "contributions and profiles, weighting each value by its uncertainty, so it can separate sources whose "
+           "contributions co-vary. The number of factors was chosen by the drop in Q and the stability of the "
+           "solution; bootstrap and displacement runs [@paatero2014error] give the uncertainty of each factor. "
+           "Factors are named after the source type whose marker metals they match"
+           + (" (" + "; ".join(f"{k}: " + ", ".join(v) for k, v in o.signatures.items()) + ")" if o.signatures else "")
+           + ".")
+    if o.isotope_ratios:
+        txt += (" Pb isotope ratios were mixed between measured end-members with a Bayesian model "
+                "[@parnell2010siar].")
+    if appendix_ref:
+        txt += f" Equations and settings are in the appendix ({appendix_ref})."
+    return txt

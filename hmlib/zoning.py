@@ -6,7 +6,7 @@
 * :func:`bearing_capacity` gives, per sample and metal, the capacity left below a guideline
   value and whether the sample is overloaded.
 * :func:`background_misjudgment` counts the samples whose index class changes when a static
-  background is replaced by a spatially adaptive one (the headline comparison of seed 000).
+  background is replaced by a spatially adaptive one (the headline comparison of Sun et al. 2025).
 """
 from __future__ import annotations
 
@@ -363,8 +363,8 @@ def bearing_capacity(concentration_mg_kg: pd.DataFrame, guideline_mg_kg, *, medi
     Notes
     -----
     Environmental bearing capacity as the gap between a quality standard and the present
-    concentration, as used (with adaptive backgrounds) by the EM + GPR workflow of seed 000 of
-    this project; a simple difference, checked in the tests against hand-computed values.
+    concentration, as used (with adaptive backgrounds) by the EM + GPR workflow of Sun et al.
+    (2025); a simple difference, checked in the tests against hand-computed values.
     """
     if not isinstance(concentration_mg_kg, pd.DataFrame):
         raise ValueError(f"concentration_mg_kg must be a DataFrame samples x metals, got "
@@ -520,7 +520,9 @@ def plot_misjudgment(misjudgment: pd.DataFrame, *, medium: str | None = None):
         over = 100 * g["n_over"] / g["n"]
         ax.bar(pos, under, color="#c0392b", label="static class lower (underestimate)")
         ax.bar(pos, over, bottom=under, color="#2e86c1", label="static class higher (overestimate)")
-        ax.set_xticks(pos, g["metal"], fontsize=7, rotation=0 if len(g) < 6 else 45)
+        ax.set_xticks(pos, g["metal"].replace({"all": "all metals"}), fontsize=7, rotation=0 if len(g) < 6 else 45)
+        if len(g) == 1:  # an integrated index: one narrow bar, not a full-width block
+            ax.set_xlim(-1.5, 1.5)
         ax.set_title(index, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     axes[0][0].set_ylabel("samples changing class (%)", fontsize=8)

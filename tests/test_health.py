@@ -7,7 +7,7 @@ Published values used as independent checks:
   (values quoted below; the RSL tables print two significant figures).
 * US EPA RSL User's Guide (November 2024): age-adjusted intake factors IFS_adj = 36,750 mg/kg,
   DFS_adj = 103,390 mg/kg, mutagenic IFSM_adj = 166,833 mg/kg and DFSM_adj = 428,260 mg/kg.
-* Seed 003 (Zhao et al. 2026, doi:10.1038/s41598-026-38887-9) eq. 5 and 11 evaluated by hand.
+* Zhao et al. (2026, Scientific Reports, doi:10.1038/s41598-026-38887-9) eq. 5 and 11 evaluated by hand.
 """
 from __future__ import annotations
 
@@ -123,15 +123,15 @@ def test_age_adjusted_intake_factors_match_rsl_guide():
     assert ing.cr == pytest.approx(ing.ladd * 1.5, rel=1e-12)
 
 
-def test_hand_computed_seed003_soil_child_cadmium():
-    """Seed 003 eq. 5 and 8 by hand: Cd 2 mg/kg, child, IngR 200 mg/d, EF 350, ED 6, BW 15, AT 2190 d.
+def test_hand_computed_zhao2026_soil_child_cadmium():
+    """Zhao et al. (2026) eq. 5 and 8 by hand: Cd 2 mg/kg, child, IngR 200 mg/d, EF 350, ED 6, BW 15, AT 2190 d.
 
     ADD = 2 * 200 * 1e-6 * 350 * 6 / (15 * 2190) = 2.5571e-5 mg/kg-d; HQ = ADD / 1e-3 = 0.025571.
     Dermal (ABS 0.001, SA 2373 cm2, AF 0.2): ADD = 2*2373*0.2*0.001*1e-6*350*6/(15*2190) = 6.0674e-8;
     HQ = ADD / (1e-3 * 0.025) = 2.42697e-3.
     """
     r = h.risk_table(pd.DataFrame({"Cd": [2.0]}, index=["a"]), medium="soil",
-                     exposure=h.load_exposure_parameters("seed003"), toxicity=h.load_toxicity(medium="soil"),
+                     exposure=h.load_exposure_parameters("zhao2026"), toxicity=h.load_toxicity(medium="soil"),
                      receptors=("child",))
     ing = r[r.pathway == "ingestion"].iloc[0]
     der = r[r.pathway == "dermal"].iloc[0]
@@ -142,14 +142,14 @@ def test_hand_computed_seed003_soil_child_cadmium():
     assert np.isnan(ing["cr"])  # Cd has no oral slope factor
 
 
-def test_hand_computed_seed003_water_adult_arsenic():
-    """Seed 003 eq. 11-12 by hand: As 10 ug/L, adult IR 2.5 L/d, EF 350, ED 26, BW 70, AT 9490 d.
+def test_hand_computed_zhao2026_water_adult_arsenic():
+    """Zhao et al. (2026) eq. 11-12 by hand: As 10 ug/L, adult IR 2.5 L/d, EF 350, ED 26, BW 70, AT 9490 d.
 
     ADD = 10e-3 * 2.5 * 350 * 26 / (70 * 9490) = 3.4247e-4 mg/kg-d; HQ = ADD / 3e-4 = 1.14155;
     LADD = 10e-3 * 2.5 * 350 * 26 / (70 * 25550) = 1.27202e-4; CR = LADD * 1.5 = 1.90802e-4.
     """
     r = h.risk_table(pd.DataFrame({"As": [10.0]}, index=["w"]), medium="water",
-                     exposure=h.load_exposure_parameters("seed003"), toxicity=h.load_toxicity(medium="water"),
+                     exposure=h.load_exposure_parameters("zhao2026"), toxicity=h.load_toxicity(medium="water"),
                      receptors=("adult",))
     ing = r[r.pathway == "ingestion"].iloc[0]
     assert ing["add"] == pytest.approx(3.4247e-4, rel=1e-4)
@@ -204,7 +204,7 @@ def test_lead_not_assessed_and_listed():
 
 
 def test_default_abs_soil_adds_dermal_pathway():
-    tox, exp = h.load_toxicity(medium="soil"), h.load_exposure_parameters("seed003")
+    tox, exp = h.load_toxicity(medium="soil"), h.load_exposure_parameters("zhao2026")
     uf = h.unit_factors(medium="soil", receptor="child", exposure=exp, toxicity=tox, metals=["Zn"],
                         default_abs_soil=0.001)
     der = uf[uf.pathway == "dermal"].iloc[0]
@@ -220,8 +220,8 @@ def test_parameter_sets_load_and_cite():
     # HJ 25.3-2019 exposed skin area SAE = 239 H^0.417 BW^0.517 SER
     assert hj.loc["child", "SA_soil"] == pytest.approx(239 * 113.15 ** 0.417 * 19.2 ** 0.517 * 0.36, rel=1e-3)
     assert hj.loc["adult", "BW"] == 61.8
-    seed = h.load_exposure_parameters("seed003")
-    assert seed.loc["adult", "BW"] == 70 and seed.loc["adult", "ED"] == 26 and seed.loc["child", "IRW"] == 0.78
+    zhao = h.load_exposure_parameters("zhao2026")
+    assert zhao.loc["adult", "BW"] == 70 and zhao.loc["adult", "ED"] == 26 and zhao.loc["child", "IRW"] == 0.78
     tox_w, tox_s = h.load_toxicity(medium="water"), h.load_toxicity(medium="soil")
     assert tox_s.loc["Cd", "rfd_oral"] == 1e-3 and tox_w.loc["Cd", "rfd_oral"] == 5e-4
     assert bool(tox_s.loc["Cr(VI)", "mutagen"]) and not bool(tox_s.loc["As", "mutagen"])
@@ -439,3 +439,20 @@ def test_iris2024_chromium_set():
     assert (new.rfd_oral, new.rfc, new.sf_oral) == (9e-4, 3e-5, 0.27)
     assert (old.rfd_oral, old.rfc, old.sf_oral) == (3e-3, 1e-4, 0.5)
     assert "November 2024" in old.table_version
+
+
+def test_sci_text_and_receptor_table_by_hand():
+    """Hand-written expectations: reader numbers use two significant figures and pandoc superscripts; the receptor
+    table of two hand-made samples (HI 0.5 and 1.5, TCR 2e-6 and 2e-4) gives mean 1.0, maximum 1.5, 50 % of samples
+    above HI = 1, and 100 % and 50 % above 1e-6 and 1e-4."""
+    assert h.sci_text(1.7e-5) == "1.7 × 10^−5^" and h.sci_text(1e-4, 1) == "10^−4^"
+    assert h.sci_text(0.46) == "0.46" and h.sci_text(9.97e-7) == "1.0 × 10^−6^"
+    ind = pd.DataFrame({"sample_id": ["a", "b"], "medium": "soil", "receptor": "child", "hi": [0.5, 1.5],
+                        "tcr": [2e-6, 2e-4]})
+    summ = pd.DataFrame({"receptor": ["child", "child"], "metal": ["Co", "all"], "hi_mean": [1.0, 1.0],
+                         "hi_max": [1.5, 1.5], "share_hi_gt_1": [0.5, 0.5], "tcr_mean": [1.01e-4, 1.01e-4],
+                         "share_cr_gt_1e-4": [0.5, 0.5], "share_cr_gt_1e-6": [1.0, 1.0]})
+    t = h.receptor_table(summ, ind, None, medium="soil").set_index("Measure")["Child (0-6 years)"]
+    assert t["HI, mean of samples (maximum)"] == "1.0 (1.5)"
+    assert t["Samples with HI > 1"] == "50 %"
+    assert t["Samples with TCR > 10^−6^"] == "100 %" and t["Samples with TCR > 10^−4^"] == "50 %"

@@ -13,7 +13,7 @@ import pytest
 
 from hmlib.runner import notebooks_dir
 from hmlib.stages import REGISTRY, options_model, stage_module
-from hmlib.stages.template import parameters_source
+from hmlib.stages.template import example_region, parameters_source
 
 NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
 BASE_PARAMETERS = {"region", "params_file", "output_dir"}
@@ -50,13 +50,27 @@ def test_notebook_is_a_view(stage):
     nb = nbformat.read(notebooks_dir() / stage.notebook, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
-    assert tagged[0].source.strip() == parameters_source(stage.options).strip(), (
+    assert tagged[0].source.strip() == parameters_source(stage.options, region=example_region(stage.name)).strip(), (
         f"{stage.notebook}: the parameters cell differs from the options model; regenerate it with "
         "hmlib.stages.template.parameters_source")
     lines = [ln for c in nb.cells if c.cell_type == "code" and c is not tagged[0]
              for ln in c.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert len(lines) <= 40, f"{stage.notebook}: {len(lines)} code lines outside the parameters cell"
     assert any(f'open_stage("{stage.name}", globals())' in c.source for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("stage", list(REGISTRY), ids=lambda s: s.name)
+def test_notebook_opens_on_a_region_that_runs_the_stage(stage):
+    """Opened as is, a notebook's default region runs its stage: checked against the shipped params file
+    itself (the stage is listed under ``stages`` and the run plan does not skip it)."""
+    from hmlib.params import load_params
+    from hmlib.pipeline.plan import build_plan, find_params
+
+    inferred = pm.inspect_notebook(str(notebooks_dir() / stage.notebook))
+    region = ast.literal_eval(inferred["region"]["default"])
+    plan = build_plan(load_params(find_params(region)))
+    assert stage.name in plan.stages and plan.stages[stage.name].skip is None, (
+        f"{stage.notebook} opens on region {region!r}, which does not run {stage.name}")
 
 
 @pytest.mark.parametrize("stage", list(REGISTRY), ids=lambda s: s.name)

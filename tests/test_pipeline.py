@@ -116,3 +116,42 @@ def test_failing_stage_keeps_previous_report(built, tmp_path, monkeypatch):
     assert after == before, "the previous report changed after a failed run"
     assert (rep / "_failed" / "00_data_quality.ipynb").is_file()
     assert not list((base / "reports").glob(".staging-*"))
+
+
+def test_stage_kernels_are_shut_down_without_an_interrupt(monkeypatch):
+    """jupyter_client sends SIGINT before every shutdown (checked here with its own manager), which
+    ipykernel logs as "KeyboardInterrupt caught in kernel" when the signal lands inside a handler;
+    the manager ``hmlib run`` gives papermill sends no signal at all when it shuts a kernel down.
+    Checked against the signals jupyter_client itself records sending (its ``_async_signal_kernel``)."""
+    import asyncio
+
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.manager import KernelManager
+
+    from hmlib.pipeline.execute import KERNEL_ARGS, kernel_manager_class
+
+    sent = []
+    original = KernelManager._async_signal_kernel
+
+    async def record(self, signum):
+        sent.append((type(self).__name__, int(signum)))
+        await original(self, signum)
+
+    monkeypatch.setattr(KernelManager, "_async_signal_kernel", record)
+
+    async def start_and_shut_down(cls):
+        km = cls(kernel_name="python3")
+        await km.start_kernel(extra_arguments=KERNEL_ARGS)
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=120)
+        kc.stop_channels()
+        await km.shutdown_kernel()
+
+    import signal
+
+    asyncio.run(start_and_shut_down(AsyncKernelManager))
+    assert ("AsyncKernelManager", int(signal.SIGINT)) in sent, "jupyter_client no longer interrupts at shutdown"
+    sent.clear()
+    asyncio.run(start_and_shut_down(kernel_manager_class()))
+    assert sent == []

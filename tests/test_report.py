@@ -20,7 +20,7 @@ import yaml
 
 from hmlib import plots
 from hmlib.outputs import StageOutputs
-from hmlib.report import MAX_MAIN_TABLE_ROWS, build_qmd, data_source_keys, render_report, select_findings
+from hmlib.report import MAX_MAIN_TABLE_ROWS, _with_refs, build_qmd, data_source_keys, render_report, select_findings
 
 ROOT = Path(__file__).resolve().parents[1]
 TITLE = "Cadmium and lead in the demonstration valley"
@@ -62,7 +62,8 @@ def build_report_dir(d: Path):
     out.figure("qq", _fig("QQ"), "Diagnostic QQ plot", appendix=True)
     out.finding("Cd exceeds the guide value in 66 % of samples (95 % CI 60-72 %).", importance=0.9,
                 refs=["tbl-demo-summary"])
-    out.finding("Pb is below the guide value in every sample.", importance=0.2, refs=["tbl-demo-summary"])
+    out.finding("Pb is below the guide value in every sample (95 % upper confidence limit of the mean 56 mg/kg).",
+                importance=0.2, refs=["tbl-demo-summary"])
     out.limitation("detection limits were not reported for Pb")
     plt.close("all")
     out.finish()
@@ -70,6 +71,8 @@ def build_report_dir(d: Path):
     src.markdown("Cd co-varies with Ni (@fig-trend), as the summary (@tbl-demo-summary) suggested; isotopes "
                  "would settle it (@sec-isotopes-demo).")
     src.figure("trend", _fig("trend", width_in=9), "Cd against Ni")  # 1800 px: downscaled for the HTML
+    src.markdown("The factor model's rotation and its bootstrap are detailed here.", appendix=True)
+    src.conclusion("Most Cd is geogenic: it shares a factor with Ni (share 0.61, 90 % interval 0.52-0.70).")
     src.finding("Cd and Ni share one geogenic factor (share 0.61, 90 % interval 0.52-0.70).", importance=0.7,
                 refs=["fig-trend"])
     plt.close("all")
@@ -102,14 +105,39 @@ def rendered(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 def test_select_findings_follows_the_documented_rule():
     """Checked against the picks derived by hand from the rule (best of each stage, then the strongest)."""
-    frags = [{"stage": "a", "findings": [{"text": "a1", "importance": 0.9}, {"text": "a2", "importance": 0.8},
-                                         {"text": "a3", "importance": 0.7}]},
-             {"stage": "b", "findings": [{"text": "b1", "importance": 0.3}]},
-             {"stage": "c", "findings": [{"text": "c1", "importance": 0.0}]},
-             {"stage": "d", "skipped": "no data", "findings": [{"text": "d1", "importance": 1.0}]}]
-    assert [f["text"] for f in select_findings(frags, max_n=3)] == ["a1", "a2", "b1"]
-    assert [f["text"] for f in select_findings(frags, max_n=2)] == ["a1", "b1"]
-    assert [f["text"] for f in select_findings(frags)] == ["a1", "a2", "a3", "b1"]
+    def f(label, imp):
+        return {"text": f"{label}: 12 % (95 % CI 8-16 %)", "importance": imp}
+
+    frags = [{"stage": "a", "findings": [f("a1", 0.9), f("a2", 0.8), f("a3", 0.7)]},
+             {"stage": "b", "findings": [f("b1", 0.3), {"text": "b2 is high", "importance": 0.95},
+                                         {"text": "b3: 12 % of samples", "importance": 0.95}]},
+             {"stage": "c", "findings": [f("c1", 0.0)]},
+             {"stage": "d", "skipped": "no data", "findings": [f("d1", 1.0)]}]
+    picks = [f["text"].split(":")[0] for f in select_findings(frags, max_n=3)]
+    assert picks == ["a1", "a2", "b1"]  # b2 (no number) and b3 (no uncertainty) are never shown
+    one = select_findings([{"stage": "s", "items": [], "findings": [
+        {"text": "Cd 12 % (95 % CI 8-16 %; @tbl-spatial-choice)", "importance": 0.5, "refs": ["tbl-spatial_choice"]}]}])
+    assert one[0]["refs"] == ["tbl-spatial-choice"]
+    assert _with_refs(one[0]["text"], one[0]["refs"]) == one[0]["text"]  # already referenced: not repeated
+    assert [f["text"].split(":")[0] for f in select_findings(frags, max_n=2)] == ["a1", "b1"]
+    assert [f["text"].split(":")[0] for f in select_findings(frags)] == ["a1", "a2", "a3", "b1"]
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("Cd exceeds the guide value in 66 % of samples (95 % CI 60-72 %).", True),
+    ("The geogenic factor explains 0.61 of Cd (90 % interval 0.52-0.70).", True),
+    ("The Cd map has R² = 0.52 in spatial cross-validation.", True),
+    ("Exceedance probability above 0.5 covers 41 % of the area.", True),
+    ("Mean Igeo of Cd is 0.4 ± 0.2.", True),
+    ("Cd exceeds the guide value in 66 % of samples.", False),
+    ("Cd and Ni share a source (@fig-pmf-2).", False),
+    ("Cd is likely natural.", False),
+])
+def test_states_uncertainty(text, ok):
+    """Checked against hand-classified sentences: a number with an interval, skill or probability passes."""
+    from hmlib.report import states_uncertainty
+
+    assert states_uncertainty(text) is ok
 
 
 def test_data_sources_of_the_shipped_regions_are_cited_from_the_bibliography():
@@ -145,7 +173,9 @@ def test_key_findings_come_first_strongest_first_with_cross_references(rendered)
     items = re.findall(r"^\d+\. (.*)$", kf, flags=re.M)
     assert [i[:10] for i in items] == ["Cd exceeds", "Cd and Ni ", "Pb is belo"]
     assert "@tbl-demo-summary" in items[0] and "@fig-trend" in items[1]
-    assert "**Overall.**" in kf
+    assert "**Overall.** Most Cd is geogenic: it shares a factor with Ni" in kf
+    concl = body.split("## Conclusions", 1)[1].split("## Limitations", 1)[0]
+    assert "Most Cd is geogenic" in concl and "(@sec-sources)" in concl
 
 
 def _captions(html: str) -> dict[str, str]:
@@ -210,6 +240,9 @@ def test_appendix_items_move_after_the_main_text_and_stay_referenced(rendered):
     assert qmd.index("{#tbl-demo-summary}") < appx and qmd.index("{#fig-trend") < appx
     main = qmd[:appx]
     assert "@fig-qq" in main and "@tbl-demo-long" in main  # still referenced from the text
+    # method details marked appendix: under the stage's appendix heading, pointed to from its section
+    assert qmd.index("rotation and its bootstrap") > qmd.index("{#sec-appendix-sources")
+    assert "Details of the methods are in the appendix (@sec-appendix-sources)." in main
 
 
 def test_grouped_figures_become_tabs_and_callouts_boxes(rendered):
@@ -264,13 +297,165 @@ def test_pdf_text_stays_inside_the_page(rendered):
             assert x + w <= width - 10, (i, x, w, t)
 
 
-def test_wide_tables_get_a_smaller_font_and_no_hyphenation(rendered):
-    """Checked against the Typst source: the 13-column table is wrapped in a 6.5 pt block; hyphenation off."""
-    d, _, _ = rendered
+def test_wide_tables_go_landscape_at_7pt_without_hyphenation(rendered):
+    """Checked against the Typst source and pypdf's page sizes: the 13-column table, whose longest words
+    cannot fit the portrait text width at 7 pt (13 x "concentration"), is on a landscape page at 7 pt;
+    hyphenation is off in table cells; the narrow tables keep automatic widths."""
+    pypdf = pytest.importorskip("pypdf")
+    d, _, pdf = rendered
     typ = (d / "report.typ").read_text(encoding="utf-8")
     i = typ.index("<tbl-demo-wide>")
-    assert "#[#set text(size: 6.5pt)" in typ[max(0, i - 4000):i]
+    assert "#page(flipped: true)[#show figure.where(kind: table): set text(size: 7pt)" in typ[max(0, i - 4000):i]
     assert "set text(hyphenate: false)" in typ
+    j = typ.index("<tbl-demo-summary>")
+    assert "columns: 3," in typ[max(0, j - 600):j]
+    pages = pypdf.PdfReader(str(pdf)).pages
+    wide = [k for k, p in enumerate(pages) if "thirteen columns" in p.extract_text()]
+    assert wide and all(float(pages[k].mediabox.width) > float(pages[k].mediabox.height) for k in wide)
+    # no word of the table is broken with a hyphen at a line end (poppler's text, line by line)
+    import shutil
+
+    if shutil.which("pdftotext"):
+        text = _pdftotext_pages(pdf)[wide[0]]
+        assert "concentration" in text and not re.search(r"[a-z]-\s*\n\s*[a-z]", text)
+
+
+def _font_sizes(page) -> list[tuple[float, str]]:
+    """(size in pt as printed, text) of every text run of a pypdf page: the font size times the scale
+    of the text and transformation matrices."""
+    import math
+
+    runs = []
+
+    def visit(text, cm, tm, _font, size):
+        if text.strip():
+            runs.append((size * math.hypot(tm[0], tm[1]) * math.hypot(cm[0], cm[1]), text.strip()))
+
+    page.extract_text(visitor_text=visit)
+    return runs
+
+
+def test_no_pdf_text_is_smaller_than_7pt(rendered):
+    """Checked with pypdf's text matrices (an independent reader of the PDF): every text run on every
+    page, tables, notes, code and the run manifest included, is set at 7 pt or more."""
+    pypdf = pytest.importorskip("pypdf")
+    _, _, pdf = rendered
+    small = [(i, round(sz, 2), t) for i, p in enumerate(pypdf.PdfReader(str(pdf)).pages)
+             for sz, t in _font_sizes(p) if sz < 7 - 1e-6]
+    assert small == []
+
+
+def _pdftotext_pages(pdf: Path) -> list[str]:
+    import subprocess
+
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return text.split("\f")[:-1] if text.endswith("\f") else text.split("\f")
+
+
+def test_page_counts_agree_with_poppler(rendered):
+    """Checked against poppler's pdftotext (independent of the pypdf bookmarks page_counts reads): the
+    main text runs from the page whose text starts with the heading "Key findings" to the page before
+    the one starting with "References" (each after the running header); the total is the page count."""
+    import shutil
+
+    from hmlib.report import page_counts
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("poppler-utils (pdftotext) is not installed")
+    _, _, pdf = rendered
+    pages = _pdftotext_pages(pdf)
+
+    def first_heading(name):  # a page whose first line after the running header is the heading
+        for i, p in enumerate(pages):
+            lines = [ln.strip() for ln in p.splitlines() if ln.strip()]
+            if i > 1 and len(lines) > 1 and lines[1].startswith(name):
+                return i
+        raise AssertionError(name)
+
+    counts = page_counts(pdf)
+    assert counts["total"] == len(pages)
+    assert counts["main_text"] == first_heading("References") - first_heading("Key findings")
+    assert counts["front"] == first_heading("Key findings") == 2  # title page and contents
+    assert counts["appendix"] == len(pages) - first_heading("Appendix")
+    assert list(counts["sections"])[:2] == ["Key findings", "1 Data and their quality"]
+    assert sum(counts["sections"].values()) == pytest.approx(len(pages) - counts["front"], abs=0.5)
+
+
+def test_render_records_the_page_counts_in_the_manifest(tmp_path):
+    """Checked against page_counts of the same PDF: render_report adds them to manifest.json."""
+    from hmlib.report import page_counts
+
+    params, manifest = build_report_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    _, pdf = render_report(tmp_path, params=params, manifest=manifest)
+    written = json.loads((tmp_path / "manifest.json").read_text())
+    assert written["report_pages"] == json.loads(json.dumps(page_counts(pdf)))
+    assert written["stages"] == manifest["stages"]  # the rest of the manifest is kept
+
+
+# ---------------------------------------------------------------------------------------------
+# internal words in reader text
+@pytest.mark.parametrize("text", [
+    "As in seed 000, the background is adaptive.", "the seed-002 scale", "Seeds study 003 reports",
+    "relative to UCC_RudnickGao2014", "set stages.sources.mdl to use it", "metals ['Zn'] exceed",
+    "the metal(s) above", "written to .staging-jura-6804-1/report.html", "share: nan", "| Cd | None |", "Cd: boxplot, Co: clean_up",
+    "the smelter\\_demo region",
+])
+def test_jargon_flags_internal_words(text):
+    """Checked against hand-written sentences with each leak the issue lists (one per pattern)."""
+    from hmlib.report import jargon
+
+    assert jargon(text), text
+
+
+@pytest.mark.parametrize("text", [
+    "Seedlings and seedbeds were not sampled.", "the upper continental crust of Rudnick and Gao (2014) [@rudnick2003]",
+    "Cd (mg/kg) [0.1, 2.3] in 95 % of samples", "the stages of the analysis", "see tables/exceedance_shares.csv",
+    "Nanometre-scale particles; Nantes; False discovery rate; None of the samples exceeded it.",
+    "the full table is [exceedance_shares.csv](tables/exceedance_shares.csv)",
+])
+def test_jargon_leaves_ordinary_text_alone(text):
+    """Checked against hand-written reader sentences that resemble the patterns but are not leaks."""
+    from hmlib.report import jargon
+
+    assert jargon(text) == []
+
+
+def test_assembled_report_has_no_internal_words(rendered):
+    """Checked against the jargon patterns on the assembled report.qmd of the test report, whose
+    bibliography key seed001accumulation and file names must not count as reader text."""
+    from hmlib.report import jargon
+
+    d, _, _ = rendered
+    assert jargon((d / "report.qmd").read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.slow
+# each region in the stage contract's xdist group: `make test` (-n 2 --dist loadgroup) then runs its
+# stages once per session on one worker and both tests read that run (test_stage_contract._RUNS)
+@pytest.mark.parametrize("region", [pytest.param(r, marks=pytest.mark.xdist_group(r))
+                                    for r in ["jura", "meuse", "coastal_demo"]])
+def test_region_report_text_has_no_internal_words(region, tmp_path_factory):
+    """Every stage's run() and report() on a shipped region (reduced settings, as the stage contract
+    runs them), assembled into report.qmd: no reader-facing sentence, caption or table cell matches
+    the developer guide's list of internal words (seed, reference-set codes, configuration keys,
+    Python syntax, "(s)" plurals)."""
+    from test_stage_contract import _run_region
+
+    from hmlib.params import load_params
+    from hmlib.report import jargon
+
+    out_dir, outcome = _run_region(region, tmp_path_factory.mktemp("jargon"))
+    params = load_params(ROOT / "params" / f"{region}.yml")
+    manifest = {"created": "2026-01-01T00:00:00", "hmlib_version": "0", "git_commit": None,
+                "params_file": f"params/{region}.yml", "params_sha256": "0" * 64, "library_sha256": "0" * 64,
+                "seed": 0, "platform": "", "inputs": {},
+                "stages": [{"name": n, "notebook": "", "status": "ok" if st == "ok" else "skipped",
+                            "seconds": 0.0, "reason": d if isinstance(d, str) else None}
+                           for n, (st, d) in outcome.items()], "packages": {}}
+    qmd = build_qmd(out_dir, params=params, manifest=manifest).read_text(encoding="utf-8")
+    leaks = jargon(qmd)
+    assert leaks == [], "\n".join(f"{what}: ...{x}..." for what, x in leaks)
 
 
 def test_build_qmd_is_deterministic(tmp_path):
@@ -290,12 +475,14 @@ def _texts(fig):
     return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
 
 
-@pytest.mark.parametrize("aspect, n, ncols", [(0.1, 4, 1), (1.08, 4, 2), (1.0, 1, 1), (3.0, 3, 3)])
+@pytest.mark.parametrize("aspect, n, ncols", [(0.1, 4, 1), (1.08, 4, 2), (1.0, 1, 1), (3.0, 3, 3), (1.08, 2, 2),
+                                              (1.08, 7, 3)])
 def test_map_layout_follows_the_region_shape(aspect, n, ncols):
-    """Checked against the expected layout for a coastal strip, a square region and a tall one."""
+    """Checked against the layouts worked out by hand for a coastal strip, a square region (two maps side by
+    side rather than stacked into a full page) and a tall one; no figure taller than MAP_MAX_HEIGHT_IN."""
     _, c, (w, h) = plots.map_layout(n, aspect=aspect)
     assert c == ncols
-    assert w <= plots.PAGE_WIDTH_IN + 1e-9 and h <= 8.6 + 1e-9
+    assert w <= plots.PAGE_WIDTH_IN + 1e-9 and h <= plots.MAP_MAX_HEIGHT_IN + 1e-9
 
 
 def test_map_panels_carry_scale_bar_north_arrow_crs_note_and_legible_text():
@@ -371,3 +558,32 @@ def test_unreferenced_lists_main_text_items_the_prose_never_mentions(tmp_path):
     build_report_dir(tmp_path)
     frag = json.loads((tmp_path / "fragments" / "data_quality.json").read_text())
     assert unreferenced(frag) == ["tbl-demo-wide"]
+
+
+def test_pdf_cross_references_and_csv_links_are_links(rendered):
+    """Checked with pypdf's link annotations: the main text's references jump inside the document (to the
+    page where pdftotext finds the caption of Table 1), and each table note links to an existing CSV."""
+    pypdf = pytest.importorskip("pypdf")
+    d, _, pdf = rendered
+    r = pypdf.PdfReader(str(pdf))
+    internal, uris = [], []
+    for i, p in enumerate(r.pages):
+        for a in p.get("/Annots") or []:
+            a = a.get_object()
+            if a.get("/Subtype") != "/Link":
+                continue
+            if "/Dest" in a:
+                dest = a["/Dest"]
+                target = (r.get_destination_page_number(r.named_destinations[dest]) if isinstance(dest, str)
+                          else r.get_page_number(dest[0].get_object()))
+                internal.append((i, target))
+            elif "/A" in a and a["/A"].get("/URI"):
+                uris.append(str(a["/A"]["/URI"]))
+    kf = 2  # the page of Key findings (title page and contents before it)
+    assert len([x for x in internal if x[0] >= kf]) >= 8
+    table1 = next(i for i, p in enumerate(r.pages)
+                  if i >= kf and re.search(r"Table\s1: Summary statistics", p.extract_text()))
+    assert (kf, table1) in internal  # the key finding's "(Table 1)" jumps to the table
+    csvs = [u for u in uris if u.startswith("tables/")]
+    assert {"tables/demo_summary.csv", "tables/demo_long.csv"} <= set(csvs)
+    assert all((d / u).is_file() for u in csvs)

@@ -216,7 +216,7 @@ def test_srmr_hand_computed():
 
 
 def test_rmsea_ci_matches_published_lavaan_values():
-    """Seed 002 Table S3 (lavaan): df = 105, RMSEA = 0.036, 90% CI [0.000, 0.067], p(RMSEA <= .05) = 0.732.
+    """Wu et al. (2025) Table S3 (lavaan): df = 105, RMSEA = 0.036, 90% CI [0.000, 0.067], p(RMSEA <= .05) = 0.732.
     N for the SEM is not reported (103 sites, fewer complete cases); chi2 follows from RMSEA and N.
     Among the N whose upper bound reproduces 0.067, the close-fit p-value (a second, independent
     quantity) must reproduce 0.732 to within the rounding of the published RMSEA (0.005)."""

@@ -174,8 +174,9 @@ def test_variogram_fit_equals_gstools_least_squares():
 
 def test_cressie_weights_are_a_fixed_point_of_their_own_weighted_fit():
     """Cressie (1985) weights N_j / gamma(h_j; theta)^2 at the returned theta: refitting with those weights held
-    fixed by scipy's least_squares (an independent solver written here) returns the same theta, and the
-    weights differ from gstat's N/h^2 fit (the two criteria are not the same)."""
+    fixed by scipy's least_squares (an independent solver written here) returns the same theta, the
+    weights differ from gstat's N/h^2 fit (the two criteria are not the same), and the reported WSS is Cressie's
+    criterion computed here by hand."""
     from scipy.optimize import least_squares
 
     d = pd.read_csv(DATA / "meuse" / "meuse_samples.csv")
@@ -191,6 +192,8 @@ def test_cressie_weights_are_a_fixed_point_of_their_own_weighted_fit():
     r = least_squares(lambda p: np.sqrt(w) * (g - sph(p, h)), p0 * 1.1, bounds=([0, 0, 1], [10, 10, 5000]))
     np.testing.assert_allclose(r.x, p0, rtol=2e-3)
     assert abs(fit.nugget - 0.05066) > 1e-3
+    # the WSS compared between models is Cressie's criterion sum N (g / gamma - 1)^2 / sum N (model-free scale)
+    assert fit.wsse == pytest.approx(float(np.sum(n * (g / sph(p0, h) - 1) ** 2) / n.sum()), rel=1e-9)
 
 
 def test_penalised_choice_needs_the_extra_matern_parameter_to_pay():
@@ -616,3 +619,221 @@ def test_lognormal_regression_kriging_back_transform_includes_the_lagrange_term(
     assert out["sd_t"].iloc[0] ** 2 == pytest.approx(s + s / n + v_b, rel=1e-5)
     assert out["prediction"].iloc[0] == pytest.approx(np.exp(ybar + (s + s / n + v_b) / 2 - s / n), rel=1e-5)
     assert out["median"].iloc[0] == pytest.approx(np.exp(ybar), rel=1e-6)
+
+
+def test_anisotropic_ordinary_kriging_equals_gstools_rotated_model():
+    """Geometric anisotropy modelled in kriging: OK in the rotated and stretched frame of
+    :class:`Anisotropy` (major axis at 30 degrees, ratio 2.5) equals gstools' global ordinary kriging with the
+    rotated anisotropic covariance (exponential, len_scale 6 along the major axis and 6/2.5 across, nugget
+    0.1; another implementation) at every target, and differs from isotropic kriging."""
+    import gstools as gs
+
+    rng = np.random.default_rng(31)
+    xy = rng.uniform(0, 20, (60, 2))
+    z = rng.normal(3, 1, 60)
+    t = rng.uniform(2, 18, (25, 2))
+    an = sp.Anisotropy(30.0, 2.5)
+    iso = gs.Exponential(dim=2, var=1.0, len_scale=6.0, nugget=0.1)
+    vf = sp.VariogramFit("exponential", 0.1, 1.0, 6.0, 18.0, np.nan, 0.0, pd.DataFrame(), iso)
+    model = sp.SpatialModel("ok", False, an.transform(xy), z, variogram=vf, n_neighbours=60, anisotropy=an)
+    ours = model.predict(t[:, 0], t[:, 1])
+    rot = gs.Exponential(dim=2, var=1.0, len_scale=[6.0, 6.0 / 2.5], angles=np.deg2rad(30.0), nugget=0.1)
+    kr = gs.krige.Ordinary(rot, cond_pos=(xy[:, 0], xy[:, 1]), cond_val=z, exact=True)
+    ref, ref_var = kr((t[:, 0], t[:, 1]), return_var=True)
+    np.testing.assert_allclose(ours["prediction"], ref, atol=1e-6)
+    np.testing.assert_allclose(ours["variance"], ref_var, atol=1e-5)
+    flat = sp.SpatialModel("ok", False, xy, z, variogram=vf, n_neighbours=60).predict(t[:, 0], t[:, 1])
+    assert np.abs(flat["prediction"] - ref).max() > 0.05
+
+
+def test_cokriging_fit_uses_the_detected_anisotropy():
+    """A primary generated (gstools SRF, seeded) with length scales 12 along x and 3 across and a correlated
+    secondary: the cokriging model carries the anisotropy detected in the primary (direction east, ratio >= 2)
+    and its training coordinates are those of the stretched frame."""
+    import gstools as gs
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 120, (700, 2))
+    u = gs.SRF(gs.Exponential(dim=2, var=1.0, len_scale=[12.0, 3.0]), seed=7)((xy[:, 0], xy[:, 1]))
+    z1 = 5 + u + rng.normal(0, 0.2, 700)
+    z2 = 5 + 0.9 * u + rng.normal(0, 0.3, 700)
+    m = sp.fit_spatial_model("ck", x=xy[:, 0], y=xy[:, 1], values=z1, secondary=pd.DataFrame({"b": z2}),
+                             max_lag_fraction=0.3, models=["exponential"], skew_threshold=10.0)
+    assert m.method == "ck" and m.anisotropy is not None
+    assert m.anisotropy.azimuth_deg == 0.0 and m.anisotropy.ratio >= 2.0
+    np.testing.assert_allclose(m.train_xy, m.anisotropy.transform(m.raw_xy))
+
+
+# --- scale: stratified cross-validation subsample, tiled grid prediction (spatial stage helper) --------------
+def test_spatial_subsample_is_proportional_per_stratum_seeded_and_bounded():
+    """A seeded survey with a dense cluster (half the 3,000 samples in one tenth of the area): the subsample of
+    600 keeps each quadrant's share of the samples to within 2 points (proportional allocation, the design's
+    known truth), has no duplicates, is the same for the same seed, and is all samples when n >= N."""
+    rng = np.random.default_rng(11)
+    xy = np.vstack([rng.uniform(0, 100, (1500, 2)), rng.uniform(0, 31.6, (1500, 2))])
+    idx = sp.spatial_subsample(xy[:, 0], xy[:, 1], n=600, seed=4)
+    assert len(idx) == 600 and len(np.unique(idx)) == 600
+    np.testing.assert_array_equal(idx, sp.spatial_subsample(xy[:, 0], xy[:, 1], n=600, seed=4))
+    quad = (xy[:, 0] > 50).astype(int) * 2 + (xy[:, 1] > 50)
+    full = np.bincount(quad, minlength=4) / len(xy)
+    sub = np.bincount(quad[idx], minlength=4) / len(idx)
+    np.testing.assert_allclose(sub, full, atol=0.02)
+    np.testing.assert_array_equal(sp.spatial_subsample(xy[:50, 0], xy[:50, 1], n=80, seed=1), np.arange(50))
+
+
+def _survey(n: int, seed: int):
+    import gstools as gs
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 50, (n, 2))
+    cls = np.where(xy[:, 0] > 25, "B", "A")
+    f = gs.SRF(gs.Exponential(dim=2, var=0.5, len_scale=8.0), seed=seed)((xy[:, 0], xy[:, 1]))
+    z = np.exp(1.0 + 0.5 * (cls == "B") + f + rng.normal(0, 0.1, n))
+    gx, gy = np.meshgrid(np.linspace(0.5, 49.5, 40), np.linspace(0.5, 49.5, 30))
+    grid = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
+    grid["cls"] = np.where(grid["x"] > 25, "B", "A")
+    return xy, pd.DataFrame({"cls": cls}), z, grid
+
+
+def test_map_metal_tiles_equal_one_pass_and_cross_validation_uses_the_subsample():
+    """The same seeded survey mapped with the grid in tiles of 170 cells and in one pass (one tile): equal
+    predictions, variances and exceedance probabilities (within 1e-6 relative: the covariance table of the local
+    kriging is spaced by the largest distance of each call's first batch, which changes with the tiling); with ``cv_max_n`` = 150 of 400 samples every cross-validation
+    row counts 150 samples while the map is fitted on all 400 (a sample position is predicted exactly)."""
+    xy, cov, z, grid = _survey(400, 3)
+    kw = dict(x=xy[:, 0], y=xy[:, 1], values=z, grid_x=grid["x"], grid_y=grid["y"], sample_covariates=cov,
+              grid_covariates=grid[["cls"]], categorical=["cls"], methods=["ok", "rk", "stack"], n_folds=3,
+              models=["exponential"], anisotropy="none", log_mode="always", threshold=4.0, seed=2)
+    one = sp.map_metal("X", chunk_size=10_000, **kw)
+    tiled = sp.map_metal("X", chunk_size=170, **kw)
+    assert one.best == tiled.best
+    for col in ("prediction", "median", "variance", "exceedance_probability"):
+        np.testing.assert_allclose(tiled.grid[col], one.grid[col], rtol=1e-6, atol=1e-9)
+    sub = sp.map_metal("X", chunk_size=10_000, cv_max_n=150, **{**kw, "grid_x": xy[:3, 0], "grid_y": xy[:3, 1],
+                                                                 "grid_covariates": cov.iloc[:3]})
+    assert sub.n_samples == 400 and sub.n_cv == 150 and (sub.cv_summary["n"] == 150).all()
+    assert one.n_cv == 400
+
+
+def test_sample_shares_weight_each_sample_by_the_grid_cells_nearest_to_it():
+    """Hand case: one high sample alone at the west end, two low samples 1 apart at the east end, four grid
+    cells of which two are nearest to the high sample: 1/3 of the samples but 2/4 of the area are above 5."""
+    sh = sp.sample_shares([0.0, 10.0, 10.0], [0.0, 0.0, 1.0], [10.0, 1.0, 1.0], threshold=5.0,
+                          grid_x=[0.0, 1.0, 9.0, 10.0], grid_y=[0.0, 0.0, 0.0, 0.2])
+    assert sh["share_samples"] == pytest.approx(1 / 3) and sh["share_samples_area"] == pytest.approx(0.5)
+
+
+def test_guideline_classes_name_the_class_of_the_strictest_value():
+    """GB 15618-2018 risk-screening values for Cd (published table 1): 0.3 mg/kg for the strictest classes,
+    0.8 for paddy soil above pH 7.5, eight land-use and pH classes; the Swiss VBBo guide value for Cd (0.8 mg/kg)
+    holds for all uses."""
+    c = sp.guideline_classes("GB15618_2018", "risk_screening").set_index("metal")
+    assert c.loc["Cd", "threshold"] == 0.3 and c.loc["Cd", "value_max"] == 0.8 and c.loc["Cd", "n_classes"] == 8
+    assert "pH" in c.loc["Cd", "condition"]
+    v = sp.guideline_classes("VBBo_Swiss1998", "guide").set_index("metal")
+    assert v.loc["Cd", "threshold"] == 0.8 and v.loc["Cd", "n_classes"] == 1
+    assert len(sp.guideline_classes(None, None)) == 0
+
+
+def test_exceedance_text_reconciles_the_area_with_the_samples():
+    """Hand-made shares: Cd 66 % of samples above, 60 % area-weighted, 45 % expected area and 93 % on the mean map;
+    the text names each figure and explains both gaps (clustered sampling, reversion to the local mean) and the
+    mean map's excess."""
+    sh = pd.DataFrame({"metal": ["Cd", "Pb"], "share_expected": [0.45, 0.02], "share_median": [0.44, 0.01],
+                       "share_p90": [0.10, 0.0], "share_mean_map": [0.93, 0.03], "share_samples": [0.66, 0.02],
+                       "share_samples_area": [0.60, 0.02]})
+    t = sp.exceedance_text(sh, threshold_name="guide", guideline_set="X", where={"Cd": "north-east"})
+    assert "Cd 45.0 %" in t and "mostly in the north-east" in t and "66 % of the samples" in t
+    assert "denser where concentrations are high" in t and "reverts towards the local mean" in t and "93 %" in t
+    assert "Pb" in t and "rare" in t
+
+
+def test_chunked_pair_binning_equals_gstools_estimator():
+    """The chunked pair binning behind the experimental and directional variograms gives the same pair counts
+    and semivariances as gstools.vario_estimate (another implementation) on seeded random data, omnidirectional
+    and in four directions with 22.5 degree tolerance, also when the rows are split into many small chunks."""
+    import gstools as gs
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, (400, 2))
+    v = rng.normal(size=400)
+    edges = np.linspace(0, 30, 16)
+    _, g, n = gs.vario_estimate((xy[:, 0], xy[:, 1]), v, edges, return_counts=True)
+    e = sp.experimental_variogram(xy[:, 0], xy[:, 1], v, bin_edges=edges, lag_estimate="bin_centre")
+    np.testing.assert_array_equal(e["n_pairs"], n[n > 0])
+    np.testing.assert_allclose(e["gamma"], g[n > 0], rtol=1e-12)
+    cnt, _, gsum = sp._pair_sums(xy, v, edges, max_pairs_per_chunk=1000)
+    np.testing.assert_array_equal(cnt, n)
+    ang = np.deg2rad([0.0, 45.0, 90.0, 135.0])
+    _, g, n = gs.vario_estimate((xy[:, 0], xy[:, 1]), v, edges, angles=ang, angles_tol=np.deg2rad(22.5),
+                                return_counts=True)
+    d = sp.directional_variograms(xy[:, 0], xy[:, 1], v, max_lag_fraction=30 / np.hypot(*np.ptp(xy, axis=0)))
+    for k, az in enumerate((0.0, 45.0, 90.0, 135.0)):
+        dk = d[d["azimuth_deg"] == az]
+        np.testing.assert_array_equal(dk["n_pairs"], n[k][n[k] > 0])
+        np.testing.assert_allclose(dk["gamma"], g[k][n[k] > 0], rtol=1e-12)
+
+
+def test_grid_maps_figure_leaves_out_uniform_probability_panels_and_keeps_text_legible():
+    """Two metals on a 20 x 15 grid: one whose exceedance probability is below 0.01 everywhere is named instead of
+    drawn (a uniform panel), the other is drawn; no text in the figure is smaller than 7 pt (the print rule)."""
+    from types import SimpleNamespace
+
+    from matplotlib.text import Text
+
+    gx, gy = np.meshgrid(np.arange(20.0), np.arange(15.0))
+    base = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
+    p_var = 1 / (1 + np.exp(-(base["x"] - 10) / 2))
+    maps = {m: SimpleNamespace(log=True, threshold=1.0, grid=base.assign(
+        prediction=np.exp(base["x"] / 10), variance=0.1, exceedance_probability=p))
+        for m, p in (("Cd", p_var), ("Pb", np.full(len(base), 0.001)))}
+    fig, left = sp.grid_maps_figure(maps, kind="probability", unit="mg/kg", crs="local", coordinate_unit="km")
+    assert list(left) == ["Pb"] and "below 0.01" in left["Pb"]
+    assert len([a for a in fig.axes if a.get_title()]) == 1
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+    assert min(sizes) >= 7
+    fig2, left2 = sp.grid_maps_figure(maps, kind="mean", unit="mg/kg", crs="local", coordinate_unit="km")
+    assert not left2 and len([a for a in fig2.axes if a.get_title()]) == 2
+
+
+def test_selection_needs_a_clear_gain_over_ok_in_every_scheme():
+    """Losses built by hand (seeded): 'rk' is 10 % better than OK in k-fold with tiny noise but only 3 % better in
+    blocks with paired-difference noise whose standard error (computed here, sd/sqrt(n)) exceeds the gain, so it
+    may not replace OK; 'rfk' is as good on average but with small noise in both schemes, and is chosen. Without the per-scheme check
+    the averaged losses would choose 'rk' (lower complexity rank, within one SE of the best)."""
+    rng = np.random.default_rng(7)
+    n = 200
+    ok_k, ok_b = rng.uniform(1, 2, n), rng.uniform(1, 2, n)
+    k = pd.DataFrame({"ok": ok_k, "rk": 0.9 * ok_k + rng.normal(0, 0.01, n), "rfk": 0.9 * ok_k + rng.normal(0, 0.01, n)})
+    b = pd.DataFrame({"ok": ok_b, "rk": 0.97 * ok_b + rng.normal(0, 0.8, n), "rfk": 0.97 * ok_b + rng.normal(0, 0.01, n)})
+    d = b["rk"] - b["ok"]
+    assert d.mean() + d.std(ddof=1) / np.sqrt(n) > 0      # the block gain of rk is within its noise
+    avg = (k + b) / 2
+    assert sp.select_method(avg)["chosen"] == "rk"
+    sel = sp.select_method(avg, scheme_losses={"kfold": k, "block": b})
+    assert sel["eligible"] == ["ok", "rfk"] and sel["chosen"] == "rfk"
+    only_rk = sp.select_method(avg[["ok", "rk"]], scheme_losses={"kfold": k[["ok", "rk"]], "block": b[["ok", "rk"]]})
+    assert only_rk["chosen"] == "ok"
+
+
+def test_simple_kriging_with_local_means_uses_the_class_means():
+    """Simple kriging with varying local means (Goovaerts 1997, sect. 6.1.1): the local means are the training
+    means per class (computed here with pandas groupby), the class explaining more variance is chosen (the
+    generator gives 'rock' a 5-unit effect and 'use' none), and far beyond the range, where every covariance is
+    0, the prediction is the mean of the target's class with the sill as variance (simple kriging)."""
+    rng = np.random.default_rng(2)
+    n = 150
+    xy = rng.uniform(0, 10, (n, 2))
+    rock = rng.choice(["A", "B", "C"], n)
+    use = rng.choice(["u", "v"], n)
+    z = 10 + 5 * (rock == "B") - 2 * (rock == "C") + rng.normal(0, 1, n)
+    cov = pd.DataFrame({"rock": rock, "use": use})
+    m = sp.fit_spatial_model("sklm", x=xy[:, 0], y=xy[:, 1], values=z, covariates=cov, categorical=["rock", "use"],
+                             models=["exponential"], anisotropy="none")
+    means = pd.Series(z).groupby(rock).mean()
+    assert m.class_column == "rock"
+    for c in "ABC":
+        assert m.class_means[c] == pytest.approx(means[c], rel=1e-12)
+    far = m.predict([1e6, 1e6], [1e6, -1e6], pd.DataFrame({"rock": ["B", "C"], "use": ["u", "u"]}))
+    np.testing.assert_allclose(far["prediction"], [means["B"], means["C"]], rtol=1e-9)
+    np.testing.assert_allclose(far["variance"], m.variogram.sill, rtol=1e-6)

@@ -139,3 +139,25 @@ def test_scratch_output_when_opened_as_is():
         assert ctx.input_dir == ROOT / "reports" / "jura"
     finally:
         shutil.rmtree(ctx.output_dir, ignore_errors=True)
+
+
+@pytest.mark.xdist_group("jura")  # on the worker that runs Jura's stages once for the contract cases
+@pytest.mark.parametrize("stage", ["data_quality", "baselines", "indices"])
+def test_sections_cross_reference_their_displays_and_propose_findings(stage, contract_base):
+    """Jura: every main-text table and figure of the section is referred to from its prose, the section
+    proposes at least one key finding with an uncertainty, and its text has no internal words.
+
+    Checked against the issue's rules as ``hmlib.report`` encodes them independently of the stage
+    (``unreferenced`` searches the fragment's prose for ``@tbl-``/``@fig-`` ids; ``jargon`` applies
+    the developer guide's patterns; ``states_uncertainty`` looks for a CI, interval or range).
+    """
+    from hmlib.report import _stage_markdown, jargon, states_uncertainty, unreferenced
+
+    out_dir, outcome = _run_region("jura", contract_base)
+    assert outcome[stage][0] == "ok", outcome[stage][1]
+    frag = json.loads((out_dir / "fragments" / f"{stage}.json").read_text())
+    assert unreferenced(frag) == []
+    assert frag["findings"], f"{stage} proposes no key finding"
+    assert all(states_uncertainty(f["text"]) for f in frag["findings"]), frag["findings"]
+    text = _stage_markdown(frag) + "\n".join(f["text"] for f in frag["findings"])
+    assert jargon(text) == []

@@ -33,26 +33,18 @@ def library_hash() -> str:
 def option_files(options: dict, base_dir: Path) -> dict[str, str]:
     """Files named by a stage's options (e.g. a fractions CSV or a raster): option -> SHA-256."""
     from ..io import file_sha256
+    from ..params import option_strings
 
     found = {}
-
-    def visit(v, key):
-        if isinstance(v, str) and 0 < len(v) < 1024 and not v.startswith(("http:", "https:")):
-            p = Path(v) if Path(v).is_absolute() else base_dir / v
-            try:
-                if p.is_file():
-                    found[key] = file_sha256(p)
-            except OSError:
-                pass
-        elif isinstance(v, dict):
-            for k, x in v.items():
-                visit(x, f"{key}.{k}")
-        elif isinstance(v, (list, tuple)):
-            for i, x in enumerate(v):
-                visit(x, f"{key}[{i}]")
-
-    for k, v in options.items():
-        visit(v, k)
+    for name, value in options.items():
+        for key, v in option_strings(value, name):
+            if 0 < len(v) < 1024 and not v.startswith(("http:", "https:")):
+                p = Path(v) if Path(v).is_absolute() else base_dir / v
+                try:
+                    if p.is_file():
+                        found[key] = file_sha256(p)
+                except OSError:
+                    pass
     return found
 
 

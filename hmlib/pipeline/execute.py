@@ -12,10 +12,40 @@ from pathlib import Path
 from ..errors import StageError
 from ..stages import StageSpec, stage_module
 
-__all__ = ["execute_notebook", "execute_in_process", "write_skip_fragment", "failed_cell", "KERNEL_ARGS"]
+__all__ = ["execute_notebook", "execute_in_process", "write_skip_fragment", "failed_cell", "KERNEL_ARGS",
+           "kernel_manager_class"]
 
 #: the kernel logs only errors (no transport warning per stage on the console)
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+_KERNEL_MANAGER = None
+
+
+def kernel_manager_class():
+    """jupyter_client's ``AsyncKernelManager`` without the interrupt it sends before a shutdown.
+
+    ``shutdown_kernel`` first interrupts the kernel (SIGINT), then asks it to shut down. When the
+    signal lands while the kernel is still inside a message handler (more likely on a loaded machine),
+    ipykernel logs "KeyboardInterrupt caught in kernel" at ERROR level, which reached the console during
+    ``hmlib run``. A kernel papermill shuts down has finished its cells, so there is nothing to
+    interrupt: this manager skips the interrupt while shutting down. A kernel that ignores the
+    shutdown request is still terminated, then killed, by jupyter_client after its wait time; cell
+    timeouts (not a shutdown) still interrupt.
+    """
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        from jupyter_client import AsyncKernelManager
+
+        class QuietShutdownKernelManager(AsyncKernelManager):
+            async def _async_interrupt_kernel(self) -> None:
+                if self.shutting_down:
+                    return
+                await super()._async_interrupt_kernel()
+
+            interrupt_kernel = _async_interrupt_kernel
+
+        _KERNEL_MANAGER = QuietShutdownKernelManager
+    return _KERNEL_MANAGER
 
 
 def failed_cell(nb_path: Path) -> tuple[str | None, str, str]:
@@ -59,7 +89,8 @@ def execute_notebook(spec: StageSpec, *, notebook: Path, executed: Path, paramet
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(cwd),
                             kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            execution_timeout=timeout, extra_arguments=KERNEL_ARGS)
+                            execution_timeout=timeout, extra_arguments=KERNEL_ARGS,
+                            kernel_manager_class=kernel_manager_class())
     except Exception as exc:  # papermill raises PapermillExecutionError; kernels may die differently
         failed_dir.mkdir(parents=True, exist_ok=True)
         kept = failed_dir / notebook.name

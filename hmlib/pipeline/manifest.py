@@ -14,7 +14,7 @@ from .plan import project_root
 __all__ = ["KEY_PACKAGES", "package_versions", "git_commit", "build_manifest"]
 
 KEY_PACKAGES = ["hmlib", "numpy", "pandas", "scipy", "scikit-learn", "statsmodels", "matplotlib", "seaborn",
-                "xgboost-cpu", "xgboost", "shap", "semopy", "esat", "esda", "libpysal", "mgwr", "pykrige", "gstools",
+                "xgboost-cpu", "xgboost", "shap", "esat", "esda", "libpysal", "mgwr", "pykrige", "gstools",
                 "rasterio", "geopandas", "pyproj", "pydantic", "pandera", "papermill", "nbclient", "pypandoc-binary",
                 "typst"]
 

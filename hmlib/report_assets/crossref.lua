@@ -7,8 +7,8 @@
 --   An id that names no figure, table or section is left as visible "??x" and reported on stderr,
 --   so a broken reference is never silent.
 -- * HTML only: captions get their number ("Figure 3.", "Table 2."), as Typst numbers its own.
--- * Typst only: callout divs become shaded blocks; wide tables get a smaller font; table text is
---   never hyphenated.
+-- * Typst only: callout divs become shaded blocks; wide tables get column widths that fit their
+--   longest words (7 pt at the smallest, a landscape page if need be); table text is never hyphenated.
 -- Run this filter before --citeproc so that citeproc sees only bibliography citations.
 
 local is_html = FORMAT:match("html") ~= nil
@@ -127,12 +127,89 @@ local function callout_kind(div)
   return nil
 end
 
-local function ncols(t)
-  return #t.colspecs
+-- Typst table layout. Text in tables is never hyphenated and never smaller than 7 pt, so a
+-- table fits only if each column is at least as wide as its longest word. The filter estimates
+-- that minimum per column (characters x an average glyph width for the font size, plus the cell
+-- inset), then: a table whose longest cells all fit keeps automatic widths; otherwise columns
+-- get explicit widths, each its minimum plus a share of the remaining width in proportion to
+-- its longer cells; the font goes from 7.5 pt to 7 pt, and a table that still does not fit the
+-- portrait text width (A4, 2 cm margins: 482 pt) is set on a landscape page (728 pt).
+local TEXT_WIDTH_PT = { portrait = 482, landscape = 728 }
+local GLYPH_EM = 0.5     -- average advance of a character in ems (Libertinus Serif: digits 0.5, lower case ~0.45)
+local INSET_PT = 8       -- left + right cell inset (hmlib.typst: inset x 4pt)
+
+local function cell_text(cell)
+  return pandoc.utils.stringify(cell.contents or cell)
 end
+
+local function column_stats(t)
+  local n = #t.colspecs
+  local word, full = {}, {}
+  for j = 1, n do word[j], full[j] = 1, 1 end
+  local function visit_row(row)
+    local j = 1
+    for _, cell in ipairs(row.cells) do
+      local s = cell_text(cell)
+      if j <= n then
+        full[j] = math.max(full[j], utf8.len(s) or #s)
+        for w in s:gmatch("%S+") do word[j] = math.max(word[j], utf8.len(w) or #w) end
+      end
+      j = j + (cell.col_span or 1)
+    end
+  end
+  for _, row in ipairs(t.head.rows) do visit_row(row) end
+  for _, body in ipairs(t.bodies) do
+    for _, row in ipairs(body.body) do visit_row(row) end
+  end
+  return word, full
+end
+
+local function pt(chars, size)
+  return chars * GLYPH_EM * size + INSET_PT
+end
+
+-- returns font size, orientation and column fractions (nil: automatic widths)
+local function table_layout(t)
+  local word, full = column_stats(t)
+  local function need(widths, size)
+    local s = 0
+    for _, c in ipairs(widths) do s = s + pt(c, size) end
+    return s
+  end
+  if need(full, 7.5) <= TEXT_WIDTH_PT.portrait then return 7.5, "portrait", nil end
+  local size, orient
+  for _, o in ipairs({ "portrait", "landscape" }) do
+    for _, sz in ipairs({ 7.5, 7 }) do
+      if not size and need(word, sz) <= TEXT_WIDTH_PT[o] then size, orient = sz, o end
+    end
+  end
+  size, orient = size or 7, orient or "landscape"
+  local avail = TEXT_WIDTH_PT[orient]
+  local mins, extra, total_extra = {}, {}, 0
+  for j = 1, #word do
+    mins[j] = pt(word[j], size)
+    extra[j] = math.max(pt(math.min(full[j], 60), size) - mins[j], 0)
+    total_extra = total_extra + extra[j]
+  end
+  local spare = math.max(avail - need(word, size), 0)
+  local fr = {}
+  for j = 1, #word do
+    local w = mins[j] + (total_extra > 0 and spare * extra[j] / total_extra or 0)
+    fr[j] = math.min(w, mins[j] + extra[j]) / avail
+  end
+  local sum = 0
+  for j = 1, #fr do sum = sum + fr[j] end
+  if sum > 1 then for j = 1, #fr do fr[j] = fr[j] / sum end end  -- too wide even so: share the page
+  return size, orient, fr
+end
+
+local top_tables = {}
 
 function Pandoc(doc)
   collect(doc)
+  for _, b in ipairs(doc.blocks) do
+    if b.t == "Table" and b.identifier ~= "" then top_tables[b.identifier] = true end
+  end
   local nf, nt = 0, 0
   doc = doc:walk({
     Cite = function(c) return resolve_cite(c) end,
@@ -155,13 +232,26 @@ function Pandoc(doc)
         return t
       end
       if is_typst then
-        local size = ncols(t) >= 9 and "6.5pt" or (ncols(t) >= 7 and "7pt" or nil)
-        if size then
-          return { pandoc.RawBlock("typst", "#[#set text(size: " .. size .. ")"), t, pandoc.RawBlock("typst", "]") }
+        local size, orient, fr = table_layout(t)
+        if fr then
+          for j, spec in ipairs(t.colspecs) do t.colspecs[j] = { spec[1], fr[j] } end
         end
+        if orient == "landscape" and not top_tables[t.identifier] then orient = "portrait" end  -- no page in a box
+        if size ~= 7.5 or orient ~= "portrait" then
+          -- a show-set rule, as hmlib.typst sets the table font with one (a plain set would lose to it)
+          local set = "#show figure.where(kind: table): set text(size: " .. size .. "pt)"
+          local open = (orient == "landscape" and "#page(flipped: true)[" or "#[") .. set
+          return { pandoc.RawBlock("typst", open), t, pandoc.RawBlock("typst", "]") }
+        end
+        return t
       end
     end,
     Div = function(div)
+      -- tabs exist in the HTML only; in print a tab set is its figures in order, with no box around them
+      -- (a box would keep its figures from floating to the top or bottom of a page)
+      if is_typst and (has_class(div, "hm-tabs") or has_class(div, "hm-tab")) then
+        return div.content
+      end
       if is_typst and has_class(div, "table-note") then
         local blocks = { pandoc.RawBlock("typst", "#block(above: 0.3em, below: 1.1em)[#set text(size: 7.5pt, fill: luma(80))") }
         for _, b in ipairs(div.content) do table.insert(blocks, b) end

@@ -504,13 +504,16 @@ def run(ctx: StageContext) -> Result:
 
 
 def report(ctx: StageContext, result: Result) -> None:
-    """The accumulation section: methods, calibration skill (before any interpretation), fluxes,
-    projections, carrying capacity, uncertainty and sensitivity."""
+    """The accumulation section: methods; calibration skill (before any interpretation) and a demo's known
+    truth; fluxes; projections and carrying capacity with their Monte Carlo ranges; what drives the
+    uncertainty. Diagnostics, long tables and the sensitivity chart go to the appendix."""
     o, p, out = ctx.options, ctx.params, ctx.out
     r = result.run
     base, H = list(o.scenarios)[0], o.horizon_years
     base_txt = base.replace("_", " ")
     unit_word = "cells" if r.domain == "grid" else "samples"
+    thr = f"{acc.threshold_label(r.threshold_name)}"
+    out.markdown("## Methods")
     out.markdown(acc.methods_text(options=o, domain=r.domain, n_cells=len(r.ids), calibration_mode=r.calibration_mode,
                                   n_sources=0 if r.sources is None else len(r.sources), guideline=p.references.guideline,
                                   threshold=r.threshold_name, soil_layer=r.soil_layer,
@@ -520,65 +523,78 @@ def report(ctx: StageContext, result: Result) -> None:
     if r.notes:
         out.markdown("**Notes.** " + " ".join(r.notes))
     if r.calibration is not None:
+        out.markdown("## Calibration against the second survey" if r.calibration.mode == "hindcast" else
+                     "## Residual diagnostic of the process model")
         _report_calibration(ctx, result)
+    out.markdown("## Input and output fluxes")
+    out.figure("accumulation_flux_budget", acc.plot_flux_budget(result.budget, metals=r.metals),
+               f"Mean input (above zero) and output (below zero) fluxes by land use, {base_txt} scenario (mg/m²/yr).")
     out.table("accumulation_flux_budget", result.budget,
               f"Flux budget of the {base_txt} scenario: mean over {unit_word} and the {H} projected years "
               "(mg/m²/yr; outputs negative). The stock change M ΔC / T equals inputs minus outputs (plus the "
               "correction where applied); the full table gives every land use and each flux's share.",
-              display=acc.budget_display(result.budget))
-    out.figure("accumulation_flux_budget", acc.plot_flux_budget(result.budget, metals=r.metals),
-               f"Mean input (above zero) and output (below zero) fluxes by land use, {base_txt} scenario (mg/m²/yr).")
-    out.table("accumulation_projection", result.projection,
-              f"Projected concentration (mg/kg) at the survey (year 0) and the reported years after it; shown: the "
-              f"mean over all {unit_word}; the full table gives every {unit_word[:-1]}.",
-              display=acc.projection_display(result.projection))
+              display=acc.budget_display(result.budget), appendix=True)
+    out.markdown(acc.flux_text(result.budget, ref=f"{out.ref('accumulation_flux_budget', 'fig')}; the budget in "
+                                                  f"{out.ref('accumulation_flux_budget')}"))
+    out.markdown("## Projections and carrying capacity")
     fig = acc.plot_maps(x=r.x, y=r.y, concentration_mg_kg=r.projections[base].concentration_mg_kg,
                         thresholds_mg_kg=r.thresholds_mg_kg, years=o.report_years, metal=result.map_metal,
-                        metals=r.metals, sources=r.sources, grid=r.domain == "grid")
+                        metals=r.metals, sources=r.sources, grid=r.domain == "grid", crs=p.data.crs,
+                        coordinate_unit=p.data.coordinate_unit)
     out.figure("accumulation_maps", fig,
-               f"{result.map_metal} relative to its sensitivity-adjusted {r.threshold_name} value at the survey and "
-               f"after {', '.join(map(str, o.report_years))} years ({base_txt} scenario); above 1 (red) is "
-               "overloaded" + ("; triangles mark point sources." if r.sources is not None else "."))
+               f"{result.map_metal} relative to its sensitivity-adjusted {thr} at the survey and after "
+               f"{', '.join(map(str, o.report_years))} years ({base_txt} scenario); above 1 (red) is overloaded"
+               + ("; triangles mark point sources." if r.sources is not None else "."))
     mc = result.monte_carlo
     out.table("carrying_capacity", result.carrying_capacity,
               f"Carrying capacity after {H} years by land use: share of {unit_word} overloaded (at or above the "
-              f"sensitivity-adjusted {r.threshold_name} value) per scenario with the Monte Carlo P5-P95 range, the "
-              "median years to overload, and today's remaining capacity as concentration headroom (mg/kg) and as "
-              f"the metal mass the plough layer can still take (kg/ha; depth {r.soil_layer['depth_m']:g} m, bulk "
-              f"density {r.soil_layer['bulk_density_kg_m3']:g} kg/m³). The full table gives every reported year.",
+              f"sensitivity-adjusted {thr}) per scenario with the Monte Carlo P5-P95 range, the median years to "
+              "overload, and today's remaining capacity as concentration headroom (mg/kg) and as the metal mass the "
+              f"plough layer can still take (kg/ha; depth {r.soil_layer['depth_m']:g} m, bulk density "
+              f"{r.soil_layer['bulk_density_kg_m3']:g} kg/m³). The full table gives every reported year.",
               display=acc.carrying_capacity_display(result.carrying_capacity, year=H))
-    out.table("carrying_capacity_cells", result.capacity_cells,
-              "Per cell or sample: threshold, concentration today and at the horizon, remaining capacity today "
-              "(mg/kg and kg/ha) and years to overload.", in_report=False)
     out.figure("accumulation_overload", acc.plot_overload(result.capacity, mc.overload_bands, metal=result.map_metal,
                                                           scenarios=list(o.scenarios)),
                f"{result.map_metal}: share of {unit_word} overloaded by land use at the reported years for each "
                "scenario; whiskers: Monte Carlo P5-P95.")
+    out.markdown(acc.overload_text(result.capacity, horizon=H, overload_bands=mc.overload_bands, threshold=thr,
+                                   unit_word=unit_word,
+                                   refs=f"{out.ref('carrying_capacity')}, {out.ref('accumulation_maps', 'fig')}, "
+                                        f"{out.ref('accumulation_overload', 'fig')}"))
+    out.table("carrying_capacity_cells", result.capacity_cells,
+              "Per cell or sample: threshold, concentration today and at the horizon, remaining capacity today "
+              "(mg/kg and kg/ha) and years to overload.", in_report=False)
+    out.table("accumulation_projection", result.projection,
+              f"Projected concentration (mg/kg) at the survey (year 0) and the reported years after it; shown: the "
+              f"mean over all {unit_word}; the full table gives every {unit_word[:-1]}.",
+              display=acc.projection_display(result.projection), appendix=True)
     out.figure("accumulation_timeseries", acc.plot_timeseries(mc.landuse_bands, scenario=base, metals=r.metals,
                                                               thresholds=r.guideline_mg_kg.to_dict()),
                f"Mean concentration by land use over {H} years ({base_txt} scenario): Monte Carlo median and "
-               f"P5-P95 band ({o.n_monte_carlo} runs); dashed: the {r.threshold_name} value (before sensitivity "
-               "weights).")
+               f"P5-P95 band ({o.n_monte_carlo} runs); dashed: the {thr} (before sensitivity weights).",
+               appendix=True)
     lb = mc.landuse_bands[mc.landuse_bands["year"].isin([0] + list(o.report_years))]
     out.table("accumulation_uncertainty", lb,
               f"Monte Carlo P5/P50/P95 of the mean concentration (mg/kg) after {H} years, whole domain; the full "
               "table gives every land use, scenario and reported year.",
-              display=lb[(lb["land_use"] == "all") & (lb["year"] == H)].rename(columns={
-                  "scenario": "Scenario", "metal": "Metal", "land_use": "Land use", "year": "Year",
-                  "p5": "P5 (mg/kg)", "p50": "P50 (mg/kg)", "p95": "P95 (mg/kg)"}), appendix=True)
+              display=lb[(lb["land_use"] == "all") & (lb["year"] == H)].assign(
+                  scenario=lambda d: d["scenario"].str.replace("_", " ")).drop(columns=["land_use"]).rename(columns={
+                      "scenario": "Scenario", "metal": "Metal", "year": "Year",
+                      "p5": "P5 (mg/kg)", "p50": "P50 (mg/kg)", "p95": "P95 (mg/kg)"}), appendix=True)
     out.table("accumulation_cell_uncertainty", mc.cell_bands,
               "Monte Carlo P5/P50/P95 per cell or sample at the reported years.", in_report=False)
     out.table("accumulation_sensitivity", result.sensitivity,
               f"One-at-a-time sensitivity: change (%) of the mean concentration after {H} years when a parameter "
               "group is divided (low) or multiplied (high) by its geometric SD.",
-              display=result.sensitivity.rename(columns={
-                  "metal": "Metal", "parameter": "Parameter", "factor": "Factor",
-                  "low_change_percent": "Low (%)", "high_change_percent": "High (%)"}), appendix=True)
+              display=result.sensitivity.assign(parameter=lambda d: d["parameter"].map(acc.flux_label)).rename(
+                  columns={"metal": "Metal", "parameter": "Parameter", "factor": "Geometric SD",
+                           "low_change_percent": "Low (%)", "high_change_percent": "High (%)"}), appendix=True)
     out.figure("accumulation_sensitivity", acc.plot_sensitivity(result.sensitivity, metals=r.metals),
                f"One-at-a-time sensitivity of the mean concentration after {H} years ({base_txt} scenario).",
                appendix=True)
-    out.markdown(acc.results_text(r, budget=result.budget, cc=result.capacity, horizon=H,
-                                  overload_bands=mc.overload_bands, truth=result.truth))
+    out.markdown(acc.sensitivity_text(result.sensitivity, horizon=H,
+                                      ref=f"{out.ref('accumulation_sensitivity', 'fig')}; the trajectories by land use "
+                                          f"in {out.ref('accumulation_timeseries', 'fig')}"))
     _findings(ctx, result)
 
 
@@ -600,21 +616,25 @@ def _report_calibration(ctx: StageContext, result: Result) -> None:
               "out of fold, of the process model plus the learned flux correction ΔF; the in-sample RMSE of the "
               "final model shows how much the fit flatters itself.",
               display=acc.calibration_display(cal))
+    out.table("accumulation_calibration_predictions", cal.predictions,
+              "Out-of-fold predictions of the calibration.", in_report=False)
+    out.figure("accumulation_calibration", acc.plot_calibration(cal.predictions, metals=r.metals),
+               "Observed against predicted concentrations, each site predicted out of fold: process model (grey) and "
+               "calibrated model (blue); the line is 1:1.", appendix=True)
+    out.markdown(acc.calibration_text(r, budget=result.budget,
+                                      refs=f"{out.ref('accumulation_calibration')}; the predictions in "
+                                           f"{out.ref('accumulation_calibration', 'fig')}"))
     if result.truth is not None and len(result.truth):
         t = result.truth
         out.table("accumulation_truth_recovery", t,
-                  "Generated data: the out-of-fold flux correction against the generator's known flux bias (the "
-                  "traffic input the process model lacks), per metal.",
+                  "Check against the generator (generated data only): the out-of-fold flux correction against the "
+                  "generator's known flux bias (the traffic input the process model lacks), per metal.",
                   display=t.rename(columns={"metal": "Metal", "n_sites": "Sites",
                                             "true_mean_mg_m2_yr": "True mean (mg/m²/yr)",
                                             "recovered_mean_mg_m2_yr": "Recovered mean (mg/m²/yr)",
                                             "recovered_to_true_ratio": "Recovered / true",
                                             "correlation": "Correlation", "rmse_mg_m2_yr": "RMSE (mg/m²/yr)"}))
-    out.table("accumulation_calibration_predictions", cal.predictions,
-              "Out-of-fold predictions of the calibration.", in_report=False)
-    out.figure("accumulation_calibration", acc.plot_calibration(cal.predictions, metals=r.metals),
-               "Observed against predicted concentrations, each site predicted out of fold: process model (grey) and "
-               "calibrated model (blue); the line is 1:1.")
+        out.markdown(acc.truth_check_text(t, ref=out.ref("accumulation_truth_recovery")))
     skilled = m.loc[m["skilled"], "metal"].tolist()
     if skilled:
         imp = cal.importance[cal.importance["metal"].isin(skilled)].sort_values(["metal", "importance"],
@@ -623,29 +643,59 @@ def _report_calibration(ctx: StageContext, result: Result) -> None:
                   "Exploratory: impurity importance of the features of the flux-correction model (refit on all "
                   "sites), for the metals where the correction has out-of-fold skill; importance describes the fitted "
                   "model, not a measured cause.",
-                  display=imp.groupby("metal").head(4).rename(columns={"metal": "Metal", "feature": "Feature",
-                                                                      "importance": "Importance"}),
+                  display=imp.groupby("metal").head(4).assign(feature=lambda d: d["feature"].map(
+                      lambda f: acc.flux_label(f.replace("=", "_")) if not f.startswith("land_use=")
+                      else "land use " + f.split("=", 1)[1])).rename(
+                      columns={"metal": "Metal", "feature": "Feature", "importance": "Importance"}),
                   appendix=True)
 
 
 def _findings(ctx: StageContext, result: Result) -> None:
-    """Key finding (overload of the map metal at the horizon, with its Monte Carlo range) and limitations."""
+    """Key findings (overload of the map metal at the horizon with its Monte Carlo range; the best scenario's
+    effect; the calibration's held-out skill) and limitations."""
     o, out, r = ctx.options, ctx.out, result.run
     base, H = list(o.scenarios)[0], o.horizon_years
     cap = result.carrying_capacity
-    row = cap[(cap["metal"] == result.map_metal) & (cap["scenario"] == base) & (cap["year"] == H)
-              & (cap["land_use"] == "all")]
-    if len(row):
-        x = row.iloc[0]
+    thr = acc.threshold_label(r.threshold_name)
+    unit_word = "cells" if r.domain == "grid" else "samples"
+    sel = cap[(cap["metal"] == result.map_metal) & (cap["year"] == H) & (cap["land_use"] == "all")].set_index("scenario")
+    now = cap[(cap["metal"] == result.map_metal) & (cap["year"] == 0) & (cap["land_use"] == "all")
+              & (cap["scenario"] == base)]
+    if base in sel.index:
+        x = sel.loc[base]
         rng_txt = (f" (Monte Carlo P5-P95 {100 * x.share_overloaded_p5:.0f}-{100 * x.share_overloaded_p95:.0f} %)"
                    if pd.notna(x.share_overloaded_p5) else "")
-        out.finding(f"After {H} years of the {base.replace('_', ' ')} scenario, {100 * x.share_overloaded:.0f} % of the "
-                    f"{'cells' if r.domain == 'grid' else 'samples'} would exceed the sensitivity-adjusted "
-                    f"{r.threshold_name} value for {result.map_metal}{rng_txt}.",
-                    importance=0.6, refs=["tbl-carrying-capacity"])
+        now_txt = f", against {100 * now['share_overloaded'].iloc[0]:.0f} % today" if len(now) else ""
+        out.finding(f"After {H} years at current input rates, {100 * x.share_overloaded:.0f} % of the {unit_word} "
+                    f"would exceed the sensitivity-adjusted {thr} for {result.map_metal}{rng_txt}{now_txt}.",
+                    importance=0.6, refs=["tbl-carrying-capacity", "fig-accumulation-maps"])
+        out.conclusion(f"At current input rates the share of {unit_word} above the sensitivity-adjusted {thr} for "
+                       f"{result.map_metal} would be {100 * x.share_overloaded:.0f} %{rng_txt} after {H} years"
+                       f"{now_txt}.")
+        others = sel.drop(index=base)
+        if len(others):
+            best = others["share_overloaded"].idxmin()
+            y = others.loc[best]
+            rng2 = (f" (P5-P95 {100 * y.share_overloaded_p5:.0f}-{100 * y.share_overloaded_p95:.0f} %)"
+                    if pd.notna(y.share_overloaded_p5) else "")
+            out.finding(f"The {best.replace('_', ' ')} scenario would lower that share to "
+                        f"{100 * y.share_overloaded:.0f} %{rng2} after {H} years, a smaller change than the Monte "
+                        "Carlo range of the current-rates projection."
+                        if pd.notna(x.share_overloaded_p5) and y.share_overloaded_p95 >= x.share_overloaded_p5 else
+                        f"The {best.replace('_', ' ')} scenario would lower that share to "
+                        f"{100 * y.share_overloaded:.0f} %{rng2} after {H} years.",
+                        importance=0.45, refs=["fig-accumulation-overload", "tbl-carrying-capacity"])
+    cal = r.calibration
+    if cal is not None and cal.mode == "hindcast":
+        m = cal.metrics
+        red = 100 * (1 - m["rmse_calibrated_test"] / m["rmse_process_test"])
+        out.finding(f"Calibrated against the second survey, the accumulation model predicts held-out sites with "
+                    f"{red.min():.0f}-{red.max():.0f} % lower error than the process model alone (out-of-fold R² of "
+                    f"the learned correction {m['r2_correction_test'].min():.2f}-{m['r2_correction_test'].max():.2f}).",
+                    importance=0.35, refs=["tbl-accumulation-calibration"])
     out.limitation("The accumulation projections rest on a process model with literature parameters (Kd, transfer "
                    "factors, enrichment ratios, soil loss) and constant future rates; the Monte Carlo bands cover "
                    "the parameter uncertainty, not changes of land use or climate.")
-    if r.calibration is not None and r.calibration.mode == "residual":
+    if cal is not None and cal.mode == "residual":
         out.limitation("The residual correction of the accumulation model is a diagnostic of what the process model "
                        "does not explain, not a measured flux.")

@@ -209,66 +209,86 @@ def _and(items) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
+def _guide_values(ctx: StageContext, medium: str) -> pd.Series:
+    """Lowest value of the region's guideline threshold per metal (empty without a guideline set)."""
+    from ..reference import guideline_values
+
+    p = ctx.params
+    if not p.references.guideline:
+        return pd.Series(dtype=float)
+    try:
+        g = guideline_values(p.references.guideline, medium=medium, unit=ctx.data.unit(medium))
+    except ReferenceDataError:
+        return pd.Series(dtype=float)
+    thr = p.references.guideline_threshold
+    if thr:
+        g = g[g["threshold_name"] == thr]
+    return g.groupby("metal")["value"].min()
+
+
 def report(ctx: StageContext, result: Result) -> None:
-    """The baselines section: methods, baselines, censored statistics and BTVs, recommendation, adaptive background."""
+    """The baselines section: methods, baselines against the literature, background values, adaptive background."""
     import matplotlib.pyplot as plt
+
+    from ..descriptive import reference_label
 
     o, data, p, out = ctx.options, ctx.data, ctx.params, ctx.out
     table, comparison = result.table, result.comparison
-    unit0 = data.unit(data.media[0])
-    out.markdown(bl.methods_text(methods=o.methods, log_transform=o.log_transform, n_bootstrap=o.n_bootstrap,
-                                 confidence=o.confidence, em_max_components=o.em_max_components,
-                                 em_min_weight=o.em_min_weight, stratify_by=o.stratify_by,
-                                 min_samples=o.min_samples, reference_set=p.references.background))
+    media = list(data.media)
+    lit_name = reference_label(p.references.background, cite=False, short=True) if p.references.background else ""
+    methods = bl.methods_text(methods=o.methods, log_transform=o.log_transform, n_bootstrap=o.n_bootstrap,
+                              confidence=o.confidence, em_max_components=o.em_max_components,
+                              em_min_weight=o.em_min_weight, stratify_by=o.stratify_by,
+                              min_samples=o.min_samples, reference_set=p.references.background).strip().split("\n\n")
+    # the main text keeps what was estimated and how the value is chosen; the formulas of each method go to
+    # the appendix
+    out.markdown("## Regional baselines\n\n" + "\n\n".join([methods[0], *methods[2:]]))
+    if len(methods) > 1:
+        out.markdown("**Baseline methods.**\n\n" + methods[1], appendix=True)
     out.table("baselines", table,
               f"Geochemical baselines of all samples by method, with {o.confidence:.0%} bootstrap confidence "
-              f"intervals of the baseline ({o.n_bootstrap} resamples); retained = samples inside the method's "
-              "background range; ✔ = recommended method (median of the methods)."
-              + (" Rows per stratum are in the CSV." if o.stratify_by else ""),
-              display=bl.display_table(table, stratum="all"), max_rows=60)
+              f"intervals ({o.n_bootstrap} resamples); retained: samples inside the method's background range; "
+              "✔: recommended method (median of the methods)." + (" Rows per stratum are in the CSV." if o.stratify_by
+                                                                   else ""),
+              display=bl.display_table(table, stratum="all"), max_rows=60, appendix=True)
     if len(comparison):
+        unit_of = comparison["medium"].map(data.unit)
+        one_unit = unit_of.nunique() == 1
+        u = f" ({unit_of.iloc[0]})" if one_unit else ""
+        f = format_table(comparison[["recommended_baseline", "ci_low", "ci_high", "min_baseline", "max_baseline"]])
         comp_disp = pd.DataFrame({
-            "Medium": comparison["medium"], "Metal": comparison["metal"],
-            f"Range of methods ({unit0})": format_table(comparison[["min_baseline"]])["min_baseline"] + "–"
-                                           + format_table(comparison[["max_baseline"]])["max_baseline"],
-            "Recommended": comparison["recommended_method"].map(bl.METHOD_LABELS),
-            f"Baseline ({unit0})": comparison["recommended_baseline"],
-            f"Literature ({unit0})": comparison["literature"],
-            "Ratio to literature": comparison["ratio_to_literature"],
-            "Methods above literature": comparison["n_methods_above_literature"].astype(str) + f" of {len(o.methods)}"})
+            "Medium": comparison["medium"], "Metal": comparison["metal"], "Unit": unit_of,
+            f"Baseline{u}": f["recommended_baseline"] + " (" + f["ci_low"] + "–" + f["ci_high"] + ")",
+            "Method": comparison["recommended_method"].map(lambda m: bl.METHOD_LABELS.get(m, m).split(" (")[0]),
+            f"Range of the methods{u}": f["min_baseline"] + "–" + f["max_baseline"],
+            f"Literature{u}": comparison["literature"],
+            "Baseline / literature": comparison["ratio_to_literature"]})
+        guide = {m: _guide_values(ctx, m) for m in media}
+        gv = [guide[r.medium].get(r.metal, np.nan) for r in comparison.itertuples()]
+        if np.isfinite(np.asarray(gv, float)).any():
+            comp_disp[f"{(p.references.guideline_threshold or 'guideline').replace('_', '-').capitalize()} value{u}"] = gv
+        if one_unit:
+            comp_disp = comp_disp.drop(columns=["Unit"])
         if comp_disp["Medium"].nunique() == 1:
             comp_disp = comp_disp.drop(columns=["Medium"])
         out.table("baselines_vs_literature", comparison,
-                  f"Recommended baseline per metal beside the literature background ({p.references.background}); "
-                  "a dash: the set has no value for the metal. Ratio above 1: the regional baseline exceeds the "
-                  "literature background.", display=comp_disp)
-        spread = comparison["max_baseline"] / comparison["min_baseline"]
-        rec_counts = table[table["recommended"] & (table["stratum"] == "all")]["method"].map(bl.METHOD_LABELS).value_counts()
-        lit_txt = []
-        for medium, cg in comparison.groupby("medium", sort=False):
-            above = cg.loc[cg["ratio_to_literature"] > 1, "metal"].tolist()
-            below = cg.loc[cg["ratio_to_literature"] < 1, "metal"].tolist()
-            if above or below:
-                lit_txt.append(f"in {medium}, above it for {_and(above) or 'no metal'} and below it for "
-                               f"{_and(below) or 'no metal'}")
-        rcf_high = _rcf_highest(table)
-        out.markdown(
-            f"Across methods, the baseline of a metal varied by a factor of {spread.min():.2f} to {spread.max():.2f} "
-            f"(largest for {comparison.loc[spread.idxmax(), 'metal']}; {out.ref('baselines_vs_literature')}). "
-            + (f"The RCF value, read at the break that closes the background population, was the highest of the "
-               f"methods for {rcf_high[0]} of {rcf_high[1]} metals, as in @wu2025tracing. " if rcf_high[1] else "")
-            + "The recommendation rule chose "
-            + _and(f"{k} for {v} {'metal' if v == 1 else 'metals'}" for k, v in rec_counts.items()) + ". "
-            + (f"Recommended baselines were, against the literature background, {'; '.join(lit_txt)}. " if lit_txt else "")
-            + "A crustal or national average is not the natural range of one region's soils, so ratios far from 1 "
-              "point to regional geology as much as to contamination.")
+                  f"Recommended regional baseline per metal with its {o.confidence:.0%} bootstrap confidence interval, "
+                  "the range of the five methods, and the literature background"
+                  + (f" ({lit_name})" if lit_name else "") + (" and guideline value" if "value" in comp_disp.columns[-1]
+                                                                and "literature" not in comp_disp.columns[-1] else "")
+                  + "; a dash: no value for the metal.", display=comp_disp)
+        out.markdown(_baseline_text(ctx, result, comparison, guide, lit_name))
+        _baseline_finding(ctx, comparison, guide, lit_name)
     if o.stratify_by:
         st = bl.strata_table(table)
         st_disp = st.drop(columns=["medium"]) if st["medium"].nunique() == 1 else st
         st_disp = st_disp.rename(columns={"stratum": "Stratum", "medium": "Medium",
-                                          **{m: f"{m} ({unit0})" for m in data.metals}})
+                                          **{m: f"{m} ({data.unit(media[0])})" for m in data.metals}})
         out.table("baselines_strata", st, "Recommended baseline per stratum and metal (the method of each cell is "
-                  "in the baselines table).", display=st_disp, max_rows=60, appendix=True)
+                  "in the CSV).", display=st_disp, max_rows=60, appendix=True)
+        txt = _strata_text(table, o.stratify_by)
+        if txt:
+            out.markdown(txt + f" ({out.ref('baselines_strata')}).")
     if len(result.skipped):
         sk = (result.skipped.groupby(["medium", "stratum", "n_total", "reason"], sort=False)["metal"]
               .agg(", ".join).reset_index()
@@ -276,7 +296,7 @@ def report(ctx: StageContext, result: Result) -> None:
                                "reason": "Reason"}))
         out.table("baselines_skipped", result.skipped, "Groups and methods not estimated, with the reason.",
                   display=sk[["Medium", "Stratum", "Metals", "Samples", "Reason"]], appendix=True)
-    for m in data.media:
+    for m in media:
         w = data.wide(m)
         vals = {metal: w[metal].dropna().to_numpy() for metal in w.columns}
         vals = {k: v[v > 0] if o.log_transform else v for k, v in vals.items()}
@@ -285,18 +305,141 @@ def report(ctx: StageContext, result: Result) -> None:
             out.figure(f"baselines_rcf_{m}", fig,
                        f"Relative cumulative frequency curves of the metals in {m} (log concentration axis) with the "
                        "fitted three-segment regression and its breakpoints; the RCF baseline is the breakpoint that "
-                       "closes the segment holding most samples.", appendix=True)
+                       "closes the segment holding most samples.", appendix=True,
+                       group="baselines_rcf" if len(media) > 1 else None)
             plt.close(fig)
-        fig = bl.plot_method_comparison(table[table["medium"] == m], literature=result.literature.get(m))
+        fig = bl.plot_method_comparison(table[table["medium"] == m], literature=result.literature.get(m),
+                                        literature_label=lit_name or "literature background")
         out.figure(f"baselines_methods_{m}", fig,
-                   f"Baselines of the metals in {m} by method (dots, with {o.confidence:.0%} bootstrap intervals; red: "
-                   f"recommended), their upper limits (triangles) and the literature background "
-                   f"({p.references.background}, dashed line). Log scale.")
+                   f"Baselines of the metals in {m} by method (dots with {o.confidence:.0%} bootstrap intervals; red: "
+                   "recommended), their upper limits (triangles) and the literature background"
+                   + (f" ({lit_name}, dashed line)" if lit_name else " (dashed line)") + ". Log scale.",
+                   group="baselines_methods" if len(media) > 1 else None)
         plt.close(fig)
     if result.statistics is not None:
         _report_statistics(ctx, result)
     if result.adaptive is not None:
         _report_adaptive(ctx, result)
+    _conclusion(ctx, result, lit_name)
+
+
+def _conclusion(ctx: StageContext, result: Result, lit_name: str) -> None:
+    """The take-home: the regional baseline furthest from the literature and how much the adaptive background flags."""
+    c = result.comparison.dropna(subset=["ratio_to_literature"]) if len(result.comparison) else result.comparison
+    if c.empty:
+        return
+    r = c.loc[c["ratio_to_literature"].apply(lambda v: abs(np.log(v)) if v > 0 else 0).idxmax()]
+    text = (f"The region's own baselines, not the {lit_name or 'literature value'}, are the natural reference: "
+            f"the baseline of {r['metal']} is {r['recommended_baseline']:.3g} {r['unit']} "
+            f"({ctx.options.confidence:.0%} CI {r['ci_low']:.3g}–{r['ci_high']:.3g}), {r['ratio_to_literature']:.1f} "
+            "times the literature value.")
+    s = result.adaptive_summary
+    if s is not None:
+        a = s[(s["metal"] == r["metal"]) & (s["medium"] == r["medium"])]
+        if len(a):
+            a = a.iloc[0]
+            text += (f" Its adaptive background is predicted with an out-of-fold skill of {a['skill']:.2f}, and only "
+                     f"{int(a['n_flagged'])} of {int(a['n_total'])} samples "
+                     f"({100 * a['n_flagged'] / max(a['n_total'], 1):.0f} %) lie clearly above their own background"
+                     + (": most of its high values are natural." if a["skill"] >= 0.5 and
+                        a["n_flagged"] / max(a["n_total"], 1) < 0.25 else "."))
+    ctx.out.conclusion(text)
+
+
+def _baseline_text(ctx: StageContext, result: Result, comparison: pd.DataFrame, guide: dict, lit_name: str) -> str:
+    """Interpretation: spread of the methods, regional baseline against the literature and the guideline."""
+    out, p = ctx.out, ctx.params
+    media = list(ctx.data.media)
+    spread = comparison["max_baseline"] / comparison["min_baseline"]
+    rcf_high = _rcf_highest(result.table)
+    figs = ", ".join(out.ref(f"baselines_methods_{m}", "fig") for m in media)
+    txt = (f"The five methods agree within a factor of {spread.min():.1f} to "
+           f"{spread.max():.1f} per metal (widest for {comparison.loc[spread.idxmax(), 'metal']}; "
+           f"{out.ref('baselines_vs_literature')}, {figs}; every method with its interval in "
+           f"{out.ref('baselines')}). ")
+    if rcf_high[1]:
+        txt += (f"The relative cumulative frequency value was the highest of the methods for {rcf_high[0]} of "
+                f"{rcf_high[1]} metals, as expected of a threshold between populations [@wu2025tracing]. ")
+    cg = comparison.dropna(subset=["ratio_to_literature"])
+    if len(cg) and lit_name:
+        hi = cg[cg["ratio_to_literature"] > 1.5].sort_values("ratio_to_literature", ascending=False)
+        lo = cg[cg["ratio_to_literature"] < 1 / 1.5]
+        multi = len(media) > 1
+        if len(hi):
+            txt += ("The regional baselines lie well above the " + lit_name + " for "
+                    + _and(f"{r.metal}{f' in {r.medium}' if multi else ''} ({r.ratio_to_literature:.1f} times)"
+                           for r in hi.itertuples())
+                    + (" and below it for " + _and(f"{r.metal}{f' in {r.medium}' if multi else ''}"
+                                                   for r in lo.itertuples()) if len(lo) else "")
+                    + ". These baselines describe the bulk of this region's samples, natural and diffuse inputs "
+                      "together, whereas a crustal or national average describes no particular soil: where the "
+                      "bulk of the samples is far above it, the region is naturally rich (parent rock) or "
+                      "diffusely enriched throughout, and a sample-by-sample comparison with the global value "
+                      "calls almost every sample enriched. The indices of this report therefore use the regional "
+                      "baseline as background (the methods text of the indices names the one used). ")
+        elif len(lo):
+            txt += ("The regional baselines lie below the " + lit_name + " for " + _and(lo["metal"]) + " and near it "
+                    "for the others, so the literature value would understate enrichment there. ")
+    over = []
+    for r in comparison.itertuples():
+        g = guide.get(r.medium, pd.Series(dtype=float)).get(r.metal, np.nan)
+        if np.isfinite(g) and r.recommended_baseline > g:
+            over.append((r, g))
+    if over:
+        thr = (p.references.guideline_threshold or "guideline").replace("_", "-")
+        txt += ("For " + _and(r.metal for r, _ in over) + " the regional baseline itself exceeds the " + thr
+                + " value (" + _and(f"{r.recommended_baseline:.3g} against {g:.3g} {r.unit}" for r, g in over)
+                + "): a large share of the exceedances reported in the data-quality section is expected even without "
+                  "human inputs, and whether they are natural is decided by the adaptive background below and the "
+                  "source analysis, not by the guideline.")
+    return txt
+
+
+def _baseline_finding(ctx: StageContext, comparison: pd.DataFrame, guide: dict, lit_name: str) -> None:
+    c = comparison.dropna(subset=["ratio_to_literature"])
+    if c.empty or not lit_name:
+        return
+    r = c.loc[(c["ratio_to_literature"].apply(lambda v: abs(np.log(v)) if v > 0 else 0)).idxmax()]
+    g = guide.get(r["medium"], pd.Series(dtype=float)).get(r["metal"], np.nan)
+    thr = (ctx.params.references.guideline_threshold or "guideline").replace("_", "-")
+    g_txt = ""
+    if np.isfinite(g):
+        g_txt = (f", {'above' if r['recommended_baseline'] > g else 'below'} the {thr} value of {g:.3g} {r['unit']}")
+    ctx.out.finding(
+        f"The regional baseline of {r['metal']} in {r['medium']} is {r['recommended_baseline']:.3g} {r['unit']} "
+        f"({ctx.options.confidence:.0%} CI {r['ci_low']:.3g}–{r['ci_high']:.3g}), {r['ratio_to_literature']:.1f} "
+        f"times the {lit_name} ({r['literature']:.3g} {r['unit']}){g_txt}: the region's own baseline, not the "
+        "global value, is the background against which enrichment is judged.",
+        importance=0.8 if abs(np.log(r["ratio_to_literature"])) > np.log(3) else 0.55,
+        refs=["baselines_vs_literature"])
+
+
+def _strata_text(table: pd.DataFrame, stratify_by) -> str:
+    """One sentence per stratification column: the metal whose baseline varies most between its classes."""
+    rec = table[table["recommended"] & (table["stratum"] != "all")]
+    parts = []
+    for col in stratify_by:
+        r = rec[rec["stratum"].astype(str).str.startswith(f"{col}=")]
+        if r.empty:
+            continue
+        best = None
+        for (_medium, metal), g in r.groupby(["medium", "metal"], sort=False):
+            if len(g) < 2:
+                continue
+            ratio = g["baseline"].max() / g["baseline"].min()
+            if best is None or ratio > best[0]:
+                lo, hi = g.loc[g["baseline"].idxmin()], g.loc[g["baseline"].idxmax()]
+                best = (ratio, metal, lo, hi)
+        if best:
+            ratio, metal, lo, hi = best
+            parts.append(f"between classes of {bl.column_words(col)} the baseline of {metal} varies most, from "
+                         f"{lo['baseline']:.3g} ({str(lo['stratum']).split('=', 1)[-1]}) to {hi['baseline']:.3g} "
+                         f"{hi['unit']} ({str(hi['stratum']).split('=', 1)[-1]}), a factor of {ratio:.1f}")
+    if not parts:
+        return ""
+    t = "; ".join(parts)
+    return ("**Strata.** " + t[0].upper() + t[1:]
+            + ". A single regional baseline averages over these differences")
 
 
 def _rcf_highest(table: pd.DataFrame) -> tuple[int, int]:
@@ -316,49 +459,52 @@ def _report_statistics(ctx: StageContext, result: Result) -> None:
     s = result.statistics
     sub = {"half_dl": "half the detection limit", "dl": "the detection limit",
            "dl_sqrt2": "the detection limit divided by the square root of 2", "zero": "zero"}[p.non_detects.substitution]
-    out.markdown(cz.methods_text(confidence=o.confidence, coverage=o.btv_coverage, n_bootstrap=o.ucl_bootstrap,
-                                 substitution=sub))
+    out.markdown("## Background threshold values\n\n"
+                 + cz.methods_text(confidence=o.confidence, coverage=o.btv_coverage, n_bootstrap=o.ucl_bootstrap,
+                                   substitution=sub).strip().replace("**Background statistics with non-detects.** ", ""))
     n_cens = int(s.loc[s["stratum"] == "all", "n_censored"].sum())
     out.table("background_statistics", s,
               "Background statistics per metal: Kaplan-Meier (KM) mean and SD, distribution of the detected values, "
               f"UCL95 of the mean and the background threshold values UTL95-95, UPL95 and USL95 ({s['unit'].iloc[0] if len(s) else ''})."
               + (" ROS statistics, detection limits and rows per stratum are in the CSV." if n_cens or o.stratify_by else ""),
-              display=cz.display(s, stratum="all"), max_rows=60)
+              display=cz.display(s, stratum="all"), max_rows=60, appendix=True)
     v = result.values
-    if v is not None and len(v):
-        vd = pd.DataFrame({
-            "Medium": v["medium"], "Metal": v["metal"],
-            "Baseline (central background)": format_table(v[["baseline"]])["baseline"] + " ("
-            + v["baseline_method"].map(lambda m: bl.METHOD_LABELS.get(m, str(m)).split(" (")[-1].rstrip(")")) + ")",
-            "KM mean": v["km_mean"], "UCL95 of the mean": v["ucl95"],
-            "UTL95-95 (screening value)": v["utl95_95"], "USL95 (many samples)": v["usl95"], "Unit": v["unit"]})
-        if vd["Medium"].nunique() == 1:
-            vd = vd.drop(columns=["Medium"])
-        out.table("background_values", v, "Which background value for which purpose: the recommended baseline "
-                  "(central background) beside the mean statistics and the upper threshold values.", display=vd)
-        ratio = (v["utl95_95"] / v["baseline"]).replace([np.inf, -np.inf], np.nan).dropna()
-        out.markdown(
-            f"**Which value to use.** The *baseline* ({out.ref('background_values')}) is a central value of the natural "
-            "background: it belongs in the denominators of contamination factors, geoaccumulation indices and "
-            "enrichment ratios, which measure how far a sample is above typical natural levels. It is not a "
-            "screening limit: about half of the natural samples lie above a central value. The *upper tolerance "
-            "limit* UTL95-95 is the screening value: with 95 % confidence it lies above 95 % of the background "
-            "population, so a single new sample above it is unlikely to be natural. When many samples are screened "
-            "at once, the *upper simultaneous limit* USL95 keeps the chance of any false exceedance among them near "
-            "5 %, at the cost of missing moderate contamination; the UPL95 applies to one future sample only. The "
-            "*UCL95* is for comparing a site's mean with background, never single samples. "
-            + (f"Across metals the UTL95-95 was {ratio.min():.1f} to {ratio.max():.1f} times the baseline. "
-               if len(ratio) else "")
-            + (f"{n_cens} non-detects entered the statistics as censored values at their detection limits. "
-               if n_cens else "No value was a non-detect, so the KM statistics equal the ordinary sample statistics. "))
-        if len(ratio):
-            i = ratio.idxmax()
-            out.finding(f"Background threshold values (UTL95-95, the upper screening value) were "
-                        f"{ratio.min():.1f} to {ratio.max():.1f} times the recommended baselines; for "
-                        f"{v.loc[i, 'metal']} in {v.loc[i, 'medium']} the baseline is {v.loc[i, 'baseline']:.3g} "
-                        f"({o.confidence:.0%} CI {v.loc[i, 'ci_low']:.3g}–{v.loc[i, 'ci_high']:.3g}) and the UTL95-95 "
-                        f"{v.loc[i, 'utl95_95']:.3g} {v.loc[i, 'unit']}.",
-                        importance=0.5, refs=["background_values"])
+    if v is None or not len(v):
+        return
+    one_unit = v["unit"].nunique() == 1
+    u = f" ({v['unit'].iloc[0]})" if one_unit else ""
+    vd = pd.DataFrame({
+        "Medium": v["medium"], "Metal": v["metal"], "Unit": v["unit"],
+        f"Baseline{u}": v["baseline"], f"KM mean{u}": v["km_mean"], f"UCL95 of the mean{u}": v["ucl95"],
+        f"UTL95-95{u}": v["utl95_95"], f"USL95{u}": v["usl95"]})
+    if one_unit:
+        vd = vd.drop(columns=["Unit"])
+    if vd["Medium"].nunique() == 1:
+        vd = vd.drop(columns=["Medium"])
+    out.table("background_values", v, "Which background value for which purpose: the baseline (central natural "
+              "level, the denominator of the indices), the mean and its upper confidence limit (to compare a site's "
+              "mean), the upper tolerance limit UTL95-95 (to screen single samples) and the upper simultaneous limit "
+              "USL95 (to screen many samples at once).", display=vd)
+    ratio = (v["utl95_95"] / v["baseline"]).replace([np.inf, -np.inf], np.nan).dropna()
+    out.markdown(
+        f"**Which value to use.** The baseline ({out.ref('background_values')}) is a central value: about half of "
+        "the natural samples lie above it, so it belongs in the denominators of the indices, never in screening. "
+        "A single new sample above the UTL95-95 (with 95 % confidence above 95 % of the background population) is "
+        "unlikely to be natural; when many samples are screened at once, the USL95 keeps the chance of any false "
+        "exceedance near 5 %; the UCL95 compares a site's mean with background, never single samples"
+        + (f". Here the UTL95-95 is {ratio.min():.1f} to {ratio.max():.1f} times the baseline" if len(ratio) else "")
+        + (f"; {n_cens} non-detects entered as censored values at their detection limits (all statistics in "
+           f"{out.ref('background_statistics')})." if n_cens else
+           f"; with no non-detects the KM statistics equal the ordinary sample statistics "
+           f"({out.ref('background_statistics')})."))
+    if len(ratio):
+        i = ratio.idxmax()
+        out.finding(f"Upper background threshold values (UTL95-95, for screening single samples) were "
+                    f"{ratio.min():.1f} to {ratio.max():.1f} times the recommended baselines; for "
+                    f"{v.loc[i, 'metal']} in {v.loc[i, 'medium']} the baseline is {v.loc[i, 'baseline']:.3g} "
+                    f"({o.confidence:.0%} CI {v.loc[i, 'ci_low']:.3g}–{v.loc[i, 'ci_high']:.3g}) and the UTL95-95 "
+                    f"{v.loc[i, 'utl95_95']:.3g} {v.loc[i, 'unit']}.",
+                    importance=0.4, refs=["background_values"])
 
 
 def _report_adaptive(ctx: StageContext, result: Result) -> None:
@@ -369,11 +515,15 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
     grid = data.grid
     gi = result.grid_inputs if grid is not None else None
     dropped = [c for c in result.covariates if grid is not None and c not in grid.columns]
-    out.markdown(bg.methods_text(covariates=result.covariates, coordinates=o.adaptive_coordinates, grid_inputs=gi,
-                                 grid_dropped=dropped, training=o.adaptive_training, n_folds=o.n_folds,
-                                 n_inducing=o.n_inducing, max_exact=o.max_exact, z_select=o.z_select,
-                                 z_flag=o.z_flag, log_covariates=o.log_covariates, em_min_weight=o.em_min_weight,
-                                 metals=data.metals))
+    methods = bg.methods_text(covariates=result.covariates, coordinates=o.adaptive_coordinates, grid_inputs=gi,
+                              grid_dropped=dropped, training=o.adaptive_training, n_folds=o.n_folds,
+                              n_inducing=o.n_inducing, max_exact=o.max_exact, z_select=o.z_select,
+                              z_flag=o.z_flag, log_covariates=o.log_covariates, em_min_weight=o.em_min_weight,
+                              metals=data.metals).strip().split("\n\n")
+    # what the adaptive background is; the model, approximation and folds in the appendix
+    out.markdown("## Adaptive background\n\n" + methods[0].replace("**Adaptive background.** ", ""))
+    if len(methods) > 1:
+        out.markdown("**Adaptive background: model.** " + "\n\n".join(methods[1:]), appendix=True)
     out.table("adaptive_background", a[["sample_id", "medium", "metal", "background", "background_sd", "excess",
                                         "concentration", "unit", "log_background", "log_background_sd",
                                         "in_training", "flagged"]],
@@ -383,16 +533,31 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
               "ln C on the training samples for the model and for a static background (training mean), the skill "
               "1 − MSE/MSE(static), samples flagged above their background, and the nugget SD.",
               display=bg.summary_display(summ))
+    inputs = _and(bl.column_words(c) if c not in data.metals else c for c in result.covariates) or "the coordinates"
+    lith = [c for c in result.covariates if c in data.metals]
     med_skill = float(summ["skill"].median())
-    worse = [f"{r.metal} in {r.medium}" for r in summ[summ["skill"] <= 0].itertuples()]
-    text = (f"Out of fold, the adaptive background predicted the background samples better than a static value "
-            f"for {int((summ['skill'] > 0).sum())} of {len(summ)} metal and medium combinations (median skill "
-            f"{med_skill:.2f}, range {summ['skill'].min():.2f} to {summ['skill'].max():.2f}; "
-            f"{out.ref('adaptive_background_models')}). "
-            + (f"For {_and(worse)} the inputs do not predict the background better than a single value, so "
-               "the adaptive background of these should not be interpreted. " if worse else "")
-            + ("The coordinates were model inputs. " if o.adaptive_coordinates else
-               "The coordinates were not model inputs. "))
+    good = summ[summ["skill"] >= 0.5].sort_values("skill", ascending=False)
+    poor = summ[summ["skill"] < 0.25]
+    multi = summ["medium"].nunique() > 1
+    lab = (lambda r: f"{r.metal} in {r.medium}") if multi else (lambda r: f"{r.metal}")
+    text = (f"**How well the background is predicted.** Out of fold, the model predicted the background samples "
+            f"better than a single static value for {int((summ['skill'] > 0).sum())} of {len(summ)} "
+            f"{'metal and medium combinations' if multi else 'metals'} (median skill {med_skill:.2f}, range "
+            f"{summ['skill'].min():.2f} to {summ['skill'].max():.2f}; {out.ref('adaptive_background_models')}). ")
+    if len(good):
+        text += ("For " + _and(f"{lab(r)} ({r.skill:.2f})" for r in good.itertuples())
+                 + f" most of the variation among background samples follows {inputs}"
+                 + (": where a metal's natural level follows the lithogenic elements "
+                    + _and(lith) + ", its high values are expected from the parent rock, not from inputs"
+                    if lith else "") + ". ")
+    if len(poor):
+        text += ("For " + _and(lab(r) for r in poor.itertuples()) + " the inputs barely predict the background "
+                 "(skill below 0.25): its variation is not geological in the sense of these inputs, which points to "
+                 "diffuse or local inputs, and its adaptive background is close to a single regional value. ")
+    text += (f"Samples more than {o.z_flag:g} predictive SDs above their own background are flagged: "
+             + _and(f"{int(r.n_flagged)} of {int(r.n_total)} for {lab(r)}"
+                    for r in summ.sort_values("n_flagged", ascending=False).head(3).itertuples())
+             + " at most. ")
     if result.em_summary is not None:
         em = result.em_summary
         cmp_ = summ[["medium", "metal", "n_train", "n_total", "skill", "n_flagged"]].merge(
@@ -400,28 +565,24 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
         cmp_disp = pd.DataFrame({
             "Medium": cmp_["medium"], "Metal": cmp_["metal"],
             "Training samples, robust": cmp_["n_train"].astype(str) + " / " + cmp_["n_total"].astype(str),
-            "Training samples, EM": cmp_["n_train_em"].astype(str) + " / " + cmp_["n_total"].astype(str),
-            "Skill, robust": cmp_["skill"], "Skill, EM": cmp_["skill_em"],
-            "Flagged, robust": cmp_["n_flagged"], "Flagged, EM": cmp_["n_flagged_em"]})
+            "Training samples, mixture": cmp_["n_train_em"].astype(str) + " / " + cmp_["n_total"].astype(str),
+            "Skill, robust": cmp_["skill"], "Skill, mixture": cmp_["skill_em"],
+            "Flagged, robust": cmp_["n_flagged"], "Flagged, mixture": cmp_["n_flagged_em"]})
         if cmp_disp["Medium"].nunique() == 1:
             cmp_disp = cmp_disp.drop(columns=["Medium"])
         out.table("adaptive_training_comparison", cmp_,
-                  "Training samples chosen by robust regression on the covariates against the EM selection of "
-                  "Sun et al. (2025): training set size, out-of-fold skill and samples flagged above background.",
-                  display=cmp_disp)
+                  "Training samples chosen by robust regression on the inputs against the Gaussian-mixture selection "
+                  "of Sun et al. (2025): training set size, out-of-fold skill and samples flagged above background.",
+                  display=cmp_disp, appendix=True)
         better = int((cmp_["skill"] > cmp_["skill_em"]).sum())
         fewer = int((cmp_["n_train_em"] < cmp_["n_train"]).sum())
-        text += (f"The robust selection gave the higher out-of-fold skill for {better} of {len(cmp_)} combinations "
-                 f"({out.ref('adaptive_training_comparison')}; each skill on its own training samples). "
-                 + (f"The EM selection trained on fewer samples for {fewer} of them: it keeps only the lowest "
-                    "dominant mixture component, which leaves out naturally high soils where the background follows "
-                    "parent material. " if fewer else
-                    "Here the mixture kept (nearly) all samples, so the EM selection did not remove anomalies. "))
-    out.markdown(text)
-    out.finding(f"The adaptive background, predicted out of fold from {_and(result.covariates) or 'the coordinates'}, "
-                f"had a median skill of {med_skill:.2f} over a static background (range {summ['skill'].min():.2f} to "
-                f"{summ['skill'].max():.2f}) and flagged {int(summ['n_flagged'].sum())} of {int(summ['n_total'].sum())} "
-                "sample values above their own background.", importance=0.6, refs=["adaptive_background_models"])
+        text += (f"The robust selection of training samples gave the higher skill for {better} of {len(cmp_)} "
+                 f"{'combinations' if multi else 'metals'} than the mixture selection of @sun2025adaptive "
+                 f"({out.ref('adaptive_training_comparison')})"
+                 + (f"; the mixture trained on fewer samples for {fewer}, because it keeps only the lowest dominant "
+                    "component and so leaves out naturally high soils. " if fewer else ". "))
+    text += ("The coordinates were model inputs, so part of a hot spot may be absorbed into its background. "
+             if o.adaptive_coordinates else "")
     exc = bg.excess_summary(a)
     unit0 = data.unit(data.media[0])
     out.table("adaptive_excess_summary", exc,
@@ -436,6 +597,28 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
                                     "Flagged above background": exc["n_flagged"],
                                     "Flagged excess share of total (%)": 100 * exc["share_excess_of_total"]}),
               appendix=True)
+    share = exc.set_index(["medium", "metal"])["share_excess_of_total"]
+    top = share.sort_values(ascending=False).head(2)
+    figs = [out.ref(f"adaptive_excess_map_{m}", "fig") for m in a["medium"].unique()]
+    text += ("Summed over the flagged samples, the excess above background is "
+             + _and(f"{100 * v:.1f} % of all {k[1]}{f' in {k[0]}' if multi else ''}" for k, v in top.items())
+             + f" and less for the other metals ({', '.join(figs)}; per metal in {out.ref('adaptive_excess_summary')}).")
+    out.markdown(text)
+    comp = result.comparison.dropna(subset=["ratio_to_literature"]) if len(result.comparison) else result.comparison
+    if len(comp):  # the metal of the baseline finding: furthest from the literature value
+        k = comp.loc[comp["ratio_to_literature"].apply(lambda v: abs(np.log(v)) if v > 0 else 0).idxmax()]
+        pick = summ[(summ["metal"] == k["metal"]) & (summ["medium"] == k["medium"])]
+    else:
+        pick = summ.loc[[summ["skill"].idxmax()]]
+    if len(pick):
+        r = pick.iloc[0]
+        out.finding(f"Predicted out of fold from {inputs}, the natural background of {r['metal']} in {r['medium']} "
+                    f"reached a skill of {r['skill']:.2f} over a single regional value (range over "
+                    f"{'combinations' if multi else 'metals'} {summ['skill'].min():.2f} to {summ['skill'].max():.2f}); "
+                    f"only {int(r['n_flagged'])} of {int(r['n_total'])} samples "
+                    f"({100 * r['n_flagged'] / max(r['n_total'], 1):.0f} %) lie more than {o.z_flag:g} predictive SDs "
+                    "above their own background.",
+                    importance=0.65, refs=["adaptive_background_models"])
     out.limitation("The adaptive background uses a sparse Gaussian process (inducing points) and kernel "
                    "hyperparameters fitted once on all training samples; each sample's background is otherwise "
                    "predicted by a model that did not see it.")
@@ -444,15 +627,20 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
         g = result.adaptive_grid
         out.table("adaptive_background_grid", g, "Adaptive background per grid cell.", in_report=False)
         for m in g["medium"].unique():
-            fig = bg.plot_maps(g[g["medium"] == m], value="background", unit=data.unit(m), coordinate_unit=cu, cell=True)
+            fig = bg.plot_maps(g[g["medium"] == m], value="background", unit=data.unit(m), coordinate_unit=cu,
+                               cell=True, crs=p.data.crs)
             out.figure(f"adaptive_background_map_{m}", fig,
                        f"Adaptive background of the metals in {m} on the prediction grid (model on "
-                       + _and(result.grid_inputs) + "; log colour scale).")
+                       + _and(bl.column_words(c) if c not in data.metals else c for c in result.grid_inputs)
+                       + "; log colour scale).", appendix=True,
+                       group="adaptive_background_map" if g["medium"].nunique() > 1 else None)
             plt.close(fig)
     for m in a["medium"].unique():
         am = a[a["medium"] == m].merge(data.sites(m)[["x", "y"]], left_on="sample_id", right_index=True)
-        fig = bg.plot_maps(am, value="excess", unit=data.unit(m), coordinate_unit=cu, cmap="magma_r", scale="sqrt")
+        fig = bg.plot_maps(am, value="excess", unit=data.unit(m), coordinate_unit=cu, cmap="magma_r", scale="sqrt",
+                           crs=p.data.crs)
         out.figure(f"adaptive_excess_map_{m}", fig,
                    f"Anthropogenic excess $E = \\max(C - B, 0)$ of the metals in {m} over the out-of-fold adaptive "
-                   "background (grey: no excess; square-root colour scale).")
+                   "background (grey: no excess; square-root colour scale).", appendix=True,
+                   group="adaptive_excess_map" if a["medium"].nunique() > 1 else None)
         plt.close(fig)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from .. import crossmedia as cm
 from .. import sem
 from ..context import StageContext
+from ..outputs import ref_id
 from ..params import StageOptions
 from .base import StageSpec, needs_two_paired_media
 
@@ -39,6 +40,9 @@ class Options(StageOptions):
     sem_refine_threshold: float = Field(default=0.3, ge=0.0, lt=1.0,
                                         description="|standardized loading| below which an indicator is dropped")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level for tests and marks")
+    known_truth: str | None = Field(default=None, description="generated demo regions only: CSV of the generator's "
+                                    "true slopes of log10 Kd on the drivers (metal, variable, true_slope_per_unit), "
+                                    "compared with what the regression recovered")
 
     @field_validator("sem_model")
     @classmethod
@@ -71,6 +75,7 @@ class Result:
     kd_drivers : Spearman and regression statistics of log10 Kd on the drivers (None without drivers).
     sem_model : the a priori model; sem_fit : the fitted (possibly refined) :class:`hmlib.sem.SEMResult`;
     sem_steps : the refinement log (None without refinement).
+    truth : generated demo regions: recovered against true Kd slopes (:func:`hmlib.crossmedia.effect_truth_recovery`).
     """
 
     skipped: str | None
@@ -84,6 +89,7 @@ class Result:
     sem_model: str | None = None
     sem_fit: sem.SEMResult | None = None
     sem_steps: pd.DataFrame | None = None
+    truth: pd.DataFrame | None = None
 
 
 def _kd_site(ctx: StageContext) -> pd.DataFrame | None:
@@ -98,6 +104,8 @@ def check(ctx: StageContext) -> list[str]:
     variables that are not site-table columns."""
     o, data = ctx.options, ctx.data
     problems = []
+    if o.known_truth and not ctx.params.resolve(o.known_truth).is_file():
+        problems.append(f"stages.crossmedia.known_truth: got {o.known_truth!r}; expected an existing CSV file")
     kd_site = _kd_site(ctx)
     if kd_site is not None:
         bad = [d for d in o.kd_drivers if d not in kd_site.columns]
@@ -145,6 +153,8 @@ def run(ctx: StageContext) -> Result:
         r.kd, r.kd_summary, r.kd_tests = kd, summary, cm.kd_group_tests(kd)
         if drivers:
             r.kd_drivers = cm.kd_drivers(kd, kd_site[drivers])
+            if o.known_truth:
+                r.truth = cm.effect_truth_recovery(r.kd_drivers, cm.read_effect_truth(p.resolve(o.known_truth)))
     site_sem = cm.site_table(data, log10=o.sem_log10)
     r.sem_model = o.sem_model or cm.default_sem_model(site_sem, media=data.media, metals=data.metals)
     if o.sem_refine:
@@ -155,19 +165,28 @@ def run(ctx: StageContext) -> Result:
 
 
 def report(ctx: StageContext, result: Result) -> None:
-    """The crossmedia section: methods, Kd tables and figures, drivers, SEM fit, estimates and path diagram."""
+    """The crossmedia section: methods, partitioning (Kd by group, its controls, a demo's known truth), then the
+    SEM with its fit stated before its paths; long tables and the model syntax in the appendix."""
     o, data, out = ctx.options, ctx.data, ctx.out
     if result.skipped:
         out.markdown(f"This analysis was not run: {result.skipped}.")
         return
-    out.markdown(cm.methods_text(solid_medium=o.solid_medium, water_medium=o.water_medium, drivers=result.drivers,
-                                 sem_log10=o.sem_log10, sem_refine=o.sem_refine, threshold=o.sem_refine_threshold,
-                                 alpha=o.alpha, n_sites=result.n_sites, include_kd=result.has_kd))
     if not result.has_kd:
-        out.markdown(f"The region has no {o.solid_medium}-{o.water_medium} pair (media: {', '.join(data.media)}), so "
-                     "partition coefficients are not computed; only the structural equation model is reported.")
+        out.title = "Cross-media behaviour: structural equation model (no sediment-water pair for partitioning)"
+    kw = dict(solid_medium=o.solid_medium, water_medium=o.water_medium, drivers=result.drivers,
+              sem_log10=o.sem_log10, sem_refine=o.sem_refine, threshold=o.sem_refine_threshold, alpha=o.alpha,
+              n_sites=result.n_sites)
+    if not result.has_kd:
+        out.markdown(f"The region has no {o.solid_medium} and {o.water_medium} sampled at the same sites (media: "
+                     f"{', '.join(data.media)}), so partition coefficients are not computed; only the structural "
+                     "equation model is reported.")
     else:
+        out.markdown(f"## Partitioning between {o.solid_medium} and {o.water_medium}")
+        out.markdown(cm.methods_text(**kw, include_kd=True, include_sem=False))
         _report_kd(ctx, result)
+    out.markdown("## Structural equation model of the media")
+    out.markdown(cm.methods_text(**kw, include_kd=False, include_sem=True))
+    out.markdown(cm.sem_methods_details(), appendix=True)
     _report_sem(ctx, result)
 
 
@@ -175,85 +194,123 @@ def _report_kd(ctx: StageContext, result: Result) -> None:
     o, out = ctx.options, ctx.out
     kd, summary, tests, alpha = result.kd, result.kd_summary, result.kd_tests, o.alpha
     out.table("kd", kd[["site_id", "metal", "kd", "log10_kd", "group"]],
-              "Partition coefficient per site and metal (Wu et al. 2025 scale: Cs in mg/kg over Cw in µg/L, × 100).",
-              in_report=False)
-    out.table("kd_summary", summary,
-              f"log10 Kd of each metal by group and over all sites ({o.solid_medium}/{o.water_medium}); the last "
-              "column counts Kd values involving a non-detect (approximate).",
-              display=summary.assign(group=summary["group"].astype(str).str.replace("_", " "))[
-                  ["metal", "group", "n", "median_kd", "mean", "sd", "median", "p25", "p75", "n_non_detect"]
-              ].rename(columns={"metal": "Metal", "group": "Group", "n": "n",
-                                "median_kd": "Median Kd ((mg/kg)/(µg/L) × 100)", "mean": "Mean log10 Kd", "sd": "SD",
-                                "median": "Median log10 Kd", "p25": "P25", "p75": "P75",
-                                "n_non_detect": "Non-detect pairs"}), max_rows=60)
-    out.figure("kd_boxplot", cm.kd_boxplot(kd), f"Distributions of log10 Kd ({o.solid_medium}/{o.water_medium}, Wu et "
-               "al. 2025 scale) by group; boxes span the quartiles, whiskers 1.5 IQR, points beyond them are single "
-               "sites.")
-    sig = []
-    if tests["n_groups"].max() >= 2:
-        out.table("kd_group_tests", tests, f"Kruskal-Wallis tests of log10 Kd differences between groups; p < {alpha:g} "
-                  "indicates that at least one group differs.",
-                  display=tests.rename(columns={"metal": "Metal", "n": "Sites", "n_groups": "Groups"}))
-        sig = tests.loc[tests["p"] < alpha, "metal"].tolist()
-    allg = summary[summary["group"] == "all"].sort_values("median")
-    lo, hi = allg.iloc[0], allg.iloc[-1]
-    out.markdown(
-        f"**Results: partitioning.** Median log10 Kd ranged from {lo['median']:.2f} for {lo['metal']} (weakest "
-        f"affinity for {o.solid_medium}, most mobile) to {hi['median']:.2f} for {hi['metal']} (order: "
-        f"{' < '.join(allg['metal'])}). "
-        + (f"Kd differed between groups (Kruskal-Wallis p < {alpha:g}) for {', '.join(sig)}." if sig else
-           "No metal's Kd differed significantly between groups." if tests["n_groups"].max() >= 2 else ""))
+              "Partition coefficient per site and metal (scale of Wu et al. 2025: Cs in mg/kg over Cw in µg/L, "
+              "× 100).", in_report=False)
+    has_groups = bool((tests["n_groups"] >= 2).any())
+    out.table("kd_by_group", summary,
+              f"Median log10 Kd ({o.solid_medium} over {o.water_medium}) of each metal"
+              + (" in each group and" if has_groups else "") + " over all sites with the interquartile range (IQR), "
+              "metals from the most mobile to the most retained; median Kd on the scale of Wu et al. (2025), "
+              "(mg/kg)/(µg/L) × 100"
+              + (f"; Kruskal-Wallis p of the difference between groups (read against {alpha:g} divided by the "
+                 "number of metals)" if has_groups else "")
+              + "; the last column counts Kd values computed from a non-detect (approximate). The full table adds "
+                "the mean, SD and range per group.",
+              display=cm.kd_group_display(summary, tests if has_groups else None))
+    out.figure("kd_boxplot", cm.kd_boxplot(kd), f"Distributions of log10 Kd ({o.solid_medium} over {o.water_medium}) "
+               "by group; boxes span the quartiles, whiskers 1.5 IQR, points beyond them are single sites.")
+    if has_groups:
+        out.table("kd_group_tests", tests, f"Kruskal-Wallis tests of log10 Kd differences between groups; p < "
+                  f"{alpha:g} / (number of metals) indicates that at least one group differs.",
+                  display=tests.rename(columns={"metal": "Metal", "n": "Sites", "n_groups": "Groups"}), appendix=True)
+    refs = f"{out.ref('kd_by_group')}, {out.ref('kd_boxplot', 'fig')}"
+    out.markdown("**Results.** " + cm.partitioning_text(summary, tests if has_groups else None, solid_medium=o.solid_medium,
+                                      water_medium=o.water_medium, alpha=alpha, refs=refs))
     drv = result.kd_drivers
     if drv is None:
-        out.markdown("No numeric water-quality or sediment variables are available, so Kd drivers are not analysed.")
+        out.markdown("No numeric water-quality or sediment variables are available, so the controls on Kd are not "
+                     "analysed.")
         return
+    out.figure("kd_drivers", cm.drivers_heatmaps(drv, alpha=alpha),
+               f"log10 Kd against each water-quality and {o.solid_medium} variable: Spearman correlation one variable "
+               "at a time (left) and standardized coefficients of the multiple regression on all variables jointly "
+               f"(right); blue positive, red negative; * p < {alpha:g}, ** p < {alpha / 5:g}.")
     out.table("kd_drivers", drv,
-              f"Spearman correlations of log10 Kd with water-quality and {o.solid_medium} variables, and the "
-              "standardized coefficients (beta) of a multiple regression of log10 Kd on all of them (both sides "
-              "z-scored); VIF: variance inflation factor; R² adj: adjusted R² of the metal's regression.",
+              f"Spearman correlations of log10 Kd with the water-quality and {o.solid_medium} variables, the "
+              "standardized coefficients (β) of a multiple regression of log10 Kd on all of them, the slope per unit "
+              "of the variable with its 95 % confidence interval, the variance inflation factor (VIF) and the "
+              "adjusted R² of each metal's regression.",
               display=drv.assign(variable=drv["variable"].map(cm.variable_label))[
-                  ["metal", "variable", "n", "spearman_rho", "spearman_p", "beta_std", "beta_p", "vif", "r2_adj"]
+                  ["metal", "variable", "n", "spearman_rho", "spearman_p", "beta_std", "beta_p", "slope",
+                   "slope_ci_low", "slope_ci_high", "vif", "r2_adj"]
               ].rename(columns={"metal": "Metal", "variable": "Variable", "n": "Sites", "spearman_rho": "Spearman ρ",
                                 "spearman_p": "p (ρ)", "beta_std": "β (standardized)", "beta_p": "p (β)",
-                                "vif": "VIF", "r2_adj": "R² adj"}), max_rows=80)
-    out.figure("kd_drivers_spearman", cm.drivers_heatmap(drv, value="spearman_rho", p="spearman_p", alpha=alpha,
-                                                         title="Spearman ρ"),
-               f"Spearman correlation of log10 Kd with each variable; * p < {alpha:g}, ** p < {alpha / 5:g}.",
-               width="80%")
-    out.figure("kd_drivers_beta", cm.drivers_heatmap(drv, value="beta_std", p="beta_p", alpha=alpha,
-                                                     title="standardized β"),
-               f"Standardized regression coefficients of log10 Kd on all variables jointly; * p < {alpha:g}, "
-               f"** p < {alpha / 5:g}.", width="80%")
-    top = drv.loc[drv["beta_std"].abs().groupby(drv["metal"], sort=False).idxmax().dropna()]
-    lines = [f"- {r.metal}: {cm.variable_label(r.variable)} (β = {r.beta_std:.2f}, "
-             f"{'p < 0.001' if r.beta_p < 0.001 else f'p = {r.beta_p:.2g}'}; Spearman ρ = {r.spearman_rho:.2f}, "
-             f"{'p < 0.001' if r.spearman_p < 0.001 else f'p = {r.spearman_p:.2g}'}; R² adj of the regression = "
-             f"{r.r2_adj:.2f})" for r in top.itertuples()]
-    out.markdown("**Results: controls on partitioning.** For each metal, the variable with the largest absolute "
-                 "standardized coefficient:\n\n" + "\n".join(lines))
+                                "slope": "Slope (log10 Kd per unit)", "slope_ci_low": "95 % CI low",
+                                "slope_ci_high": "95 % CI high", "vif": "VIF", "r2_adj": "R² adj"}),
+              max_rows=80, appendix=True)
+    out.markdown(cm.drivers_text(drv, alpha=alpha, refs=f"{out.ref('kd_drivers', 'fig')}; all coefficients in "
+                                                        f"{out.ref('kd_drivers')}"))
+    if result.truth is not None and len(result.truth):
+        _report_truth(ctx, result)
+
+
+def _report_truth(ctx: StageContext, result: Result) -> None:
+    """Generated demo: the regression's slopes against the generator's true slopes."""
+    out, t = ctx.out, result.truth
+    focus = str(t.loc[t["true_slope"].abs().idxmax(), "metal"])
+    inside, n = int(t["within_ci"].sum()), len(t)
+    nz = t[t["true_slope"] != 0]
+    out.table("crossmedia_truth_check", t,
+              "Check against the generator (generated data only): the slope of log10 Kd on each variable estimated "
+              f"by the regression, with its 95 % confidence interval, against the slope the data were generated "
+              f"with; {focus} row by row, the other metals summarised per variable (their ranges). The full table "
+              "lists every metal.",
+              display=cm.effect_truth_display(t, focus=focus))
+    out.markdown(
+        f"**Check against the generator.** These data are generated with known partition coefficients, so the "
+        f"regression can be checked ({out.ref('crossmedia_truth_check')}): the 95 % confidence interval contains the "
+        f"true slope for {inside} of {n} metal-variable pairs (about {0.95 * n:.0f} expected by chance alone), and "
+        f"the sign of {int((nz['sign_recovered'] == True).sum())} of {len(nz)} non-zero true "  # noqa: E712
+        "effects is recovered with an interval that excludes zero. Dissolved oxygen has no effect of its own in the "
+        "generator (it acts only through pH), and the regression finds none. The true effects not detected are a "
+        f"matter of power: with {result.n_sites} sites, small true slopes (such as the weak salinity effect on "
+        f"metals other than {focus}) are estimated with intervals that include zero, so an effect this analysis "
+        "does not find may still exist.")
+    out.limitation(f"With {result.n_sites} paired sites the regression of log10 Kd detects only the larger effects: "
+                   f"in the generated data, {len(nz) - int((nz['sign_recovered'] == True).sum())} of {len(nz)} true "  # noqa: E712
+                   "non-zero slopes were not distinguished from zero.")
 
 
 def _report_sem(ctx: StageContext, result: Result) -> None:
     o, out = ctx.options, ctx.out
     fit, model_txt, steps, alpha = result.sem_fit, result.sem_model, result.sem_steps, o.alpha
-    out.markdown(("The model was specified in the region's parameters" if o.sem_model else
-                  "No model was given in the parameters; the default model (one latent system per medium measured by "
-                  "its metals, chained in media order) was fitted")
-                 + f" ({'log10 concentrations, ' if o.sem_log10 else ''}z-scored, N = {fit.n} sites with complete "
-                 "data):\n\n```\n" + model_txt.strip() + "\n```"
-                 + ("" if fit.model.strip() == model_txt.strip() else
-                    "\n\nThe model after refinement, on which the estimates below are based:\n\n```\n"
-                    + fit.model.strip() + "\n```"))
+    spec = ("the model specified for this region" if o.sem_model else
+            "the default model (one latent system per medium measured by its metals, chained in media order)")
+    out.markdown(f"**Model.** The model fitted is {spec}; it is listed statement by statement in "
+                 f"{out.ref('sem_model')}"
+                 + (f", with the {len(steps) - 1} refinement step{'s' if len(steps) != 2 else ''} that dropped weakly "
+                    f"loading indicators ({out.ref('sem_refinement')})" if steps is not None and len(steps) > 1 else "")
+                 + f". Inputs: {'log10 concentrations and covariates, ' if o.sem_log10 else ''}z-scored, N = {fit.n} "
+                   "sites with complete data.")
+    refined = fit.model.strip() != model_txt.strip()
+    for name, txt, what in (("sem_model", model_txt, "a priori model"),
+                            ("sem_model_refined", fit.model, "model after refinement, on which the estimates rest")):
+        if name == "sem_model_refined" and not refined:
+            continue
+        path = out.file(f"{name}.lav")
+        path.write_text(txt.strip() + "\n", encoding="utf-8")
+        mt = cm.sem_model_table(txt)
+        out.table(name, mt, f"The {what}, statement by statement: latent systems measured by their indicators, "
+                  "regressions and covariances (the same model in lavaan syntax: "
+                  f"[{path.name}](files/{path.name})).",
+                  display=mt[["part", "left", "relation", "right"]].rename(columns={
+                      "part": "Part", "left": "Variable", "relation": "Relation", "right": "Variables"}),
+                  appendix=True)
     if steps is not None:
+        disp = steps.assign(action=[
+            "initial model" if pd.isna(r.indicator) else
+            f"dropped {cm.variable_phrase(r.indicator)} from {cm.variable_phrase(r.latent)}"
+            for r in steps.itertuples()])
         out.table("sem_refinement", steps,
-                  f"Model refinement: each step drops the indicator with the smallest |standardized loading| below "
-                  f"{o.sem_refine_threshold:g} and refits; fit indices after the step. AIC compares models of the same "
-                  "observed variables only (it changes when an indicator leaves the data).",
-                  display=steps[["step", "action", "std_loading", "chi2", "df", "CFI", "TLI", "RMSEA", "SRMR",
-                                 "AIC"]].rename(columns={"step": "Step", "action": "Action",
-                                                         "std_loading": "Std. loading", "chi2": "χ²"}))
+                  f"Model refinement: each step drops the indicator with the smallest absolute standardized loading "
+                  f"below {o.sem_refine_threshold:g} and refits; fit indices after the step. AIC compares models of "
+                  "the same observed variables only (it changes when an indicator leaves the data).",
+                  display=disp[["step", "action", "std_loading", "chi2", "df", "CFI", "TLI", "RMSEA", "SRMR",
+                                "AIC"]].rename(columns={"step": "Step", "action": "Action",
+                                                        "std_loading": "Std. loading", "chi2": "χ²"}),
+                  appendix=True)
     if not fit.ok:
-        out.markdown(f"**The structural equation model could not be reported.** {fit.message[0].upper() + fit.message[1:]}.")
+        out.markdown(f"**The structural equation model could not be estimated.** {fit.message[0].upper() + fit.message[1:]}.")
         out.table("sem_estimates", pd.DataFrame(columns=["lhs", "op", "rhs", "estimate", "std_estimate", "se", "p"]),
                   "SEM estimates (none: the model was not estimated).", in_report=False)
         out.table("sem_fit", pd.DataFrame({"index": ["estimated"], "value": [0.0]}),
@@ -261,45 +318,76 @@ def _report_sem(ctx: StageContext, result: Result) -> None:
         out.limitation(f"The structural equation model could not be estimated: {fit.message}.")
         return
     est = fit.estimates
-    out.table("sem_estimates", est,
-              "SEM estimates: =~ loading of an indicator on a latent system, ~ regression (lhs on rhs), ~~ "
-              "(co)variance (between two variables: residual covariance, standardized as a residual correlation); "
-              "estimate on z-scored inputs, std_estimate fully standardized (lavaan's std.all); SE and Wald p of "
-              "the estimate (SE 0 and no p for fixed parameters).",
-              display=est[~((est["op"] == "~~") & (est["lhs"] == est["rhs"]))].rename(
-                  columns={"estimate": "Estimate", "std_estimate": "Std. estimate", "se": "SE"}), max_rows=80)
     fv = fit.fit.set_index("index")["value"]
+    key = ["chi2", "df", "p", "CFI", "TLI", "RMSEA", "RMSEA_ci90_lower", "RMSEA_ci90_upper", "RMSEA_pclose", "SRMR",
+           "n"]
+    names = {"chi2": "χ²", "df": "degrees of freedom", "p": "p (exact fit)", "CFI": "CFI (≥ 0.95)",
+             "TLI": "TLI (≥ 0.95)", "RMSEA": "RMSEA (≤ 0.06)", "RMSEA_ci90_lower": "RMSEA, 90 % CI low",
+             "RMSEA_ci90_upper": "RMSEA, 90 % CI high", "RMSEA_pclose": "p (close fit, RMSEA ≤ 0.05)",
+             "SRMR": "SRMR (≤ 0.08)", "n": "sites"}
     out.table("sem_fit", fit.fit,
-              "Fit of the SEM (ML): χ² test of exact fit, CFI, TLI, RMSEA with 90% CI and p of close fit (RMSEA ≤ "
-              "0.05), SRMR, AIC and BIC (conditional on observed predictors, as lavaan); conventional cut-offs CFI, "
-              "TLI ≥ 0.95, RMSEA ≤ 0.06, SRMR ≤ 0.08.",
-              display=fit.fit.rename(columns={"index": "Index", "value": "Value"}))
-    verdict = {k: (fv[k] >= c if op == ">=" else fv[k] <= c) for k, (op, c) in sem.CUTOFFS.items()}
-    met = [k for k, ok in verdict.items() if ok]
-    unmet = [k for k, ok in verdict.items() if not ok]
-    out.markdown(
-        f"**Results: SEM fit.** χ² = {fv['chi2']:.1f} (df = {fv['df']:.0f}, p = {fv['p']:.3g}), CFI = {fv['CFI']:.3f}, "
-        f"TLI = {fv['TLI']:.3f}, RMSEA = {fv['RMSEA']:.3f} (90% CI {fv['RMSEA_ci90_lower']:.3f}-"
-        f"{fv['RMSEA_ci90_upper']:.3f}), SRMR = {fv['SRMR']:.3f}. "
-        + ("All four indices meet the conventional cut-offs." if not unmet else
-           f"{', '.join(unmet)} {'does' if len(unmet) == 1 else 'do'} not meet the conventional cut-offs"
-           + (f" ({', '.join(met)} {'does' if len(met) == 1 else 'do'})" if met else "")
-           + "; the model describes the cross-media structure only approximately and its path coefficients should be "
-           "read with that in mind.")
-        + ("" if not fit.warnings else " Note: " + "; ".join(fit.warnings) + "."))
+              "Fit of the structural equation model (maximum likelihood), with the conventional cut-offs of Hu and "
+              "Bentler (1999) in brackets. The full table adds the baseline model, AIC, BIC and the log-likelihood.",
+              display=pd.DataFrame({"Index": [names[k] for k in key if k in fv.index],
+                                    "Value": [fv[k] for k in key if k in fv.index]}))
+    out.markdown(cm.sem_fit_text(fit, ref=out.ref("sem_fit")))
     lab = cm.sem_labels(fit)
-    paths = est[est["op"] == "~"]
-    out.markdown("**Results: structural paths** (standardized): " + "; ".join(
-        f"{cm.variable_label(r.rhs) if r.rhs in fit.observed else lab[r.rhs]} → "
-        f"{cm.variable_label(r.lhs) if r.lhs in fit.observed else lab[r.lhs]} β = {r.std_estimate:.2f} "
-        f"({'p < 0.001' if r.p < 0.001 else f'p = {r.p:.2g}'})" for r in paths.itertuples())
-        + ". Standardized coefficients above 1 in absolute value can arise when correlated predictors act on the "
-        "same variable; they are not errors but should not be read as correlations.")
     out.figure("sem_path_diagram", sem.path_diagram(fit, alpha=alpha, labels=lab),
-               "Path diagram of the SEM: ellipses are latent geochemical systems, boxes observed variables. Arrows "
-               "carry standardized estimates: blue positive, red negative, width proportional to magnitude, opaque "
-               f"p < {alpha:g}, half-transparent p < 0.10, faint otherwise (* p < {alpha:g}); dashed curves are "
-               "covariances.")
-    out.finding(f"The structural equation model of the paired sites has CFI = {fv['CFI']:.3f} and RMSEA = "
-                f"{fv['RMSEA']:.3f} (90% CI {fv['RMSEA_ci90_lower']:.3f}-{fv['RMSEA_ci90_upper']:.3f}, N = {fit.n}).",
-                importance=0.5, refs=("sem_fit",))
+               "Path diagram of the structural equation model: ellipses are latent geochemical systems, boxes observed "
+               "variables. Arrows carry standardized estimates: blue positive, red negative, width proportional to "
+               f"magnitude, opaque p < {alpha:g}, half-transparent p < 0.10, faint otherwise (* p < {alpha:g}); "
+               "dashed curves are covariances.")
+    out.markdown(cm.sem_paths_text(fit, labels=lab, drivers=result.kd_drivers, water_medium=o.water_medium,
+                                   alpha=alpha, ref=f"{out.ref('sem_path_diagram', 'fig')}; all estimates in "
+                                                    f"{out.ref('sem_estimates')}"))
+    out.table("sem_estimates", est,
+              "Estimates of the structural equation model: loadings of the indicators on their latent system "
+              "(measured by), regressions (regressed on) and covariances (between two variables: residual "
+              "covariance, standardized as a residual correlation); estimates on z-scored inputs, fully standardized estimates "
+              "(as lavaan's std.all), standard error and Wald p (no SE or p for fixed parameters).",
+              display=est[~((est["op"] == "~~") & (est["lhs"] == est["rhs"]))].assign(
+                  lhs=lambda d: d["lhs"].map(cm.variable_phrase), rhs=lambda d: d["rhs"].map(cm.variable_phrase),
+                  op=lambda d: d["op"].map({"=~": "measured by", "~": "regressed on", "~~": "covaries with"})
+              ).rename(
+                  columns={"lhs": "Variable", "op": "Relation", "rhs": "Other variable", "estimate": "Estimate",
+                           "std_estimate": "Std. estimate", "se": "SE", "p": "p"}), max_rows=80, appendix=True)
+    _findings(ctx, result)
+
+
+def _findings(ctx: StageContext, result: Result) -> None:
+    """Key findings: the strongest control on Kd (slope with CI), the most and least mobile metal (IQR), the
+    SEM fit (CI of RMSEA); limitation on the fit when it misses the cut-offs."""
+    o, out, fit = ctx.options, ctx.out, result.sem_fit
+    drv = result.kd_drivers
+    if drv is not None and drv["beta_std"].notna().any():
+        r = drv.loc[drv["beta_std"].abs().idxmax()]
+        if r.beta_p < o.alpha:
+            phrase = cm.variable_phrase(r.variable)
+            out.finding(f"{phrase[0].upper() + phrase[1:]} is the strongest control on how {r.metal} "
+                        f"partitions between {o.solid_medium} and {o.water_medium}: log10 Kd changes by "
+                        f"{r.slope:+.3f} per {cm.variable_unit(r.variable)} (95 % CI {r.slope_ci_low:+.3f} to {r.slope_ci_high:+.3f}; "
+                        f"standardized β = {r.beta_std:.2f}, adjusted R² {r.r2_adj:.2f}).",
+                        importance=0.55, refs=[ref_id("fig", "kd_drivers"), ref_id("tbl", "kd_drivers")])
+            out.conclusion(f"{phrase[0].upper() + phrase[1:]} controls how {r.metal} partitions between "
+                           f"{o.solid_medium} and {o.water_medium} (log10 Kd {r.slope:+.3f} per "
+                           f"{cm.variable_unit(r.variable)}, 95 % CI {r.slope_ci_low:+.3f} to {r.slope_ci_high:+.3f}); "
+                           "the structural equation model tells the same story but fits only approximately, so its "
+                           "paths are descriptive.")
+    if result.kd_summary is not None:
+        a = result.kd_summary[result.kd_summary["group"] == "all"].sort_values("median")
+        lo, hi = a.iloc[0], a.iloc[-1]
+        out.finding(f"{lo['metal']} is the most mobile metal between {o.solid_medium} and {o.water_medium} (median "
+                    f"log10 Kd {lo['median']:.2f}, interquartile range {lo['p25']:.2f}-{lo['p75']:.2f}) and "
+                    f"{hi['metal']} the most retained ({hi['median']:.2f}, {hi['p25']:.2f}-{hi['p75']:.2f}).",
+                    importance=0.45, refs=[ref_id("tbl", "kd_by_group")])
+    if fit is not None and fit.ok:
+        fv = fit.fit.set_index("index")["value"]
+        good = fv["CFI"] >= 0.95 and fv["RMSEA"] <= 0.06
+        out.finding(f"The structural equation model of the {fit.n} paired sites fits "
+                    f"{'well' if good else 'only approximately'} (CFI {fv['CFI']:.3f}, RMSEA {fv['RMSEA']:.3f}, "
+                    f"90 % CI {fv['RMSEA_ci90_lower']:.3f}-{fv['RMSEA_ci90_upper']:.3f})"
+                    + ("." if good else ", so its paths describe co-variation between the media rather than "
+                       "confirmed pathways."), importance=0.35, refs=[ref_id("tbl", "sem_fit")])
+        if not good:
+            out.limitation(f"The cross-media structural equation model misses the conventional fit cut-offs (CFI "
+                           f"{fv['CFI']:.3f}, RMSEA {fv['RMSEA']:.3f}); its path coefficients are descriptive.")

@@ -86,6 +86,12 @@ def run(ctx: StageContext) -> Result:
     # limit is above a threshold counted as "cannot tell" (hmlib.descriptive.exceedance_samples)
     exc_samples = pd.concat([_exceedance_samples(ctx, m) for m in media], ignore_index=True)
     exc = dq.exceedance_summary(exc_samples)
+    # 95 % Wilson score intervals of the shares above each value (statsmodels)
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(exc["n_exceeding"].to_numpy(), exc["n"].clip(lower=1).to_numpy(), alpha=0.05,
+                                method="wilson")
+    exc = exc.assign(ci_low=lo, ci_high=hi)
     corr = pd.concat([dq.correlation_table(data.wide(m), medium=m, log=o.correlation_log) for m in media],
                      ignore_index=True)
     return Result(overview=dq.data_overview(data), summary=summary, normality=normality, outliers=outliers,
@@ -113,74 +119,259 @@ def _thresholds(exc: pd.DataFrame) -> dict:
     return out
 
 
+def _pairs_text(corr: pd.DataFrame, medium: str, *, method: str = "spearman", r_min: float = 0.5) -> str:
+    """The strongest correlations of one medium as words: 'Co–Ni (0.78), Cr–Ni (0.69)'."""
+    c = corr[(corr["medium"] == medium) & (corr["method"] == method)].dropna(subset=["r"])
+    c = c.reindex(c["r"].abs().sort_values(ascending=False).index)
+    strong = c[c["r"].abs() >= r_min].head(6)
+    return ", ".join(f"{r.metal_a}–{r.metal_b} ({r.r:.2f})" for r in strong.itertuples())
+
+
 def report(ctx: StageContext, result: Result) -> None:
-    """The data-quality section: methods, overview, statistics, tests, exceedance, correlations, maps."""
+    """The data-quality section: methods, overview, statistics, exceedance, correlations; diagnostics in the appendix."""
+    import matplotlib.pyplot as plt
+
     data, p, o, out = ctx.data, ctx.params, ctx.options, ctx.out
     refs = p.references
-    out.markdown(dq.methods_text(background_set=refs.background, guideline_set=refs.guideline,
-                                 iqr_factor=o.iqr_factor, alpha=o.alpha, substitution=p.non_detects.substitution,
-                                 imputation=p.non_detects.imputation, correlation_log=o.correlation_log))
+    media = list(data.media)
+    out.markdown("## Methods\n\n" + dq.methods_text(background_set=refs.background, guideline_set=refs.guideline,
+                                 water_standard_set=refs.water_standard if any(data.unit(m) == "ug/L" for m in media)
+                                 else None, iqr_factor=o.iqr_factor, alpha=o.alpha,
+                                 substitution=p.non_detects.substitution, imputation=p.non_detects.imputation,
+                                 correlation_log=o.correlation_log))
     ov = result.overview
-    out.table("data_overview", ov, "Data overview: samples, metals, censored (non-detect) and missing values per "
-              "medium.", display=ov.rename(columns={"medium": "Medium", "n_samples": "Samples", "metals": "Metals",
-                                                    "unit": "Unit", "n_censored": "Non-detects", "n_missing": "Missing",
-                                                    "n_imputed": "Imputed", "grid_cells": "Grid cells"}))
+    out.table("data_overview", ov, "Samples, metals, non-detects and missing values per medium.", in_report=False)
+    # --- overview and distributions ------------------------------------------------------
+    parts = []
+    for r in ov.itertuples():
+        extra = [f"{r.n_censored} non-detects" if r.n_censored else "no non-detects",
+                 f"{r.n_missing} missing values" if r.n_missing else "no missing values"]
+        parts.append(f"{r.n_samples} {r.medium} samples ({r.unit}) with {_n_metals(r.metals)}, {' and '.join(extra)}")
+    grid = int(ov["grid_cells"].max()) if len(ov) else 0
+    s = result.summary
+    wide = s.pivot_table(index=["medium", "metal"], columns="statistic", values="value", sort=False)
+    skewed = wide[wide["skewness"] > 1].reset_index()
+    norm = result.normality.pivot_table(index=["medium", "metal"], columns="scale", values="p", sort=False)
+    lognormal = int((norm["log"] >= o.alpha).sum()) if "log" in norm else 0
+    raw_normal = int((norm["raw"] >= o.alpha).sum()) if "raw" in norm else 0
+    n_out = int(result.outliers["n_outliers"].sum())
+    ratio = (wide["max"] / wide["median"]).replace([float("inf")], float("nan")).dropna()
+    top = ratio.sort_values(ascending=False).head(2)
+    box_refs = ", ".join(out.ref(f"dq_boxplots_{m}", "fig") for m in media)
+    text = ("## Results\n\nThe data set holds " + "; ".join(parts) + (f", and a prediction grid of {grid} cells" if grid else "")
+            + ". ")
+    if len(skewed):
+        text += (f"Concentrations are right-skewed (skewness above 1 for {_and(skewed['metal'].unique())}; "
+                 f"{out.ref('summary_statistics')}, {box_refs}), with maxima up to "
+                 + _and(f"{v:.1f} times the median for {k[1]}" + (f" in {k[0]}" if len(media) > 1 else "")
+                        for k, v in top.items())
+                 + ": a few samples carry much higher values than the rest, as expected where local inputs add to "
+                   "a natural background. ")
+    else:
+        text += f"Distributions are roughly symmetric ({out.ref('summary_statistics')}, {box_refs}). "
+    what = "metal and medium combinations" if len(media) > 1 else "metals"
+    if lognormal > raw_normal:
+        text += (f"Normality was not rejected for {raw_normal} of {len(norm)} {what} on raw values but for "
+                 f"{lognormal} on log values (Shapiro-Wilk; {out.ref('normality')}), so geometric means and "
+                 "log-scale methods are used below. ")
+    else:
+        text += (f"The Shapiro-Wilk test rejected normality for {len(norm) - raw_normal} of {len(norm)} {what} on "
+                 f"raw values and {len(norm) - lognormal} on log values ({out.ref('normality')}); with this many "
+                 "samples it detects small departures, and the log scale remains the closer approximation used "
+                 "below. ")
+    text += (f"{n_out} values lie outside Tukey's fences on the log scale and were kept as possible contamination."
+             if n_out else "No value lies outside Tukey's fences on the log scale.")
+    out.markdown(text)
     out.table("summary_statistics", result.summary,
               "Descriptive statistics of total concentrations (GM: geometric mean; CV: coefficient of variation; "
-              "skew and kurt: bias-corrected skewness and excess kurtosis).", display=dq.summary_display(result.summary))
+              "skew: bias-corrected skewness). Excess kurtosis and missing values are in the CSV.",
+              display=_summary_display(result.summary))
     norm_wide = result.normality.pivot_table(index=["medium", "metal"], columns="scale", values="p").reset_index()
     norm_disp = norm_wide.merge(result.outliers, on=["medium", "metal"]).rename(
         columns={"metal": "Metal", "medium": "Medium", "raw": "Shapiro-Wilk p (raw)", "log": "Shapiro-Wilk p (log)",
-                 "n_outliers": "IQR outliers (log scale, kept)"})
+                 "n_outliers": "Outside Tukey's fences (log scale, kept)"})
+    if norm_disp["Medium"].nunique() == 1:
+        norm_disp = norm_disp.drop(columns=["Medium"])
     out.table("normality", result.normality,
               f"Shapiro-Wilk normality tests on raw and log values, and the number of samples outside Tukey's fences "
-              f"(k = {o.iqr_factor}, log scale). p < {o.alpha} rejects normality.", display=norm_disp)
+              f"(k = {o.iqr_factor:g}, log scale). p < {o.alpha:g} rejects normality.", display=norm_disp,
+              appendix=True)
+    # --- exceedance ------------------------------------------------------------------------
     exc = result.exceedance
-    _, default, cond_cols = dq.sample_conditions(data.sites(data.media[0]), ph_column=p.data.ph_column,
-                                                 land_use_column=p.data.land_use_column, land_use=refs.land_use,
-                                                 guideline_set=refs.guideline)
-    out.markdown(dq.exceedance_text(exc, guideline_set=refs.guideline, default_conditions=default,
-                                    condition_columns=cond_cols))
-    value = [f"{a:.3g}" if a == b else f"{a:.3g}-{b:.3g}" for a, b in zip(exc["threshold"], exc["threshold_max"])]
-    exc_disp = exc.assign(value=value, unit=exc["medium"].map(data.unit), share_pct=100 * exc["share_exceeding"]).rename(
-        columns={"medium": "Medium", "metal": "Metal", "reference_set": "Reference set", "threshold_name": "Threshold",
-                 "value": "Value", "unit": "Unit", "n": "Samples", "n_exceeding": "Samples above",
-                 "share_pct": "Share above (%)", "n_cannot_tell": "Cannot tell (non-detect above the value)",
-                 "n_fallback": "Judged against the strictest value"})
-    cols = ["Medium", "Metal", "Reference set", "Threshold", "Value", "Unit", "Samples", "Samples above",
-            "Share above (%)"]
-    if (exc["n_cannot_tell"] > 0).any():
-        cols.append("Cannot tell (non-detect above the value)")
-    if (exc["n_fallback"] > 0).any():
-        cols.append("Judged against the strictest value")
-    out.table("exceedance", exc, "Samples above the selected background and guideline values; where a guideline set "
-              "distinguishes land uses or pH classes each sample is judged against its own class's value (range of "
-              "the values applied).", display=exc_disp[cols])
+    if len(exc):
+        _, default, cond_cols = dq.sample_conditions(data.sites(media[0]), ph_column=p.data.ph_column,
+                                                     land_use_column=p.data.land_use_column, land_use=refs.land_use,
+                                                     guideline_set=refs.guideline)
+        disp, never = dq.exceedance_display(exc, units={m: data.unit(m) for m in media})
+        out.markdown(_exceedance_text(ctx, exc, never)
+                     + " " + dq.exceedance_text(exc, guideline_set=refs.guideline, default_conditions=default,
+                                                condition_columns=cond_cols))
+        sets = [dq.reference_label(x, cite=False, short=True) for x in dict.fromkeys(exc["reference_set"])]
+        out.table("exceedance", exc, "Share of samples above the background and guideline values, with 95 % "
+                  "Wilson confidence intervals (" + "; ".join(sets) + "). Where a guideline distinguishes land uses "
+                  "or pH classes each sample is judged against its own class's value (range given)."
+                  + (f" No sample exceeded the {_and(never)}." if never else ""), display=disp)
+        _exceedance_findings(ctx, exc)
+    else:
+        out.markdown("No background, guideline or water-standard value applies to these media, so no exceedance "
+                     "is reported.")
     if result.exceedance_samples is not None:
         out.table("exceedance_samples", result.exceedance_samples,
                   "Exceedance per sample: the value each sample was judged against, its condition, and the outcome.",
                   in_report=False)
+    # --- correlations: one figure per medium, both coefficients ------------------------------
     out.table("dq_correlation", result.correlation, "Pairwise correlations.", in_report=False)
-    for m in data.media:
+    corr_refs, corr_txt = [], []
+    for m in media:
         w = data.wide(m)
-        for method in ("pearson", "spearman"):
-            c = result.correlation[(result.correlation.medium == m) & (result.correlation.method == method)]
-            r, pv = dq.correlation_matrices(c, metals=list(w.columns))
-            fig = plots.correlation_heatmap(r, pv, alpha=o.alpha, title=f"{method.title()} ({m})")
-            out.figure(f"dq_corr_{method}_{m}", fig,
-                       f"{method.title()} correlation coefficients between metals in {m} "
-                       f"({'log10' if o.correlation_log else 'raw'} values); * p < {o.alpha}, ** p < {o.alpha / 5}.",
-                       width="60%")
+        c = result.correlation[result.correlation.medium == m]
+        if w.shape[1] < 2 or c.empty:
+            continue
+        rp, pp = dq.correlation_matrices(c[c.method == "pearson"], metals=list(w.columns))
+        rs, ps = dq.correlation_matrices(c[c.method == "spearman"], metals=list(w.columns))
+        fig = dq.plot_correlations(rp, rs, pearson_p=pp, spearman_p=ps, alpha=o.alpha,
+                                   scale="log10" if o.correlation_log else "raw")
+        name = f"dq_correlation_{m}"
+        out.figure(name, fig, f"Correlations between metals in {m}: Pearson r above the diagonal, Spearman ρ below "
+                   f"({'log10' if o.correlation_log else 'raw'} values); * p < {o.alpha:g}, ** p < {o.alpha / 5:g}.",
+                   width="70%", group="dq_correlation" if len(media) > 1 else None)
+        plt.close(fig)
+        corr_refs.append(out.ref(name, "fig"))
+        pairs = _pairs_text(result.correlation, m)
+        diff = (c[c.method == "pearson"].set_index(["metal_a", "metal_b"])["r"]
+                - c[c.method == "spearman"].set_index(["metal_a", "metal_b"])["r"]).abs()
+        corr_txt.append((f"in {m}, " if len(media) > 1 else "")
+                        + (f"the strongest associations are {pairs}" if pairs else
+                           "no pair of metals has a rank correlation of 0.5 or more")
+                        + (f"; Pearson and Spearman coefficients differ by at most {diff.max():.2f}"
+                           if len(diff.dropna()) else ""))
+    if corr_refs:
+        out.markdown("**Associations between metals.** " + "; ".join(corr_txt)[0].upper() + "; ".join(corr_txt)[1:]
+                     + f" ({', '.join(corr_refs)}). Metals that rise and fall together share a source or a carrier "
+                     "(parent rock, clay and oxides, or the same input); the source analysis below separates "
+                     "them. Correlation is not causation, and with many samples weak correlations are significant.")
+    # --- figures: box plots in the main text, histograms and sample maps in the appendix ------
     thresholds = _thresholds(exc)
-    for m in data.media:
+    for m in media:
         w = data.wide(m)
-        fig = plots.histograms(w, unit=data.unit(m), ncols=o.map_columns, thresholds=thresholds.get(m, {}))
-        out.figure(f"dq_histograms_{m}", fig, f"Distributions of log10 concentrations in {m}; dashed lines: "
-                   "background (blue) and guideline values (red).")
         fig = plots.boxplots(w, unit=data.unit(m), thresholds=thresholds.get(m, {}))
-        out.figure(f"dq_boxplots_{m}", fig, f"Box plots of concentrations in {m} (log scale; whiskers 1.5 IQR); "
-                   "dashed blue: background, red: guideline values.", width="80%")
-        s = data.sites(m)
-        fig = plots.sample_maps(w, s["x"], s["y"], unit=data.unit(m), ncols=o.map_columns,
+        out.figure(f"dq_boxplots_{m}", fig, f"Concentrations in {m} (log scale; boxes: quartiles; whiskers: 1.5 "
+                   "times the interquartile range) with the background"
+                   + (f" ({dq.reference_label(refs.background, cite=False, short=True)})" if refs.background else "")
+                   + " and guideline values named in the legend.",
+                   width="80%", group="dq_boxplots" if len(media) > 1 else None)
+        plt.close(fig)
+        fig = plots.histograms(w, unit=data.unit(m), ncols=o.map_columns, thresholds=thresholds.get(m, {}))
+        out.figure(f"dq_histograms_{m}", fig, f"Distributions of log10 concentrations in {m} with the background and "
+                   "guideline values named in the legend.", appendix=True,
+                   group="dq_histograms" if len(media) > 1 else None)
+        plt.close(fig)
+        s_ = data.sites(m)
+        fig = plots.sample_maps(w, s_["x"], s_["y"], unit=data.unit(m), ncols=o.map_columns,
                                 coordinate_unit=p.data.coordinate_unit, crs=p.data.crs)
-        out.figure(f"dq_maps_{m}", fig, f"Sample locations in {m} coloured by concentration (log colour scale).")
+        out.figure(f"dq_maps_{m}", fig, f"Sample locations in {m} coloured by concentration (log colour scale).",
+                   appendix=True, group="dq_maps" if len(media) > 1 else None)
+        plt.close(fig)
+
+
+def _n_metals(metals: str) -> str:
+    n = len([x for x in str(metals).split(",") if x.strip()])
+    return f"{n} metal{'s' if n != 1 else ''} ({metals})"
+
+
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The reader's summary: location, spread and shape; counts of non-detects only where there are some."""
+    d = dq.summary_display(summary)
+    drop = [c for c in d.columns if c.startswith(("P25", "P75", "SD")) or c in ("kurt", "missing")]
+    if "censored" in d and (d["censored"] == 0).all():
+        drop.append("censored")
+    d = d.drop(columns=drop).rename(columns={"censored": "non-detects"})
+    return d
+
+
+def _pct(k: int, n: int) -> str:
+    v = 100 * k / n if n else float("nan")
+    return f"{v:.0f} %" if v >= 1 or v == 0 else f"{v:.1f} %"
+
+
+def _exceedance_text(ctx: StageContext, exc: pd.DataFrame, never: list[str]) -> str:
+    """Interpretation of the exceedance table: crustal background versus legal values."""
+    out = ctx.out
+    refs = ctx.params.references
+    txt = []
+    bgr = exc[exc["threshold_name"] == "background"]
+    if len(bgr):
+        all_above = bgr[bgr["share_exceeding"] >= 0.99]["metal"].unique().tolist()
+        few = bgr[bgr["share_exceeding"] < 0.05]["metal"].unique().tolist()
+        txt.append("**Exceedance.** "
+                   + (f"{_and(all_above)} exceed{'s' if len(all_above) == 1 else ''} the natural background of "
+                      f"{dq.reference_label(refs.background)} in (nearly) every sample"
+                      if all_above else f"No metal exceeds the natural background of "
+                                        f"{dq.reference_label(refs.background)} in every sample")
+                   + (f", while {_and(few)} exceed{'s' if len(few) == 1 else ''} it in fewer than 5 %" if few else "")
+                   + f" ({out.ref('exceedance')}). A global average of the crust is not the natural level of one "
+                     "region's soils, which follow their parent rock: a metal above it everywhere points either to a "
+                     "naturally rich region or to enrichment throughout, and which of the two is judged against the "
+                     "region's own baseline and each sample's adaptive background in the next section.")
+    legal = exc[~exc["threshold_name"].isin(["background"])].sort_values(["medium", "metal", "threshold"], kind="stable")
+    if len(legal):
+        first = legal.groupby(["medium", "metal"], sort=False).first().reset_index()  # lowest legal value per metal
+        first = first.sort_values("share_exceeding", ascending=False)
+        hits = first[first["n_exceeding"] > 0]
+        if len(hits):
+            items = [f"{r.metal}{f' in {r.medium}' if exc['medium'].nunique() > 1 else ''} "
+                     f"({_pct(r.n_exceeding, r.n)}{' of the samples' if i == 0 else ''})"
+                     for i, r in enumerate(hits.head(4).itertuples())]
+            txt.append(f"The lowest {dq.threshold_header(first['threshold_name'].iloc[0]).lower()}s were exceeded "
+                       f"most often by {_and(items)}.")
+        higher = legal[legal["n_exceeding"] > 0].groupby(["medium", "metal"], sort=False).nth(slice(1, None))
+        if len(higher):
+            items = [f"the {dq.threshold_header(r.threshold_name).lower()} of {r.metal} by "
+                     f"{_pct(r.n_exceeding, r.n)}" for r in higher.sort_values("share_exceeding", ascending=False)
+                     .head(3).itertuples()]
+            txt.append(f"Stricter action levels were exceeded less often: {_and(items)}.")
+        if never:
+            txt.append(f"No sample reached the {_and(never)}.")
+    return " ".join(txt)
+
+
+def _exceedance_findings(ctx: StageContext, exc: pd.DataFrame) -> None:
+    """Key finding: the legal value exceeded most often, with its 95 % interval."""
+    legal = exc[(exc["threshold_name"] != "background") & (exc["n_exceeding"] > 0)]
+    if legal.empty:
+        return
+    r = legal.sort_values(["share_exceeding", "threshold"], ascending=[False, True]).iloc[0]
+    unit = ctx.data.unit(r["medium"])
+    val = f"{r['threshold']:.3g}" + (f"–{r['threshold_max']:.3g}" if r["threshold_max"] != r["threshold"] else "")
+    name = dq.reference_label(r["reference_set"], cite=False)
+    higher = exc[(exc["medium"] == r["medium"]) & (exc["metal"] == r["metal"]) & (exc["threshold"] > r["threshold"])
+                 & (exc["reference_set"] == r["reference_set"])].sort_values("threshold")
+    extra = ""
+    if len(higher):
+        h = higher.iloc[0]
+        extra = (f", and {100 * h['share_exceeding']:.1f} % (95 % CI {100 * h['ci_low']:.1f}–{100 * h['ci_high']:.1f} %) "
+                 f"its {dq.threshold_header(h['threshold_name']).lower()} of {h['threshold']:.3g} {unit}")
+    others = legal[(legal["threshold_name"] == r["threshold_name"]) & (legal.index != r.name)]
+    others = others.sort_values("share_exceeding", ascending=False).head(2)
+    never = exc[(exc["threshold_name"] != "background")].groupby("threshold_name")["n_exceeding"].sum()
+    never = [dq.threshold_header(k).lower() for k, v in never.items() if v == 0]
+    ctx.out.conclusion(
+        f"{r['metal']} is the metal most often above its {dq.threshold_header(r['threshold_name']).lower()} "
+        f"({100 * r['share_exceeding']:.0f} % of the {r['medium']} samples, 95 % CI {100 * r['ci_low']:.0f}–"
+        f"{100 * r['ci_high']:.0f} %)"
+        + (", followed by " + _and(f"{x.metal} ({100 * x.share_exceeding:.0f} %)" for x in others.itertuples())
+           if len(others) else "")
+        + (f"; no sample reached a {_and(never)}" if never else "")
+        + ". Whether these exceedances are natural is judged against the region's own background in the "
+          "following sections.")
+    ctx.out.finding(f"{r['metal']} exceeded the {dq.threshold_header(r['threshold_name']).lower()} of {val} {unit}, "
+                    f"from {name}, in {100 * r['share_exceeding']:.1f} % of the {r['medium']} samples "
+                    f"(95 % CI {100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f} %){extra}.",
+                    importance=0.7, refs=["exceedance"])

@@ -308,8 +308,12 @@ def run(ctx) -> Result:
             conc = data.wide(m)
             missing = [x for x in conc.columns if x not in set(per["metal"])]
             if missing:
-                cnotes.append(f"{gset} gives no {threshold} value for {', '.join(missing)} in {m}; no capacity is "
-                              "computed for these metals.")
+                from ..descriptive import reference_label, threshold_header
+
+                name = reference_label(gset, cite=False)
+                cnotes.append(f"{name[0].upper() + name[1:]} gives no {threshold_header(threshold).lower()} for "
+                              f"{', '.join(missing)} in {m}, so no capacity is computed for "
+                              f"{'it' if len(missing) == 1 else 'them'}.")
             caps.append(zn.bearing_capacity(conc, per, medium=m, unit=data.unit(m)))
         res.capacity_notes = list(dict.fromkeys(cnotes))
         if caps:
@@ -318,120 +322,299 @@ def run(ctx) -> Result:
     return res
 
 
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    if not items:
+        return ""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of k / n (statsmodels)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(int(k), max(int(n), 1), alpha=0.05, method="wilson")
+    return float(lo), float(hi)
+
+
+def _title(r: Result) -> str:
+    parts = ["Pollution indices"]
+    if r.misjudgment is not None:
+        parts.append("static and adaptive background")
+    if r.zoning_sites is not None:
+        parts.append("dual-media zoning")
+    if r.capacity is not None:
+        parts.append("bearing capacity")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _overview(r: Result) -> pd.DataFrame:
+    """Per medium and metal: CF median (90th percentile) and the shares above the lowest Igeo, Er (and EF) class."""
+    sm = r.summary[r.summary["metal"] != "all"]
+    rows = {}
+    for x in sm.itertuples():
+        row = rows.setdefault((x.medium, x.metal), {"Medium": x.medium, "Metal": x.metal})
+        if x.index == "CF":
+            row["CF, median (90th percentile)"] = f"{x.median:.2f} ({x.p90:.2f})"
+            row["CF above 1 (%)"] = x.pct_above_lowest
+        elif x.index == "Igeo":
+            row["Igeo above class 0 (%)"] = x.pct_above_lowest
+        elif x.index == "EF":
+            row["EF above 2 (%)"] = x.pct_above_lowest
+        elif x.index == "Er":
+            row["Er, median"] = x.median
+            row["Er above low risk (%)"] = x.pct_above_lowest
+        elif x.index == "HPI":
+            row["HPI, median (90th percentile)"] = f"{x.median:.3g} ({x.p90:.3g})"
+    out = pd.DataFrame(list(rows.values()))
+    if len(out) and out["Medium"].nunique() == 1:
+        out = out.drop(columns=["Medium"])
+    return out
+
+
 def report(ctx, result: Result) -> None:
-    """Methods, notes, index tables and maps, misjudgment, zoning and bearing capacity."""
+    """Methods, an overview of the indices, static vs adaptive background, zoning and bearing capacity."""
     import matplotlib.pyplot as plt
+
+    from .. import plots
+    from ..descriptive import reference_label
+    from ..reference import background_values
 
     out, o, data, p = ctx.out, ctx.options, ctx.data, ctx.params
     r = result
+    out.title = _title(r)
     tr = ix.toxic_response_factors(o.toxic_response)
-    bg_label = "; ".join(f"{m}: {b}" for m, b in r.backgrounds.items()) or "none (water only)"
-    out.markdown(ix.methods_text(background_label=bg_label, igeo_factor=o.igeo_factor,
+    multi = len(r.backgrounds) > 1
+    bg_label = ("; ".join(f"{m}: {b}" for m, b in r.backgrounds.items()) if multi else
+                next(iter(r.backgrounds.values()), "none (water only)"))
+    out.markdown("## Methods\n\n" + ix.methods_text(background_label=bg_label, igeo_factor=o.igeo_factor,
                                  ef_reference_element=o.ef_reference_element, class_info=r.class_info,
                                  toxic_response=tr.reindex([c for c in tr.index if c in data.metals]),
-                                 water_standard=_WATER_LABEL.get(r.water_standard, r.water_standard),
+                                 water_standard=r.water_standard,
                                  has_water=bool(_water_media(data)), nemerow_guideline=r.nemerow_guideline,
                                  integrated_metals=r.assessed))
-    if r.notes:
-        out.markdown("\n".join(f"- {x}" for x in r.notes))
-    out.table("indices", r.indices, "Pollution indices per sample (metal 'all': integrated indices); the full "
-              "table gives the value, class and background of each sample.",
+    notes = [n for n in r.notes if "enrichment factor was not computed" not in n.lower()]
+    if notes:
+        out.markdown(" ".join(n if multi or ": " not in n[:12] else n.split(": ", 1)[1] for n in notes))
+    # --- overview of the indices ---------------------------------------------------------------
+    out.table("indices", r.indices, "Pollution indices per medium, metal and index: median, 90th percentile, "
+              "maximum and the share of samples above the lowest class (metal 'all': the integrated indices). The "
+              "CSV gives every sample's value, class and background.",
               display=r.summary.rename(columns={"medium": "Medium", "metal": "Metal", "index": "Index", "n": "n",
                                                 "median": "Median", "p90": "90th percentile", "max": "Maximum",
                                                 "pct_above_lowest": "Samples above the lowest class (%)"}),
-              max_rows=60)
+              max_rows=80, appendix=True)
     sh = r.shares
     disp = sh.assign(pct=100 * sh["share"]).pivot_table(index=["medium", "index", "metal"], columns="class_rank",
                                                         values="pct", sort=False).reset_index()
     disp.columns = ["Medium", "Index", "Metal"] + [f"Class {int(c)} (%)" for c in disp.columns[3:]]
+    if disp["Medium"].nunique() == 1:
+        disp = disp.drop(columns=["Medium"])
     out.table("index_class_shares", sh, "Share of samples per index class (class 0 is the lowest; class names in "
-              "the full table and in the class tables of the cited sources).", display=disp, max_rows=60)
+              "the CSV and in the class tables of the cited sources).", display=disp, max_rows=80, appendix=True)
+    ov = _overview(r)
     solid = _solid_media(data)
+    if len(ov):
+        out.table("index_overview", r.summary, "Single-metal indices against the background named in the methods: "
+                  "median (90th percentile) contamination factor and the share of samples above the lowest class of "
+                  "each index (Igeo class 0: practically unpolluted; Er below 40: low ecological risk).", display=ov)
+    txt = []
+    for m in solid:
+        try:
+            ref = background_values(o.reference_background or p.references.background, medium=m, unit=data.unit(m))
+        except Exception:  # noqa: BLE001 - a set without values for the medium: no comparison sentence
+            ref = pd.Series(dtype=float)
+        w = data.wide(m)
+        ig = r.summary[(r.summary["medium"] == m) & (r.summary["index"] == "Igeo")].set_index("metal")
+        if len(ig):
+            top = ig["pct_above_lowest"].sort_values(ascending=False)
+            head = top.head(3)
+            part = (f"Against {r.backgrounds[m]}, the share of {m} samples above Igeo class 0 is highest for "
+                    + _and(f"{k} ({v:.0f} %)" for k, v in head.items())
+                    + f" and below {max(top.iloc[3:].max(), 0) + 0.5:.0f} % for the other metals" if len(top) > 3 else
+                    f"Against {r.backgrounds[m]}, the share of {m} samples above Igeo class 0 is "
+                    + _and(f"{v:.0f} % for {k}" for k, v in head.items()))
+            part += f" ({out.ref('index_overview')}, {out.ref(f'index_shares_igeo_{m}', 'fig')}). "
+            bg_is_ref = r.backgrounds[m].startswith("the natural background of")
+            if len(ref) and not bg_is_ref:
+                above_ref = {k: float((w[k] > ref[k]).mean()) for k in head.index if k in ref.index and k in w}
+                hi = {k: v for k, v in above_ref.items() if v > 0.9}
+                if hi:
+                    part += (f"Yet {_and(hi)} exceed{'s' if len(hi) == 1 else ''} the value of the "
+                             f"{reference_label(p.references.background, cite=False, short=True)} in "
+                             + ("every sample" if min(hi.values()) >= 0.995 else
+                                _and(f"{100 * v:.0f} %" for v in hi.values()) + " of the samples")
+                             + ". The two statements "
+                             "do not conflict: Igeo is computed here against the regional baseline times 1.5, so it "
+                             "measures enrichment above the level of the bulk of this region's samples, whereas the "
+                             "crustal average lies far below that level. The regional baseline is the appropriate "
+                             "background where it reflects the region's parent rock, and class 0 then means a "
+                             "concentration within the natural range; where the bulk of the region is itself enriched, "
+                             "the baseline contains that enrichment and the indices understate it, which the adaptive "
+                             "background and the source analysis tell apart (see the baselines section). ")
+            txt.append(part.strip())
+        cf = r.summary[(r.summary["medium"] == m) & (r.summary["metal"] == "all")].set_index("index")
+        integ = []
+        if "PLI" in cf.index:
+            integ.append(f"the pollution load index has a median of {cf.loc['PLI', 'median']:.2f} "
+                         f"({cf.loc['PLI', 'pct_above_lowest']:.0f} % of samples above 1)")
+        if "PERI" in cf.index:
+            integ.append(f"the potential ecological risk index a median of {cf.loc['PERI', 'median']:.0f} "
+                         f"(90th percentile {cf.loc['PERI', 'p90']:.0f}; {cf.loc['PERI', 'pct_above_lowest']:.0f} % "
+                         f"above the low-risk class, first limit {r.class_info.get('peri_first', 150):g})")
+        if "Nemerow" in cf.index and r.nemerow_guideline:
+            integ.append(f"the Nemerow index against the guideline values a median of {cf.loc['Nemerow', 'median']:.2f}")
+        er = r.summary[(r.summary["medium"] == m) & (r.summary["index"] == "Er")].set_index("metal")
+        er_txt = ""
+        if len(er):
+            er_hi = er[er["pct_above_lowest"] > 1]
+            er_txt = ((" Of the single-metal risk factors only " + _and(er_hi.index) + " reach"
+                       + ("es" if len(er_hi) == 1 else "") + " above low risk in more than 1 % of the samples, "
+                       "so the ecological risk index is driven by "
+                       + _and(er_hi.index) + " and its toxic response factor.") if len(er_hi) else
+                      " No single-metal risk factor reaches above low risk in more than 1 % of the samples.")
+        if integ:
+            txt.append("Over all metals, " + "; ".join(integ) + f" ({out.ref('indices')})." + er_txt)
+    if txt:
+        out.markdown("## Results\n\n**What the indices say.** " + " ".join(txt))
     present = set(r.indices["index"])
     for m in solid:
-        for index in [i for i in ("Igeo", "Er") if i in present]:
-            fig = ix.plot_class_shares(sh, index=index, medium=m)
-            out.figure(f"index_shares_{index.lower()}_{m}", fig, f"Share of {m} samples per {index} class and metal.")
+        tm = r.indices[r.indices["medium"] == m]
+        if "Igeo" in present:
+            fig = ix.plot_class_shares(sh, index="Igeo", medium=m)
+            out.figure(f"index_shares_igeo_{m}", fig, f"Share of {m} samples per geoaccumulation class and metal "
+                       "[@mueller1969].", width="85%", group="index_shares_igeo" if len(solid) > 1 else None)
+            plt.close(fig)
+        if "Er" in present:
+            fig = ix.plot_class_shares(sh, index="Er", medium=m)
+            out.figure(f"index_shares_er_{m}", fig, f"Share of {m} samples per ecological risk class and metal "
+                       "[@hakanson1980].", width="85%", appendix=True,
+                       group="index_shares_er" if len(solid) > 1 else None)
             plt.close(fig)
         s = data.sites(m)
         s.index = s.index.astype(str)
-        tm = r.indices[r.indices["medium"] == m]
         if "Igeo" in set(tm["index"]):
             fig = ix.plot_class_maps(tm, s, index="Igeo", class_table=r.class_tables["Igeo"],
                                      coordinate_unit=p.data.coordinate_unit)
             out.figure(f"igeo_map_{m}", fig, f"Geoaccumulation index classes [@mueller1969] of the {m} samples "
-                       f"(background: {r.backgrounds[m]}).")
+                       f"(background: {r.backgrounds[m]}).", appendix=True,
+                       group="igeo_map" if len(solid) > 1 else None)
             plt.close(fig)
         if "PERI" in set(tm["index"]):
-            lim = ("class limits scaled to the metals assessed" if r.class_info["limits"] == "scaled" else
-                   "Hakanson's original class limits" if r.class_info["limits"] == "Hakanson_1980" else
-                   "class limits of @wu2025tracing")
-            fig = ix.plot_class_maps(tm, s, index="PERI", class_table=r.class_tables["PERI"],
-                                     coordinate_unit=p.data.coordinate_unit, ncols=1)
-            out.figure(f"peri_map_{m}", fig, f"Potential ecological risk index (PERI) classes of the {m} samples "
-                       f"[@hakanson1980], {lim}.", width="60%")
-            plt.close(fig)
+            why = plots.uninformative(tm.loc[tm["index"] == "PERI", "class"])
+            if why:
+                out.markdown(f"A map of the potential ecological risk classes of the {m} samples is not shown: {why}.")
+            else:
+                lim = ("class limits scaled to the metals assessed" if r.class_info["limits"] == "scaled" else
+                       "Hakanson's original class limits" if r.class_info["limits"] == "Hakanson_1980" else
+                       "class limits of @wu2025tracing")
+                fig = ix.plot_class_maps(tm, s, index="PERI", class_table=r.class_tables["PERI"],
+                                         coordinate_unit=p.data.coordinate_unit, ncols=1)
+                out.figure(f"peri_map_{m}", fig, f"Potential ecological risk index (PERI) classes of the {m} samples "
+                           f"[@hakanson1980], {lim}.", width="60%", appendix=True,
+                           group="peri_map" if len(solid) > 1 else None)
+                plt.close(fig)
+    _findings(ctx, r)
     _report_misjudgment(out, r)
     _report_zoning(out, r, data, o)
     _report_capacity(out, r, data, p)
+
+
+def _findings(ctx, r: Result) -> None:
+    ig = r.indices[(r.indices["index"] == "Igeo") & r.indices["class_rank"].notna()]
+    if ig.empty:
+        return
+    g = ig.groupby(["medium", "metal"])["class_rank"].agg(k=lambda x: int((x > 0).sum()), n="size").reset_index()
+    g["share"] = g["k"] / g["n"]
+    x = g.sort_values("share", ascending=False).iloc[0]
+    lo, hi = _wilson(x["k"], x["n"])
+    lo_all = g["share"].min()
+    if x["share"] < 0.5:
+        ctx.out.conclusion(f"Against the region's own baseline most samples are in geoaccumulation class 0 "
+                           f"({100 * (1 - x['share']):.0f} to {100 * (1 - lo_all):.0f} % of the samples, depending "
+                           f"on the metal); enrichment is concentrated in a minority of samples, most often for "
+                           f"{x['metal']}{' in ' + x['medium'] if g['medium'].nunique() > 1 else ''} "
+                           f"({100 * x['share']:.0f} %, 95 % CI {100 * lo:.0f}–{100 * hi:.0f} %).")
+    else:
+        ctx.out.conclusion(f"Even against the region's own baseline, {100 * x['share']:.0f} % of the samples (95 % CI "
+                           f"{100 * lo:.0f}–{100 * hi:.0f} %) are above geoaccumulation class 0 for {x['metal']}: "
+                           "enrichment is widespread, not confined to a few samples.")
+    ctx.out.finding(f"Against the regional background, {100 * x['share']:.0f} % of the {x['medium']} samples "
+                    f"(95 % CI {100 * lo:.0f}–{100 * hi:.0f} %) are above geoaccumulation class 0 for {x['metal']}, "
+                    f"the highest share of any metal; "
+                    f"{100 * (1 - x['share']):.0f} % are in class 0, within the range of the region's bulk of samples.",
+                    importance=0.7, refs=["index_overview", f"index_shares_igeo_{x['medium']}"])
 
 
 def _report_misjudgment(out, r: Result) -> None:
     import matplotlib.pyplot as plt
 
     if r.misjudgment is None:
-        out.markdown("**Static vs adaptive background.** Not assessed: no adaptive background (EM + GPR) was computed "
-                     "for this region.")
         return
     mis = r.misjudgment
-    tot = mis.groupby("index")[["n_class_changed", "n"]].sum()
+    tot = mis.groupby("index", sort=False)[["n_class_changed", "n_under", "n_over", "n"]].sum()
+    changes = _and(f"{100 * x.n_class_changed / x.n:.0f} % of the {i} classes" for i, x in tot.iterrows())
     worst = mis.sort_values("share_class_changed", ascending=False).iloc[0]
-    changes = ", ".join(f"{int(x.n_class_changed)} of {int(x.n)} {i} classes ({100 * x.n_class_changed / x.n:.0f} %)"
-                        for i, x in tot.iterrows())
-    out.markdown(f"""**Static vs adaptive background.** The same indices were computed with the static background
-({'; '.join(r.static_labels.values())}) and with the per-sample adaptive background predicted by Gaussian process
-regression from the samples the EM mixture classes as background [@sun2025adaptive]. A sample is *underestimated*
-by the static background when its class is lower than with the adaptive background, and *overestimated* when it
-is higher. Over all metals, {changes} change; the largest share is {100 * worst.share_class_changed:.0f} % for
-{worst['index']} of {worst.metal}.""")
+    under = int(tot["n_under"].sum())
+    over = int(tot["n_over"].sum())
+    figs = ", ".join(out.ref(f"background_misjudgment_{m}", "fig") for m in r.misjudgment_media)
+    out.markdown(f"""**Static against adaptive background.** The indices were recomputed with the per-sample
+adaptive background of the baselines section in place of {'; '.join(dict.fromkeys(r.static_labels.values()))}
+[@sun2025adaptive]. Over all metals {changes} change ({figs}; counts in {out.ref('background_misjudgment')}),
+most often for {worst['index']} of {worst.metal} ({100 * worst.share_class_changed:.0f} %). The static
+background put {under} sample classes too low (risk underestimated where the sample's own natural level is low)
+and {over} too high (overestimated where it is naturally high): a single regional value misjudges samples in both
+directions, and a class near a limit should be read with the sample's own background in mind.""")
     out.table("background_misjudgment", mis,
               "Samples whose index class changes when the static background is replaced by the adaptive one; "
-              "under: static class lower than adaptive, over: static class higher.",
+              "underestimated: static class lower than adaptive; overestimated: static class higher.",
               display=mis.assign(pct=100 * mis["share_class_changed"]).rename(columns={
                   "medium": "Medium", "metal": "Metal", "index": "Index", "n": "Samples",
                   "n_class_changed": "Class changed", "pct": "Changed (%)", "n_under": "Underestimated (static)",
                   "n_over": "Overestimated (static)"})[["Medium", "Metal", "Index", "Samples", "Class changed",
                                                        "Changed (%)", "Underestimated (static)",
-                                                       "Overestimated (static)"]])
+                                                       "Overestimated (static)"]], appendix=True, max_rows=80)
     for m in r.misjudgment_media:
         fig = zn.plot_misjudgment(mis, medium=m)
         out.figure(f"background_misjudgment_{m}", fig,
                    f"Share of {m} samples whose class changes with the static instead of the adaptive background: "
                    "red, the static background gives a lower class (risk underestimated); blue, a higher class "
-                   "(overestimated).")
+                   "(overestimated).", group="background_misjudgment" if len(r.misjudgment_media) > 1 else None)
         plt.close(fig)
+    k = int(tot["n_class_changed"].sum())
+    n = int(tot["n"].sum())
+    lo, hi = _wilson(k, n)
+    out.finding(f"Replacing the static regional baseline by each sample's adaptive background changed "
+                f"{100 * k / n:.0f} % of the index classes (95 % CI {100 * lo:.0f}–{100 * hi:.0f} %; {under} lower "
+                f"and {over} higher with the static background), most often {worst['index']} of {worst.metal} "
+                f"({100 * worst.share_class_changed:.0f} %).", importance=0.5,
+                refs=[f"background_misjudgment_{r.misjudgment_media[0]}"])
 
 
 def _report_zoning(out, r: Result, data, o) -> None:
     import matplotlib.pyplot as plt
 
     if r.zoning_sites is None:
-        out.markdown(f"**Dual-media zoning.** Not applicable: {r.zoning_reason}. With two media paired by site, "
-                     "each site is placed in the Background, medium-dominated or Pollution zone bounded by the "
-                     "lowest and highest baselines of each medium [@wu2025tracing].")
+        if len(_solid_media(data)) > 1:
+            out.markdown(f"Dual-media zoning [@wu2025tracing] was not done: {r.zoning_reason}.")
         return
     ma, mb = r.zoning_media
-    methods = ", ".join(m.upper() if len(m) <= 4 else m for m in o.zoning_methods)
-    out.markdown(f"""**Dual-media zoning.** Sites with both {ma} and {mb} samples (site means) are placed in four
-zones bounded by the lowest and highest baselines of the methods {methods} in each medium [@wu2025tracing]:
-Background (both below their lowest baseline), Pollution (both above their highest baseline), and {ma}- or
-{mb}-dominated otherwise; where both media lie inside their baseline ranges the site goes to the medium that sits
-relatively higher in its own range (log scale).""")
+    from ..baselines import METHOD_LABELS
+
+    methods = _and(METHOD_LABELS.get(m, m).split(" (")[0].lower() for m in o.zoning_methods)
     z = r.zoning_shares
     zdisp = z.assign(pct=100 * z["share"]).pivot_table(index="metal", columns="zone", values="pct",
                                                        sort=False).reset_index()
     zdisp.columns = ["Metal"] + [f"{c} (% of sites)" for c in zdisp.columns[1:]]
-    out.table("dual_media_zones", z, f"Share of paired sites per dual-media zone ({ma} vs {mb}).", display=zdisp)
+    zmain = z.groupby("zone", sort=False)["share"].mean().sort_values(ascending=False)
+    out.markdown(f"""**Dual-media zoning.** Sites with both {ma} and {mb} samples (site means) were placed in four
+zones bounded by the lowest and highest baselines of the {methods} methods in each medium [@wu2025tracing]:
+Background (both below their lowest baseline), Pollution (both above their highest baseline), and {ma}- or
+{mb}-dominated otherwise (where both lie inside their ranges, the medium relatively higher in its own range).
+Averaged over the metals, the largest zone is {zmain.index[0]} ({100 * zmain.iloc[0]:.0f} % of sites) and
+{100 * zmain.get('Pollution', 0):.0f} % of sites fall in the Pollution zone ({out.ref('dual_media_zones')},
+{out.ref('dual_media_zones', 'fig')}).""")
+    out.table("dual_media_zones", z, f"Share of paired sites per dual-media zone ({ma} against {mb}).", display=zdisp)
     out.table("dual_media_sites", r.zoning_sites, "Paired site means and zones.", in_report=False)
     fig = zn.plot_dual_media_zones(r.zoning_sites, r.zoning_bounds, medium_a=ma, medium_b=mb, unit_a=data.unit(ma),
                                    unit_b=data.unit(mb))
@@ -443,29 +626,46 @@ relatively higher in its own range (log scale).""")
 def _report_capacity(out, r: Result, data, p) -> None:
     import matplotlib.pyplot as plt
 
-    if not r.guideline_set:
-        out.markdown("**Bearing capacity.** Not assessed: the region names no guideline set.")
+    from ..descriptive import reference_label, threshold_header
+
+    if not r.guideline_set or r.capacity is None:
         return
-    gset, thr = r.guideline_set, r.threshold
-    out.markdown(f"""**Bearing capacity.** The capacity left below the {thr} values of {gset} is
-$R_{{ij}} = G_{{ij}} - C_{{ij}}$, also given as a percentage of the guideline, $100\\,(G_{{ij}} - C_{{ij}})/G_{{ij}}$,
-where $G_{{ij}}$ is the value that applies to sample $i$ (its land-use and pH class where the set distinguishes
-them); a sample is overloaded when $C_{{ij}} > G_{{ij}}$ [@sun2025adaptive]."""
-                 + ("\n\n" + "\n".join(f"- {x}" for x in r.capacity_notes) if r.capacity_notes else ""))
-    if r.capacity is None:
-        return
+    gname = reference_label(r.guideline_set)
+    thr = threshold_header(r.threshold or "guideline").lower()
     cs = r.capacity_summary
-    unit = data.unit(data.media[0])
+    units = {m: data.unit(m) for m in cs["medium"].unique()}
+    one_unit = len(set(units.values())) == 1
+    u = f" ({next(iter(units.values()))})" if one_unit else ""
+    disp = cs.assign(pct=100 * cs["share_overloaded"], Unit=cs["medium"].map(units)).rename(columns={
+        "medium": "Medium", "metal": "Metal", "guideline": f"Guideline, lowest{u}",
+        "guideline_max": f"Guideline, highest{u}", "n": "Samples", "n_overloaded": "Overloaded",
+        "pct": "Overloaded (%)", "median_remaining_pct": "Median remaining (% of guideline)",
+        "min_remaining_pct": "Minimum remaining (% of guideline)"}).drop(columns=["share_overloaded"])
+    if (disp[f"Guideline, lowest{u}"] == disp[f"Guideline, highest{u}"]).all():
+        disp = disp.drop(columns=[f"Guideline, highest{u}"]).rename(columns={f"Guideline, lowest{u}": f"Guideline{u}"})
+    if one_unit:
+        disp = disp.drop(columns=["Unit"])
+    if disp["Medium"].nunique() == 1:
+        disp = disp.drop(columns=["Medium"])
     out.table("bearing_capacity", r.capacity, "Remaining capacity per sample and metal.", in_report=False)
-    out.table("bearing_capacity_summary", cs, f"Bearing capacity per metal against the {thr} values of {gset} "
-              "(lowest and highest value applied to the samples).",
-              display=cs.assign(pct=100 * cs["share_overloaded"]).rename(columns={
-                  "medium": "Medium", "metal": "Metal", "guideline": f"Guideline, lowest ({unit})",
-                  "guideline_max": f"Guideline, highest ({unit})", "n": "Samples", "n_overloaded": "Overloaded",
-                  "pct": "Overloaded (%)", "median_remaining_pct": "Median remaining (% of guideline)",
-                  "min_remaining_pct": "Minimum remaining (% of guideline)"}).drop(columns=["share_overloaded"]))
+    out.table("bearing_capacity_summary", cs, f"Bearing capacity per metal against the {thr}s of {gname} (value "
+              "applied to each sample's own class).", display=disp, appendix=True)
+    neg = cs[cs["median_remaining_pct"] < 0]
+    tight = cs.sort_values("median_remaining_pct").head(3)
+    figs = ", ".join(out.ref(f"bearing_capacity_{m}", "fig") for m in r.capacity["medium"].unique())
+    out.markdown(f"""**Bearing capacity.** The capacity left below the {thr} that applies to each sample,
+$100\\,(G - C)/G$ [@sun2025adaptive], is smallest for """
+                 + _and(f"{x.metal}{f' in {x.medium}' if not one_unit or len(units) > 1 else ''} (median "
+                        f"{x.median_remaining_pct:.0f} %)" for x in tight.itertuples())
+                 + (f"; for {_and(neg['metal'])} the median sample has none left, so further inputs would add to an "
+                    "existing exceedance" if len(neg) else "")
+                 + f" ({figs}, {out.ref('bearing_capacity_summary')}; the shares above the values are those of the "
+                   "exceedance table of the data-quality section)."
+                 + (" " + " ".join(r.capacity_notes) if r.capacity_notes else ""))
     for m in r.capacity["medium"].unique():
         fig = zn.plot_bearing_capacity(r.capacity, medium=m)
-        out.figure(f"bearing_capacity_{m}", fig, f"Remaining capacity of the {m} samples as % of the {thr} values of "
-                   f"{gset}; below 0 the sample is overloaded.", width="80%")
+        out.figure(f"bearing_capacity_{m}", fig, f"Remaining capacity of the {m} samples as % of the {thr}s of "
+                   f"{reference_label(r.guideline_set, cite=False, short=True)}; below 0 the sample is overloaded.",
+                   width="80%", appendix=True,
+                   group="bearing_capacity" if r.capacity["medium"].nunique() > 1 else None)
         plt.close(fig)

@@ -171,19 +171,30 @@ def report(ctx: StageContext, result: Result) -> None:
     if result.skipped:
         out.markdown(f"This analysis was not run: {result.skipped}.")
         return
-    out.markdown(ml.methods_text(ds, n_folds=o.n_folds, n_spatial_blocks=o.n_spatial_blocks,
-                                 correlation_threshold=o.correlation_threshold, selection=o.selection,
-                                 min_gain_share=o.min_gain_share, top_k=o.top_k, n_search=o.n_search))
+    methods = ml.methods_text(ds, n_folds=o.n_folds, n_spatial_blocks=o.n_spatial_blocks,
+                              correlation_threshold=o.correlation_threshold, selection=o.selection,
+                              min_gain_share=o.min_gain_share, top_k=o.top_k, n_search=o.n_search)
+    scheme, _, model = methods.partition("**Model.**")
+    out.markdown(scheme.strip() + f" The target, {ds.target_label} in {ds.medium} (n = {len(ds.y)}), was modelled by "
+                 "extreme gradient boosting (XGBoost) [@chen2016xgboost] after Wu et al. [@wu2025tracing] and "
+                 "explained with SHAP values [@lundberg2020tree]; the model is described in the appendix "
+                 "(@sec-appendix-ml-drivers).")
+    out.markdown("**Model.**" + model, appendix=True)
     for note in ds.notes:
         out.markdown(note)
-    out.markdown(ml.results_text(res, ds))
     sk = res.skill
+    out.markdown(ml.results_text(res, ds, refs={
+        "cv": ref_id("tbl", "ml_cv_metrics"), "obs": ref_id("fig", "ml_observed_predicted"),
+        "drivers": ref_id("tbl", "ml_drivers") if sk.has_skill else None,
+        "shap": ref_id("fig", "ml_shap_beeswarm") if sk.has_skill else None}))
     out.table("ml_cv_metrics", res.cv.metrics[["model", "cv_scheme", "fold", "r2", "rmse", "mae"]],
               f"Cross-validated performance for {ds.target_label} ({o.n_folds} folds; mean ± standard deviation over "
               "folds). Spatial-block folds judge skill; random folds are shown for comparison. Every learner was "
               "trained and tested on the same folds, the whole pipeline refitted in each training fold; the baseline "
               "predicts the mean of the training samples.",
-              display=ml.cv_display(res.summary, unit_label=ds.target_label))
+              display=ml.cv_display(res.summary, unit_label=ds.target_label).assign(
+                  **{"CV folds": lambda d: d["CV folds"].replace({"random": "random (comparison)",
+                                                                  "spatial-block": "spatial blocks"})}))
     out.figure("ml_folds", ml.plot_folds(res.folds, coordinate_unit=cu),
                f"Cross-validation folds of the {len(ds.y)} {ds.medium} samples: random folds (left) and spatial-block "
                f"folds, {res.n_blocks} k-means clusters of the coordinates assigned whole to {o.n_folds} folds "
@@ -204,7 +215,7 @@ def report(ctx: StageContext, result: Result) -> None:
         d = res.drivers
         out.table("ml_drivers", d, f"Drivers of {ds.target_label}: selected candidates ranked by mean absolute SHAP "
                   f"value in the final XGBoost model (model skill: {score}).",
-                  display=pd.DataFrame({"Rank": d["rank"], "Driver": d["feature"],
+                  display=pd.DataFrame({"Rank": d["rank"], "Driver": d["feature"].map(ml.readable_feature),
                                         f"Mean absolute SHAP ({ds.target_label})": d["mean_abs_shap"],
                                         "Share of the drivers (%)": 100 * d["share"], "Gain share": d["gain"]}))
         out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X)),
@@ -214,7 +225,7 @@ def report(ctx: StageContext, result: Result) -> None:
         if top:
             out.figure("ml_shap_dependence", ml.plot_dependence(res.shap, res.X, top),
                        f"SHAP dependence of the {len(top)} most important drivers: contribution to the prediction "
-                       "against the driver's value (original units; 0/1 indicators jittered).")
+                       "against the driver's value (original units; 0/1 indicators jittered).", appendix=True)
         if result.grid_prediction is not None:
             g = result.grid_prediction
             out.table("ml_grid_prediction", g, "Predicted target on the grid.", in_report=False)
@@ -227,21 +238,26 @@ def report(ctx: StageContext, result: Result) -> None:
                        f"the grid; circles: samples" + (f"; {blank} cells outside the model's domain are blank"
                                                         if blank else "")
                        + ". The map shows what the drivers explain, not a kriged surface of the observations.")
+            out.markdown(f"The drivers' prediction over the grid is mapped in @{ref_id('fig', 'ml_prediction_map')}; "
+                         "it shows the pattern the drivers explain, with the model's limited skill.")
         else:
             out.markdown(f"No prediction map is drawn: {result.grid_note}.")
-        out.finding(f"{ds.target_label} in {ds.medium}: the leading driver is {d['feature'].iloc[0]} "
-                    f"({100 * d['share'].iloc[0]:.0f} % of the drivers' mean absolute SHAP value), in a model with "
-                    f"{score}.", importance=0.5, refs=[ref_id("tbl", "ml_drivers")])
+        out.conclusion(f"The covariates carry {ds.target_label} into areas without samples with {score}; "
+                       f"{ml.readable_feature(d['feature'].iloc[0])} is the leading driver, an association rather than a proven cause.")
+        out.finding(f"A model of {ds.target_label} in {ds.medium} has transferable skill ({score}); its leading "
+                    f"driver is {ml.readable_feature(d['feature'].iloc[0])} ({100 * d['share'].iloc[0]:.0f} % of the drivers' mean "
+                    "absolute SHAP value).", importance=0.45 if sk.r2_mean < 0.2 else 0.55,
+                    refs=[ref_id("tbl", "ml_cv_metrics"), ref_id("tbl", "ml_drivers")])
+        if sk.r2_mean < 0.2:
+            out.limitation(f"The model of {ds.target_label} has weak skill in held-out areas "
+                           f"({score}); its drivers explain a small part of the variation.")
     else:
-        out.callout(f"The model of {ds.target_label} has no transferable skill ({score}, RMSE {sk.rmse_mean:.3g} "
-                    f"against {sk.rmse_baseline:.3g} for the training mean). No drivers are reported and no map is "
-                    "drawn; the SHAP ranking is in the appendix as exploratory.", kind="important",
-                    title="No transferable skill")
         sel = imp[imp["selected"]]
         out.markdown(ml.exploratory_text(res, ds))
         out.table("ml_shap_exploratory", sel, "Exploratory only, not drivers: mean absolute SHAP value of the features "
                   f"used by a model without transferable skill ({score}).",
-                  display=pd.DataFrame({"Feature": sel["feature"], "Mean absolute SHAP": sel["mean_abs_shap"],
+                  display=pd.DataFrame({"Feature": sel["feature"].map(ml.readable_feature),
+                                        "Mean absolute SHAP": sel["mean_abs_shap"],
                                         "Gain share": sel["gain"], "Spatial term": sel["spatial"]}), appendix=True)
         out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X)),
                    "Exploratory only: SHAP beeswarm of a model without transferable skill; it shows how the model "
@@ -249,6 +265,8 @@ def report(ctx: StageContext, result: Result) -> None:
         out.finding(f"{ds.target_label} in {ds.medium} cannot be predicted in areas away from the samples from the "
                     f"available covariates ({score}); no drivers are reported.", importance=0.4,
                     refs=[ref_id("tbl", "ml_cv_metrics")])
+        out.conclusion(f"The available covariates do not predict {ds.target_label} away from the samples ({score}), "
+                       "so no drivers of it can be named from these data.")
         out.limitation(f"The covariates do not predict {ds.target_label} in held-out areas ({score}); drivers of the "
                        "risk could not be identified with them.")
     if result.truth is not None:

@@ -192,25 +192,28 @@ def report(ctx: StageContext, result: Result) -> None:
     known truth of a demo, exploratory importance, scenario and results."""
     o, out = ctx.options, ctx.out
     res = result.models
+    out.markdown("## Methods")
     out.markdown(mb.methods_text(scheme=o.scheme, tolerance_percent=o.recovery_tolerance_percent,
                                  mobile_fraction=o.mobile_fraction, features=result.features,
                                  include_total=o.include_total, n_splits=o.n_splits, rate_per_year=o.soc_increase_per_year,
                                  years=o.horizon_years, soc_feature=o.soc_feature, risk_quantile=o.risk_quantile,
                                  validation=res.validation if res is not None else None))
+    out.markdown("## Fractionation and risk assessment code")
     rec = result.recovery
     bad = rec[rec["status"] != "ok"]
     out.markdown(
-        f"**Input and recovery.** {result.fractions['sample_id'].nunique()} samples and "
+        f"**Input and recovery** ({out.ref('fraction_recovery')}). {result.fractions['sample_id'].nunique()} samples and "
         f"{result.fractions['metal'].nunique()} metals ({len(rec)} sample-metal pairs, {o.scheme.upper()} scheme) were "
         f"read. The median recovery was {rec['recovery_percent'].median():.1f} %; {len(bad)} "
         f"pair{'s' if len(bad) != 1 else ''} fall outside 100 ± {o.recovery_tolerance_percent:g} % or have no total "
-        + ("and were excluded from what follows." if o.exclude_bad_recovery else "and are kept but listed below."))
+        + ("and were excluded from what follows." if o.exclude_bad_recovery else "and are kept but listed."))
     out.table("fraction_recovery", rec,
               f"Sample-metal pairs whose sum of fractions departs from the total concentration by more than "
               f"{o.recovery_tolerance_percent:g} % (or lack a total). The full table lists every pair.",
               display=bad.rename(columns={"sample_id": "Sample", "metal": "Metal", "sum_mg_kg": "Sum of fractions (mg/kg)",
                                           "total_mg_kg": "Total (mg/kg)", "recovery_percent": "Recovery (%)",
-                                          "status": "Status"}).drop(columns=["within_tolerance"]))
+                                          "status": "Status"}).drop(columns=["within_tolerance"]),
+              appendix=len(bad) > 10)
     out.table("fractionation", result.indices,
               "Mean shares of the BCR fractions (F1 acid-soluble/exchangeable, F2 reducible, F3 oxidizable, "
               "F4 residual; percent of their sum), mean mobility factor MF = 100 (F1+F2)/S, median RAC and median "
@@ -226,15 +229,14 @@ def report(ctx: StageContext, result: Result) -> None:
     out.table("rac", rac, "Risk assessment code: share of samples per class (RAC = F1 share: no risk < 1 %, low "
               "1-10 %, medium > 10-30 %, high > 30-50 %, very high > 50 %) [@perin1985; @jain2004].", display=rac_disp)
     out.figure("rac_classes", mb.plot_rac(rac), "Share of samples in each RAC class per metal.", width="85%")
+    out.markdown(mb.fractionation_text(result.indices, result.rac,
+                                       refs=f"{out.ref('fractionation')}, {out.ref('fractions_stacked', 'fig')}, "
+                                            f"{out.ref('rac')}, {out.ref('rac_classes', 'fig')}"))
+    out.markdown("## Mobility model: skill, drivers and the soil-carbon scenario")
     if res is None:
         out.markdown("No metal could be modelled (too few samples with fractions and predictors).")
     else:
         _report_models(ctx, result)
-    out.markdown(mb.results_text(result.indices, res.comparison if res is not None else pd.DataFrame(),
-                                 res.importance if res is not None else pd.DataFrame(),
-                                 result.scenario, horizon_years=o.horizon_years,
-                                 validation=res.validation if res is not None else None,
-                                 no_skill=res.no_skill if res is not None else None, truth=result.truth))
     _findings(ctx, result)
 
 
@@ -249,28 +251,35 @@ def _report_models(ctx: StageContext, result: Result) -> None:
               "and without monotone constraints (same folds); the last column is the largest rise (percent points) "
               "of the prediction along a constrained feature in the wrong direction, on a grid with the other "
               "features fixed (0 means the model follows theory).",
-              display=comp.rename(columns={"metal": "Metal", "variant": "Model", "r2_mean": "CV R²", "r2_sd": "CV R² SD",
+              display=comp.assign(constraints=comp["constraints"].map(mb.constraints_label)).rename(
+                  columns={"metal": "Metal", "variant": "Model", "r2_mean": "CV R²", "r2_sd": "CV R² SD",
                                            "rmse_mean": "CV RMSE (pp)", "mae_mean": "CV MAE (pp)",
                                            "constraints": "Constraints",
                                            "max_theory_violation_pp": "Largest step against theory (pp)"}))
     out.table("mobility_cv", res.cv_folds, "Per-fold cross-validation metrics.", in_report=False)
+    out.markdown(mb.skill_text(comp, validation=res.validation, no_skill=res.no_skill,
+                               ref=out.ref("mobility_model_comparison")))
     if res.no_skill:
         out.callout(f"{', '.join(res.no_skill)}: the cross-validated R² is not above 0, so the model has no "
                     "transferable skill; its predictors are not interpreted and its scenario is not shown.",
                     kind="warning", title="No skill")
     if result.truth is not None and len(result.truth):
         t = result.truth
+        ph = t[t["feature"] == o.ph_feature] if o.ph_feature else t.iloc[0:0]
+        shown = ph if len(ph) else t
         out.table("mobility_truth_recovery", t,
-                  "Generated data: the effect of each predictor on the mobile share recovered by the models "
-                  "(partial-dependence slope, percent points per unit) against the generator's true average "
-                  "marginal effect; sign recovered by the unconstrained model (which is free to find either sign; "
-                  "CEC has no true effect and is not scored).",
-                  display=t.rename(columns={"metal": "Metal", "feature": "Predictor",
-                                            "true_effect_pp_per_unit": "True effect (pp per unit)",
-                                            "true_sign": "True sign",
-                                            "recovered_unconstrained_pp_per_unit": "Recovered, unconstrained (pp per unit)",
-                                            "recovered_constrained_pp_per_unit": "Recovered, constrained (pp per unit)",
-                                            "sign_recovered": "Sign recovered"}))
+                  "Check against the generator (generated data only): the effect of "
+                  + ("soil pH" if len(ph) else "each predictor") + " on the mobile share recovered by the models "
+                  "(partial-dependence slope, percent points per unit) against the generator's true average marginal "
+                  "effect; the sign is judged on the unconstrained model, which is free to find either sign. The full "
+                  "table adds the other predictors.",
+                  display=shown.assign(feature=lambda d: d["feature"].map(mb.feature_label)).rename(columns={
+                      "metal": "Metal", "feature": "Predictor", "true_effect_pp_per_unit": "True effect (pp per unit)",
+                      "true_sign": "True sign",
+                      "recovered_unconstrained_pp_per_unit": "Recovered, unconstrained (pp per unit)",
+                      "recovered_constrained_pp_per_unit": "Recovered, constrained (pp per unit)",
+                      "sign_recovered": "Sign recovered"}))
+        out.markdown(mb.truth_text(t, ph_feature=o.ph_feature, ref=out.ref("mobility_truth_recovery")))
     skilled = [m for m in res.models if m not in res.no_skill]
     imp = res.importance[res.importance["metal"].isin(skilled)]
     if len(imp):
@@ -281,7 +290,9 @@ def _report_models(ctx: StageContext, result: Result) -> None:
                   display=mb.importance_display(imp))
         out.figure("mobility_shap", mb.plot_shap(res, metals=skilled),
                    "SHAP values of the constrained models with skill: each point is a sample; the colour shows the "
-                   "feature value (rank); features with a monotone constraint are marked (+) or (-).")
+                   "feature value (rank); features with a monotone constraint are marked (+) or (-).", appendix=True)
+        out.markdown(mb.drivers_text(imp, ref=f"{out.ref('mobility_importance')}; each sample's contributions in "
+                                               f"{out.ref('mobility_shap', 'fig')}"))
     out.table("mobility_effects", res.effects, "Sign and range of the partial dependence of the mobile share on "
               "each feature, constrained and unconstrained models.", in_report=False)
     if not res.monotonicity.empty:
@@ -297,7 +308,7 @@ def _report_models(ctx: StageContext, result: Result) -> None:
         return
     domain = "grid" if (scen["domain"] == "grid").any() else "samples"
     where = "on the prediction grid" if domain == "grid" else "at the samples (no grid with all predictors)"
-    cols = ["metal"] + (["area"] if scen["area"].nunique() > 1 else []) + [
+    cols = ["metal"] + [
         "n", "threshold_mg_kg", "share_mean_base_percent", "share_mean_scenario_percent", "delta_share_mean_pp",
         "at_risk_base_percent", "at_risk_scenario_percent", "soc_beyond_training_percent"]
     out.table("mobility_scenario", scen,
@@ -305,8 +316,8 @@ def _report_models(ctx: StageContext, result: Result) -> None:
               f"{o.horizon_years} years; mean predicted mobile share, its change (percent points), the share of "
               "samples (or grid cells) whose mobile concentration exceeds the threshold T, today and after the "
               "scenario, and the share whose scenario SOC exceeds the largest SOC of the training data; "
-              f"shown {where}, per area and for the whole region (the full table adds the other domain).",
-              display=scen.loc[scen["domain"] == domain, cols].rename(columns={
+              f"shown {where} for the whole region (the full table adds each area and the other domain).",
+              display=scen.loc[(scen["domain"] == domain) & (scen["area"] == "whole region"), cols].rename(columns={
                   "metal": "Metal", "area": "Area", "threshold_mg_kg": "T (mg/kg)",
                   "share_mean_base_percent": "Share today (%)",
                   "share_mean_scenario_percent": f"Share {o.horizon_years} yr (%)",
@@ -315,26 +326,59 @@ def _report_models(ctx: StageContext, result: Result) -> None:
                   "soc_beyond_training_percent": "SOC > training (%)"}))
     out.table("mobility_predictions", cells, "Predictions per sample and grid cell.", in_report=False)
     cu = p.data.coordinate_unit
+    crs = p.data.crs
     out.figure("mobility_map", mb.plot_maps(cells, "share_base_percent",
                                             label=f"Predicted mobile share today (%), {where}", coordinate_unit=cu,
-                                            domain=domain),
+                                            domain=domain, crs=crs),
                f"Predicted mobile ({o.mobile_fraction}) share of each metal with a skilled model today, {where}.")
     out.figure("mobility_scenario_change",
                mb.plot_maps(cells, "delta_share_pp", label=f"Change of the mobile share after {o.horizon_years} years (pp)",
-                            coordinate_unit=cu, diverging=True, domain=domain),
+                            coordinate_unit=cu, diverging=True, domain=domain, crs=crs),
                f"Change of the predicted mobile share (percent points) after {o.horizon_years} years of "
                f"{100 * o.soc_increase_per_year:g} % per year SOC increase, {where}; red: more mobile.")
+    out.markdown(mb.scenario_text(scen, horizon_years=o.horizon_years, domain=domain, comparison=res.comparison,
+                                  refs=f"{out.ref('mobility_scenario')}, {out.ref('mobility_map', 'fig')}, "
+                                       f"{out.ref('mobility_scenario_change', 'fig')}"))
 
 
 def _findings(ctx: StageContext, result: Result) -> None:
-    """Key finding (highest mean RAC, with its spread) and limitations."""
+    """Key findings (highest mean RAC with its spread; the model's held-out skill; the scenario's change) and
+    limitations."""
+    o, out = ctx.options, ctx.out
     ind = result.indices
     g = ind.groupby("metal")["rac_percent"]
     top = g.mean().idxmax()
     q = g.quantile([0.25, 0.75]).unstack()
-    ctx.out.finding(f"{top} is the most mobile metal: its acid-soluble share (RAC) averages {g.mean()[top]:.1f} % "
-                    f"(interquartile range {q.loc[top, 0.25]:.1f}-{q.loc[top, 0.75]:.1f} % over "
-                    f"{int(g.size()[top])} samples).", importance=0.4, refs=["tbl-fractionation"])
-    ctx.out.limitation("Sequential-extraction fractions are operationally defined; the mobility model predicts the "
-                       "extractable share, not a measured flux, and tree models do not extrapolate beyond the "
-                       "training range of soil carbon.")
+    out.finding(f"{top} is the most mobile metal: its acid-soluble share (RAC) averages {g.mean()[top]:.1f} % "
+                f"(interquartile range {q.loc[top, 0.25]:.1f}-{q.loc[top, 0.75]:.1f} % over "
+                f"{int(g.size()[top])} samples).", importance=0.4, refs=["tbl-fractionation"])
+    out.conclusion(f"{top} is the most mobile metal (mean acid-soluble share {g.mean()[top]:.1f} %, interquartile "
+                   f"range {q.loc[top, 0.25]:.1f}-{q.loc[top, 0.75]:.1f} %): a larger part of its total "
+                   "concentration is available to plants and water than for any other metal.")
+    res = result.models
+    if res is not None and not res.comparison.empty:
+        c = res.comparison[res.comparison["variant"] == "constrained"]
+        sk = c[~c["metal"].isin(res.no_skill)]
+        if len(sk):
+            b, w = sk.loc[sk["r2_mean"].idxmax()], c.loc[c["r2_mean"].idxmin()]
+            out.finding(f"Soil properties predict the mobile share of {b.metal} in held-out spatial blocks with "
+                        f"cross-validated R² {b.r2_mean:.2f} (fold SD {b.r2_sd:.2f})"
+                        + (f"; for {w.metal} the skill is {'negligible' if w.r2_mean < 0.1 else 'weaker'} "
+                           f"({w.r2_mean:.2f} ± {w.r2_sd:.2f})." if w.metal != b.metal else "."),
+                        importance=0.35, refs=["tbl-mobility-model-comparison"])
+    scen = result.scenario
+    if scen is not None and not scen.empty:
+        w = scen[scen["area"] == "whole region"]
+        dom = "grid" if (w["domain"] == "grid").any() else "samples"
+        w = w[w["domain"] == dom]
+        if len(w):
+            r = w.loc[w["delta_share_mean_pp"].abs().idxmax()]
+            out.finding(f"Raising soil carbon by {100 * o.soc_increase_per_year:g} % a year for {o.horizon_years} "
+                        f"years changes the mean mobile share of {r.metal} by {r.delta_share_mean_pp:+.2f} percent "
+                        f"points and the share of {'cells' if dom == 'grid' else 'samples'} at risk from "
+                        f"{r.at_risk_base_percent:.1f} to {r.at_risk_scenario_percent:.1f} % (a model prediction; "
+                        f"{r.soc_beyond_training_percent:.0f} % of them leave the range of the training data).",
+                        importance=0.3, refs=["tbl-mobility-scenario"])
+    out.limitation("Sequential-extraction fractions are operationally defined; the mobility model predicts the "
+                   "extractable share, not a measured flux, and tree models do not extrapolate beyond the "
+                   "training range of soil carbon.")

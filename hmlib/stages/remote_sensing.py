@@ -207,6 +207,7 @@ def report(ctx: StageContext, result: Result) -> None:
         return
     img, maps = result.image, result.maps
     t = img.transform
+    out.markdown("## Methods")
     out.markdown(rs.methods_text(n_trees=o.n_trees, max_depth=o.max_depth, min_samples_leaf=o.min_samples_leaf,
                                  n_folds=o.n_folds, n_blocks=o.n_spatial_blocks, inner_folds=o.inner_folds,
                                  level=o.interval_level, window_px=o.window_px, extraction=o.extraction,
@@ -223,7 +224,10 @@ def report(ctx: StageContext, result: Result) -> None:
         w = rs.samples_per_predictor_warning(mm[0].n_points, len(img.band_names))
         if w:
             out.callout(w, kind="warning", title=f"{medium.capitalize()}: few samples per band")
-    out.markdown(rs.results_text(maps))
+    out.markdown("## Held-out skill and interval coverage")
+    out.markdown(rs.results_text(maps) + f" Scores per model in {out.ref('rs_metrics')}, coverage in "
+                 f"{out.ref('rs_interval_coverage')}, and each held-out prediction in "
+                 f"{out.ref('rs_observed_predicted', 'fig')}.")
     lvl = 100 * o.interval_level
     out.table("rs_metrics", result.metrics,
               "Quantile-forest inversion scored by nested spatial-block cross-validation: pooled out-of-fold R² and "
@@ -244,14 +248,16 @@ def report(ctx: StageContext, result: Result) -> None:
     out.figure("rs_band_importance", rs.plot_importance(maps),
                "Permutation importance of each band for each metal: mean decrease of the out-of-fold R² when the band "
                f"is shuffled within the held-out folds (bars: ± sd over {o.n_permutations} shuffles). Negative or "
-               "near-zero values mean the band adds nothing the others do not carry.")
+               "near-zero values mean the band adds nothing the others do not carry.", appendix=True)
     out.figure("rs_observed_predicted", rs.plot_observed_predicted(maps),
                f"Observed vs held-out predicted concentrations with their {lvl:.0f} % intervals (nested spatial-block "
                "cross-validation; red: the interval misses the observation); dashed: 1:1 line.")
+    out.markdown(rs.importance_text(maps, ref=out.ref("rs_band_importance", "fig")))
     if result.truth is not None and not result.truth.empty:
         tr = result.truth
-        out.markdown(rs.truth_text(tr))
-        out.table("rs_truth_comparison", tr, "Known truth of the generated data: the band each concentration is "
+        out.markdown(rs.truth_text(tr, ref=out.ref("rs_truth_comparison")))
+        out.table("rs_truth_comparison", tr, "Check against the generator (generated data only): the band each "
+                  "concentration is "
                   "generated from, the band the model found most important, and the validated R² against the R² a "
                   "perfect model would be expected to reach given the generator's error.",
                   display=pd.DataFrame({"Metal": tr["metal"], "Medium": tr["medium"], "Generating band": tr["true_band"],
@@ -260,6 +266,10 @@ def report(ctx: StageContext, result: Result) -> None:
                                         "R² (held out)": tr["r2_cv"], "R² of a perfect model": tr["r2_ceiling"],
                                         "Generator": tr["relationship"]}))
     mapped = [m for m in maps if m.mapped]
+    if mapped:
+        out.markdown("## Maps of the models with held-out skill")
+        out.markdown(rs.maps_text(mapped, refs=", ".join(out.ref(f"rs_map_{mt}", "fig")
+                                                         for mt in dict.fromkeys(m.metal for m in mapped))))
     for metal in dict.fromkeys(m.metal for m in mapped):
         mm = [m for m in mapped if m.metal == metal]
         files = []
@@ -274,7 +284,8 @@ def report(ctx: StageContext, result: Result) -> None:
         where = "; ".join(f"{m.medium}: classes {', '.join(map(str, o.landcover_classes.get(m.medium)))}" for m in mm
                           if o.landcover_classes.get(m.medium)) if result.landcover is not None else ""
         skill = "; ".join(f"{m.medium} R² {m.result.skill['r2']:.2f}" for m in mm)
-        out.figure(f"rs_map_{metal}", rs.plot_metal_maps(mm, img, coordinate_unit=p.data.coordinate_unit),
+        out.figure(f"rs_map_{metal}", rs.plot_metal_maps(mm, img, coordinate_unit=p.data.coordinate_unit,
+                                                         crs=p.data.crs),
                    f"{metal} ({skill}, nested spatial-block cross-validation): quantile-forest prediction (left; "
                    f"{o.median_filter_px} × {o.median_filter_px} median filter, clipped to [0, P{o.clip_percentile:g}] "
                    "of the training values" + (f", land cover {where}" if where else "")
@@ -295,3 +306,6 @@ def report(ctx: StageContext, result: Result) -> None:
                 f"intervals covered {100 * cov['observed'].min():.0f}-{100 * cov['observed'].max():.0f} % of held-out "
                 f"samples (at most {100 * dev:.0f} points from nominal).", importance=0.45,
                 refs=[ref_id("tbl", "rs_metrics"), ref_id("tbl", "rs_interval_coverage")])
+    out.conclusion(f"The image predicts {len(mapped)} of {len(maps)} metal and medium combinations in held-out areas "
+                   f"(best {best.metal} in {best.medium}, R² {best.result.skill['r2']:.2f}), with calibrated "
+                   f"{lvl:.0f} % intervals; only these are mapped.")

@@ -62,7 +62,11 @@ class Options(StageOptions):
     block_cv: bool = Field(default=True, description="also score by spatial-block cross-validation")
     n_block_folds: int = Field(default=5, ge=2, le=50, description="folds of the spatial-block cross-validation")
     rf_trees: int = Field(default=60, ge=50, le=2000, description="trees of the random forest")
-    grid_chunk_size: int = Field(default=20000, ge=100, description="grid cells predicted at a time")
+    grid_chunk_size: int = Field(default=20000, ge=100,
+                                 description="grid cells per prediction tile (on the Dask cluster with --cluster)")
+    cv_max_samples: int | None = Field(
+        default=1000, ge=100, description="above this many samples, cross-validation runs on a spatially stratified "
+                                          "subsample of this size (none: always on all samples)")
     guideline_threshold: str | None = Field(
         default=None, description="guideline threshold name to map exceedance of (none: the region's)")
     hotspot_k: int = Field(default=8, ge=2, le=50, description="nearest neighbours in the hotspot weights")
@@ -197,14 +201,17 @@ def run(ctx) -> Result:
             weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
             n_lags=o.n_lags, max_lag_fraction=o.max_lag_fraction, n_neighbours=o.n_neighbours, scheme=o.cv,
             n_folds=o.n_folds, block_cv=o.block_cv, n_block_folds=o.n_block_folds, rf_trees=o.rf_trees, threshold=thresholds.get(metal, np.nan),
-            seed=ctx.seed + i, chunk_size=o.grid_chunk_size)
+            seed=ctx.seed + i, chunk_size=o.grid_chunk_size, cv_max_n=o.cv_max_samples)
     cv_table = pd.concat([mm.cv_summary for mm in maps.values()], ignore_index=True)
     selection = pd.concat([mm.selection for mm in maps.values()], ignore_index=True)
     choice = sp.choice_table(maps)
     cols = ["x", "y", "metal", "method", "chosen", "prediction", "median", "variance", "exceedance_probability"]
     grid_pred = pd.concat([mm.grid[cols] for mm in maps.values()], ignore_index=True)
     shares = pd.DataFrame([{"metal": m, "method": mm.best, "threshold_name": threshold_name, "threshold": mm.threshold,
-                            "n_cells": len(mm.grid), **mm.shares} for m, mm in maps.items() if np.isfinite(mm.threshold)])
+                            "n_cells": len(mm.grid), **mm.shares,
+                            **sp.sample_shares(sites["x"], sites["y"], wide[m], threshold=mm.threshold,
+                                               grid_x=grid["x"], grid_y=grid["y"])}
+                           for m, mm in maps.items() if np.isfinite(mm.threshold)])
     vg, aniso, vg_disp = sp.variogram_tables(maps, coordinate_unit=p.data.coordinate_unit)
     # hotspots on each metal's modelling scale
     w = hs.knn_weights(sites["x"], sites["y"], k=o.hotspot_k)
@@ -251,6 +258,7 @@ def report(ctx, result: Result) -> None:
     import matplotlib.pyplot as plt
 
     from .. import geo
+    from ..descriptive import reference_label
 
     data, p, o, out = ctx.data, ctx.params, ctx.options, ctx.out
     r = result
@@ -261,16 +269,42 @@ def report(ctx, result: Result) -> None:
     maps = r.maps
     used = [m for m in o.methods if any(m in set(mm.cv_summary["method"]) for mm in maps.values())]
     has_thr = len(r.shares) > 0
-    out.markdown(sp.methods_text(
+    gset = p.references.guideline
+    tname = str(r.threshold_name or "").replace("_", " ")
+    classes = sp.guideline_classes(gset, r.threshold_name, medium=medium, unit=unit) if has_thr else None
+    n_samples = max(mm.n_samples for mm in maps.values())
+    n_cv = min(mm.n_cv for mm in maps.values())
+    scheme_label = "leave-one-out" if o.cv == "loo" else f"{o.n_folds}-fold"
+    # what the section answers, before the methods
+    out.markdown(
+        f"This section maps each metal over the prediction grid ({len(next(iter(maps.values())).grid):,} cells) from "
+        f"the {n_samples:,} samples, with the interpolation method that predicted held-out samples best, and "
+        + (f"estimates where and over how much of the area the {tname} value of {reference_label(gset)} is exceeded. "
+           if has_thr else "shows where concentrations are high. ")
+        + "It then tests whether high values cluster (hotspots)"
+        + (" and how the drivers' effects vary in space." if r.mgwr is not None else "."))
+    cv_txt = (f"{scheme_label} and spatial-block cross-validation" if o.block_cv else f"{scheme_label} cross-validation")
+    out.markdown(
+        f"**Methods in brief.** Each metal was interpolated by {len(used)} candidate methods (ordinary kriging, and "
+        "methods that add the covariates, correlated metals or a random forest to it), each scored by "
+        f"{cv_txt} with every fold refitted; the simplest method within one standard error of the best is mapped. "
+        "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
+        "and the expected share of the area above the value is the mean of that probability over the cells. "
+        "Formulas, the candidate methods and the choice rule are in @sec-appendix-spatial.")
+    out.markdown(appendix=True, text=sp.methods_text(
         methods=used, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
         weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
         n_neighbours=o.n_neighbours, scheme=o.cv, n_folds=o.n_folds, block_cv=o.block_cv,
-        guideline_set=p.references.guideline if has_thr else None, threshold_name=r.threshold_name if has_thr else None,
-        drift_covariates=r.drift, secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs))
-    scheme_label = "leave-one-out" if o.cv == "loo" else f"{o.n_folds}-fold"
+        guideline_set=gset if has_thr else None, threshold_name=tname if has_thr else None,
+        drift_covariates=r.drift, secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
+        n_samples=n_samples, cv_max_n=n_cv if n_cv < n_samples else None, classes=classes,
+        guideline_label=reference_label(gset) if gset else None))
+    if n_cv < n_samples:
+        out.limitation(f"Spatial interpolation: cross-validation used a spatially stratified subsample of {n_cv:,} of "
+                       f"the {n_samples:,} samples, so its errors describe a sparser sampling than the maps'.")
     cvd = r.cv_table.copy()
     cvd["scheme"] = cvd["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"})
-    cvd["method"] = cvd["method"].map(sp.METHOD_LABELS)
+    cvd["method"] = cvd["method"].map(lambda m: sp.METHOD_LABELS.get(m, "collocated cokriging" if m == "ckc" else m))
     out.table("spatial_cv", r.cv_table,
               f"Cross-validation ({scheme_label}{' and spatial blocks' if o.block_cv else ''}) of the interpolation "
               "methods: mean absolute and root mean squared error of the mean prediction, and mean standardised "
@@ -292,8 +326,10 @@ def report(ctx, result: Result) -> None:
     out.table("spatial_choice", ch, "Method mapped per metal (the simplest within one standard error of the best) and "
               "its mean absolute error relative to ordinary kriging (below 1: better), with a 95 % paired bootstrap "
               "interval, per cross-validation scheme.", display=chd)
-    out.markdown(sp.results_text(r.choice, r.cv_table, scheme_label=scheme_label))
     if len(r.choice):
+        out.markdown(f"**Which method maps best.** {out.ref('spatial_choice')} gives the method chosen per metal and "
+                     f"its error relative to ordinary kriging; every method's scores are in {out.ref('spatial_cv')} "
+                     "(appendix). " + sp.results_text(r.choice, r.cv_table, scheme_label=scheme_label))
         first = r.choice[r.choice["scheme"] == r.choice["scheme"].iloc[0]]
         blk = r.choice[r.choice["scheme"] == "block"]
         txt = (f"Across the {len(first)} mapped metals, the method chosen by cross-validation has a median mean "
@@ -305,12 +341,27 @@ def report(ctx, result: Result) -> None:
         out.finding(txt, importance=0.5, refs=("tbl-spatial_choice",))
     out.table("spatial_variograms", r.variograms, "Fitted variogram models (all candidates).", in_report=False)
     out.table("spatial_anisotropy", r.anisotropy, "Directional effective ranges.", in_report=False)
-    out.table("spatial_variogram_summary", r.variogram_summary,
+    vs = r.variogram_summary
+    out.table("spatial_variogram_summary", vs,
               "Selected variogram model per metal (weighted least squares; nugget and sills in squared modelling-scale "
               "units: of ln concentration where the scale is ln). Anisotropy ratio: longest over shortest directional "
               "range (azimuth counter-clockwise from east); the last column gives the anisotropy used by the "
               "interpolation. A nugget/sill ratio above 0.75 indicates weak spatial dependence at the sampling scale.",
-              display=r.variogram_summary)
+              display=vs)
+    rng_col = f"Effective range ({cu})"
+    weak = vs.loc[vs["Nugget/sill"] > 0.75, "Metal"].tolist()
+    strong = vs.loc[vs["Nugget/sill"] < 0.25, "Metal"].tolist()
+    vtxt = (f"**Spatial structure.** The variograms ({out.ref('spatial_variogram_summary')}; per metal in the appendix) "
+            f"give effective ranges from {vs[rng_col].min():.3g} to {vs[rng_col].max():.3g} {cu}: samples closer than "
+            "this inform each other's prediction. ")
+    if strong:
+        vtxt += (f"{', '.join(strong)} {'has' if len(strong) == 1 else 'have'} a small nugget (below a quarter of the "
+                 "sill), so their maps follow the samples closely. ")
+    if weak:
+        vtxt += (f"For {', '.join(weak)} most variance is nugget (above three quarters of the sill): variation at "
+                 "distances shorter than the sample spacing or measurement error, so their maps are smooth and carry "
+                 "wide prediction intervals. ")
+    out.markdown(vtxt)
     for m, mm in maps.items():
         fig = sp.variogram_figure(mm, unit=unit, coordinate_unit=cu)
         out.figure(f"spatial_variogram_{m}", fig,
@@ -318,52 +369,111 @@ def report(ctx, result: Result) -> None:
                    f"with the fitted models (selected: {mm.variogram.model}), and directional variograms.",
                    group="spatial_variograms", appendix=True)
         plt.close(fig)
-    for m, mm in maps.items():
-        fig = sp.map_figure(mm, sample_x=sites["x"], sample_y=sites["y"], sample_values=wide[m], unit=unit,
-                            coordinate_unit=cu)
-        thr_txt = (f"; right: probability of exceeding the {r.threshold_name} value {mm.threshold:g} {unit} "
-                   f"(black line: 0.5)" if np.isfinite(mm.threshold) else "")
-        out.figure(f"spatial_map_{m}", fig,
-                   f"{m}: mean prediction by {sp.METHOD_LABELS[mm.best]} (left; samples as dots on the same colour "
-                   f"scale), prediction standard deviation (middle){thr_txt}.", group="spatial_maps")
-        plt.close(fig)
+    # maps: means (main), exceedance probabilities (main), standard deviations (appendix)
+    samples = pd.concat([sites[["x", "y"]].reset_index(drop=True), wide[list(maps)].reset_index(drop=True)], axis=1)
+    methods_used = sorted({sp.METHOD_LABELS[mm.best] for mm in maps.values()})
+    fig, _ = sp.grid_maps_figure(maps, kind="mean", unit=unit, crs=p.data.crs, coordinate_unit=cu, samples=samples)
+    out.figure("spatial_maps_mean", fig,
+               f"Mean prediction of each metal ({unit}) by the method chosen for it ({', '.join(methods_used)}; "
+               f"{out.ref('spatial_choice')}), with the samples as dots on the same colour scale. This is the "
+               "mean map; for metals modelled on the log scale it lies above the median and is not the map to "
+               "compare with a guideline value.")
+    hi_where = {m: sp._where(mm.grid["x"], mm.grid["y"], mm.grid["prediction"] >= mm.grid["prediction"].quantile(0.9))
+                for m, mm in maps.items()}
+    mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the mean predictions. The highest predicted "
+            "concentrations (top tenth of the cells) lie "
+            + "; ".join(f"in the {w} for {m}" for m, w in hi_where.items() if w) + ". "
+            + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
+            "uncertainty grows away from the samples and, for metals modelled on the log scale, with the "
+            "concentration.")
+    out.markdown(mtxt)
+    fig, _ = sp.grid_maps_figure(maps, kind="sd", unit=unit, crs=p.data.crs, coordinate_unit=cu)
+    out.figure("spatial_maps_sd", fig, f"Prediction standard deviation of each metal ({unit}) on the grid, from the "
+               "method mapped for it.", appendix=True)
     out.table("grid_predictions", r.grid_predictions,
               f"Predictions on the grid by the method chosen per metal: mean ({unit}), median ({unit}), variance "
               f"({unit}²) and probability of exceeding the guideline value.", in_report=False)
     if has_thr:
         s = r.shares
+        fig, left_out = sp.grid_maps_figure(maps, kind="probability", unit=unit, crs=p.data.crs, coordinate_unit=cu)
+        where = {}
+        for m, mm in maps.items():
+            if np.isfinite(mm.threshold):
+                pr = mm.grid["exceedance_probability"]
+                if (pr > 0.5).any() and (pr <= 0.5).any() and pr.mean() < 0.5:   # where it is local, not general
+                    where[m] = sp._where(mm.grid["x"], mm.grid["y"], pr > 0.5)
+        gl_short = reference_label(gset, cite=False, short=True)
+        if fig is not None:
+            out.figure("spatial_exceedance", fig,
+                       f"Probability that each metal exceeds the {tname} value of the {gl_short} (values in the "
+                       f"panel titles; {unit}), from the chosen method's prediction and its standard error; black "
+                       "line: probability 0.5 (the median map's boundary).")
+        def pct(v):
+            return [("<0.1" if 0 < 100 * x < 0.05 else f"{100 * x:.1f}") for x in v]
+
+        s_disp = pd.DataFrame({"Metal": s["metal"], f"Value ({unit})": s["threshold"],
+                               "Method": s["method"].map(sp.METHOD_SHORT),
+                               "Samples above (%)": pct(s["share_samples"]),
+                               "Samples above, area-weighted (%)": pct(s["share_samples_area"]),
+                               "Expected area share (%)": pct(s["share_expected"]),
+                               "Median map above (%)": pct(s["share_median"]),
+                               "Mean map above (%)": pct(s["share_mean_map"]),
+                               "Area with P > 0.9 (%)": pct(s["share_p90"])})
         out.table("exceedance_shares", s,
-                  f"Share of the mapped area above the {r.threshold_name} value of {p.references.guideline}: expected "
-                  "share (mean exceedance probability), share of cells whose median prediction exceeds it, share of "
+                  f"Exceedance of the {tname} value of the {gl_short}: share of the samples above it (raw and "
+                  "weighted by the area each represents), expected share of the mapped area (mean exceedance "
+                  "probability, the headline figure), share of cells whose median prediction exceeds it, share of "
                   "cells whose mean prediction exceeds it (for comparison only: the mean of a skewed distribution "
-                  "lies above its median), and cells with probability above 0.9.",
-                  display=pd.DataFrame({"Metal": s["metal"], f"Threshold ({unit})": s["threshold"],
-                                        "Method": s["method"].map(sp.METHOD_SHORT),
-                                        "Expected share (%)": 100 * s["share_expected"],
-                                        "Median map above (%)": 100 * s["share_median"],
-                                        "Mean map above (%)": 100 * s["share_mean_map"],
-                                        "P > 0.9 (%)": 100 * s["share_p90"]}))
-        out.markdown(sp.exceedance_text(s, threshold_name=r.threshold_name, guideline_set=p.references.guideline))
+                  "lies above its median), and the area with probability above 0.9.", display=s_disp)
+        etxt = f"**Exceedance of the {tname} value.** "
+        if fig is not None:
+            etxt += f"{out.ref('spatial_exceedance', 'fig')} maps the probability of exceedance. "
+        etxt += f"{out.ref('exceedance_shares')} compares the area and the samples. "
+        etxt += sp.exceedance_text(s, threshold_name=tname, guideline_set=f"the {gl_short}", where=where)
+        if left_out:
+            etxt += " Not mapped: " + "; ".join(f"{m}, because {why}" for m, why in left_out.items()) + "."
+        out.markdown(etxt)
         top = s.sort_values("share_expected", ascending=False).iloc[0]
-        out.finding(f"{top['metal']} exceeds the {r.threshold_name} value of {p.references.guideline} on an expected "
+        out.finding(f"{top['metal']} exceeds the {tname} value of the {gl_short} on an expected "
                     f"{100 * top['share_expected']:.0f} % of the mapped area (cells with exceedance probability above "
-                    f"0.9: {100 * top['share_p90']:.0f} %).", importance=0.6, refs=("tbl-exceedance_shares",))
+                    f"0.9: {100 * top['share_p90']:.0f} %; samples above: {100 * top['share_samples']:.0f} %).",
+                    importance=0.6, refs=("tbl-exceedance_shares",))
+        pt = maps[top["metal"]].grid["exceedance_probability"]
+        unsure = float(((pt > 0.1) & (pt < 0.9)).mean())
+        clear = r.choice.groupby("metal")["ratio_high"].max()
+        clear = [m for m in clear.index if clear[m] < 1 and maps[m].best != "ok"]
+        out.conclusion(
+            f"{top['metal']} exceeds the {tname} value over an expected {100 * top['share_expected']:.0f} % of the "
+            f"mapped area ({100 * top['share_samples']:.0f} % of the samples); {100 * unsure:.0f} % of the cells have "
+            "a probability between 0.1 and 0.9, where the map cannot say whether the value is exceeded. "
+            + (f"Methods using covariates or other metals mapped {', '.join(clear)} better than ordinary kriging under "
+               "every cross-validation scheme; elsewhere the gain was within the noise." if clear else
+               "No alternative beat ordinary kriging clearly under every cross-validation scheme."))
     # hotspots
     if len(r.moran):
         out.markdown(hs.methods_text(k=o.hotspot_k, n_permutations=o.n_permutations, alpha=o.alpha,
-                                     log_note="on the same scale as its interpolation"))
+                                     log_note="on the same scale as its interpolation"), appendix=True)
         out.table("global_moran", r.moran, "Global Moran's I.", in_report=False)
         out.table("hotspots", r.hotspots, "Local Moran (LISA) and Getis-Ord Gi* per sample.", in_report=False)
         hot_disp = hs.hotspot_summary(r.moran, r.hotspots)
-        out.markdown(hs.results_text(r.moran, r.hotspots, alpha=o.alpha))
+        out.markdown(f"**Hotspots.** Global Moran's I, local Moran (LISA) and Getis-Ord Gi* on the {o.hotspot_k} "
+                     f"nearest neighbours (methods in @sec-appendix-spatial). {out.ref('hotspot_summary')} counts the "
+                     f"clusters per metal; {out.ref('spatial_gi', 'fig')} maps the Gi* hot and cold spots (LISA "
+                     f"clusters in {out.ref('spatial_lisa', 'fig')}, appendix). "
+                     + hs.results_text(r.moran, r.hotspots, alpha=o.alpha)
+                     + " Hot spots mark where high values sit next to high values; whether they exceed a guideline "
+                       "value is read from the exceedance maps above, and whether they are natural or anthropogenic "
+                       "from the source apportionment.")
         out.table("hotspot_summary", hot_disp,
                   f"Global Moran's I (permutation p-value) and the number of samples in LISA clusters and outliers and "
                   f"Gi* hot and cold spots (pseudo p < {o.alpha:g}; last column: hot spots that remain after "
-                  "Benjamini-Hochberg correction). Per-sample results: tables/hotspots.csv.", display=hot_disp)
+                  "Benjamini-Hochberg correction). Per-sample results: [hotspots.csv](tables/hotspots.csv).",
+                  display=hot_disp)
         for kind, title in (("lisa", "Local Moran (LISA) clusters and outliers"), ("gi", "Getis-Ord Gi* hot and cold spots")):
             fig = hs.hotspot_figure(r.hotspots, kind=kind, coordinate_unit=cu, outline=data.grid)
             out.figure(f"spatial_{kind}", fig, f"{title} of each metal (k = {o.hotspot_k} nearest neighbours, "
-                       f"{o.n_permutations} permutations, p < {o.alpha:g}); grey background: the prediction grid.")
+                       f"{o.n_permutations} permutations, p < {o.alpha:g}); grey background: the prediction grid.",
+                       appendix=kind == "lisa")
             plt.close(fig)
     # drivers
     if r.mgwr is None:
@@ -371,7 +481,8 @@ def report(ctx, result: Result) -> None:
     else:
         res, labels = r.mgwr, r.driver_labels
         resp = o.driver_response or r.metals[0]
-        out.markdown(dr.methods_text(response_label=f"ln {resp}", covariate_labels=labels, max_n=o.mgwr_max_n))
+        out.markdown(dr.methods_text(response_label=f"ln {resp}", covariate_labels=labels, max_n=o.mgwr_max_n),
+                     appendix=True)
         out.table("mgwr_comparison", res.comparison,
                   f"Global OLS, GWR and MGWR of ln {resp} on {', '.join(labels)} (n = {len(r.driver_index)}): corrected "
                   "Akaike information criterion (lower is better) and R². GWR bandwidth: number of nearest neighbours.",
@@ -389,7 +500,10 @@ def report(ctx, result: Result) -> None:
                                "share_significant": "Share significant"}))
         out.table("mgwr_local", res.local.assign(sample_id=np.asarray(r.driver_index)),
                   "MGWR local coefficients and t-values.", in_report=False)
-        out.markdown(dr.results_text(res))
+        out.markdown(f"**Drivers.** A multiscale geographically weighted regression of ln {resp} (methods in "
+                     f"@sec-appendix-spatial): {out.ref('mgwr_comparison')} compares the global and local models and "
+                     f"{out.ref('mgwr_coefficients')} and {out.ref('spatial_mgwr', 'fig')} show how each predictor's "
+                     "effect varies over the region. " + dr.results_text(res))
         fig = dr.coefficient_figure(res, coordinate_unit=cu)
         out.figure("spatial_mgwr", fig, f"MGWR local standardised coefficients for ln {resp} (title: bandwidth in "
                    "nearest neighbours); filled: significant at the corrected level, hollow: not significant.")

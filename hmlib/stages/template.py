@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from pathlib import Path
 
 from ..errors import HmlibError
 
-__all__ = ["parameters_source", "default_text", "new_stage"]
+__all__ = ["parameters_source", "default_text", "new_stage", "example_region"]
+
+#: the region a notebook opened as is uses when it enables the stage (the README's example region)
+PREFERRED_REGION = "jura"
 
 
 def default_text(value) -> str:
@@ -28,11 +32,47 @@ def default_text(value) -> str:
     return str(value)
 
 
-def parameters_source(options_model, *, region: str = "jura") -> str:
+@cache
+def example_region(stage: str, *, params_dir: str | Path | None = None) -> str:
+    """The shipped region a stage's notebook opens by default: one whose params run the stage.
+
+    Jura when its params enable the stage and it can run there, else the first such region of
+    ``params/`` in alphabetical order (so a notebook of a stage Jura lacks, such as accumulation,
+    runs as is); Jura when no shipped region runs the stage.
+
+    Parameters
+    ----------
+    stage : the stage's name.
+    params_dir : folder of the shipped params files (default: the project's ``params/``).
+
+    Returns
+    -------
+    str
+        The region id (the params file's stem).
+    """
+    from ..params import load_params
+    from ..pipeline.plan import project_root
+    from . import get_stage, skip_reason
+
+    base = Path(params_dir) if params_dir is not None else project_root() / "params"
+    files = sorted(base.glob("*.yml"), key=lambda f: (f.stem != PREFERRED_REGION, f.stem))
+    spec = get_stage(stage)
+    for f in files:
+        try:
+            params = load_params(f)
+        except HmlibError:
+            continue
+        if stage in params.stages and skip_reason(spec, params) is None:
+            return f.stem
+    return PREFERRED_REGION
+
+
+def parameters_source(options_model, *, region: str = PREFERRED_REGION) -> str:
     """The source of a stage notebook's ``parameters`` cell.
 
     ``region``, ``params_file`` and ``output_dir`` first, then every option of ``options_model`` set
-    to ``None`` (= the region's params value, else the default given in the comment).
+    to ``None`` (= the region's params value, else the default given in the comment). Stage
+    notebooks take ``region`` from :func:`example_region`, so each opens on a region that runs it.
     """
     lines = [
         f'region = "{region}"  # region: its parameters are params/<region>.yml',

@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["METALS", "ESTUARIES", "WATER_DETECTION_LIMITS_UG_L", "COVARIATES", "generate", "to_long",
-           "write_region"]
+           "kd_effects", "write_region"]
 
 #: metal -> (lithogenic background B_m mg/kg, anthropogenic load E_m mg/kg, log10 Kd intercept k0_m)
 METALS: dict[str, tuple[float, float, float]] = {
@@ -166,6 +166,34 @@ def generate(*, seed: int = 20251121, sites_per_estuary: int = 26) -> dict[str, 
             "kd_true": pd.concat(kd_rows, ignore_index=True)}
 
 
+def kd_effects() -> pd.DataFrame:
+    """The generator's true effects on log10 Kd, per metal and measured driver (the demo's known truth).
+
+    From the partition equation of the module docstring: the slope of log10 Kd per unit of water
+    salinity (``-s_m / 10`` per psu), water pH (``p_m``), sediment organic matter (0.15 per %)
+    and dissolved oxygen (0: DO acts on Kd only through water pH, so with pH held fixed its
+    effect is nil). The unmeasured water-column factor ``D_i`` is independent of the drivers, so
+    a multiple regression of log10 Kd on these four variables estimates these slopes without bias
+    (apart from the non-detects in water).
+
+    Returns
+    -------
+    pandas.DataFrame
+        metal, variable (site-table column ``<covariate>_<medium>``), true_slope_per_unit, unit.
+    """
+    rows = []
+    for m in METALS:
+        rows += [
+            {"metal": m, "variable": "salinity_psu_water", "true_slope_per_unit": -_SAL_KD.get(m, 0.04) / 10.0,
+             "unit": "log10 Kd per psu"},
+            {"metal": m, "variable": "ph_water", "true_slope_per_unit": _PH_KD.get(m, 0.15),
+             "unit": "log10 Kd per pH unit"},
+            {"metal": m, "variable": "do_mg_l_water", "true_slope_per_unit": 0.0, "unit": "log10 Kd per mg/L"},
+            {"metal": m, "variable": "om_pct_sediment", "true_slope_per_unit": 0.15, "unit": "log10 Kd per % OM"},
+        ]
+    return pd.DataFrame(rows)
+
+
 def _fmt(v: float, dl: float | None) -> str:
     if not np.isfinite(v):
         return ""
@@ -207,7 +235,8 @@ def write_region(folder: str | Path, *, seed: int = 20251121, sites_per_estuary:
 
     Returns
     -------
-    dict medium-or-'samples' -> path written (plus ``'truth'``: the true log10 Kd per site and metal).
+    dict medium-or-'samples' -> path written (plus ``'truth'``: the true log10 Kd per site and metal, and
+    ``'truth_effects'``: the true slopes of log10 Kd on the drivers, :func:`kd_effects`).
     """
     if layout not in ("long", "per_medium"):
         raise ValueError(f"layout must be 'long' or 'per_medium', got {layout!r}")
@@ -228,6 +257,9 @@ def write_region(folder: str | Path, *, seed: int = 20251121, sites_per_estuary:
     p = folder / "truth_log10_kd.csv"
     tables["kd_true"].round(4).to_csv(p, index=False)
     written["truth"] = p
+    p = folder / "truth_kd_effects.csv"
+    kd_effects().to_csv(p, index=False)
+    written["truth_effects"] = p
     readme = folder / "README.md"
     readme.write_text(_README.format(seed=seed, n=sites_per_estuary * len(ESTUARIES), k=sites_per_estuary,
                                      layout=layout, files=", ".join(f"`{v.name}`" for v in written.values())),
@@ -257,6 +289,9 @@ Files: {files}.
 - Coordinates `x_m`, `y_m`: metres in a local frame.
 - `truth_log10_kd.csv`: the true log10 Kd (Wu et al. (2025) convention, Cs mg/kg / Cw ug/L x 100) used to
   draw each water sample, for checking the methods.
+- `truth_kd_effects.csv`: the true slope of log10 Kd on each measured driver (salinity, water pH,
+  dissolved oxygen, sediment organic matter) per metal; the report's cross-media section compares
+  the regression estimates with them.
 
 The relationships built in (organic-matter retention, pH solubility, salinity-driven Cd
 desorption, mixing of a lithogenic and an anthropogenic source) are stated in the docstring of
