@@ -276,7 +276,8 @@ def _map_land_use(raw: pd.Series, o: Options, notes: list[str]) -> np.ndarray:
         notes.append(f"Land-use codes without a class were counted as 'other': {', '.join(sorted(unknown))}.")
     n_missing = int(s.isna().sum())
     if n_missing:
-        notes.append(f"{n_missing} location(s) without a land use were taken as '{o.default_land_use}'.")
+        notes.append(f"{n_missing} {'location' if n_missing == 1 else 'locations'} without a land use "
+                     f"{'was' if n_missing == 1 else 'were'} taken as {o.default_land_use} land.")
     return np.array(out, dtype=object)
 
 
