@@ -777,6 +777,7 @@ def _manifest_markdown(manifest: dict, frags: list[dict]) -> str:
 JARGON_PATTERNS = (
     (r"(?i)\bseeds?\b", "'seed' (cite the study by authors, year and venue; a random seed belongs in the run manifest)"),
     (r"\b[A-Za-z]+_[A-Z][A-Za-z]*\d{4}[a-z]?\b", "a reference-set code (name the reference and cite it)"),
+    (r"\b[A-Z][A-Za-z0-9]*_\d{4}[a-z]?\b", "a reference-set code (name the reference and cite it)"),
     (r"\b(?:stages|options|params|region|data|references|media)\.[a-z_]+\b", "a configuration key"),
     (r"\[\s*'|'\s*\]|\[\s*\"|\"\s*\]", "Python list syntax"),
     (r"\w\(s\)", "an '(s)' plural"),

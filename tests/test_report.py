@@ -397,7 +397,7 @@ def test_render_records_the_page_counts_in_the_manifest(tmp_path):
 # internal words in reader text
 @pytest.mark.parametrize("text", [
     "As in seed 000, the background is adaptive.", "the seed-002 scale", "Seeds study 003 reports",
-    "relative to UCC_RudnickGao2014", "set stages.sources.mdl to use it", "metals ['Zn'] exceed",
+    "relative to UCC_RudnickGao2014", "guideline set GB15618_2018 gives", "set stages.sources.mdl to use it", "metals ['Zn'] exceed",
     "the metal(s) above", "written to .staging-jura-6804-1/report.html", "share: nan", "| Cd | None |", "Cd: boxplot, Co: clean_up",
     "the smelter\\_demo region",
 ])

@@ -185,8 +185,12 @@ def _sample_guidelines(ctx, medium: str, threshold: str | None):
     gset = ctx.params.references.guideline
     try:
         gl = guideline_values(gset, medium=medium, unit=ctx.data.unit(medium))
-    except ReferenceDataError as e:  # a set without values for this medium: reported, not raised
-        return None, [f"{medium}: {e}"]
+    except ReferenceDataError:  # a set without values for this medium: reported, not raised
+        from ..descriptive import reference_label
+
+        name = reference_label(gset, cite=False)
+        return None, [f"{name[0].upper() + name[1:]} gives no values for {medium}, so no bearing capacity is "
+                      f"computed for it."]
     cond, default, _ = _conditions(ctx, medium)
     try:
         return zn.sample_guidelines(gl, cond, threshold_name=threshold, default=default)
