@@ -710,7 +710,7 @@ def assign_blocks_to_folds(block, *, n_folds: int) -> np.ndarray:
 
 
 def regression_metrics(observed, predicted) -> dict[str, float]:
-    """R2, RMSE and MAE (scikit-learn).
+    """R2, RMSE and MAE (scikit-learn); R2 is NaN for fewer than two or constant observations.
 
     .. math::
 
@@ -733,10 +733,16 @@ def regression_metrics(observed, predicted) -> dict[str, float]:
     References
     ----------
     Wu et al. (2025) https://doi.org/10.1016/j.marpolbul.2025.118969
+    Zhao et al. (2026) https://doi.org/10.1038/s41598-026-38887-9 (eqs. 2-4)
     """
-    from .remote_sensing import regression_metrics as _rm
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-    return _rm(observed, predicted)
+    yo = np.asarray(observed, dtype=float)
+    yp = np.asarray(predicted, dtype=float)
+    if yo.shape != yp.shape or yo.ndim != 1 or len(yo) == 0:
+        raise ValueError(f"observed and predicted must be 1-D of equal non-zero length, got {yo.shape}, {yp.shape}")
+    r2 = float(r2_score(yo, yp)) if len(yo) >= 2 and np.ptp(yo) > 0 else float("nan")
+    return {"r2": r2, "rmse": float(np.sqrt(mean_squared_error(yo, yp))), "mae": float(mean_absolute_error(yo, yp))}
 
 
 @dataclass

@@ -55,6 +55,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .ml import regression_metrics  # R2, RMSE, MAE (Zhao et al. 2026, eqs. 2-4), shared with the drivers stage
+
 __all__ = [
     "RasterImage",
     "InversionResult",
@@ -333,44 +335,6 @@ def extract_at_points(bands: np.ndarray, transform, x, y, *, band_names: list[st
 
 
 # --- model ------------------------------------------------------------------------------------
-def regression_metrics(observed, predicted) -> dict[str, float]:
-    """R2, RMSE and MAE of predictions.
-
-    .. math::
-
-        R^2 = 1 - \\frac{\\sum (y_i - \\hat y_i)^2}{\\sum (y_i - \\bar y)^2},\\quad
-        \\mathrm{RMSE} = \\sqrt{\\tfrac{1}{n}\\sum (y_i - \\hat y_i)^2},\\quad
-        \\mathrm{MAE} = \\tfrac{1}{n}\\sum |y_i - \\hat y_i|
-
-    (Zhao et al. 2026, eqs. 2-4). R2 is NaN for fewer than two observations or constant
-    observations. Computed with scikit-learn's metrics.
-
-    Parameters
-    ----------
-    observed : array-like
-        Observed values.
-    predicted : array-like
-        Predicted values (same unit).
-
-    Returns
-    -------
-    dict of str to float
-        Keys r2 (dimensionless), rmse and mae (unit of the observations).
-
-    References
-    ----------
-    Zhao et al. (2026) https://doi.org/10.1038/s41598-026-38887-9
-    """
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    yo = np.asarray(observed, dtype=float)
-    yp = np.asarray(predicted, dtype=float)
-    if yo.shape != yp.shape or yo.ndim != 1 or len(yo) == 0:
-        raise ValueError(f"observed and predicted must be 1-D of equal non-zero length, got {yo.shape}, {yp.shape}")
-    r2 = float(r2_score(yo, yp)) if len(yo) >= 2 and np.ptp(yo) > 0 else float("nan")
-    return {"r2": r2, "rmse": float(np.sqrt(mean_squared_error(yo, yp))), "mae": float(mean_absolute_error(yo, yp))}
-
-
 def conformal_offset(scores, *, level: float) -> float:
     r"""Split-conformal correction: the :math:`\lceil (n+1)\,\text{level} \rceil`-th smallest score.
 
