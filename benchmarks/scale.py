@@ -50,7 +50,7 @@ class _Sampler(threading.Thread):
         self.peak_rss: dict[int, float] = {}
         self.cpu: dict[int, float] = {}
         self.cmd: dict[int, str] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def procs(self):
         return self.me.children(recursive=True) if self.children else [self.me]
@@ -71,12 +71,12 @@ class _Sampler(threading.Thread):
                 continue
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(self.every)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

@@ -7,6 +7,10 @@ A script, not a test:  .venv/bin/python benchmarks/spatial.py [REGION ...] [--sk
 (default regions: jura, meuse and the generated arid_demo). Timings depend on the machine and its load; nothing
 here is asserted.
 
+``--splits N`` splits each region's real samples N times at random (``--validation`` kept out, default 100) and
+prints, per split, the held-out MAE ratio to ordinary kriging of the chosen map, of every single method and of the
+stacked ensemble.
+
 ``--holdout-seeds N`` adds the design of the Jura validation on generated data: N seeded surveys of 359 samples
 (:func:`hmlib.synth.survey.generate`, Jura-like rock and land-use classes and point sources), 259 used to fit
 and choose, 100 kept out and predicted as map points; the chosen map's MAE at the 100 is divided by the ordinary
@@ -94,6 +98,62 @@ def holdout_benchmark(*, seed: int, n_folds: int, rf_trees: int, n_fit: int = 25
     return pd.DataFrame(rows)
 
 
+def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
+    """Real samples of ``region`` split at random (seeded by ``split``): ``n_validation`` kept out and predicted as map
+    points, the rest used to fit and choose. Per metal: the held-out MAE of the chosen map and of every single
+    method and the stacked ensemble (weights from the k-fold out-of-fold predictions), each divided by ordinary
+    kriging's, with the k-fold and block cross-validation ratios that the choice saw."""
+    params = load_params(ROOT / "params" / f"{region}.yml")
+    data = load_region(params)
+    medium = data.media[0]
+    sites, wide = data.sites(medium).reset_index(drop=True), data.wide(medium).reset_index(drop=True)
+    drift = [c for c in params.data.covariates if c in data.grid.columns and c in sites.columns]
+    cats = [c for c in params.data.categorical if c in drift]
+    idx = np.random.default_rng(100 + split).permutation(len(sites))
+    tr, va = idx[:len(idx) - n_validation], idx[len(idx) - n_validation:]
+    rows = []
+    for i, metal in enumerate(data.metals):
+        others = [m for m in data.metals if m != metal]
+        ok_rows = wide[metal].notna().to_numpy() & sites[drift].notna().all(axis=1).to_numpy()
+        t, v = tr[ok_rows[tr]], va[ok_rows[va]]
+        cov_t, cov_v = sites.loc[t, drift].reset_index(drop=True), sites.loc[v, drift].reset_index(drop=True)
+        obs = wide.loc[v, metal].to_numpy(float)
+        seed = 10 * split + i
+        mm = sp.map_metal(metal, x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
+                          grid_x=sites.loc[v, "x"], grid_y=sites.loc[v, "y"], sample_covariates=cov_t,
+                          grid_covariates=cov_v, categorical=cats, secondary=wide.loc[t, others].reset_index(drop=True),
+                          n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
+        an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
+        cv, preds, mae = mm.cv, {}, {}
+        base = [m for m in ("ok", "rk", "sklm", "ck", "rfk") if (cv["method"] == m).any()]
+        for m in base:
+            a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
+                     anisotropy=an, rf_trees=rf_trees)
+            if m in ("rk", "sklm", "rfk"):
+                a.update(covariates=cov_t, categorical=cats)
+            if m == "ck":
+                a.update(secondary=wide.loc[t, others].reset_index(drop=True))
+            preds[m] = sp.fit_spatial_model(m, **a).predict(sites.loc[v, "x"], sites.loc[v, "y"],
+                                                             cov_v if m in ("rk", "sklm", "rfk") else None)
+            mae[m] = float(np.mean(np.abs(preds[m]["prediction"].to_numpy() - obs)))
+        k = cv[cv["scheme"] == "kfold"]
+        w = sp.stack_weights(np.column_stack([k.loc[k["method"] == m, "mean_t"].to_numpy() for m in base]),
+                             k.loc[k["method"] == base[0], "observed_t"].to_numpy())
+        bt = sp._back_transform(sum(w[j] * preds[m]["mean_t"].to_numpy() for j, m in enumerate(base)),
+                                sum(w[j] * preds[m]["sd_t"].to_numpy() ** 2 for j, m in enumerate(base)),
+                                sum(w[j] * preds[m]["psi"].to_numpy() for j, m in enumerate(base)), log=mm.log)
+        mae["stack"] = float(np.mean(np.abs(bt["prediction"].to_numpy() - obs)))
+        row = {"region": region, "split": split, "metal": metal, "chosen": mm.best,
+               "chosen_holdout": float(np.mean(np.abs(mm.grid["prediction"].to_numpy() - obs))) / mae["ok"]}
+        row.update({f"holdout_{m}": mae[m] / mae["ok"] for m in mae if m != "ok"})
+        g = mm.gain.set_index("scheme")["ratio_mae_to_ok"]
+        row.update({"kfold": float(g.get("kfold", np.nan)), "block": float(g.get("block", np.nan))})
+        rows.append(row)
+        print(f"{region} split {split} {metal:8s} chosen {mm.best:5s} hold-out ratio to OK {row['chosen_holdout']:.3f} "
+              "(" + ", ".join(f"{m} {mae[m] / mae['ok']:.3f}" for m in mae if m != "ok") + ")", flush=True)
+    return pd.DataFrame(rows)
+
+
 def large_benchmark(*, n_samples: int, n_cells: int, n_neighbours: int, seed: int, chunk_size: int) -> pd.DataFrame:
     """Samples of a Gaussian field (gstools, exponential covariance) on a 100 x 100 km square; ordinary kriging
     and random forest + kriging fitted, then the grid predicted in chunks (peak traced memory reported)."""
@@ -140,6 +200,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="optional CSV of the per-method results")
     ap.add_argument("--holdout-seeds", type=int, default=0,
                     help="generated surveys split 259 / 100 like the Jura validation (0: none)")
+    ap.add_argument("--splits", type=int, default=0,
+                    help="random hold-out splits of each region's real samples (0: none)")
+    ap.add_argument("--validation", type=int, default=100, help="samples kept out per split")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     parts = [region_benchmark(r, n_folds=a.folds, rf_trees=a.trees) for r in a.regions]
@@ -161,6 +224,16 @@ def main() -> None:
         print(ho.groupby("region")[["kfold", "block", "holdout"]].median().round(3).to_string())
         if a.out:
             ho.to_csv(Path(a.out).with_name(Path(a.out).stem + "_holdout.csv"), index=False)
+    if a.splits:
+        sb = pd.concat([split_benchmark(r, split=k, n_validation=a.validation, n_folds=a.folds, rf_trees=a.trees)
+                        for r in a.regions for k in range(a.splits)], ignore_index=True)
+        cols = ["chosen_holdout"] + [c for c in sb.columns if c.startswith("holdout_")]
+        print("\nreal-sample hold-out: median over metals of the MAE ratio to ordinary kriging, per split:")
+        print(sb.groupby(["region", "split"])[cols].median().round(3).to_string())
+        print("\nworst metal per split:")
+        print(sb.groupby(["region", "split"])[cols].max().round(3).to_string())
+        if a.out:
+            sb.to_csv(Path(a.out).with_name(Path(a.out).stem + "_splits.csv"), index=False)
     if not a.skip_large:
         large_benchmark(n_samples=a.samples, n_cells=a.cells, n_neighbours=a.neighbours, seed=a.seed,
                         chunk_size=a.chunk)

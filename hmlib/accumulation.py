@@ -120,6 +120,23 @@ SCENARIO_GROUP = {"point_deposition": "emission_factor", "background_deposition"
                   "irrigation": "agricultural_factor", "sediment": "sediment_factor"}
 
 
+def _sig3(x: float) -> str:
+    """Three significant digits as a reader writes them: 1060 not 1.06e+03 (thousands with a comma)."""
+    x = float(x)
+    if not np.isfinite(x) or x == 0 or 1e-3 <= abs(x) < 1e3:
+        return f"{x:.3g}"
+    if abs(x) >= 1e3:
+        return f"{float(f'{x:.3g}'):,.0f}"
+    m, e = f"{x:.2e}".split("e")
+    return f"{m} × 10^{int(e)}^"
+
+
+def _columns(names) -> str:
+    """``'the column a'`` or ``'the columns a, b'`` for error messages."""
+    names = [str(n) for n in names]
+    return f"the {'column' if len(names) == 1 else 'columns'} {', '.join(names)}"
+
+
 # ======================================================================================
 # soil mass and Gaussian plume
 # ======================================================================================
@@ -337,7 +354,8 @@ def read_point_sources(path, *, metals: list[str]) -> pd.DataFrame:
     need = ["source_id", "x", "y", "stack_height_m"]
     miss = [c for c in need if c not in df.columns]
     if miss:
-        raise ValueError(f"{path}: missing column(s) {miss}; expected {need} plus <metal>_kg_yr columns")
+        raise ValueError(f"{path}: missing {_columns(miss)}; expected the columns {', '.join(need)} plus one "
+                         "<metal>_kg_yr column per metal")
     out = df.copy()
     for m in metals:
         col = f"{m}_kg_yr"
@@ -375,7 +393,7 @@ def read_wind_rose(path) -> pd.DataFrame:
     need = ["direction_deg", "speed_m_s", "stability", "frequency"]
     miss = [c for c in need if c not in df.columns]
     if miss:
-        raise ValueError(f"{path}: missing column(s) {miss}; expected {need}")
+        raise ValueError(f"{path}: missing {_columns(miss)}; expected the columns {', '.join(need)}")
     if (df["frequency"] < 0).any() or df["frequency"].sum() <= 0:
         raise ValueError(f"{path}: frequencies must be >= 0 with a positive sum")
     if (df["speed_m_s"] <= 0).any():
@@ -1571,7 +1589,8 @@ def oat_sensitivity(*, model: FluxModel, initial_mg_kg: np.ndarray, scenario: di
 # ======================================================================================
 def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, calibration_mode: str,
                  n_sources: int, guideline: str, threshold: str, soil_layer: dict | None = None,
-                 correction_applied: bool = False, background_source: str | None = None) -> str:
+                 correction_applied: bool = False, background_source: str | None = None,
+                 feature_labels: dict[str, str] | None = None) -> str:
     """Methods paragraph (pandoc markdown with formulas and citations).
 
     Parameters
@@ -1585,12 +1604,15 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
     soil_layer : :func:`soil_layer_values` (default: from the options).
     correction_applied : whether the learned correction entered the projections.
     background_source : residual calibration: the background used (:func:`region_background`).
+    feature_labels : reader's names of calibration features (the region's covariate labels); others are
+        named by :func:`flux_label`.
 
     Returns
     -------
     str (markdown).
     """
     o = options
+    labels = feature_labels or {}
     lay = soil_layer or soil_layer_values(o.soil_layer, depth_m=o.depth_m, bulk_density_kg_m3=o.bulk_density_kg_m3)
     M = lay["soil_mass_kg_m2"]
     depth_cite = "[@orgiazzi2018lucas]" if o.depth_m is None else "(set for this region)"
@@ -1606,7 +1628,8 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
                   if o.cv_scheme == "spatial_block" else
                   f"{o.n_folds}-fold random cross-validation was used (not spatially blocked, so the skill may be "
                   "optimistic where neighbouring sites share the missing flux)")
-    feats = ("the covariates " + ", ".join(flux_label(f) for f in o.calibration_features) if o.calibration_features
+    feats = ("the covariates " + ", ".join(labels.get(f) or flux_label(f) for f in o.calibration_features)
+             if o.calibration_features
              else "no covariates")
     feats += ", land use and the modelled fluxes" + (" and the coordinates" if o.calibration_coordinates else "")
     txt = [
@@ -1886,11 +1909,14 @@ def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
     import matplotlib.pyplot as plt
 
     n = len(metals)
-    ncol = min(n, 3)
+    ncol = min(n, 4)  # four metals in one row: half the height of a 3 + 1 layout
     nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(7, 2.5 * nrow + 0.5), squeeze=False)
     b = budget[budget["direction"].isin(["input", "output"]) & (budget["land_use"] != "all")]
     fluxes = list(dict.fromkeys(b["flux"]))
+    leg_rows = int(np.ceil(len(fluxes) / 4))
+    leg_in = 0.2 * leg_rows + 0.1
+    fig_h = 2.4 * nrow + leg_in
+    fig, axes = plt.subplots(nrow, ncol, figsize=(7, fig_h), squeeze=False)
     cmap = plt.get_cmap("tab10")
     colors = {f: cmap(i % 10) for i, f in enumerate(fluxes)}
     for ax, metal in zip(axes.flat, metals):
@@ -1909,13 +1935,14 @@ def plot_flux_budget(budget: pd.DataFrame, *, metals: list[str]):
                 neg -= v
         ax.axhline(0, color="k", lw=0.6)
         ax.set_title(metal)
-        ax.set_ylabel("mg/m²/yr")
+        if ax in axes[:, 0]:
+            ax.set_ylabel("mg/m²/yr")
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     h, lab = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, leg_in / fig_h, 1, 1))
     fig.legend(h, lab, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
@@ -1992,7 +2019,8 @@ def plot_sensitivity(oat: pd.DataFrame, *, metals: list[str]):
     return fig
 
 
-def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenarios: list[str]):
+def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenarios: list[str],
+                  unit_word: str = "cells"):
     """Overloaded share by land use and year for one metal, per scenario, with Monte Carlo P5-P95 whiskers.
 
     Parameters
@@ -2005,11 +2033,14 @@ def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenario
         Metal plotted.
     scenarios : list of str
         Scenarios, one panel each.
+    unit_word : str, default "cells"
+        What was projected ("cells" of the grid or "samples"), for the axis label.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Bars of the overloaded share (%) by land use and year.
+        Bars of the overloaded share (%) by land use and year; the land-use legend below the panels
+        (inside a panel it covered bars).
     """
     import matplotlib.pyplot as plt
 
@@ -2031,9 +2062,10 @@ def plot_overload(cc: pd.DataFrame, bands: pd.DataFrame, *, metal: str, scenario
         ax.set_xticks(np.arange(len(years)) + 0.4 - w / 2, [str(y) for y in years])
         ax.set_title(sc.replace("_", " "), fontsize=9)
         ax.set_xlabel("years after survey")
-    axes.flat[0].set_ylabel(f"{metal} overloaded (% of cells)")
-    axes.flat[0].legend(fontsize=7, frameon=False)
-    fig.tight_layout()
+    axes.flat[0].set_ylabel(f"{metal} overloaded (% of {unit_word})")
+    h, lab = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(h, lab, loc="lower center", ncol=min(len(lab), 6), fontsize=7, frameon=False)
     return fig
 
 
@@ -2249,7 +2281,7 @@ def read_flux_truth(path) -> pd.DataFrame:
     need = ["site_id", "metal", "bias_mg_m2_yr"]
     miss = [c for c in need if c not in t.columns]
     if miss:
-        raise ValueError(f"{path}: missing column(s) {miss}; expected {need}")
+        raise ValueError(f"{path}: missing {_columns(miss)}; expected the columns {', '.join(need)}")
     return t.assign(site_id=t["site_id"].astype(str))
 
 
@@ -2637,7 +2669,7 @@ def overload_text(cc: pd.DataFrame, *, horizon: int, overload_bands: pd.DataFram
     if "median_capacity_kg_ha" in a0.columns:
         neg = [m for m, r in a0.iterrows() if r.median_capacity_mg_kg < 0]
         txt += (" Median remaining capacity today: "
-                + "; ".join(f"{m} {r.median_capacity_mg_kg:.3g} mg/kg ({r.median_capacity_kg_ha:.3g} kg/ha)"
+                + "; ".join(f"{m} {_sig3(r.median_capacity_mg_kg)} mg/kg ({_sig3(r.median_capacity_kg_ha)} kg/ha)"
                             for m, r in a0.iterrows())
                 + (f"; a negative value ({', '.join(neg)}) means that the median {unit_word[:-1]} is already above "
                    "the threshold." if neg else "."))

@@ -521,6 +521,7 @@ def adaptive_background(concentrations_wide: pd.DataFrame, sites: pd.DataFrame, 
     sample_rows, grid_rows, summary, models = [], [], [], {}
     grid_cov = [c for c in covariates if grid is not None and c in grid.columns]
     grid_xy = coordinates or not grid_cov
+    grid_enc: dict = {}
     it = progress(list(enumerate(metals)), desc=f"adaptive background, {medium}") if progress else enumerate(metals)
     for i, metal in it:
         c = concentrations_wide[metal].to_numpy(float)
@@ -574,16 +575,19 @@ def adaptive_background(concentrations_wide: pd.DataFrame, sites: pd.DataFrame, 
                "noise_sd_log": float(np.sqrt(full.gp.noise2)), "n_inducing": n_inducing,
                "n_folds": kf.get_n_splits(), "grid_inputs": None}
         if grid is not None:
-            gf_tr, gnum, gcat = build_features(sites, covariates=grid_cov, categorical=list(categorical),
-                                               concentrations_wide=None, coordinates=grid_xy,
-                                               log_covariates=log_covariates)
-            gpre, gX, gnames = encode_features(gf_tr, numeric=gnum, categorical=gcat)
+            if not grid_enc:  # the grid inputs do not depend on the metal: encoded once for all metals
+                gf_tr, gnum, gcat = build_features(sites, covariates=grid_cov, categorical=list(categorical),
+                                                   concentrations_wide=None, coordinates=grid_xy,
+                                                   log_covariates=log_covariates)
+                gpre, gX, gnames = encode_features(gf_tr, numeric=gnum, categorical=gcat)
+                gfeats, _, _ = build_features(grid, covariates=grid_cov, categorical=list(categorical),
+                                              concentrations_wide=None, coordinates=grid_xy,
+                                              log_covariates=log_covariates)
+                grid_enc.update(gnum=gnum, gcat=gcat, gX=gX, gnames=gnames, gQ=gpre.transform(gfeats))
+            gnum, gcat, gX, gnames = grid_enc["gnum"], grid_enc["gcat"], grid_enc["gX"], grid_enc["gnames"]
             gmodel = fit_background_model(gX[sel_full], y[sel_full], n_inducing=n_inducing, max_exact=max_exact,
                                           seed=s_i, n_restarts=n_restarts, inputs=gnames)
-            gfeats, _, _ = build_features(grid, covariates=grid_cov, categorical=list(categorical),
-                                          concentrations_wide=None, coordinates=grid_xy,
-                                          log_covariates=log_covariates)
-            gp_ = predict_background(gmodel, gpre.transform(gfeats))
+            gp_ = predict_background(gmodel, grid_enc["gQ"])
             grid_rows.append(pd.DataFrame({"cell": np.arange(len(grid)), "x": grid["x"].to_numpy(),
                                            "y": grid["y"].to_numpy(), "medium": medium, "metal": metal,
                                            "background": gp_["background"].to_numpy(),
@@ -814,6 +818,34 @@ def excess_summary(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: grids with more cells are drawn as one image (:func:`_raster`) rather than one square marker per cell
+RASTER_ABOVE = 50_000
+
+
+def _raster(x: np.ndarray, y: np.ndarray, v: np.ndarray):
+    """Values of a regular grid as an image ``(array, extent)``, or None when the cells are not regular.
+
+    The cell step is the least-squares spacing of the distinct coordinates (near their median spacing);
+    a grid whose coordinates are not on multiples of it (within 1 % of a step) is not regular. Cells without a value stay empty (NaN).
+    """
+    out = []
+    for c in (x, y):
+        u = np.unique(c)
+        if len(u) < 2:
+            return None
+        med = float(np.median(np.diff(u)))
+        k0 = np.round((u - u[0]) / med)
+        step = float((u - u[0]) @ k0 / (k0 @ k0))  # least-squares spacing: coordinates are rounded in files
+        k = (c - u[0]) / step
+        if np.abs(k - np.round(k)).max() > 0.01 or np.round(k).max() > 20_000:
+            return None
+        out.append((np.round(k).astype(int), u[0], step))
+    (ix, x0, dx), (iy, y0, dy) = out
+    arr = np.full((iy.max() + 1, ix.max() + 1), np.nan)
+    arr[iy, ix] = v
+    return arr, (x0 - dx / 2, x0 + dx * (ix.max() + 0.5), y0 - dy / 2, y0 + dy * (iy.max() + 0.5))
+
+
 def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: str = "m", ncols: int = 4,
               cell: bool = False, scale: str = "log", cmap: str = "viridis", title_suffix: str = "",
               crs: str | None = None):
@@ -880,8 +912,18 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
                 norm = LogNorm(v[pos].min(), v[pos].max())
             else:
                 norm = Normalize()
-            sc = ax.scatter(g["x"][pos], g["y"][pos], c=v[pos], s=size, marker="s" if cell else "o",
-                            cmap=cmap, norm=norm, linewidths=0)
+            img = _raster(g["x"].to_numpy(float), g["y"].to_numpy(float), np.where(pos, v, np.nan)) \
+                if cell and len(g) > RASTER_ABOVE else None
+            if img is not None:  # a large regular grid: one image instead of a marker per cell
+                arr, extent = img
+                lim = ax.get_xlim(), ax.get_ylim()
+                sc = ax.imshow(arr, origin="lower", extent=extent, cmap=cmap, norm=norm, interpolation="nearest",
+                               aspect=ax.get_aspect())
+                ax.set_xlim(*lim[0])
+                ax.set_ylim(*lim[1])
+            else:
+                sc = ax.scatter(g["x"][pos], g["y"][pos], c=v[pos], s=size, marker="s" if cell else "o",
+                                cmap=cmap, norm=norm, linewidths=0)
             cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.03)
             if isinstance(norm, LogNorm):
                 _plain_log_ticks(cb.ax.yaxis)

@@ -77,6 +77,9 @@ METHODS: tuple[str, ...] = ("imea", "imed", "rcf", "boxplot", "em")
 METHOD_LABELS = {"imea": "Iterative mean (IMEA)", "imed": "Iterative median (IMED)",
                  "rcf": "Relative cumulative frequency (RCF)", "boxplot": "Boxplot (Tukey)",
                  "em": "Gaussian mixture (EM)"}
+#: reader names of the methods on figure axes (no abbreviations)
+_AXIS_LABELS = {"imea": "iterative mean", "imed": "iterative median", "rcf": "cumulative frequency",
+                "boxplot": "boxplot", "em": "mixture model"}
 _MAD_SCALE = 1.0 / stats.norm.ppf(0.75)  # 1.4826: makes the MAD a consistent estimator of sigma
 
 
@@ -275,6 +278,34 @@ def _kth_of_two(dev: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray, 
     return np.maximum(from_a, from_b)
 
 
+#: rows longer than this find the IMED band ends by bisection (same comparisons, O(log n) of them)
+_BISECT_ABOVE = 1000
+
+
+class _Deviations:
+    """``|xs - med[:, None]|`` evaluated only at the (row, index) pairs asked for: ``dev[r, i]``."""
+
+    def __init__(self, xs: np.ndarray, med: np.ndarray):
+        self.xs, self.med, self.shape = xs, med, xs.shape
+
+    def __getitem__(self, key):
+        r, i = key
+        return np.abs(self.xs[r, i] - self.med[r])
+
+
+def _prefix_end(pred, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row, the end of the prefix of [lo, hi) where ``pred(index)`` holds (it holds on a prefix)."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        act = lo < hi
+        if not act.any():
+            return lo
+        mid = (lo + hi) // 2
+        yes = pred(np.minimum(mid, np.maximum(hi - 1, 0)))
+        lo = np.where(act & yes, mid + 1, lo)
+        hi = np.where(act & ~yes, mid, hi)
+
+
 def _range_mask(t: np.ndarray, xs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Mask of the values of ``t`` (B, n) inside the range [lo, hi) of their sorted rows ``xs``."""
     r, n = np.arange(t.shape[0]), t.shape[1]
@@ -301,8 +332,9 @@ def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
         i1 = np.where(ok, lo + (m - 1) // 2, 0)
         i2 = np.where(ok, lo + m // 2, 0)
         med = np.where(ok, (xs[r, i1] + xs[r, i2]) / 2, np.nan)
-        dev = np.abs(xs - med[:, None])
-        p = np.clip((xs < med[:, None]).sum(axis=1), lo, hi)
+        dev = _Deviations(xs, med)  # |xs - med| read where needed, never the whole (B, n) array
+        p0 = _count_below(xs, med, strict=True)
+        p = np.clip(p0, lo, hi)
         mad = _MAD_SCALE * np.where(ok, (_kth_of_two(dev, p, lo, hi, np.maximum((m - 1) // 2, 0))
                                          + _kth_of_two(dev, p, lo, hi, np.maximum(m // 2, 0))) / 2, np.nan)
         zero = ~(mad > 0)
@@ -312,14 +344,24 @@ def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
             with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mad[z] = np.sqrt(np.pi / 2) * np.nanmean(np.abs(x - med[z, None]), axis=1)
-        return med, mad, zero, dev
+        return med, mad, zero, dev, p0
 
     for it in range(max_iter):  # noqa: B007 - the count is returned
-        med, mad, zero, dev = centre_scale(lo, hi)
-        band = dev <= (k * mad)[:, None]  # contiguous in each sorted row
-        any_in = band.any(axis=1)
-        b_lo = np.where(any_in, band.argmax(axis=1), n)
-        b_hi = np.where(any_in, n - band[:, ::-1].argmax(axis=1), n)
+        med, mad, zero, dev, p0 = centre_scale(lo, hi)
+        # the band |t - med| <= k MAD is contiguous in each sorted row: the deviations do not increase
+        # below p0 (values < med) and do not decrease from p0 on, so both ends are found by bisection
+        # on the same comparison (O(log n) per row instead of comparing every value)
+        kmad = k * mad
+        if n > _BISECT_ABOVE:
+            b_lo = _prefix_end(lambda i, d=dev, km=kmad: ~(d[r, i] <= km), np.zeros(B, dtype=int), p0)
+            b_hi = _prefix_end(lambda i, d=dev, km=kmad: d[r, i] <= km, p0, np.full(B, n))
+            any_in = b_hi > b_lo
+        else:  # small rows: comparing every value is cheaper than bisection steps
+            band = np.abs(xs - med[:, None]) <= kmad[:, None]
+            any_in = band.any(axis=1)
+            b_lo, b_hi = band.argmax(axis=1), n - band[:, ::-1].argmax(axis=1)
+        b_lo = np.where(any_in, b_lo, n)
+        b_hi = np.where(any_in, b_hi, n)
         new_lo, new_hi = np.maximum(lo, b_lo), np.minimum(hi, b_hi)
         new_hi = np.maximum(new_hi, new_lo)  # empty range
         new_lo, new_hi = np.where(frozen, lo, new_lo), np.where(frozen, hi, new_hi)
@@ -327,7 +369,7 @@ def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
         lo, hi = new_lo, new_hi
-    med, mad, fallback, _ = centre_scale(lo, hi)
+    med, mad, fallback, _, _ = centre_scale(lo, hi)
     keep = _range_mask(t, xs, lo, hi)
     # all retained values identical: no scale at all, the method is undefined (NaN, not b = u)
     collapsed = ~(mad > 0)
@@ -1153,7 +1195,8 @@ def baseline_table(concentrations: pd.DataFrame, *, methods=METHODS, log_transfo
         raise ValueError(f"concentrations needs columns {sorted(need)}; missing {sorted(miss)}")
     bad = [m for m in methods if m not in METHODS]
     if bad:
-        raise ValueError(f"unknown method(s) {bad}; expected a subset of {list(METHODS)}")
+        raise ValueError(f"unknown {'method' if len(bad) == 1 else 'methods'} {', '.join(map(str, bad))}; expected "
+                         f"some of {', '.join(METHODS)}")
     groups = [("all", "", concentrations)]
     if strata is not None:
         scols = [c for c in strata.columns if c not in ("sample_id", "medium")]
@@ -1539,7 +1582,7 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
 
     t = table[table["stratum"] == stratum]
     metals = list(dict.fromkeys(t["metal"]))
-    fig, axes = small_multiples(len(metals), ncols=ncols, panel_size=(1.75, 1.75))
+    fig, axes = small_multiples(len(metals), ncols=ncols, panel_size=(1.75, 2.5))  # room for the method names
     for ax, metal in zip(axes, metals):
         g = t[t["metal"] == metal].reset_index(drop=True)
         xs = np.arange(len(g))
@@ -1552,7 +1595,8 @@ def plot_method_comparison(table: pd.DataFrame, *, literature: pd.Series | None 
             ax.axhline(literature[metal], color="0.2", ls="--", lw=0.8)
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
-        ax.set_xticks(xs, [m.upper() if m != "boxplot" else "Box" for m in g["method"]], fontsize=7, rotation=45)
+        ax.set_xticks(xs, [_AXIS_LABELS.get(m, m) for m in g["method"]], fontsize=6, rotation=45, ha="right",
+                      rotation_mode="anchor")
         ax.set_title(f"{metal} ({g['unit'].iloc[0]})", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     handles = [plt.Line2D([], [], color="C0", marker="o", ls=""), plt.Line2D([], [], color="C3", marker="o", ls=""),

@@ -439,7 +439,8 @@ def read_effect_truth(path) -> pd.DataFrame:
     need = ["metal", "variable", "true_slope_per_unit"]
     miss = [c for c in need if c not in t.columns]
     if miss:
-        raise ValueError(f"{path}: missing column(s) {', '.join(miss)}; expected {', '.join(need)}")
+        raise ValueError(f"{path}: missing {'the column' if len(miss) == 1 else 'the columns'} {', '.join(miss)}; "
+                         f"expected the columns {', '.join(need)}")
     return t
 
 
@@ -492,7 +493,7 @@ def effect_truth_display(table: pd.DataFrame, *, focus: str | None = None) -> pd
     for r in table[table["metal"] == focus].itertuples():
         rows.append({"Metal": focus, "Driver": variable_label(r.variable), "Unit": r.unit,
                      "True slope": f"{r.true_slope:.3g}",
-                     "Estimated slope (95 % CI)": f"{r.slope:.3g} ({r.slope_ci_low:.3g} to {r.slope_ci_high:.3g})",
+                     "Estimated slope (95 % CI)": _est_ci(r.slope, r.slope_ci_low, r.slope_ci_high),
                      "True slope inside the CI": "yes" if r.within_ci else "no"})
     rest = table[table["metal"] != focus]
     for var, g in rest.groupby("variable", sort=False):
@@ -917,6 +918,15 @@ def _base(column: str) -> str:
         if column.endswith(f"_{m}"):
             return column[: -len(m) - 1]
     return column
+
+
+def _est_ci(est: float, lo: float, hi: float) -> str:
+    """``-0.032 (-0.037 to -0.027)``: the estimate to 3 significant digits and its interval to the same decimals."""
+    e = f"{est:.3g}"
+    if "e" in e or not np.isfinite(est):
+        return f"{est:.3g} ({lo:.3g} to {hi:.3g})"
+    dec = len(e.split(".")[1]) if "." in e else 0
+    return f"{est:.{dec}f} ({lo:.{dec}f} to {hi:.{dec}f})"
 
 
 def _p(p: float) -> str:

@@ -231,6 +231,8 @@ def coefficient_figure(res: DriverResult, *, coordinate_unit: str):
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
+    from .plots import MIN_FONT_PT, decorate_map
+
     names = ["intercept", *res.covariates]
     ncols = min(4, len(names))
     nrows = int(np.ceil(len(names) / ncols))
@@ -248,10 +250,14 @@ def coefficient_figure(res: DriverResult, *, coordinate_unit: str):
         bw = res.coefficients.set_index("covariate").loc[nm, "mgwr_bandwidth"]
         ax.set_title(f"{nm} (bw {bw:.0f})", fontsize=8)
         ax.set_aspect("equal")
-        ax.tick_params(labelsize=5)
+        # no coordinate ticks (unreadable below 7 pt in four panels): a scale bar and north arrow instead
+        ax.set_xticks([])
+        ax.set_yticks([])
         cb = fig.colorbar(sc, ax=ax, shrink=0.75, pad=0.02)
-        cb.ax.tick_params(labelsize=5)
-    fig.supxlabel(f"x ({coordinate_unit}); filled: significant, hollow: not significant", fontsize=7)
+        cb.ax.tick_params(labelsize=MIN_FONT_PT)
+        cb.ax.locator_params(nbins=4)
+    decorate_map(axes.ravel()[0], crs=None, coordinate_unit=coordinate_unit, note=False)
+    fig.supxlabel("filled: significant, hollow: not significant", fontsize=MIN_FONT_PT)
     fig.tight_layout()
     return fig
 

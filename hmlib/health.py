@@ -946,8 +946,8 @@ def methods_caption(methods: Mapping[str, str], labels: Mapping[str, str] | None
 def format_probability(p: float, n_iter: int) -> str:
     """A Monte Carlo probability printed the same way in tables and text.
 
-    Zero hits print as ``< 1/n`` (``< 1e-04`` for 10,000 iterations), probabilities below 0.001
-    in scientific notation (``3.0e-04``), others with three decimals.
+    Zero hits print as ``< 1/n`` (``< 0.0001`` for 10,000 iterations), probabilities below 0.001
+    as printed scientific notation (``3.0 × 10^−4^``, :func:`sci_text`), others with three decimals.
 
     Parameters
     ----------
@@ -964,9 +964,9 @@ def format_probability(p: float, n_iter: int) -> str:
     if not np.isfinite(p):
         return "–"
     if p <= 0:
-        return f"< {1.0 / n_iter:.0e}"
+        return "< " + np.format_float_positional(1.0 / n_iter, precision=1, unique=False, fractional=False, trim="-")
     if p < 1e-3:
-        return f"{p:.1e}"
+        return sci_text(p)
     return f"{p:.3f}"
 
 
@@ -1473,7 +1473,7 @@ def results_text(summary: pd.DataFrame, risk: pd.DataFrame, montecarlo: pd.DataF
 
 
 def _eq(formatted: str) -> str:
-    """``= 0.012`` or ``< 1e-04`` (no '= <')."""
+    """``= 0.012`` or ``< 0.0001`` (no '= <')."""
     return formatted if formatted.startswith("<") else f"= {formatted}"
 
 
@@ -1501,11 +1501,11 @@ def montecarlo_text(montecarlo: pd.DataFrame, *, medium: str = "soil") -> str:
             continue
         h = hi.iloc[0]
         t = (f"In the Monte Carlo analysis ({int(h.n_iter):,} iterations) the {rec}'s HI had P5/P50/P95 = "
-             f"{h.p5:.2g}/{h.p50:.2g}/{h.p95:.2g} and P(HI > 1) {_eq(format_probability(h.prob_gt_threshold, int(h.n_iter)))}")
+             f"{sci_text(h.p5)}/{sci_text(h.p50)}/{sci_text(h.p95)} and P(HI > 1) {_eq(format_probability(h.prob_gt_threshold, int(h.n_iter)))}")
         if len(tc):
             c = tc.iloc[0]
-            t += (f"; TCR had P5/P50/P95 = {c.p5:.2g}/{c.p50:.2g}/{c.p95:.2g} and "
-                  f"P(TCR > 1e-4) {_eq(format_probability(c.prob_gt_threshold, int(c.n_iter)))}")
+            t += (f"; TCR had P5/P50/P95 = {sci_text(c.p5)}/{sci_text(c.p50)}/{sci_text(c.p95)} and "
+                  "P(TCR > 10^−4^) {_eq(format_probability(c.prob_gt_threshold, int(c.n_iter)))}")
         parts.append(t + ".")
     return " ".join(parts)
 

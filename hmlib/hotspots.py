@@ -274,6 +274,8 @@ def hotspot_figure(table: pd.DataFrame, *, kind: str, coordinate_unit: str, ncol
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from .plots import decorate_map
+
     if kind not in ("lisa", "gi"):
         raise ValueError(f"kind: expected 'lisa' or 'gi', got {kind!r}")
     col, colours = ("lisa_cluster", _LISA_COLOURS) if kind == "lisa" else ("gi_class", _GI_COLOURS)
@@ -292,10 +294,12 @@ def hotspot_figure(table: pd.DataFrame, *, kind: str, coordinate_unit: str, ncol
             ax.scatter(sel["x"], sel["y"], s=5 if cls == "not significant" else 10, c=c, linewidths=0)
         ax.set_title(m, fontsize=8)
         ax.set_aspect("equal")
-        ax.tick_params(labelsize=5)
+        # no coordinate ticks (unreadable below 7 pt in small panels): a scale bar and north arrow instead
+        ax.set_xticks([])
+        ax.set_yticks([])
+    decorate_map(axes.ravel()[0], crs=None, coordinate_unit=coordinate_unit, note=False)
     handles = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
-    fig.supxlabel(f"x ({coordinate_unit})", fontsize=7, y=0.06)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .errors import plural
 from .reference import load_reference
 from .units import convert
 
@@ -88,7 +89,7 @@ def _check_concentration(c, name: str) -> None:
     vals = np.asarray(c, dtype=float)
     bad = np.isfinite(vals) & (vals < 0)
     if bad.any():
-        raise ValueError(f"{name} must be >= 0 (NaN for missing); got {int(bad.sum())} negative value(s), "
+        raise ValueError(f"{name} must be >= 0 (NaN for missing); got {plural(int(bad.sum()), 'negative value')}, "
                          f"e.g. {vals[bad].ravel()[0]}")
     if np.isinf(vals).any():
         raise ValueError(f"{name} must be finite or NaN; got an infinite value")
@@ -100,7 +101,7 @@ def _check_background(b, name: str) -> None:
     bad = np.isinf(vals) | (np.isfinite(vals) & (vals <= 0))
     if bad.any():
         raise ValueError(f"{name} must be finite and > 0 (NaN for unknown); got {vals[bad].ravel()[0]!r} "
-                         f"({int(bad.sum())} bad value(s))")
+                         f"({plural(int(bad.sum()), 'bad value')})")
 
 
 def _ratio(concentration, background, *, c_name: str, b_name: str):
@@ -116,8 +117,8 @@ def _ratio(concentration, background, *, c_name: str, b_name: str):
         if isinstance(b, pd.Series):
             missing = [m for m in c.columns if m not in b.index]
             if missing:
-                raise ValueError(f"{b_name} has no value for metal(s) {missing}; expected one per column of "
-                                 f"{c_name} {list(c.columns)}, got {list(b.index)}")
+                raise ValueError(f"{b_name} has no value for {', '.join(map(str, missing))}; expected one per column of "
+                                 f"{c_name} ({', '.join(map(str, c.columns))}), got {', '.join(map(str, b.index))}")
             b = b.reindex(c.columns).astype(float)
             _check_background(b, b_name)
             return c.astype(float).div(b, axis=1)
@@ -415,7 +416,7 @@ def heavy_metal_pollution_index(concentration_ug_l: pd.DataFrame, standard_ug_l:
     _check_concentration(concentration_ug_l, "concentration_ug_l")
     missing = [m for m in concentration_ug_l.columns if m not in standard_ug_l.index]
     if missing:
-        raise ValueError(f"standard_ug_l has no value for {missing}; subset concentration_ug_l to the metals "
+        raise ValueError(f"standard_ug_l has no value for {', '.join(map(str, missing))}; subset concentration_ug_l to the metals "
                          f"with a standard ({list(standard_ug_l.index)})")
     s = standard_ug_l.reindex(concentration_ug_l.columns).astype(float)
     _check_background(s, "standard_ug_l")

@@ -26,6 +26,7 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -49,11 +50,15 @@ MIN_SAMPLES = 4
 #: 10^9 ug/L is one kilogram per litre, beyond any dissolved concentration
 MAX_CANONICAL = {"mg/kg": 1e6, "ug/L": 1e9}
 _MISSING_TOKENS = {"", "na", "nan", "n/a", "null", "none", "-"}
+#: every upper/lower-case spelling of the missing tokens: ``col.isin`` then matches as ``str.lower()`` would
+_MISSING_SPELLINGS = frozenset("".join(t) for tok in _MISSING_TOKENS
+                               for t in itertools.product(*[(ch.lower(), ch.upper()) for ch in tok]))
 _LT = re.compile(r"^<\s*=?\s*(.*)$")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _COMMA_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
 _COMMA_DECIMAL = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?", re.ASCII)
 _SPACE_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d+)?", re.ASCII)
+_NOT_PLAIN = re.compile(r"[^0-9eE+\-.]")
 _DELIMITER_CANDIDATES = [",", ";", "\t", "|"]
 _DELIM_NAME = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 
@@ -120,8 +125,22 @@ def _parse_column(col: pd.Series, *, decimal: str, thousands: str | None) -> tup
     Plain numbers take a vectorised path (the same strict pattern as :func:`parse_number`); every
     other cell goes through :func:`parse_number`, so both give the same value or problem.
     """
-    out = pd.Series(np.nan, index=col.index, dtype=float)
     present = col.notna()
+    if decimal == "." and present.any():
+        # whole column of plain numbers (digits, sign, '.', exponent only): float() accepts exactly the
+        # strings of _NUMBER among these, so one C-level conversion gives the same values
+        vals = col[present]
+        joined = "".join(vals.tolist())
+        if not _NOT_PLAIN.search(joined):
+            try:
+                num = vals.to_numpy(dtype=object).astype(float)
+            except ValueError:
+                num = None
+            if num is not None and np.isfinite(num).all():
+                out = pd.Series(np.nan, index=col.index, dtype=float)
+                out[present.to_numpy()] = num
+                return out, {}
+    out = pd.Series(np.nan, index=col.index, dtype=float)
     s = col[present].astype(str).str.strip()
     problems: dict = {}
     if decimal == ".":
@@ -274,6 +293,84 @@ def _decode(blob: bytes, encoding: str, fname: str, delimiter: str, issues: list
     return text.lstrip("\ufeff")
 
 
+_BLANK_BYTE = np.zeros(256, dtype=bool)
+_BLANK_BYTE[[9, 11, 12, 13, 28, 29, 30, 31, 32]] = True  # ASCII characters str.strip() removes, but '\n'
+
+
+def _edge_blanks(b: np.ndarray, delimiter: str) -> bool:
+    """Whether any cell of the UTF-8 bytes ``b`` may start or end with a blank (conservative).
+
+    Any non-ASCII byte counts as a possible blank (Unicode spaces); an ASCII blank counts when it
+    touches a delimiter, a line end or an end of the text.
+    """
+    if (b >= 128).any():
+        return True
+    pos = np.flatnonzero(_BLANK_BYTE[b])
+    if not len(pos):
+        return False
+    if pos[0] == 0 or pos[-1] == len(b) - 1:
+        return True
+    stop = (b == 10) | (b == ord(delimiter))
+    return bool(stop[pos - 1].any() or stop[pos + 1].any())
+
+
+def _read_regular(text: str, delimiter: str) -> pd.DataFrame | None:
+    """The table of a regular CSV text through pandas' C parser, or None to take the checking reader.
+
+    Regular means: no quote character and no lone carriage return (so one line is one record),
+    every line holding the header's number of fields, a header of unique non-empty names and at
+    least one data row. Such a text gives the same frame as the row-by-row reader of
+    :func:`read_table` (cells stripped, rows of empty cells dropped, index = file row - 2); any other
+    text returns None and the row-by-row reader reports its problems with file, row and column.
+    Hand-written check rather than a csv dialect option: pandas does not report the row-length or
+    blank-line problems the reader must name, so irregular files must not reach it.
+    """
+    if '"' in text or len(delimiter) != 1 or not delimiter.isascii() or delimiter in "\r\n":
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None
+    if not text.endswith("\n"):
+        text += "\n"
+    # fields per line from the bytes (vectorised): delimiters between consecutive line ends
+    b = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    ends = np.flatnonzero(b == 10)
+    if len(ends) < 2:
+        return None
+    n_delim = np.diff(np.searchsorted(np.flatnonzero(b == ord(delimiter)), ends), prepend=0)
+    if n_delim[0] < 1 or not (n_delim == n_delim[0]).all():
+        return None
+    line_len = np.diff(ends, prepend=-1) - 1
+    if line_len.max() >= csv.field_size_limit():  # the reader rejects a field this long: let it say so
+        return None
+    header = [c.strip() for c in text[: text.index("\n")].split(delimiter)]
+    if "" in header or len(set(header)) != len(header):
+        return None
+    try:
+        raw = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
+                          na_filter=False, skip_blank_lines=False, quoting=csv.QUOTE_NONE, engine="c",
+                          skiprows=1)
+    except (pd.errors.ParserError, ValueError):
+        return None
+    if raw.shape != (len(ends) - 1, len(header)):
+        return None
+    # blanks at the edge of a cell (next to a delimiter or a line end): strip every cell as the reader does
+    if _edge_blanks(b, delimiter):
+        out = pd.DataFrame({name: raw[j].str.strip() for j, name in enumerate(header)})
+        keep = (out != "").any(axis=1).to_numpy()
+    else:
+        out = raw.set_axis(header, axis=1)
+        # no blanks at cell edges: a row of empty cells is a line of delimiters only
+        keep = (line_len != n_delim)[1:]
+    if not keep.any():
+        return None
+    out = out[keep] if not keep.all() else out
+    # data row k (0-based) is file row k + 2: the index is the file row minus 2
+    out.index = pd.Index(np.flatnonzero(keep), dtype=int)
+    return out
+
+
 def read_table(path: str | Path, *, encoding: str = "utf-8", delimiter: str = ",",
                issues: list[DataIssue], what: str = "sample") -> pd.DataFrame | None:
     """Read a CSV file as text cells, checking its structure.
@@ -323,6 +420,9 @@ def read_table(path: str | Path, *, encoding: str = "utf-8", delimiter: str = ",
         issues.append(DataIssue(fname, row, None, None, "contains a NUL character; expected a text file "
                                                         "(a UTF-16 file needs data.encoding: utf-16)"))
         return None
+    fast = _read_regular(text, delimiter)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     records: list[tuple[int, list[str]]] = []
     start = 1
@@ -414,30 +514,30 @@ def _check_columns(df, path, required, issues) -> bool:
 
 
 def _parse_coords(df, path, p: RegionParams, issues):
-    xs, ys = {}, {}
-    raw_x, raw_y = df[p.data.x_column], df[p.data.y_column]
+    out = {}
     bounds = p.data.coordinate_bounds
     if bounds is None and p.data.crs != "local":
         bounds = _crs_bounds(p.data.crs)
-    for col, store in ((p.data.x_column, xs), (p.data.y_column, ys)):
+    for col in (p.data.x_column, p.data.y_column):
         vals, problems = _parse_column(df[col], decimal=p.data.decimal, thousands=p.data.thousands)
         for i, problem in problems.items():
             raw = df.at[i, col]
             what = "coordinate is missing" if str(raw).strip() == "" else f"coordinate: {problem}"
             issues.append(DataIssue(str(path), int(i) + 2, col, raw, what))
-        store.update(vals.drop(index=list(problems)).to_dict())
+        if problems:
+            vals = vals.copy()
+            vals.loc[list(problems)] = np.nan
+        out[col] = vals
     if bounds is not None:
         xmin, ymin, xmax, ymax = bounds
         where = f"CRS {p.data.crs}" if p.data.coordinate_bounds is None else "data.coordinate_bounds"
-        for i, v in xs.items():
-            if not xmin <= v <= xmax:
-                issues.append(DataIssue(str(path), int(i) + 2, p.data.x_column, raw_x.at[i],
-                                        f"x coordinate outside the valid range [{xmin:.6g}, {xmax:.6g}] of {where}"))
-        for i, v in ys.items():
-            if not ymin <= v <= ymax:
-                issues.append(DataIssue(str(path), int(i) + 2, p.data.y_column, raw_y.at[i],
-                                        f"y coordinate outside the valid range [{ymin:.6g}, {ymax:.6g}] of {where}"))
-    return pd.Series(xs, dtype=float).reindex(df.index), pd.Series(ys, dtype=float).reindex(df.index)
+        for col, lo, hi, axis in ((p.data.x_column, xmin, xmax, "x"), (p.data.y_column, ymin, ymax, "y")):
+            v = out[col]
+            outside = v.notna() & ~v.between(lo, hi)
+            for i in v.index[outside.to_numpy()]:
+                issues.append(DataIssue(str(path), int(i) + 2, col, df[col].at[i],
+                                        f"{axis} coordinate outside the valid range [{lo:.6g}, {hi:.6g}] of {where}"))
+    return out[p.data.x_column], out[p.data.y_column]
 
 
 def _numeric_column(col: pd.Series, name: str, fname: str, p: RegionParams, issues: list[DataIssue]) -> pd.Series:
@@ -508,7 +608,7 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
             samples[c] = np.nan
             continue
         col = df[c].str.strip()
-        col = col.where(~col.str.lower().isin(_MISSING_TOKENS))
+        col = col.where(~col.isin(_MISSING_SPELLINGS))
         if c in d.categorical:
             samples[c] = col
         else:
@@ -518,7 +618,16 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
     # concentrations
     nd = p.non_detects
     recs = []
+    parts = []
+    plain_all = _plain_concentrations(df, med, p)
     for metal, col in p.metals.items():
+        plain = plain_all[col]
+        if plain is not None:  # every cell a plain, plausible number: one vectorised block
+            ok = med.isin(list(p.media)).to_numpy()
+            parts.append(pd.DataFrame({"sample_id": ids.to_numpy()[ok], "medium": med.to_numpy()[ok], "metal": metal,
+                                       "reported": plain[ok], "unit_reported": [p.media[m].unit for m in med[ok]],
+                                       "censored": False, "detection_limit": np.nan, "raw": df[col].to_numpy()[ok]}))
+            continue
         for i, raw in df[col].items():
             medium = med.at[i]
             if medium not in p.media:
@@ -535,9 +644,43 @@ def _load_table(path: Path, medium_fixed: str | None, p: RegionParams, issues: l
                 issues.append(DataIssue(fname, int(i) + 2, col, raw, problem))
                 continue
             recs.append((ids.at[i], medium, metal, val, unit, cens, dl, raw))
-    conc = pd.DataFrame(recs, columns=["sample_id", "medium", "metal", "reported", "unit_reported", "censored",
-                                       "detection_limit", "raw"])
+        parts.append(pd.DataFrame(recs, columns=_CONC_COLUMNS))
+        recs = []
+    conc = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(recs, columns=_CONC_COLUMNS)
+    conc = conc.astype({"censored": bool, "reported": float, "detection_limit": float})
     return samples, conc
+
+
+_CONC_COLUMNS = ["sample_id", "medium", "metal", "reported", "unit_reported", "censored", "detection_limit", "raw"]
+
+
+def _plain_concentrations(df: pd.DataFrame, med: pd.Series, p: RegionParams) -> dict:
+    """Per metal column, its values when every cell is a plain non-negative plausible number, else None.
+
+    The vectorised path for the common case; a column with any other cell (blank, non-detect, comma,
+    bad value) is parsed cell by cell by :func:`parse_concentration`, which names each problem.
+    """
+    out = {}
+    numeric_tokens = any(_NUMBER.fullmatch(str(t).strip()) for t in p.non_detects.tokens)
+    for col in p.metals.values():
+        out[col] = None
+        if p.data.decimal != "." or numeric_tokens:
+            continue
+        vals, problems = _parse_column(df[col], decimal=".", thousands=None)
+        if problems or vals.isna().any() or (vals < 0).any():
+            continue
+        ok = True
+        for medium in p.media:
+            sel = (med == medium).to_numpy()
+            if not sel.any():
+                continue
+            unit = p.media[medium].unit
+            canon = canonical_unit(unit)
+            if (np.asarray(convert(vals.to_numpy()[sel], unit, canon)) > MAX_CANONICAL[canon]).any():
+                ok = False
+        if ok:
+            out[col] = vals.to_numpy()
+    return out
 
 
 def _check_sample_counts(tables, files: dict[str, str], p: RegionParams, issues: list[DataIssue]) -> None:
@@ -590,7 +733,7 @@ def load_region(params: RegionParams | str | Path) -> RegionData:
             for c in grid.columns:
                 if c in p.data.categorical:
                     continue
-                col = grid[c].where(~grid[c].str.lower().isin(_MISSING_TOKENS))
+                col = grid[c].where(~grid[c].isin(_MISSING_SPELLINGS))
                 if c in p.data.covariates:  # declared numeric: every cell must be a number
                     grid[c] = _numeric_column(col, c, str(gpath), p, issues)
                     continue

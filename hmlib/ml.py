@@ -1220,7 +1220,8 @@ def plot_observed_vs_predicted(predictions: pd.DataFrame, *, model: str = "xgb",
     return fig
 
 
-def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: int = 12):
+def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: int = 12,
+                      feature_labels: dict[str, str] | None = None):
     """SHAP beeswarm (one dot per sample and feature, coloured by the feature value).
 
     Parameters
@@ -1231,6 +1232,9 @@ def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: in
         Feature values of the same samples.
     max_display : int, default 12
         Maximum number of features shown.
+    feature_labels : dict, optional
+        Reader's name per feature column (e.g. ``{"dist": "distance to the river"}``); columns not in
+        it keep their name.
 
     Returns
     -------
@@ -1241,7 +1245,8 @@ def plot_shap_summary(shap_df: pd.DataFrame, X: pd.DataFrame, *, max_display: in
     import shap
 
     fig = plt.figure()
-    shap.summary_plot(shap_df.to_numpy(), features=X[shap_df.columns], feature_names=list(shap_df.columns),
+    names = [(feature_labels or {}).get(c, c) for c in shap_df.columns]
+    shap.summary_plot(shap_df.to_numpy(), features=X[shap_df.columns], feature_names=names,
                       max_display=max_display, show=False, plot_size=(6.5, 0.35 * min(max_display, shap_df.shape[1])
                                                                           + 1.5))
     fig = plt.gcf()
@@ -1275,7 +1280,8 @@ def plot_shap_bar(importance: pd.DataFrame):
     return fig
 
 
-def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[str]):
+def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[str], *,
+                    feature_labels: dict[str, str] | None = None):
     """SHAP dependence: SHAP value of each feature against its value (original units).
 
     Parameters
@@ -1286,6 +1292,8 @@ def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[s
         Feature values in original units.
     features : list of str
         Features to plot (one panel each).
+    feature_labels : dict, optional
+        Reader's name per feature column for the x-axis labels; columns not in it keep their name.
 
     Returns
     -------
@@ -1302,7 +1310,7 @@ def plot_dependence(shap_df: pd.DataFrame, X_raw: pd.DataFrame, features: list[s
             xv = xv + np.random.default_rng(0).uniform(-0.08, 0.08, len(xv))  # jitter for 0/1 indicators
         ax.scatter(xv, shap_df[f], s=8, alpha=0.6, color="tab:purple", edgecolor="none")
         ax.axhline(0, color="0.5", lw=0.6)
-        ax.set_xlabel(f)
+        ax.set_xlabel((feature_labels or {}).get(f, f))
         ax.set_ylabel("SHAP value")
     fig.tight_layout()
     return fig
@@ -1699,7 +1707,7 @@ def _direction(res: DriverAnalysis, f: str) -> str:
     return f"membership {d}" if "=" in f else f"a higher value {d}"
 
 
-def results_text(res: DriverAnalysis, ds: DriverData, *, refs: dict | None = None) -> str:
+def results_text(res: DriverAnalysis, ds: DriverData, *, refs: dict | None = None, label=None) -> str:
     """Results paragraphs: validation and skill first; drivers only when the model has transferable skill.
 
     The scores of every learner and fold design are in the cross-validation table; the text gives the
@@ -1712,11 +1720,15 @@ def results_text(res: DriverAnalysis, ds: DriverData, *, refs: dict | None = Non
     refs : dict, optional
         Cross-references: ``cv`` (scores table), ``obs`` (observed vs predicted figure), ``drivers``
         (driver table), ``shap`` (beeswarm figure).
+    label : callable, optional
+        Reader's name of a feature (e.g. from the region's covariate labels); default
+        :func:`readable_feature`.
 
     Returns
     -------
     str (markdown)
     """
+    label = label or readable_feature
     refs = {k: v for k, v in (refs or {}).items() if v}
     at = {k: f"@{v}" for k, v in refs.items()}
     s = res.summary.set_index(["model", "cv_scheme"])
@@ -1745,13 +1757,13 @@ def results_text(res: DriverAnalysis, ds: DriverData, *, refs: dict | None = Non
         d = res.drivers
         pruned = res.fit.pruning[~res.fit.pruning["kept"]]["feature"].tolist()
         top = d.head(3)
-        desc = [f"{readable_feature(f)} ({100 * sh:.0f} % of the drivers' mean absolute SHAP value; {_direction(res, f)} the "
+        desc = [f"{label(f)} ({100 * sh:.0f} % of the drivers' mean absolute SHAP value; {_direction(res, f)} the "
                 "prediction)" for f, sh in zip(top["feature"], top["share"])]
         where = "; ".join(at[k] for k in ("drivers", "shap") if k in at)
         parts.append(
             "**Drivers.** Of the candidate drivers, "
             + (f"{len(pruned)} {'was' if len(pruned) == 1 else 'were'} pruned as correlated with a more informative "
-               f"one ({', '.join(pruned)}); " if pruned else "none was pruned as correlated; ")
+               f"one ({', '.join(label(f) for f in pruned)}); " if pruned else "none was pruned as correlated; ")
             + f"{len(d)} {'was' if len(d) == 1 else 'were'} selected. The most influential were " + "; ".join(desc)
             + (f" ({where})" if where else "")
             + ". Effects are associations learned from the samples, conditional on the other predictors, and carry "
@@ -1777,22 +1789,25 @@ def readable_feature(name: str) -> str:
     return str(name)
 
 
-def exploratory_text(res: DriverAnalysis, ds: DriverData) -> str:
+def exploratory_text(res: DriverAnalysis, ds: DriverData, *, label=None) -> str:
     """Appendix note for the SHAP ranking of a model without transferable skill (labelled exploratory).
 
     Parameters
     ----------
     res : :func:`analyse_drivers`.
     ds : :func:`assemble_dataset`.
+    label : callable, optional
+        Reader's name of a feature or covariate; default :func:`readable_feature`.
 
     Returns
     -------
     str (markdown)
     """
     imp = res.importance[res.importance["selected"] & ~res.importance["spatial"]]
-    names = ", ".join(readable_feature(f) for f in imp["feature"].head(5))
+    label = label or readable_feature
+    names = ", ".join(label(f) for f in imp["feature"].head(5))
     cats = [c for c in ds.categorical]
-    design = (f" The candidates are class variables only ({', '.join(cats)}): a boosted-tree model can then add "
+    design = (f" The candidates are class variables only ({', '.join(label(c) for c in cats)}): a boosted-tree model can then add "
               "little to a comparison of the classes' means, and continuous covariates (terrain, distance to roads "
               "or sources, soil properties) would be needed to model the target within the classes."
               if cats and not [c for c in ds.numeric if c not in ds.spatial] else "")

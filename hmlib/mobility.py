@@ -1308,7 +1308,8 @@ def read_effect_truth(path) -> pd.DataFrame:
     need = ["metal", "feature", "true_effect_pp_per_unit", "true_sign"]
     miss = [c for c in need if c not in t.columns]
     if miss:
-        raise ValueError(f"{path}: missing column(s) {miss}; expected {need}")
+        raise ValueError(f"{path}: missing {'the column' if len(miss) == 1 else 'the columns'} {', '.join(miss)}; "
+                         f"expected the columns {', '.join(need)}")
     return t
 
 

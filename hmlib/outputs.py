@@ -35,8 +35,9 @@ def _round_sig(x: float, sig: int) -> str:
     if x == 0:
         return "0"
     ax = abs(x)
-    if ax >= 1e6 or ax < 1e-3:
-        return f"{x:.{max(sig - 1, 0)}e}"
+    if ax >= 1e6 or ax < 1e-3:  # scientific notation as printed, 2.36 × 10^−14^, never Python's 2.36e-14
+        mant, exp = f"{x:.{max(sig - 1, 0)}e}".split("e")
+        return f"{mant.replace('-', '−')} × 10^{str(int(exp)).replace('-', '−')}^"
     digits = max(sig - int(np.floor(np.log10(ax))) - 1, 0)
     return f"{x:,.{digits}f}".replace(",", "\u2009") if ax >= 1e4 else f"{x:.{digits}f}"
 
@@ -116,7 +117,8 @@ class StageOutputs:
         self.items.append({"type": "callout", "kind": kind, "title": title, "text": text.strip("\n"),
                            "appendix": appendix})
 
-    def finding(self, text: str, *, importance: float, refs: tuple[str, ...] | list[str] = ()) -> None:
+    def finding(self, text: str, *, importance: float, refs: tuple[str, ...] | list[str] = (),
+                topic: str | tuple | list | None = None) -> None:
         """Propose a key finding for the report's summary.
 
         Parameters
@@ -125,10 +127,17 @@ class StageOutputs:
         importance : 0 (minor) to 1 (the report's main message); the report picks the strongest.
         refs : names of this stage's tables/figures it comes from, as cross-references
             (``"tbl-name"`` or ``"fig-name"``; see :func:`ref_id`).
+        topic : the quantity the finding states, as a key other stages can build the same way, e.g.
+            ``("exceedance share", "soil", "Cd", "guide")``. Of the findings of one topic, the report
+            shows only the strongest (:func:`hmlib.report.select_findings`), so two stages that state
+            the same number never both appear among the key findings. ``None``: a topic of its own.
         """
         if not 0 <= importance <= 1:
             raise ValueError(f"importance must be in [0, 1], got {importance}")
-        self.findings.append({"text": " ".join(text.split()), "importance": float(importance), "refs": list(refs)})
+        rec = {"text": " ".join(text.split()), "importance": float(importance), "refs": list(refs)}
+        if topic is not None:
+            rec["topic"] = [str(k) for k in ((topic,) if isinstance(topic, str) else topic)]
+        self.findings.append(rec)
 
     def conclusion(self, text: str) -> None:
         """The stage's take-home in one or two sentences, for the report's Conclusions (and, for the

@@ -149,6 +149,9 @@ class DataSpec(StrictModel):
     group_column: str | None = Field(default=None, description="column of sample groups (e.g. estuary)")
     covariates: list[str] = Field(default_factory=list, description="sample covariate columns (numeric or categorical)")
     categorical: list[str] = Field(default_factory=list, description="covariates to treat as categorical")
+    covariate_labels: dict[str, str] = Field(
+        default_factory=dict, description="reader's name of each covariate in figures and tables, e.g. "
+                                          "dist: distance to the river (default: the column name)")
     ph_column: str | None = Field(default=None, description="covariate holding each sample's soil pH (guideline pH classes)")
     land_use_column: str | None = Field(
         default=None, description="categorical covariate holding each sample's land use (guideline land-use classes)")
@@ -157,6 +160,14 @@ class DataSpec(StrictModel):
     decimal: Literal[".", ","] = Field(default=".", description="decimal mark of numbers in the CSV files")
     thousands: Literal[",", ".", " ", "'"] | None = Field(
         default=None, description="thousands separator used in the CSV files (default: none; refused when found)")
+
+    def covariate_label(self, column: str) -> str:
+        """The reader's name of a covariate (``covariate_labels``, else the column name). A one-hot column
+        ``name=level`` becomes ``"<label of name> <level>"``, e.g. ``ffreq=1`` -> "flooding frequency class 1"."""
+        base, sep, level = str(column).partition("=")
+        if sep:
+            return f"{self.covariate_labels.get(base, base)} {level}"
+        return self.covariate_labels.get(base, base)
 
     @field_validator("crs")
     @classmethod
@@ -201,6 +212,10 @@ class DataSpec(StrictModel):
             if c not in self.covariates:
                 problems.append(("categorical", c, "a column also listed under covariates "
                                                    f"({', '.join(self.covariates) or 'none listed'})"))
+        for c in self.covariate_labels:
+            if c not in self.covariates:
+                problems.append(("covariate_labels", c, "a column also listed under covariates "
+                                                        f"({', '.join(self.covariates) or 'none listed'})"))
         if self.thousands is not None and self.thousands == self.decimal:
             problems.append(("thousands", self.thousands, "a separator different from the decimal mark"))
         if self.decimal == self.delimiter:  # a thousands ',' can live in quoted cells; a decimal ',' is everywhere

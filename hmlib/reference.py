@@ -106,7 +106,8 @@ def _read(kind: str, name: str) -> pd.DataFrame:
     req = REQUIRED_COLUMNS.get(kind, ("source",))
     missing = [c for c in req if c not in df.columns]
     if missing:
-        raise ReferenceDataError(f"{path}: missing required column(s) {missing}; expected {list(req)}")
+        raise ReferenceDataError(f"{path}: missing the required {'column' if len(missing) == 1 else 'columns'} "
+                                 f"{', '.join(missing)}; expected the columns {', '.join(req)}")
     bad = df["source"].isna() | (df["source"].astype(str).str.strip() == "")
     if bad.any():
         rows = [int(i) + 2 for i in df.index[bad]]

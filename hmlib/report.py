@@ -72,7 +72,7 @@ FORMAT = {
 MAX_FINDINGS = 8
 MIN_FINDINGS = 5
 #: Tables with more display rows than this move to the supplementary appendix.
-MAX_MAIN_TABLE_ROWS = 25
+MAX_MAIN_TABLE_ROWS = 20
 #: Main-text pages (Key findings to the end of Conclusions and limitations) a report should not exceed.
 MAIN_TEXT_PAGES_TARGET = 30
 #: Figures wider than this many pixels are downscaled for the HTML only (the PDF keeps full resolution).
@@ -213,12 +213,15 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
     most important findings of any stage; (3) the list is shown strongest first (ties keep report
     order). Findings whose importance is zero or below are never picked, nor findings that state
     no number or no uncertainty (:func:`states_uncertainty`): a key finding is a number with its
-    confidence or credible interval, range, standard error or probability.
+    confidence or credible interval, range, standard error or probability. A finding that states
+    the same quantity as a stronger one (the same ``topic``, e.g. the share of soil samples above
+    the Cd guide value, proposed by two stages) is dropped before (1), so no number is given twice;
+    of equally strong findings of one topic the first in report order is kept.
 
     Parameters
     ----------
     frags : fragments in report order, each with an optional ``findings`` list of
-        ``{"text", "importance", "refs"}``.
+        ``{"text", "importance", "refs", "topic" (optional)}``.
     max_n : largest number of findings returned.
 
     Returns
@@ -236,8 +239,14 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
             if imp <= 0 or not text or not states_uncertainty(text):
                 continue
             pool.append({"text": text, "importance": imp, "refs": _ref_ids(f.get("refs"), fr),
-                         "stage": fr["stage"], "_order": (si, fi)})
-    by_strength = sorted(pool, key=lambda f: (-f["importance"], f["_order"]))
+                         "stage": fr["stage"], "_order": (si, fi), "_topic": _topic(f.get("topic"))})
+    by_strength, topics = [], set()
+    for f in sorted(pool, key=lambda f: (-f["importance"], f["_order"])):  # one finding per topic
+        if f["_topic"] is not None:
+            if f["_topic"] in topics:
+                continue
+            topics.add(f["_topic"])
+        by_strength.append(f)
     chosen, seen_stage = [], set()
     for f in by_strength:  # (1) best of each stage
         if f["stage"] not in seen_stage:
@@ -250,7 +259,15 @@ def select_findings(frags: list[dict], *, max_n: int = MAX_FINDINGS) -> list[dic
         if f not in chosen:
             chosen.append(f)
     chosen.sort(key=lambda f: (-f["importance"], f["_order"]))
-    return [{k: v for k, v in f.items() if k != "_order"} for f in chosen]
+    return [{k: v for k, v in f.items() if not k.startswith("_")} for f in chosen]
+
+
+def _topic(v) -> tuple[str, ...] | None:
+    """A finding's topic as a comparable key (case and spacing ignored); ``None`` when it has none."""
+    if v is None or v == "" or v == []:
+        return None
+    parts = (v,) if isinstance(v, str) else tuple(v)
+    return tuple(" ".join(str(p).lower().split()) for p in parts)
 
 
 def _with_refs(text: str, refs: list[str]) -> str:
@@ -378,6 +395,9 @@ def _tab_labels(items: list[dict]) -> list[str]:
     for n in names[1:]:
         while not n.endswith(suffix):
             suffix = suffix[1:]
+    # cut at word boundaries: "igeo_soil"/"igeo_sediment" share "igeo_s", but the labels are "soil", "sediment"
+    prefix = prefix[:prefix.rfind("_") + 1]
+    suffix = suffix[suffix.find("_"):] if "_" in suffix else ""
     labels = []
     for it, n in zip(items, names):
         if it.get("tab"):
@@ -671,6 +691,11 @@ def _data_summary(report_dir: Path) -> str:
 
 
 _TYPST_PAGEBREAK = "```{=typst}\n#pagebreak(weak: true)\n```\n"
+# in the appendix figures stay where they are written, each after its heading (a float could rise above
+# the appendix heading onto the first page or mix the sections of a list of displays), and the long tables
+# there may run over several pages (main-text tables are kept whole by hmlib.typst)
+_TYPST_FIGURES_IN_PLACE = ("```{=typst}\n#show figure.where(kind: image): set figure(placement: none)\n"
+                           "#show figure.where(kind: table): set block(breakable: true)\n```\n")
 
 
 def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
@@ -729,7 +754,7 @@ def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     body += [_TYPST_PAGEBREAK, "# References {#sec-references .unnumbered}", "", "::: {#refs}", ":::", ""]
     appx = _appendix_markdown(frags)
     if appx:
-        body += [_TYPST_PAGEBREAK, appx]
+        body += [_TYPST_PAGEBREAK, _TYPST_FIGURES_IN_PLACE, appx]
     body += [_TYPST_PAGEBREAK, _manifest_markdown(manifest, all_frags)]
     text = "\n".join(body)
     # a reference to the section of an analysis that did not run points to the table saying why
@@ -738,6 +763,8 @@ def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     sections = set(re.findall(r"\{#(sec-[\w-]+)", text))
     text = re.sub(r"@(sec-[\w-]*\w)", lambda m: "@" + (m.group(1) if m.group(1) in sections or not not_run
                                                          else "tbl-not-run"), text)
+    # a number and its per cent sign never end up on two lines ("62" / "%)"): a no-break space between them
+    text = re.sub(r"(?<=\d) %", "\u00a0%", text)
     path = report_dir / "report.qmd"
     path.write_text("\n".join(front) + text + "\n", encoding="utf-8")
     return path

@@ -593,7 +593,7 @@ def fit_sem(data: pd.DataFrame, model: str, *, standardize: bool = True, min_n: 
     for lv, ind in spec["indicators"].items():
         others = [a for a, b in spec["regressions"] + spec["covariances"] if lv in (a, b)]
         if len(ind) < 2 or (len(ind) == 2 and not others):
-            return _failed(f"the SEM is not identified: latent '{lv}' has {len(ind)} indicator(s) "
+            return _failed(f"the SEM is not identified: latent '{lv}' has {len(ind)} {'indicator' if len(ind) == 1 else 'indicators'} "
                            f"({', '.join(ind)}); a latent needs three, or two when related to another latent",
                            model, n, spec)
     p = len(spec["observed"])
@@ -631,7 +631,8 @@ def fit_sem(data: pd.DataFrame, model: str, *, standardize: bool = True, min_n: 
     var = est[(est["op"] == "~~") & (est["lhs"] == est["rhs"])]
     at_bound = var.loc[var["estimate"] <= 1e-6, "lhs"].tolist()
     if at_bound:
-        notes.append(f"variance(s) of {at_bound} at or below 0 (Heywood case): interpret with care")
+        notes.append(f"{'the variance' if len(at_bound) == 1 else 'the variances'} of {', '.join(at_bound)} at or below 0 "
+                         "(Heywood case): interpret with care")
     fit = fit_indices(s, sigma, n=n, n_params=k, fixed_x=classes["ov_x_pos"])
     return SEMResult(ok=True, message=None, model=model, n=n, estimates=est, fit=fit,
                      latents=spec["latents"], observed=spec["observed"], warnings=notes)

@@ -47,6 +47,7 @@ __all__ = [
     "plot_isotopes",
     "methods_text",
     "methods_summary",
+    "subsample_text",
     "correlation_display",
     "pmf_results_text",
     "species_share_intervals",
@@ -359,7 +360,7 @@ def pca_varimax(concentration: pd.DataFrame, *, transform: Literal["log", "clr"]
     m = z.shape[1]
     if n_components is None:
         q = max(int((evals > 1).sum()), 1)
-        criterion = f"Kaiser criterion: {q} eigenvalue(s) > 1"
+        criterion = f"Kaiser criterion: {q} {'eigenvalue' if q == 1 else 'eigenvalues'} > 1"
     else:
         if n_components > m:
             raise ValueError(f"n_components ({n_components}) exceeds the number of metals ({m})")
@@ -813,8 +814,9 @@ def plot_contribution_maps(contrib: pd.DataFrame, sites: pd.DataFrame, *, title:
         vmax = float(min(100.0, 10 * np.ceil(10 * np.nanmax(contrib["share"].to_numpy(float)))))  # fit the data
         for k, (ax, f) in enumerate(zip(axes, factors)):
             d = contrib[contrib["factor"] == f].merge(sites[["sample_id", "x", "y"]], on="sample_id")
-            sc = ax.scatter(d["x"], d["y"], c=100 * d["share"], cmap="viridis", vmin=0, vmax=vmax, s=9,
-                            linewidths=0)
+            # smaller markers for dense surveys, so that neighbouring samples do not hide each other
+            sc = ax.scatter(d["x"], d["y"], c=100 * d["share"], cmap="viridis", vmin=0, vmax=vmax,
+                            s=9 if len(d) <= 2000 else max(1.0, 9 * np.sqrt(2000 / len(d))), linewidths=0)
             ax.set_title(f"{f} ({names[f]})" if names.get(f) else str(f), loc="left")
             decorate_map(ax, crs=crs, coordinate_unit=coord_unit or "m", note=(k == 0))
         if sc is not None:
@@ -868,7 +870,7 @@ def plot_isotopes(samples: pd.DataFrame, endmembers: pd.DataFrame, *, ratio_colu
 
 # ------------------------------------------------------------------------------------- report text
 def methods_text(options, *, media: list[str], seed: int, esat_version: str,
-                 mdl_notes: dict[str, str]) -> str:
+                 mdl_notes: dict[str, str], subsample: dict[str, tuple[int, int]] | None = None) -> str:
     """Methods paragraph of the stage (pandoc markdown with citations).
 
     Parameters
@@ -876,6 +878,7 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
     options : the stage's options (:class:`hmlib.stages.sources.Options`).
     media, seed, esat_version : what was analysed and with which seed and esat version.
     mdl_notes : medium -> how the detection limits were obtained.
+    subsample : medium -> (samples PMF was fitted on, all samples), for media fitted on a subsample.
 
     Returns
     -------
@@ -942,6 +945,7 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
                "2 and 4" if o.pmf_bs_disp else "")
             + ". Fit: $r^2$ of observed on predicted concentrations per species and the Lilliefors test "
             "[@lilliefors1967] of scaled residuals $(x - \\hat x)/u$ for normality."
+        + (" " + subsample_text(subsample, details=True, name_media=len(media) > 1) if subsample else "")
         )
     parts.append(
         "**Factor interpretation.** Each factor's weights (PMF: percent of species; PCA: squared positive "
@@ -1067,9 +1071,11 @@ def attribution_table(profiles: pd.DataFrame, intervals: pd.DataFrame, sample_sh
                                                                on=["factor", "metal"], how="left")
     ss = sample_shares.rename(columns={"species": "metal"})
     rows = []
+    groups = dict(tuple(ss.groupby(["metal", "factor"], sort=False)))  # one pass over the samples, not one per row
     for r in t.itertuples(index=False):
         ids = [str(i) for i in above.get(r.metal, [])]
-        s = ss[(ss["metal"] == r.metal) & (ss["factor"] == r.factor) & ss["sample_id"].isin(ids)]["share"]
+        g = groups.get((r.metal, r.factor))
+        s = g["share"][g["sample_id"].isin(ids)] if g is not None else pd.Series([], dtype=float)
         rows.append({"metal": r.metal, "factor": r.factor, "source": names.get(r.factor) or "",
                      "percent": float(r.percent_of_species), "pct_low": r.pct_low, "pct_high": r.pct_high,
                      "n_above": len(ids), "median_share_above": 100 * float(s.median()) if len(s) else np.nan})
@@ -1272,15 +1278,26 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         top["source"] = src_wo or ""
         fname = (f"{top.factor}, the {label}, which apart from {metal} resembles the {src_wo} signature"
                  if src_wo else f"{top.factor}, the {label}, which apart from {metal} matches no source signature")
-        near = (" ; the base run lies at the top of the bootstrap runs" if top.percent > top.pct_high else "")
-        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %{near.replace(' ;', ';')})"
-              if np.isfinite(top.pct_low) else "")
+        # the base value and the interval are the same quantity (percent of species, contributions of mean 1);
+        # a base run outside its own bootstrap range means the refits settle on another split between the
+        # factors, so the split is stated as undetermined rather than with an interval that excludes it
+        has_iv = bool(np.isfinite(top.pct_low) and np.isfinite(top.pct_high))
+        outside = has_iv and not (round(top.pct_low) <= round(top.percent) <= round(top.pct_high))
+        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %)"
+              if has_iv and not outside else "")
+        split = (f" The bootstrap refits of the same model, however, give {top.factor} only {top.pct_low:.0f} to "
+                 f"{top.pct_high:.0f} % of the {metal} (5th-95th percentile), outside the base run's value: how the "
+                 f"{metal} divides between the factors is not well determined by these data."
+                 if outside and top.percent > top.pct_high else
+                 f" The bootstrap refits of the same model give {top.factor} {top.pct_low:.0f} to {top.pct_high:.0f} % "
+                 f"of the {metal} (5th-95th percentile), more than the base run." if outside else "")
         s = (f"**Where the metals above the {guideline_label} come from.** {n_above} of the {n_samples} {medium} "
-             f"samples exceed the {guideline_label} for {metal}. PMF attributes {top.percent:.0f} % of the modelled "
+             f"samples exceed the {guideline_label} for {metal}. PMF"
+             + ("'s base run" if outside else "") + f" attributes {top.percent:.0f} % of the modelled "
              f"{metal}{iv} to {fname}")
         if np.isfinite(top.median_share_above):
             s += f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
-        s += f" ({tref})." if tref else "."
+        s += (f" ({tref})." if tref else ".") + split
         # PCA
         pca_src = None
         if pca_loadings is not None and metal in pca_loadings.index:
@@ -1348,21 +1365,29 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
             paras.append(s)
         else:  # the next metal in one contrasting sentence; its numbers are in the table
             paras.append(f"For {metal} ({n_above} samples above the {guideline_label}), PMF attributes "
-                         f"{top.percent:.0f} % of it to {fname}"
+                         f"{top.percent:.0f} % of it"
+                         + (f" (bootstrap refits {top.pct_low:.0f} to {top.pct_high:.0f} %, outside the base run's value)"
+                            if outside else "") + f" to {fname}"
                          + (f", and in the PCA it loads on {comp} with {', '.join(with_)}" if pca_loadings is not None
                             and metal in pca_loadings.index and with_ else "")
                          + f"; {verdict[0].lower() + verdict[1:]}")
-        ftxt = (f"{n_above} of {n_samples} {medium} samples exceed the {guideline_label} for {metal}; PMF attributes "
-                f"{top.percent:.0f} %" + (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %)"
-                                          if np.isfinite(top.pct_low) else "")
-                + f" of the {metal} to " + (f"the {top.source} factor ({top.factor})"
-                                            if top.source and top.source != "unassigned"
-                                            else f"a factor that matches no source signature ({top.factor})")
-                + (f", while in the PCA it loads with the {pca_src} metals" if pca_src and not pmf_nat else "")
-                + (f" and its log concentrations track {best[0]} (r = {best[1]['r']:.2f}, 95 % CI {best[1]['low']:.2f} "
-                   f"to {best[1]['high']:.2f})" if best else "")
-                + f": the exceedances are {claim}.")
-        findings.append({"text": ftxt, "importance": imp, "refs": [refs[k] for k in ("table",) if refs.get(k)]})
+        # the finding states the attribution, not the exceedance count (the data-quality and spatial findings do)
+        fdesc = (f"the {top.source} factor ({top.factor})" if top.source and top.source != "unassigned"
+                 else f"a factor that matches no source signature ({top.factor})")
+        ftxt = ((f"PMF attributes {top.percent:.0f} % of the {medium} {metal}{iv} to {fdesc}"
+                 + (f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
+                    if np.isfinite(top.median_share_above) else "")) if not outside else
+                (f"PMF's base run attributes {top.percent:.0f} % of the {medium} {metal} to {fdesc}, but its bootstrap "
+                 f"refits give {top.pct_low:.0f} to {top.pct_high:.0f} % (5th-95th percentile), so how the {metal} "
+                 "divides between the factors is not well determined"))
+        ftxt += ((f"; in the PCA it loads with the {pca_src} metals" if pca_src and not pmf_nat else "")
+                 + (f"{'; its' if not (pca_src and not pmf_nat) else ' and its'} log concentrations track {best[0]} "
+                    f"(r = {best[1]['r']:.2f}, 95 % CI {best[1]['low']:.2f} to {best[1]['high']:.2f})" if best else "")
+                 + f": the {metal} exceedances are {claim}.")
+        if outside:
+            imp = round(imp - 0.1, 2)
+        findings.append({"text": ftxt, "importance": imp, "refs": [refs[k] for k in ("table",) if refs.get(k)],
+                         "topic": ("source attribution", medium, metal)})
     return "\n\n".join(paras), findings
 
 
@@ -1470,7 +1495,8 @@ def compare_isotopes_with_truth(mixing: pd.DataFrame, truth_shares: pd.DataFrame
                                        "mean_abs_error", "coverage", "n"])
 
 
-def methods_summary(options, *, media: list[str], appendix_ref: str = "") -> str:
+def methods_summary(options, *, media: list[str], appendix_ref: str = "",
+                    subsample: dict[str, tuple[int, int]] | None = None) -> str:
     """The main-text summary of the source-apportionment methods (details go to the appendix).
 
     Parameters
@@ -1480,6 +1506,8 @@ def methods_summary(options, *, media: list[str], appendix_ref: str = "") -> str
         Media analysed.
     appendix_ref : str, default ''
         Cross-reference to the appendix part with the details (e.g. ``@sec-appendix-sources``).
+    subsample : dict or None, optional
+        Medium -> (samples PMF was fitted on, all samples), for media fitted on a subsample.
 
     Returns
     -------
@@ -1496,9 +1524,46 @@ def methods_summary(options, *, media: list[str], appendix_ref: str = "") -> str
            "Factors are named after the source type whose marker metals they match"
            + (" (" + "; ".join(f"{k}: " + ", ".join(v) for k, v in o.signatures.items()) + ")" if o.signatures else "")
            + ".")
+    if subsample:
+        txt += " " + subsample_text(subsample, name_media=len(media) > 1)
     if o.isotope_ratios:
         txt += (" Pb isotope ratios were mixed between measured end-members with a Bayesian model "
                 "[@parnell2010siar].")
     if appendix_ref:
         txt += f" Equations and settings are in the appendix ({appendix_ref})."
+    return txt
+
+
+def subsample_text(subsample: dict[str, tuple[int, int]], *, details: bool = False,
+                   name_media: bool | None = None) -> str:
+    """The sentence saying that PMF was fitted on a subsample and the contributions estimated for all samples.
+
+    Parameters
+    ----------
+    subsample : dict
+        Medium -> (samples PMF was fitted on, all samples).
+    details : bool, default False
+        Add how the subsample was drawn and how the contributions were estimated (for the appendix).
+    name_media : bool or None, optional
+        Name the medium of each count (default: when more than one medium was subsampled).
+
+    Returns
+    -------
+    str
+        One or two sentences (markdown).
+    """
+    multi = len(subsample) > 1 if name_media is None else name_media
+    parts = [f"{n:,} of the {m:,} samples" + (f" in {med}" if multi else "") for med, (n, m) in subsample.items()]
+    txt = ("PMF was fitted on a spatially stratified subsample of " + "; ".join(parts) + "; the contributions of all "
+           "samples were then estimated by non-negative least squares on the fitted profiles.")
+    if details:
+        txt += (" The subsample keeps the survey's spatial layout: the area is cut into squares of about four "
+                "subsample points each, the samples are ordered square by square in a serpentine sweep, and every "
+                "k-th of them is taken from a random start, k being the ratio of all samples to the subsample size "
+                "(systematic sampling of a stratified list; samples without coordinates are drawn at random in "
+                "proportion). The factor-count scan, random starts, "
+                "bootstrap, DISP and BS-DISP all use the subsample; each sample's contributions are then "
+                "$\\hat g_i = \\arg\\min_{g \\ge 0} \\sum_j ((x_{ij} - \\sum_k g_k f_{kj})/u_{ij})^2$ with the "
+                "profiles held fixed (the robust down-weighting applied as in the fit) [@paatero1994pmf; "
+                "@norris2014pmf], and the contribution tables, maps and attributions use all samples.")
     return txt

@@ -409,9 +409,11 @@ def test_grid_methods_marked_choice_and_ambiguity():
 
 
 def test_probability_format_consistent():
-    """Zero hits of 10,000 print as '< 1e-04', one hit as '1.0e-04' (never '0.000' beside 1e-4)."""
-    assert h.format_probability(0.0, 10_000) == "< 1e-04"
-    assert h.format_probability(1e-4, 10_000) == "1.0e-04"
+    """Checked against hand-written strings: zero hits of 10,000 print as '< 0.0001', one hit as '1.0 × 10^−4^'
+    (pandoc superscript; never Python's '1.0e-04', never '0.000' beside 1e-4)."""
+    assert h.format_probability(0.0, 10_000) == "< 0.0001"
+    assert h.format_probability(0.0, 2_000) == "< 0.0005"
+    assert h.format_probability(1e-4, 10_000) == "1.0 × 10^−4^"
     assert h.format_probability(0.2345, 10_000) == "0.234" or h.format_probability(0.2345, 10_000) == "0.235"
     assert "0.000" not in h.format_probability(3e-4, 10_000)
 

@@ -128,7 +128,7 @@ def test_hpi_with_ideal_values():
 
 
 def test_hpi_checks_standard_coverage():
-    with pytest.raises(ValueError, match="no value for \\['Zn'\\]"):
+    with pytest.raises(ValueError, match="no value for Zn;"):
         ix.heavy_metal_pollution_index(wide({"Zn": [1.0]}, index=("w",)), pd.Series({"Pb": 10.0}))
 
 
@@ -202,7 +202,7 @@ def test_nonpositive_background_rejected():
 
 
 def test_background_must_cover_metals():
-    with pytest.raises(ValueError, match="no value for metal\\(s\\) \\['Pb'\\]"):
+    with pytest.raises(ValueError, match="no value for Pb;"):
         ix.contamination_factor(wide({"Cd": [1.0, 1.0], "Pb": [1.0, 2.0]}), pd.Series({"Cd": 0.2}))
 
 

@@ -123,6 +123,39 @@ def test_select_findings_follows_the_documented_rule():
     assert [f["text"].split(":")[0] for f in select_findings(frags)] == ["a1", "a2", "a3", "b1"]
 
 
+def test_select_findings_states_each_quantity_once():
+    """Checked against the picks derived by hand from the documented rule: of two findings with one topic
+    (the Cd sample exceedance share, from two stages) only the stronger is shown, whichever stage it
+    comes from; a finding without a topic, or with another topic, is unaffected; topics compare
+    without regard to case and spacing; a tie goes to the first in report order."""
+    def f(label, imp, topic=None):
+        return {"text": f"{label}: 66 % (95 % CI 60-72 %)", "importance": imp, "topic": topic}
+
+    cd = ["exceedance share", "soil", "Cd", "guide"]
+    frags = [{"stage": "data_quality", "findings": [f("dq_cd", 0.7, cd), f("dq_other", 0.4)]},
+             {"stage": "indices", "findings": [f("ix", 0.65)]},
+             {"stage": "spatial", "findings": [f("sp_cd", 0.72, ["Exceedance  share", "soil", "cd", "GUIDE"]),
+                                               f("sp_pb", 0.3, ["exceedance share", "soil", "Pb", "guide"])]}]
+    picks = [x["text"].split(":")[0] for x in select_findings(frags)]
+    assert picks == ["sp_cd", "ix", "dq_other", "sp_pb"]
+    assert all("topic" not in x and "_topic" not in x for x in select_findings(frags))
+    frags[2]["findings"][0]["importance"] = 0.7  # a tie: the earlier stage's finding stays
+    assert [x["text"].split(":")[0] for x in select_findings(frags)] == ["dq_cd", "ix", "dq_other", "sp_pb"]
+
+
+def test_finding_topic_is_stored_in_the_fragment(tmp_path):
+    """Checked against the fragment JSON written by StageOutputs: a tuple topic is kept as a list of strings,
+    a finding without one has no topic key."""
+    out = StageOutputs(tmp_path, "spatial", "Spatial")
+    out.finding("Cd above the guide value in 66 % (95 % CI 60-72 %).", importance=0.7,
+                topic=("exceedance share", "soil", "Cd", "guide"))
+    out.finding("Pb 12 % (95 % CI 8-16 %).", importance=0.2)
+    out.finish()
+    frag = json.loads(next((tmp_path / "fragments").glob("*.json")).read_text(encoding="utf-8"))
+    assert frag["findings"][0]["topic"] == ["exceedance share", "soil", "Cd", "guide"]
+    assert "topic" not in frag["findings"][1]
+
+
 @pytest.mark.parametrize("text, ok", [
     ("Cd exceeds the guide value in 66 % of samples (95 % CI 60-72 %).", True),
     ("The geogenic factor explains 0.61 of Cd (90 % interval 0.52-0.70).", True),
@@ -253,6 +286,24 @@ def test_grouped_figures_become_tabs_and_callouts_boxes(rendered):
     assert re.search(r'<div class="callout-warning">', html)
     typ = (d / "report.typ").read_text(encoding="utf-8")
     assert "#block(width: 100%, fill:" in typ and "Detection limits were not reported" in typ
+    # in print the tab set is its figures in a row, each free to float: no block around any of them
+    for m in ("cd", "pb", "zn"):
+        i = typ.index(f"<fig-maps-{m}>")
+        assert "#block[" not in typ[typ.rindex("#figure(", 0, i) - 12:i]
+
+
+def test_tab_labels_cut_shared_parts_at_word_boundaries():
+    """Checked against labels written by hand: names sharing a partial word ("igeo_s" of soil and sediment)
+    keep the whole word; short element symbols are capitalised; an explicit tab key wins."""
+    from hmlib.report import _tab_labels
+
+    def names(*ns):
+        return [{"name": n} for n in ns]
+
+    assert _tab_labels(names("index_shares_igeo_soil", "index_shares_igeo_sediment")) == ["soil", "sediment"]
+    assert _tab_labels(names("maps_cd", "maps_pb")) == ["Cd", "Pb"]
+    assert _tab_labels(names("x_sediment_map", "x_basement_map")) == ["sediment", "basement"]
+    assert _tab_labels([{"name": "a_soil", "tab": "Topsoil"}, {"name": "a_water"}]) == ["Topsoil", "water"]
 
 
 def test_csv_links_are_relative_and_point_to_existing_files(rendered):
@@ -587,3 +638,35 @@ def test_pdf_cross_references_and_csv_links_are_links(rendered):
     csvs = [u for u in uris if u.startswith("tables/")]
     assert {"tables/demo_summary.csv", "tables/demo_long.csv"} <= set(csvs)
     assert all((d / u).is_file() for u in csvs)
+
+
+def test_covariate_labels_name_model_features_for_the_reader():
+    """Checked against the labels written in params/meuse.yml by hand: a plain column and a one-hot column
+    ``name=level`` get the reader's name, a column without a label keeps its name, and a label for a
+    column that is not a covariate is refused with the key named."""
+    from hmlib.params import load_params
+
+    d = load_params(ROOT / "params" / "meuse.yml").data
+    assert d.covariate_label("dist") == "distance to the river (normalised)"
+    assert d.covariate_label("ffreq=1") == "flooding frequency class 1"
+    assert d.covariate_label("Zn") == "Zn"
+    raw = yaml.safe_load((ROOT / "params" / "meuse.yml").read_text(encoding="utf-8"))
+    raw["data"]["covariate_labels"]["depth"] = "sampling depth"
+    with pytest.raises(ValueError, match="covariate_labels: got 'depth'; expected a column also listed"):
+        type(d).model_validate(raw["data"])
+
+
+def test_units_in_table_cells_never_wrap_after_the_slash(rendered):
+    """Checked against the Typst source and poppler's text of the printed page: every "(mg/kg)" of the
+    13-column table (12 headers, set in columns narrowed to their longest words) is in an unbreakable
+    box and prints whole on one line, never as "(mg/" over "kg)"."""
+    import shutil
+
+    d, _, pdf = rendered
+    typ = (d / "report.typ").read_text(encoding="utf-8")
+    i = typ.index("<tbl-demo-wide>")
+    assert typ[typ.rindex("#figure(", 0, i):i].count("#box[(mg/kg)]") == 12
+    if not shutil.which("pdftotext"):
+        pytest.skip("poppler-utils (pdftotext) is not installed")
+    page = next(p for p in _pdftotext_pages(pdf) if "thirteen columns" in p)
+    assert page.count("(mg/kg)") == 12 and not re.search(r"\(mg/\s", page)

@@ -247,6 +247,55 @@ def test_species_share_intervals_from_hand_made_runs():
     assert iv.loc["A", "n_runs"] == 2
 
 
+def test_share_interval_and_base_percent_are_the_same_quantity():
+    """Seeded generator with known truth: bootstrap runs that are the base profiles times seeded log-normal noise
+    (median 1) scatter around the base solution, so the 5th-95th percentile of each factor's percent of species
+    (:func:`species_share_intervals`) must contain the base run's percent of species (:func:`hmlib.pmf.profile_table`,
+    the same quantity), and the median over runs must lie within 2 points of it."""
+    from types import SimpleNamespace
+
+    from hmlib import pmf as P
+
+    F = pd.DataFrame({"Cd": [3.0, 0.3], "Pb": [0.5, 140.0], "Zn": [100.0, 350.0]}, index=["F1", "F2"])
+    base = P.profile_table(SimpleNamespace(profiles=F)).set_index(["factor", "species"])["percent_of_species"]
+    rng = np.random.default_rng(11)
+    recs = [(b, k, sp, F.at[k, sp] * float(np.exp(rng.normal(0, 0.15))))
+            for b in range(200) for k in F.index for sp in F.columns]
+    bp = pd.DataFrame(recs, columns=["run", "factor", "species", "concentration"])
+    iv = S.species_share_intervals(bp, n_factors=2).set_index(["factor", "species"])
+    assert ((iv["pct_low"] <= base) & (base <= iv["pct_high"])).all()
+    d = bp.assign(pct=100 * bp["concentration"] / bp.groupby(["run", "species"])["concentration"].transform("sum"))
+    med = d.groupby(["factor", "species"])["pct"].median()
+    np.testing.assert_allclose(med.reindex(base.index), base, atol=2.0)
+
+
+def _attribution(percent, low, high):
+    table = pd.DataFrame({"metal": ["Zn", "Zn", "Pb", "Pb"], "factor": ["F1", "F2", "F1", "F2"], "source": "",
+                          "percent": [100 - percent, percent, 5.0, 95.0], "pct_low": [100 - high, low, 3.0, 90.0],
+                          "pct_high": [100 - low, high, 8.0, 97.0], "n_above": [30, 30, 0, 0],
+                          "median_share_above": [20.0, 80.0, np.nan, np.nan]})
+    rng = np.random.default_rng(5)
+    x = rng.lognormal(size=40)
+    conc = pd.DataFrame({"Zn": x * rng.lognormal(0, 0.2, 40), "Pb": x})
+    return S.attribution_text(table, medium="soil", signatures={}, pca_loadings=None, pca_names=None,
+                              concentration=conc, association=None, stable=True, stability_note="",
+                              guideline_label="target value", refs={"table": "tbl-att"})
+
+
+def test_attribution_never_prints_a_value_outside_its_own_interval():
+    """Hand-built attribution table: a base value of 77 % with a bootstrap interval of 41-49 % must not be written as
+    "77 % (... 41 to 49 %)"; the text says the split is not well determined and the finding states the attribution,
+    not the exceedance count (stated by other stages). A base value inside its interval is printed with it."""
+    text, finds = _attribution(77.0, 41.0, 49.0)
+    assert "77 % (bootstrap" not in text and "not well determined" in text
+    f = finds[0]["text"]
+    assert "not well determined" in f and "41 to 49 %" in f and not f.startswith("30 of")
+    assert finds[0]["topic"] == ("source attribution", "soil", "Zn")
+    text, finds = _attribution(77.0, 70.0, 85.0)
+    assert "77 % of the modelled Zn (bootstrap 5th-95th percentile 70 to 85 %)" in text
+    assert finds[0]["text"].startswith("PMF attributes 77 % of the soil Zn (bootstrap 5th-95th percentile 70 to 85 %)")
+
+
 def test_compare_pmf_with_truth_recovers_a_relabelled_scaled_copy():
     """Checked against the generator's own truth: a 'fit' that is the true solution with factors relabelled and
     reordered and each profile scaled by a constant (its contribution divided by it) must match every source with

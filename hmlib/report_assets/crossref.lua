@@ -142,6 +142,41 @@ local function cell_text(cell)
   return pandoc.utils.stringify(cell.contents or cell)
 end
 
+-- Units and other short slash compounds ("mg/kg", "ug/L", "kg/ha") must not wrap after the slash
+-- (Typst may break a line there: "mg/ kg"). In Typst output such a word is set in an unbreakable box,
+-- and it counts as wider when the column minimum is estimated (slash compounds are mostly wide letters).
+local NOBREAK_MAX_CHARS = 16
+local NOBREAK_WIDTH = 1.25
+
+local function nobreak_word(s)
+  return s:find("/", 1, true) ~= nil and (utf8.len(s) or #s) <= NOBREAK_MAX_CHARS and not s:find("//", 1, true)
+end
+
+local function typst_escape(s)
+  return (s:gsub("([\\#%[%]%*_%$@<>~`=%-+])", "\\%1"))
+end
+
+local function box_units(t)
+  local filter = {
+    Str = function(el)
+      if nobreak_word(el.text) then
+        return pandoc.RawInline("typst", "#box[" .. typst_escape(el.text) .. "]")
+      end
+    end,
+  }
+  local function rows(list)
+    for _, row in ipairs(list) do
+      for k, cell in ipairs(row.cells) do
+        cell.contents = cell.contents:walk(filter)
+        row.cells[k] = cell
+      end
+    end
+  end
+  rows(t.head.rows)
+  for _, body in ipairs(t.bodies) do rows(body.body) end
+  return t
+end
+
 local function column_stats(t)
   local n = #t.colspecs
   local word, full = {}, {}
@@ -152,7 +187,11 @@ local function column_stats(t)
       local s = cell_text(cell)
       if j <= n then
         full[j] = math.max(full[j], utf8.len(s) or #s)
-        for w in s:gmatch("%S+") do word[j] = math.max(word[j], utf8.len(w) or #w) end
+        for w in s:gmatch("%S+") do
+          local len = utf8.len(w) or #w
+          if nobreak_word(w) then len = math.ceil(len * NOBREAK_WIDTH) end
+          word[j] = math.max(word[j], len)
+        end
       end
       j = j + (cell.col_span or 1)
     end
@@ -232,7 +271,8 @@ function Pandoc(doc)
         return t
       end
       if is_typst then
-        local size, orient, fr = table_layout(t)
+        local size, orient, fr = table_layout(t)  -- measured on the plain text, before the boxes
+        t = box_units(t)
         if fr then
           for j, spec in ipairs(t.colspecs) do t.colspecs[j] = { spec[1], fr[j] } end
         end
@@ -250,7 +290,17 @@ function Pandoc(doc)
       -- tabs exist in the HTML only; in print a tab set is its figures in order, with no box around them
       -- (a box would keep its figures from floating to the top or bottom of a page)
       if is_typst and (has_class(div, "hm-tabs") or has_class(div, "hm-tab")) then
-        return div.content
+        -- unwrap the tab divs inside too: topdown traversal does not descend into a returned list, and a
+        -- tab left as a Div becomes a Typst block that keeps its figure from floating
+        local flat = {}
+        for _, b in ipairs(div.content) do
+          if b.t == "Div" and has_class(b, "hm-tab") then
+            for _, c in ipairs(b.content) do table.insert(flat, c) end
+          else
+            table.insert(flat, b)
+          end
+        end
+        return flat
       end
       if is_typst and has_class(div, "table-note") then
         local blocks = { pandoc.RawBlock("typst", "#block(above: 0.3em, below: 1.1em)[#set text(size: 7.5pt, fill: luma(80))") }

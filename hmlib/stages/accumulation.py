@@ -324,7 +324,9 @@ def model_run(*, data, params, options: Options, seed: int,
                              f"expected one of {sorted(set(sites.columns) - {'medium', 'source_file', 'source_row'})}")
     ok = conc[metals].notna().all(axis=1)
     if (~ok).any():
-        notes.append(f"{int((~ok).sum())} sample(s) with a missing metal value were left out.")
+        n_out = int((~ok).sum())
+        notes.append(f"{n_out} {'sample' if n_out == 1 else 'samples'} with a missing metal value "
+                     f"{'was' if n_out == 1 else 'were'} left out.")
     sites, conc = sites[ok.to_numpy()], conc[ok]
     # surveys
     if o.survey_column:
@@ -518,7 +520,8 @@ def report(ctx: StageContext, result: Result) -> None:
     out.markdown(acc.methods_text(options=o, domain=r.domain, n_cells=len(r.ids), calibration_mode=r.calibration_mode,
                                   n_sources=0 if r.sources is None else len(r.sources), guideline=p.references.guideline,
                                   threshold=r.threshold_name, soil_layer=r.soil_layer,
-                                  correction_applied=r.correction_applied, background_source=r.background_source))
+                                  correction_applied=r.correction_applied, background_source=r.background_source,
+                                  feature_labels={f: p.data.covariate_label(f) for f in o.calibration_features}))
     if o.assumptions:
         out.markdown("**Assumptions of this application.**\n\n" + "\n".join(f"- {a}" for a in o.assumptions))
     if r.notes:
@@ -555,7 +558,7 @@ def report(ctx: StageContext, result: Result) -> None:
               f"{r.soil_layer['bulk_density_kg_m3']:g} kg/m³). The full table gives every reported year.",
               display=acc.carrying_capacity_display(result.carrying_capacity, year=H))
     out.figure("accumulation_overload", acc.plot_overload(result.capacity, mc.overload_bands, metal=result.map_metal,
-                                                          scenarios=list(o.scenarios)),
+                                                          scenarios=list(o.scenarios), unit_word=unit_word),
                f"{result.map_metal}: share of {unit_word} overloaded by land use at the reported years for each "
                "scenario; whiskers: Monte Carlo P5-P95.")
     out.markdown(acc.overload_text(result.capacity, horizon=H, overload_bands=mc.overload_bands, threshold=thr,
@@ -601,7 +604,7 @@ def report(ctx: StageContext, result: Result) -> None:
 
 def _report_calibration(ctx: StageContext, result: Result) -> None:
     """Calibration skill (validation scheme first), the known truth of a demo, then exploratory importance."""
-    out, r = ctx.out, result.run
+    out, r, p = ctx.out, result.run, ctx.params
     cal = r.calibration
     m = cal.metrics
     if cal.mode == "residual":
@@ -645,8 +648,9 @@ def _report_calibration(ctx: StageContext, result: Result) -> None:
                   "sites), for the metals where the correction has out-of-fold skill; importance describes the fitted "
                   "model, not a measured cause.",
                   display=imp.groupby("metal").head(4).assign(feature=lambda d: d["feature"].map(
-                      lambda f: acc.flux_label(f.replace("=", "_")) if not f.startswith("land_use=")
-                      else "land use " + f.split("=", 1)[1])).rename(
+                      lambda f: ("land use " + f.split("=", 1)[1]) if f.startswith("land_use=")
+                      else p.data.covariate_label(f) if f.partition("=")[0] in p.data.covariate_labels
+                      else acc.flux_label(f.replace("=", "_")))).rename(
                       columns={"metal": "Metal", "feature": "Feature", "importance": "Importance"}),
                   appendix=True)
 

@@ -304,7 +304,7 @@ def report(ctx: StageContext, result: Result) -> None:
             fig = bl.plot_cumulative_frequency(vals, unit=data.unit(m), log_transform=o.log_transform)
             out.figure(f"baselines_rcf_{m}", fig,
                        f"Relative cumulative frequency curves of the metals in {m} (log concentration axis) with the "
-                       "fitted three-segment regression and its breakpoints; the RCF baseline is the breakpoint that "
+                       "fitted three-segment regression and its breakpoints; the cumulative-frequency baseline is the breakpoint that "
                        "closes the segment holding most samples.", appendix=True,
                        group="baselines_rcf" if len(media) > 1 else None)
             plt.close(fig)
@@ -507,6 +507,16 @@ def _report_statistics(ctx: StageContext, result: Result) -> None:
                     importance=0.4, refs=["background_values"])
 
 
+def _prose_name(p, column: str) -> str:
+    """The reader's name of a covariate for prose: its ``covariate_labels`` entry without a trailing unit in
+    parentheses ("distance to the river"), else the column name as words."""
+    import re
+
+    if column in p.data.covariate_labels:
+        return re.sub(r"\s*\([^)]*\)\s*$", "", p.data.covariate_label(column))
+    return bl.column_words(column)
+
+
 def _report_adaptive(ctx: StageContext, result: Result) -> None:
     import matplotlib.pyplot as plt
 
@@ -515,8 +525,13 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
     grid = data.grid
     gi = result.grid_inputs if grid is not None else None
     dropped = [c for c in result.covariates if grid is not None and c not in grid.columns]
-    methods = bg.methods_text(covariates=result.covariates, coordinates=o.adaptive_coordinates, grid_inputs=gi,
-                              grid_dropped=dropped, training=o.adaptive_training, n_folds=o.n_folds,
+
+    def word(c):
+        return c if c in data.metals else _prose_name(p, c)
+
+    methods = bg.methods_text(covariates=[word(c) for c in result.covariates], coordinates=o.adaptive_coordinates,
+                              grid_inputs=None if gi is None else [word(c) for c in gi],
+                              grid_dropped=[word(c) for c in dropped], training=o.adaptive_training, n_folds=o.n_folds,
                               n_inducing=o.n_inducing, max_exact=o.max_exact, z_select=o.z_select,
                               z_flag=o.z_flag, log_covariates=o.log_covariates, em_min_weight=o.em_min_weight,
                               metals=data.metals).strip().split("\n\n")
@@ -533,7 +548,7 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
               "ln C on the training samples for the model and for a static background (training mean), the skill "
               "1 − MSE/MSE(static), samples flagged above their background, and the nugget SD.",
               display=bg.summary_display(summ))
-    inputs = _and(bl.column_words(c) if c not in data.metals else c for c in result.covariates) or "the coordinates"
+    inputs = _and(word(c) for c in result.covariates) or "the coordinates"
     lith = [c for c in result.covariates if c in data.metals]
     med_skill = float(summ["skill"].median())
     good = summ[summ["skill"] >= 0.5].sort_values("skill", ascending=False)
@@ -631,7 +646,7 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
                                cell=True, crs=p.data.crs)
             out.figure(f"adaptive_background_map_{m}", fig,
                        f"Adaptive background of the metals in {m} on the prediction grid (model on "
-                       + _and(bl.column_words(c) if c not in data.metals else c for c in result.grid_inputs)
+                       + _and(word(c) for c in result.grid_inputs)
                        + "; log colour scale).", appendix=True,
                        group="adaptive_background_map" if g["medium"].nunique() > 1 else None)
             plt.close(fig)

@@ -179,6 +179,9 @@ def report(ctx: StageContext, result: Result) -> None:
                  f"raw values and {len(norm) - lognormal} on log values ({out.ref('normality')}); with this many "
                  "samples it detects small departures, and the log scale remains the closer approximation used "
                  "below. ")
+    if "subsampled" in result.normality and result.normality["subsampled"].any():
+        text += (f"Where a metal has more than {dq.SHAPIRO_MAX_N:,} values the test was run on a random subsample "
+                 f"of {dq.SHAPIRO_MAX_N:,}, the largest sample for which its p-value is accurate (Royston 1995). ")
     text += (f"{n_out} values lie outside Tukey's fences on the log scale and were kept as possible contamination."
              if n_out else "No value lies outside Tukey's fences on the log scale.")
     out.markdown(text)
@@ -369,9 +372,9 @@ def _exceedance_findings(ctx: StageContext, exc: pd.DataFrame) -> None:
         + (", followed by " + _and(f"{x.metal} ({100 * x.share_exceeding:.0f} %)" for x in others.itertuples())
            if len(others) else "")
         + (f"; no sample reached a {_and(never)}" if never else "")
-        + ". Whether these exceedances are natural is judged against the region's own background in the "
-          "following sections.")
+        + ". Whether these exceedances are natural is judged below against the region's own background.")
     ctx.out.finding(f"{r['metal']} exceeded the {dq.threshold_header(r['threshold_name']).lower()} of {val} {unit}, "
                     f"from {name}, in {100 * r['share_exceeding']:.1f} % of the {r['medium']} samples "
                     f"(95 % CI {100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f} %){extra}.",
-                    importance=0.7, refs=["exceedance"])
+                    importance=0.7, refs=["exceedance"],
+                    topic=("exceedance share", r["medium"], r["metal"], r["threshold_name"]))

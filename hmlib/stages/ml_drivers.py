@@ -152,7 +152,8 @@ def run(ctx: StageContext) -> Result:
     elif data.grid is None:
         note = "the region has no prediction grid"
     elif not set(need) <= set(data.grid.columns):
-        note = f"the prediction grid lacks {', '.join(sorted(set(need) - set(data.grid.columns)))}"
+        miss = [ctx.params.data.covariate_label(c) for c in sorted(set(need) - set(data.grid.columns))]
+        note = "the prediction grid lacks " + (", ".join(miss[:-1]) + " and " + miss[-1] if len(miss) > 1 else miss[0])
     else:
         pred = ml.predict_frame(res.fit, data.grid, numeric=ds.numeric, categorical=ds.categorical,
                                 levels=res.levels)
@@ -164,10 +165,23 @@ def run(ctx: StageContext) -> Result:
     return Result(data=ds, analysis=res, grid_prediction=grid, grid_note=note, truth=truth, skipped=None)
 
 
+def _feature_labeller(data_spec):
+    """Reader's name of a model feature: the region's covariate label (``ffreq=1`` -> "flooding frequency
+    class 1"), else :func:`hmlib.ml.readable_feature` (``Landuse=Pasture`` -> "Pasture (Landuse)")."""
+    labels = getattr(data_spec, "covariate_labels", None) or {}
+
+    def lab(feature) -> str:
+        if str(feature).partition("=")[0] in labels:
+            return data_spec.covariate_label(str(feature))
+        return ml.readable_feature(feature)
+    return lab
+
+
 def report(ctx: StageContext, result: Result) -> None:
     """The section: validation scheme and skill first; drivers, SHAP and map only with skill."""
     o, out, cu = ctx.options, ctx.out, ctx.params.data.coordinate_unit
     ds, res = result.data, result.analysis
+    lab = _feature_labeller(ctx.params.data)
     if result.skipped:
         out.markdown(f"This analysis was not run: {result.skipped}.")
         return
@@ -186,7 +200,7 @@ def report(ctx: StageContext, result: Result) -> None:
     out.markdown(ml.results_text(res, ds, refs={
         "cv": ref_id("tbl", "ml_cv_metrics"), "obs": ref_id("fig", "ml_observed_predicted"),
         "drivers": ref_id("tbl", "ml_drivers") if sk.has_skill else None,
-        "shap": ref_id("fig", "ml_shap_beeswarm") if sk.has_skill else None}))
+        "shap": ref_id("fig", "ml_shap_beeswarm") if sk.has_skill else None}, label=lab))
     out.table("ml_cv_metrics", res.cv.metrics[["model", "cv_scheme", "fold", "r2", "rmse", "mae"]],
               f"Cross-validated performance for {ds.target_label} ({o.n_folds} folds; mean ± standard deviation over "
               "folds). Spatial-block folds judge skill; random folds are shown for comparison. Every learner was "
@@ -215,15 +229,16 @@ def report(ctx: StageContext, result: Result) -> None:
         d = res.drivers
         out.table("ml_drivers", d, f"Drivers of {ds.target_label}: selected candidates ranked by mean absolute SHAP "
                   f"value in the final XGBoost model (model skill: {score}).",
-                  display=pd.DataFrame({"Rank": d["rank"], "Driver": d["feature"].map(ml.readable_feature),
+                  display=pd.DataFrame({"Rank": d["rank"], "Driver": d["feature"].map(lab),
                                         f"Mean absolute SHAP ({ds.target_label})": d["mean_abs_shap"],
                                         "Share of the drivers (%)": 100 * d["share"], "Gain share": d["gain"]}))
-        out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X)),
+        out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X),
+                                                         feature_labels={c: lab(c) for c in res.shap.columns}),
                    "SHAP beeswarm: each dot is a sample, its position the feature's contribution to the prediction and "
                    "its colour the (standardised) feature value.", width="85%")
         top = d["feature"].head(o.n_dependence).tolist()
         if top:
-            out.figure("ml_shap_dependence", ml.plot_dependence(res.shap, res.X, top),
+            out.figure("ml_shap_dependence", ml.plot_dependence(res.shap, res.X, top, feature_labels={c: lab(c) for c in top}),
                        f"SHAP dependence of the {len(top)} most important drivers: contribution to the prediction "
                        "against the driver's value (original units; 0/1 indicators jittered).", appendix=True)
         if result.grid_prediction is not None:
@@ -243,9 +258,9 @@ def report(ctx: StageContext, result: Result) -> None:
         else:
             out.markdown(f"No prediction map is drawn: {result.grid_note}.")
         out.conclusion(f"The covariates carry {ds.target_label} into areas without samples with {score}; "
-                       f"{ml.readable_feature(d['feature'].iloc[0])} is the leading driver, an association rather than a proven cause.")
+                       f"{lab(d['feature'].iloc[0])} is the leading driver, an association rather than a proven cause.")
         out.finding(f"A model of {ds.target_label} in {ds.medium} has transferable skill ({score}); its leading "
-                    f"driver is {ml.readable_feature(d['feature'].iloc[0])} ({100 * d['share'].iloc[0]:.0f} % of the drivers' mean "
+                    f"driver is {lab(d['feature'].iloc[0])} ({100 * d['share'].iloc[0]:.0f} % of the drivers' mean "
                     "absolute SHAP value).", importance=0.45 if sk.r2_mean < 0.2 else 0.55,
                     refs=[ref_id("tbl", "ml_cv_metrics"), ref_id("tbl", "ml_drivers")])
         if sk.r2_mean < 0.2:
@@ -253,13 +268,14 @@ def report(ctx: StageContext, result: Result) -> None:
                            f"({score}); its drivers explain a small part of the variation.")
     else:
         sel = imp[imp["selected"]]
-        out.markdown(ml.exploratory_text(res, ds))
+        out.markdown(ml.exploratory_text(res, ds, label=lab))
         out.table("ml_shap_exploratory", sel, "Exploratory only, not drivers: mean absolute SHAP value of the features "
                   f"used by a model without transferable skill ({score}).",
-                  display=pd.DataFrame({"Feature": sel["feature"].map(ml.readable_feature),
+                  display=pd.DataFrame({"Feature": sel["feature"].map(lab),
                                         "Mean absolute SHAP": sel["mean_abs_shap"],
                                         "Gain share": sel["gain"], "Spatial term": sel["spatial"]}), appendix=True)
-        out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X)),
+        out.figure("ml_shap_beeswarm", ml.plot_shap_summary(res.shap, res.fit.transform(res.X),
+                                                         feature_labels={c: lab(c) for c in res.shap.columns}),
                    "Exploratory only: SHAP beeswarm of a model without transferable skill; it shows how the model "
                    "fits the sampled points, not what drives the target.", width="85%", appendix=True)
         out.finding(f"{ds.target_label} in {ds.medium} cannot be predicted in areas away from the samples from the "

@@ -7,9 +7,12 @@ the section.
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
@@ -51,6 +54,14 @@ class Options(StageOptions):
     pmf_bootstrap_block: int | None = Field(default=None, ge=2, description="block length; None: single samples")
     pmf_disp: bool = Field(default=True, description="run DISP error estimation (rest of the solution refitted)")
     pmf_bs_disp: int = Field(default=10, ge=0, description="bootstrap runs of BS-DISP; 0: no BS-DISP")
+    pmf_max_samples: int | None = Field(
+        default=500, ge=50, description="largest number of samples PMF is fitted on; above it, PMF (factor-count "
+        "scan, starts, bootstrap, DISP, BS-DISP, stability) is fitted on a spatially stratified subsample of this "
+        "size and every sample's contributions are estimated by weighted non-negative least squares on the fitted "
+        "profiles; None: all samples")
+    pmf_jobs: int | None = Field(default=None, ge=1, description="worker processes for the PMF starts, bootstrap "
+                                 "runs and isotope mixing (results do not depend on it); None: the CPUs available, "
+                                 "at most 4")
     pmf_max_iter: int = Field(default=20000, ge=100, description="largest number of esat iterations per run")
     pmf_converge_delta: float = Field(default=0.1, gt=0, description="convergence: change of Q below this ...")
     pmf_converge_n: int = Field(default=100, ge=10, description="... over this many iterations")
@@ -100,6 +111,7 @@ SPEC = StageSpec(
 )
 
 RHAT_WARN = 1.01
+ISOTOPE_CHUNK = 250  # samples per call of the isotope sampler (its memory grows with the samples)
 
 
 @dataclass
@@ -131,6 +143,8 @@ class PMFMedium:
     uncertainty_source: str
     mdl: dict | None
     estimated_mdl_metals: list[str] = field(default_factory=list)
+    n_fitted: int | None = None
+    n_samples: int | None = None
 
 
 @dataclass
@@ -336,18 +350,23 @@ def _pmf_medium(ctx: StageContext, x: pd.DataFrame, m: str, mi: int) -> PMFMediu
         unc = pmf_lib.pmf_uncertainty(x, mdl=mdl, error_fraction=o.error_fraction)
     sn = pmf_lib.signal_to_noise(x, unc)
     cats = pmf_lib.species_categories(sn, overrides=o.species_categories)
-    V, U = pmf_lib.pmf_input(x, unc, cats)
-    n_strong = int((cats[V.columns] == "strong").sum())
+    V_all, U_all = pmf_lib.pmf_input(x, unc, cats)
+    n_strong = int((cats[V_all.columns] == "strong").sum())
+    base_seed = ctx.seed + 1000 * mi
+    V, U = V_all, U_all
+    if o.pmf_max_samples is not None and len(V_all) > o.pmf_max_samples:
+        keep = _pmf_subsample(ctx.data.sites(m), V_all.index, n=o.pmf_max_samples, seed=base_seed + 900)
+        V, U = V_all.iloc[keep], U_all.iloc[keep]
     lo, hi = o.pmf_factor_range
     hi = min(hi, max(V.shape[1] - 2, 1))  # with m species, at most m - 2 factors are worth resolving
     counts = list(range(min(lo, hi), hi + 1))
     solver = dict(max_iter=o.pmf_max_iter, converge_delta=o.pmf_converge_delta, converge_n=o.pmf_converge_n,
                   robust=o.pmf_robust)
-    base_seed = ctx.seed + 1000 * mi
+    jobs = _n_jobs(o)
     fits = {}
     for k in track(counts, desc=f"PMF factor counts ({m})"):
         fits[k] = pmf_lib.fit_pmf(V, U, n_factors=k, seed=base_seed + k, n_starts=o.pmf_starts, n_strong=n_strong,
-                                  **solver)
+                                  n_jobs=jobs, **solver)
     scan = pd.DataFrame([{"n_factors": k, "q_true": r.q_true, "q_robust": r.q_robust, "q_expected": r.q_expected,
                           "q_true_over_expected": r.q_true / r.q_expected,
                           "q_robust_over_expected": r.q_robust / r.q_expected,
@@ -356,7 +375,7 @@ def _pmf_medium(ctx: StageContext, x: pd.DataFrame, m: str, mi: int) -> PMFMediu
         k = o.pmf_factors
         if k not in fits:
             fits[k] = pmf_lib.fit_pmf(V, U, n_factors=k, seed=base_seed + k, n_starts=o.pmf_starts,
-                                      n_strong=n_strong, **solver)
+                                      n_strong=n_strong, n_jobs=jobs, **solver)
         _, _, crit = pmf_lib.choose_factor_count(scan, n_samples=V.shape[0], n_species=V.shape[1],
                                                  dq_units_min=o.pmf_dq_units_min)
         why = f"{k} factors: fixed in the region's parameters"
@@ -369,7 +388,7 @@ def _pmf_medium(ctx: StageContext, x: pd.DataFrame, m: str, mi: int) -> PMFMediu
             while q >= counts[0]:
                 rows.append(pmf_lib.factor_stability(fits[q], n_boot=o.pmf_stability_bootstrap,
                                                      seed=base_seed + 300 + q, threshold=o.pmf_bootstrap_threshold,
-                                                     block_size=o.pmf_bootstrap_block))
+                                                     block_size=o.pmf_bootstrap_block, n_jobs=jobs))
                 last = rows[-1]
                 if last["bs_min_mapping"] >= 0.8 and last["disp_swaps_dq4"] == 0:
                     break
@@ -379,13 +398,43 @@ def _pmf_medium(ctx: StageContext, x: pd.DataFrame, m: str, mi: int) -> PMFMediu
     crit = crit.assign(chosen=crit["n_factors"] == k)
     res = fits[k]
     boot = pmf_lib.bootstrap_pmf(res, n_runs=o.pmf_bootstrap, seed=base_seed + 500,
-                                 threshold=o.pmf_bootstrap_threshold, block_size=o.pmf_bootstrap_block)
+                                 threshold=o.pmf_bootstrap_threshold, block_size=o.pmf_bootstrap_block, n_jobs=jobs)
     disp = pmf_lib.disp_pmf(res) if o.pmf_disp else None
     bsd = (pmf_lib.bs_disp_pmf(res, n_runs=o.pmf_bs_disp, seed=base_seed + 700, threshold=o.pmf_bootstrap_threshold,
-                               block_size=o.pmf_bootstrap_block) if o.pmf_bs_disp else None)
+                               block_size=o.pmf_bootstrap_block, n_jobs=jobs) if o.pmf_bs_disp else None)
+    sub = len(V) < len(V_all)
+    if sub:  # every sample's contributions from the profiles fitted on the subsample
+        res = pmf_lib.pmf_all_samples(res, V_all, U_all, n_strong=n_strong)
     return PMFMedium(fit=res, criteria=crit, residuals=pmf_lib.scaled_residual_summary(fits), chosen=k, why=why,
                      boot=boot, disp=disp, bs_disp=bsd, signal_to_noise=sn, categories=cats,
-                     uncertainty_source=source, mdl=mdl, estimated_mdl_metals=est_metals)
+                     uncertainty_source=source, mdl=mdl, estimated_mdl_metals=est_metals,
+                     n_fitted=len(V) if sub else None, n_samples=len(V_all))
+
+
+def _factor_word(factor: str, names: dict) -> str:
+    n = names.get(factor) if names else None
+    return f"{factor} ({n})" if n and n != "unassigned" else str(factor)
+
+
+def _pmf_subsample(sites: pd.DataFrame, ids: pd.Index, *, n: int, seed: int):
+    """Positions (in ``ids``) of the samples PMF is fitted on: a spatially stratified subsample of ``n``
+    (:func:`hmlib.spatial.spatial_subsample`) of the samples with coordinates, a seeded random one of those
+    without, each in proportion to its number."""
+    from ..spatial import spatial_subsample
+
+    s = sites.copy()
+    s.index = s.index.astype(str)
+    s = s[~s.index.duplicated()].reindex(ids)
+    xy = (s[["x", "y"]].apply(pd.to_numeric, errors="coerce").to_numpy(float) if {"x", "y"} <= set(s.columns)
+          else np.full((len(ids), 2), np.nan))
+    has = np.isfinite(xy).all(axis=1)
+    pos_xy, pos_no = np.flatnonzero(has), np.flatnonzero(~has)
+    n_xy = int(round(n * len(pos_xy) / len(ids)))
+    rng = np.random.default_rng(seed)
+    pick = [pos_xy[spatial_subsample(xy[has, 0], xy[has, 1], n=n_xy, seed=seed)]] if n_xy else []
+    if n - n_xy:
+        pick.append(np.sort(rng.choice(pos_no, size=n - n_xy, replace=False)))
+    return np.sort(np.concatenate(pick)) if pick else np.arange(0)
 
 
 def _pmf_tables(pmf_res: dict[str, PMFMedium]) -> dict:
@@ -426,6 +475,18 @@ def _pmf_tables(pmf_res: dict[str, PMFMedium]) -> dict:
             "disp_swaps": cat(dsw), "bs_disp": cat(bsd), "bs_disp_swaps": cat(bsw)}
 
 
+def _n_jobs(o: Options) -> int:
+    """Worker processes: the option, else the CPUs available to this process, at most 4."""
+    return o.pmf_jobs or min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 4)
+
+
+def _isotope_chunk(args) -> pd.DataFrame:
+    """The Bayesian isotope mixing of one chunk of samples (top-level so that a process pool can pickle it)."""
+    samples, em, ratios, residual_sd, seed, steps = args
+    return iso.bayesian_mixing_table(samples, em, ratio_columns=ratios, residual_sd=residual_sd, seed=seed,
+                                     n_steps=steps, burn=steps // 4)
+
+
 def _isotopes(ctx: StageContext, result: Result) -> None:
     o, data, p = ctx.options, ctx.data, ctx.params
     em = pd.read_csv(p.resolve(o.isotope_endmembers))
@@ -434,8 +495,14 @@ def _isotopes(ctx: StageContext, result: Result) -> None:
     srcs_all = list(dict.fromkeys(em["source"]))
     pair = tuple(o.isotope_pair) if o.isotope_pair else tuple(srcs_all[:2])
     lin = iso.two_endmember_table(samp, em, ratio_columns=o.isotope_ratios, pair=pair)
-    bay = iso.bayesian_mixing_table(samp, em, ratio_columns=o.isotope_ratios, residual_sd=o.isotope_residual_sd,
-                                    seed=ctx.seed + 7, n_steps=o.isotope_steps, burn=o.isotope_steps // 4)
+    # the sampler keeps every chain of every sample in memory (samples x 4 chains x kept steps x sources), so
+    # large surveys go through it in chunks of ISOTOPE_CHUNK samples (the first chunk keeps the stage's seed,
+    # so a region of at most ISOTOPE_CHUNK samples gives what one call gives)
+    has = samp[list(o.isotope_ratios.values())].notna().all(axis=1).to_numpy()
+    chunks = [samp[has].iloc[i:i + ISOTOPE_CHUNK] for i in range(0, max(int(has.sum()), 1), ISOTOPE_CHUNK)]
+    jobs = [(c, em, dict(o.isotope_ratios), o.isotope_residual_sd, ctx.seed + 7 + 7919 * i, o.isotope_steps)
+            for i, c in enumerate(chunks)]
+    bay = pd.concat(pmf_lib._pool_map(_isotope_chunk, jobs, _n_jobs(o)), ignore_index=True)
     mix = pd.concat([lin.drop(columns=["outside_range"]), bay.drop(columns=["acceptance", "rhat", "ess"])],
                     ignore_index=True)
     summ = mix.groupby(["medium", "method", "source"]).agg(
@@ -463,9 +530,10 @@ def report(ctx: StageContext, result: Result) -> None:
     media = result.media
     units = {m: data.unit(m) for m in media}
     unit_label = units[media[0]] if len(set(units.values())) == 1 else "medium unit"
-    out.markdown(src.methods_summary(o, media=media, appendix_ref="@sec-appendix-sources"))
+    sub = {m: (r.n_fitted, r.n_samples) for m, r in result.pmf.items() if r.n_fitted}
+    out.markdown(src.methods_summary(o, media=media, appendix_ref="@sec-appendix-sources", subsample=sub))
     out.markdown(src.methods_text(o, media=media, seed=ctx.seed, esat_version=pmf_lib.ESAT_VERSION,
-                                  mdl_notes=_mdl_notes(result)), appendix=True)
+                                  mdl_notes=_mdl_notes(result), subsample=sub), appendix=True)
     if any(result.dropped.values()):
         out.markdown("Samples with a missing metal value were left out of this analysis: "
                      + ", ".join(f"{n} in {m}" for m, n in result.dropped.items() if n) + ".")
@@ -479,6 +547,9 @@ def report(ctx: StageContext, result: Result) -> None:
         _report_isotopes(ctx, result)
     if result.truth is not None or result.isotope_truth is not None:
         _report_truth(ctx, result)
+    if sub:
+        out.limitation(src.subsample_text(sub, name_media=len(media) > 1) + " Samples outside the subsample do "
+                       "not shape the profiles, so a source confined to a few of them can be missed.")
     out.limitation("PCA and PMF describe how the metals co-vary; they name sources only through the marker "
                    "metals given for the region, and a factor's label is an interpretation, not a measurement of "
                    "origin.")
@@ -623,9 +694,12 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         if has_xy:
             txt += f"Where each factor dominates is mapped in @{figm}."
         out.markdown(txt)
-        if r.uncertainty_source == "estimated":
-            out.limitation(f"No laboratory detection limits were given for {m}; the PMF uncertainties use "
-                           "limits estimated from the data, so Q/Q(expected) is only indicative.")
+        est = [mm for mm, rr in result.pmf.items() if rr.uncertainty_source == "estimated"]
+        if est and m == est[0]:  # one limitation naming every medium, not one per medium
+            est_w = est[0] if len(est) == 1 else ", ".join(est[:-1]) + " and " + est[-1]
+            out.limitation(f"No laboratory detection limits were given for {est_w}; the PMF uncertainties of the "
+                           "source apportionment use limits estimated from the data, so Q/Q(expected) is only "
+                           "indicative.")
         if has_xy:
             con = result.contributions[result.contributions["medium"] == m]
             fig = src.plot_contribution_maps(con, sites, title="", coord_unit=p.data.coordinate_unit,
@@ -642,13 +716,16 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         out.table(aname, att.assign(medium=m),
                   f"Share of each metal's modelled concentration in {m} carried by each PMF factor, with the bootstrap "
                   "90 % interval (5th-95th percentile over the bootstrap runs that mapped every factor; a base value "
-                  "at a bound, 0 or 100 %, can lie outside it)"
+                  "at a bound, 0 or 100 %, or one the refits do not reproduce can lie outside it)"
                   + (f"; the samples above the {result.guideline_label} and the factor carrying most of their "
                      "concentration (median share over those samples)" if result.guideline_label else "") + ".",
                   display=src.attribution_display(att, guideline_label=result.guideline_label if
                                                   result.above.get(m) else None),
                   group="pmf_attribution" if multi else None)
         assoc = None if result.association is None else result.association[result.association["medium"] == m]
+        if assoc is not None:  # reader's names of the covariates in the prose (land use, not Landuse)
+            assoc = assoc.assign(covariate=assoc["covariate"].map(
+                lambda c: re.sub(r"(\s*\([^)]*\)|\s+class(es)?)\s*$", "", ctx.params.data.covariate_label(c))))
         pca_l = result.pca[m].rotated_loadings if m in result.pca else None
         conc = data.wide(m).dropna()
         text, finds = src.attribution_text(
@@ -661,9 +738,14 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         if text:
             out.markdown(text)
         else:
-            out.markdown(f"Which factor carries each metal is given in @{ref_id('tbl', aname)}.")
+            main = att.sort_values("percent").groupby("metal", sort=False).tail(1)
+            by = {f: list(g["metal"]) for f, g in main.groupby("factor", sort=True)}
+            out.markdown(f"In {m}, " + "; ".join(
+                f"{_factor_word(f, names)} carries the largest share of " + (", ".join(ms[:-1]) + " and " + ms[-1]
+                                                                    if len(ms) > 1 else ms[0])
+                for f, ms in by.items()) + f" (@{ref_id('tbl', aname)}).")
         for f in finds:
-            out.finding(f["text"], importance=f["importance"], refs=f["refs"])
+            out.finding(f["text"], importance=f["importance"], refs=f["refs"], topic=f.get("topic"))
         if finds and m == next(iter(result.pmf)):
             out.conclusion(finds[0]["text"])
         if not finds and m == next(iter(result.pmf)):
@@ -764,7 +846,8 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         out.table("pmf_covariates", a, "Difference of each PMF factor's contributions between the classes of each "
                   "categorical covariate: Kruskal-Wallis H, p and effect size ε² (0: no difference, 1: classes fully "
                   "separated), and the class with the largest median contribution.",
-                  display=a[["medium", "factor", "covariate", "h", "p", "epsilon2", "highest_class"]].rename(
+                  display=a[["medium", "factor", "covariate", "h", "p", "epsilon2", "highest_class"]].assign(
+                      covariate=a["covariate"].map(ctx.params.data.covariate_label)).rename(
                       columns={"medium": "Medium", "factor": "Factor", "covariate": "Covariate", "h": "H",
                                "epsilon2": "ε²", "highest_class": "Highest class"}), appendix=True)
 

@@ -12,6 +12,7 @@ is also in the table ``spatial_choice``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,6 +65,12 @@ class Options(StageOptions):
     rf_trees: int = Field(default=60, ge=50, le=2000, description="trees of the random forest")
     grid_chunk_size: int = Field(default=20000, ge=100,
                                  description="grid cells per prediction tile (on the Dask cluster with --cluster)")
+    metal_jobs: int | None = Field(
+        default=None, ge=1, description="metals mapped at once in worker processes (none: one per core); the maps "
+                                        "are the same for any number")
+    stack_min_weight: float = Field(
+        default=1e-3, ge=0, lt=0.5, description="members of the stacked ensemble with a smaller weight are left out of "
+                                                "the map and the other weights rescaled to sum to one")
     cv_max_samples: int | None = Field(
         default=1000, ge=100, description="above this many samples, cross-validation runs on a spatially stratified "
                                           "subsample of this size (none: always on all samples)")
@@ -189,11 +196,11 @@ def run(ctx) -> Result:
     threshold_name = o.guideline_threshold or p.references.guideline_threshold
     thresholds = sp.guideline_thresholds(p.references.guideline, threshold_name, medium=medium, unit=unit)
     grid_sec = grid[[m for m in pool if m in grid.columns]] if any(m in grid.columns for m in pool) else None
-    maps = {}
-    for i, metal in enumerate(track(metals, desc="spatial: metals", unit="metal")):
+
+    def one(i: int, metal: str) -> dict:
         others = [m for m in pool if m != metal and m in wide.columns]
-        maps[metal] = sp.map_metal(
-            metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
+        return dict(
+            metal=metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
             sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
             grid_covariates=grid[drift] if drift else None, categorical=p.data.categorical,
             secondary=wide[others].reset_index(drop=True) if others else None, grid_secondary=grid_sec,
@@ -201,7 +208,21 @@ def run(ctx) -> Result:
             weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
             n_lags=o.n_lags, max_lag_fraction=o.max_lag_fraction, n_neighbours=o.n_neighbours, scheme=o.cv,
             n_folds=o.n_folds, block_cv=o.block_cv, n_block_folds=o.n_block_folds, rf_trees=o.rf_trees, threshold=thresholds.get(metal, np.nan),
-            seed=ctx.seed + i, chunk_size=o.grid_chunk_size, cv_max_n=o.cv_max_samples)
+            seed=ctx.seed + i, chunk_size=o.grid_chunk_size, cv_max_n=o.cv_max_samples,
+            stack_min_weight=o.stack_min_weight)
+
+    # each metal is seeded by its position (ctx.seed + i) and mapped by a pure function, so mapping metals in
+    # worker processes gives the numbers of the serial loop
+    n_jobs = min(o.metal_jobs or (os.cpu_count() or 1), len(metals))
+    if n_jobs > 1:
+        from joblib import Parallel, delayed
+
+        run_all = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
+            delayed(sp.map_metal)(**one(i, metal)) for i, metal in enumerate(metals))
+        maps = dict(zip(metals, track(run_all, desc="spatial: metals", unit="metal", total=len(metals))))
+    else:
+        maps = {metal: sp.map_metal(**one(i, metal))
+                for i, metal in enumerate(track(metals, desc="spatial: metals", unit="metal"))}
     cv_table = pd.concat([mm.cv_summary for mm in maps.values()], ignore_index=True)
     selection = pd.concat([mm.selection for mm in maps.values()], ignore_index=True)
     choice = sp.choice_table(maps)
@@ -314,8 +335,10 @@ def report(ctx, result: Result) -> None:
                   columns={"metal": "Metal", "scheme": "Scheme", "method": "Method", "mae": f"MAE ({unit})",
                            "rmse": f"RMSE ({unit})", "msse": "MSSE"}), appendix=True, max_rows=200)
     out.table("spatial_selection", r.selection, "Mean absolute error per method averaged over the cross-validation "
-              "schemes, standard error of its paired difference to the best, and the method chosen by the "
-              "one-standard-error rule.", in_report=False)
+              "schemes, standard error of its paired difference to the best, whether it was eligible (ordinary kriging, "
+              "or a method that beat ordinary kriging by more than one standard error under every scheme), and the "
+              "method chosen (the stacked ensemble when no worse than ordinary kriging under every scheme, else by the "
+              "one-standard-error rule).", in_report=False)
     ch = r.choice.copy()
     chd = pd.DataFrame({
         "Metal": ch["metal"], "Chosen method": ch["chosen"].map(sp.METHOD_LABELS),
@@ -323,7 +346,8 @@ def report(ctx, result: Result) -> None:
         f"MAE chosen ({unit})": ch["mae_chosen"], f"MAE ordinary kriging ({unit})": ch["mae_ok"],
         "Ratio to ordinary kriging": ch["ratio_mae_to_ok"],
         "95 % interval": [f"{a:.2f}-{b:.2f}" for a, b in zip(ch["ratio_low"], ch["ratio_high"])]})
-    out.table("spatial_choice", ch, "Method mapped per metal (the simplest within one standard error of the best) and "
+    out.table("spatial_choice", ch, "Method mapped per metal (the stacked ensemble when it was no worse than ordinary kriging "
+              "under every scheme; otherwise the simplest within one standard error of the best) and "
               "its mean absolute error relative to ordinary kriging (below 1: better), with a 95 % paired bootstrap "
               "interval, per cross-validation scheme.", display=chd)
     if len(r.choice):
@@ -412,7 +436,7 @@ def report(ctx, result: Result) -> None:
             return [("<0.1" if 0 < 100 * x < 0.05 else f"{100 * x:.1f}") for x in v]
 
         s_disp = pd.DataFrame({"Metal": s["metal"], f"Value ({unit})": s["threshold"],
-                               "Method": s["method"].map(sp.METHOD_SHORT),
+                               "Method": s["method"].map(lambda c: sp.METHOD_LABELS.get(c, c)),
                                "Samples above (%)": pct(s["share_samples"]),
                                "Samples above, area-weighted (%)": pct(s["share_samples_area"]),
                                "Expected area share (%)": pct(s["share_expected"]),
@@ -434,17 +458,26 @@ def report(ctx, result: Result) -> None:
             etxt += " Not mapped: " + "; ".join(f"{m}, because {why}" for m, why in left_out.items()) + "."
         out.markdown(etxt)
         top = s.sort_values("share_expected", ascending=False).iloc[0]
-        out.finding(f"{top['metal']} exceeds the {tname} value of the {gl_short} on an expected "
+        from statsmodels.stats.proportion import proportion_confint
+
+        n_top = int(wide[top["metal"]].notna().sum())
+        k_top = int(round(top["share_samples"] * n_top))
+        lo_s, hi_s = proportion_confint(k_top, max(n_top, 1), alpha=0.05, method="wilson")
+        # the same quantity as data_quality's exceedance finding (topic): this sentence, which adds the mapped
+        # area, is the stronger one, so the key findings give the sample share once
+        out.finding(f"{top['metal']} exceeds the {tname} value of the {gl_short} in {100 * top['share_samples']:.0f} % "
+                    f"of the {medium} samples (95 % CI {100 * lo_s:.0f}–{100 * hi_s:.0f} %) and on an expected "
                     f"{100 * top['share_expected']:.0f} % of the mapped area (cells with exceedance probability above "
-                    f"0.9: {100 * top['share_p90']:.0f} %; samples above: {100 * top['share_samples']:.0f} %).",
-                    importance=0.6, refs=("tbl-exceedance_shares",))
+                    f"0.9: {100 * top['share_p90']:.0f} %).",
+                    importance=0.72, refs=("tbl-exceedance_shares",),
+                    topic=("exceedance share", medium, top["metal"], r.threshold_name))
         pt = maps[top["metal"]].grid["exceedance_probability"]
         unsure = float(((pt > 0.1) & (pt < 0.9)).mean())
         clear = r.choice.groupby("metal")["ratio_high"].max()
         clear = [m for m in clear.index if clear[m] < 1 and maps[m].best != "ok"]
         out.conclusion(
             f"{top['metal']} exceeds the {tname} value over an expected {100 * top['share_expected']:.0f} % of the "
-            f"mapped area ({100 * top['share_samples']:.0f} % of the samples); {100 * unsure:.0f} % of the cells have "
+            f"mapped area; {100 * unsure:.0f} % of the cells have "
             "a probability between 0.1 and 0.9, where the map cannot say whether the value is exceeded. "
             + (f"Methods using covariates or other metals mapped {', '.join(clear)} better than ordinary kriging under "
                "every cross-validation scheme; elsewhere the gain was within the noise." if clear else
