@@ -308,7 +308,9 @@ def report(ctx, result: Result) -> None:
     out.markdown(
         f"**Methods in brief.** Each metal was interpolated by {len(used)} candidate methods (ordinary kriging, and "
         "methods that add the covariates, correlated metals or a random forest to it), each scored by "
-        f"{cv_txt} with every fold refitted; the simplest method within one standard error of the best is mapped. "
+        f"{cv_txt} with every fold refitted. The map is their stacked ensemble (weights from out-of-fold predictions) "
+        "when it is no worse than ordinary kriging under every scheme; otherwise ordinary kriging, unless one method "
+        "beats it by more than one standard error under every scheme. "
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
         "Formulas, the candidate methods and the choice rule are in @sec-appendix-spatial.")
