@@ -2408,6 +2408,19 @@ def projection_display(proj: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def _horizon_tables(cc: pd.DataFrame, *, horizon: int, overload_bands: pd.DataFrame | None):
+    """The whole-region rows of the capacity projection at the horizon, the first scenario's rows at year 0 (by
+    metal) and the overload bands at the horizon (by metal and scenario; None without bands)."""
+    first = cc["scenario"].iloc[0]
+    a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
+    a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
+    bands = None
+    if overload_bands is not None and len(overload_bands):
+        bands = overload_bands[(overload_bands["land_use"] == "all") & (overload_bands["year"] == horizon)
+                               ].set_index(["metal", "scenario"])
+    return first, a, a0, bands
+
+
 def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame, horizon: int,
                  overload_bands: pd.DataFrame | None = None, truth: pd.DataFrame | None = None) -> str:
     """Results paragraphs: calibration skill first (validation scheme, held-out errors), then the
@@ -2456,13 +2469,7 @@ def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame
         parts.append("**Known truth (generated data).** Out of fold, the learned correction had a mean of "
                      + "; ".join(f"{r.metal} {r.recovered_mean_mg_m2_yr:.3g} against a true {r.true_mean_mg_m2_yr:.3g} "
                                  f"mg/m²/yr (correlation {r.correlation:.2f})" for r in truth.itertuples()) + ".")
-    first = cc["scenario"].iloc[0]
-    a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
-    a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
-    bands = None
-    if overload_bands is not None and len(overload_bands):
-        bands = overload_bands[(overload_bands["land_use"] == "all") & (overload_bands["year"] == horizon)
-                               ].set_index(["metal", "scenario"])
+    first, a, a0, bands = _horizon_tables(cc, horizon=horizon, overload_bands=overload_bands)
     txt = []
     for metal, s in a.groupby("metal", sort=False):
         cells = []
@@ -2627,13 +2634,7 @@ def overload_text(cc: pd.DataFrame, *, horizon: int, overload_bands: pd.DataFram
     -------
     str (markdown).
     """
-    first = cc["scenario"].iloc[0]
-    a = cc[(cc["year"] == horizon) & (cc["land_use"] == "all")]
-    a0 = cc[(cc["year"] == 0) & (cc["land_use"] == "all") & (cc["scenario"] == first)].set_index("metal")
-    bands = None
-    if overload_bands is not None and len(overload_bands):
-        bands = overload_bands[(overload_bands["land_use"] == "all") & (overload_bands["year"] == horizon)
-                               ].set_index(["metal", "scenario"])
+    first, a, a0, bands = _horizon_tables(cc, horizon=horizon, overload_bands=overload_bands)
     rows = []
     for metal, s in a.groupby("metal", sort=False):
         s = s.set_index("scenario")

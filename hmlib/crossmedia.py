@@ -690,6 +690,22 @@ def kd_boxplot(kd: pd.DataFrame, *, ncols: int = 4):
     return fig
 
 
+def _annotated_heatmap(ax, drivers: pd.DataFrame, *, metals, cols, value: str, p: str, alpha: float, fontsize: float):
+    """Draw ``value`` (metals x drivers, in [-1, 1]) on ``ax`` with each cell's value and significance stars
+    (``*`` p < alpha, ``**`` p < alpha/5); returns the image for a colour bar."""
+    v = drivers.pivot(index="metal", columns="variable", values=value).reindex(index=metals, columns=cols)
+    pv = drivers.pivot(index="metal", columns="variable", values=p).reindex(index=metals, columns=cols)
+    im = ax.imshow(v.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for i in range(len(metals)):
+        for j in range(len(cols)):
+            x, q = v.iat[i, j], pv.iat[i, j]
+            if np.isfinite(x):
+                star = "**" if q < alpha / 5 else ("*" if q < alpha else "")
+                ax.text(j, i, f"{x:.2f}{star}", ha="center", va="center", fontsize=fontsize,
+                        color="white" if abs(x) > 0.6 else "black")
+    return im
+
+
 def drivers_heatmap(drivers: pd.DataFrame, *, value: str = "spearman_rho", p: str = "spearman_p",
                     alpha: float = 0.05, title: str = ""):
     """Metals x drivers heatmap of ``value`` (Spearman rho or standardized beta); * p < alpha, ** p < alpha/5.
@@ -718,18 +734,9 @@ def drivers_heatmap(drivers: pd.DataFrame, *, value: str = "spearman_rho", p: st
         raise ValueError(f"expected a kd_drivers table with {value!r} and {p!r}, got {list(drivers.columns)}")
     metals = list(drivers["metal"].drop_duplicates())
     cols = list(drivers["variable"].drop_duplicates())
-    v = drivers.pivot(index="metal", columns="variable", values=value).reindex(index=metals, columns=cols)
-    pv = drivers.pivot(index="metal", columns="variable", values=p).reindex(index=metals, columns=cols)
     fig, ax = plt.subplots(figsize=(min(7.0, 1.0 + 0.95 * len(cols)), 0.8 + 0.32 * len(metals)))
     # blue positive, red negative: the colours of the path diagram
-    im = ax.imshow(v.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
-    for i in range(len(metals)):
-        for j in range(len(cols)):
-            x, q = v.iat[i, j], pv.iat[i, j]
-            if np.isfinite(x):
-                star = "**" if q < alpha / 5 else ("*" if q < alpha else "")
-                ax.text(j, i, f"{x:.2f}{star}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(x) > 0.6 else "black")
+    im = _annotated_heatmap(ax, drivers, metals=metals, cols=cols, value=value, p=p, alpha=alpha, fontsize=7)
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels([variable_label(c) for c in cols], rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(len(metals)))
@@ -885,16 +892,8 @@ def drivers_heatmaps(drivers: pd.DataFrame, *, alpha: float = 0.05):
     im = None
     for ax, (value, p, title) in zip(axes, (("spearman_rho", "spearman_p", "Spearman ρ (one variable at a time)"),
                                             ("beta_std", "beta_p", "standardized β (all variables jointly)"))):
-        v = drivers.pivot(index="metal", columns="variable", values=value).reindex(index=metals, columns=cols)
-        pv = drivers.pivot(index="metal", columns="variable", values=p).reindex(index=metals, columns=cols)
-        im = ax.imshow(v.to_numpy(float), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
-        for i in range(len(metals)):
-            for j in range(len(cols)):
-                x, q = v.iat[i, j], pv.iat[i, j]
-                if np.isfinite(x):
-                    star = "**" if q < alpha / 5 else ("*" if q < alpha else "")
-                    ax.text(j, i, f"{x:.2f}{star}", ha="center", va="center", fontsize=MIN_FONT_PT,
-                            color="white" if abs(x) > 0.6 else "black")
+        im = _annotated_heatmap(ax, drivers, metals=metals, cols=cols, value=value, p=p, alpha=alpha,
+                                fontsize=MIN_FONT_PT)
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels([variable_label(c).replace(", ", "\n") for c in cols], fontsize=MIN_FONT_PT)
         ax.set_yticks(range(len(metals)))
