@@ -139,9 +139,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
         k = cv[cv["scheme"] == "kfold"]
         w = sp.stack_weights(np.column_stack([k.loc[k["method"] == m, "mean_t"].to_numpy() for m in base]),
                              k.loc[k["method"] == base[0], "observed_t"].to_numpy())
-        bt = sp._back_transform(sum(w[j] * preds[m]["mean_t"].to_numpy() for j, m in enumerate(base)),
-                                sum(w[j] * preds[m]["sd_t"].to_numpy() ** 2 for j, m in enumerate(base)),
-                                sum(w[j] * preds[m]["psi"].to_numpy() for j, m in enumerate(base)), log=mm.log)
+        bt = sp.combine_members(preds, dict(zip(base, w)), log=mm.log)   # as the map's tiles combine them
         mae["stack"] = float(np.mean(np.abs(bt["prediction"].to_numpy() - obs)))
         row = {"region": region, "split": split, "metal": metal, "chosen": mm.best,
                "chosen_holdout": float(np.mean(np.abs(mm.grid["prediction"].to_numpy() - obs))) / mae["ok"]}

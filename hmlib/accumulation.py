@@ -1654,16 +1654,16 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
         + ("Regional background deposition: "
            + ", ".join(f"{k} {v:g}" for k, v in o.background_deposition_g_ha_yr.items()) + " g/ha/yr. "
            if o.background_deposition_g_ha_yr else "")
-        + "Agricultural inputs (fertilizer, manure, irrigation) by land use came from Nicholson et al. (2003) "
-          "[@nicholson2003]"
+        + "Agricultural inputs (fertilizer, manure, irrigation) by land use came from "
+          "@nicholson2003"
         + ("; floodplain sediment deposition by class "
            f"({', '.join(f'{k}: {v:g}' for k, v in o.sediment_deposition_kg_m2_yr.items())} kg/m²/yr) times the "
            "metal concentration of the deposited sediment" if o.sediment_class_column else "") + ".",
         "**Outputs** are linear in $C$: leaching $P\\,C/K_d$ and dissolved runoff $R\\,C/K_d$ "
-        f"(percolation $P$ = {o.percolation_mm_yr:g} mm/yr, runoff by land use, $K_d$ from Allison & Allison (2005) "
-        "[@allison2005kd]), erosion $A \\cdot ER \\cdot C$ (RUSLE soil loss $A = R K LS C P$ by land use "
-        "[@renard1997], enrichment ratios from Quinton & Catt (2007) [@quinton2007]) and crop offtake "
-        "$Y \\cdot TF \\cdot C$ (transfer factors from Kabata-Pendias (2011) [@kabatapendias2011]).",
+        f"(percolation $P$ = {o.percolation_mm_yr:g} mm/yr, runoff by land use, $K_d$ from "
+        "@allison2005kd), erosion $A \\cdot ER \\cdot C$ (RUSLE soil loss $A = R K LS C P$ by land use "
+        "[@renard1997], enrichment ratios from @quinton2007) and crop offtake "
+        "$Y \\cdot TF \\cdot C$ (transfer factors from @kabatapendias2011).",
     ]
     if calibration_mode == "hindcast":
         txt.append(
@@ -1705,7 +1705,7 @@ def methods_text(*, options: AccumulationOptions, domain: str, n_cells: int, cal
         f"{'cell' if domain == 'grid' else 'sample'} is overloaded when $C_t \\ge T/w$, and the years to overload "
         "are the first such year. "
         f"**Uncertainty**: {o.n_monte_carlo} Monte Carlo runs (reproducible random draws) with lognormal multipliers (median 1; geometric SD "
-        + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in o.uncertainty_gsd.items())
+        + ", ".join(f"{GROUP_LABELS.get(k, k.replace('_', ' '))} {v:g}" for k, v in o.uncertainty_gsd.items())
         + ") give P5/P50/P95 bands [@helton2003]; a one-at-a-time analysis multiplies and divides each group by "
           "its geometric SD.")
     return "\n\n".join(txt)

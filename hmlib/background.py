@@ -583,15 +583,22 @@ def adaptive_background(concentrations_wide: pd.DataFrame, sites: pd.DataFrame, 
                 gfeats, _, _ = build_features(grid, covariates=grid_cov, categorical=list(categorical),
                                               concentrations_wide=None, coordinates=grid_xy,
                                               log_covariates=log_covariates)
-                grid_enc.update(gnum=gnum, gcat=gcat, gX=gX, gnames=gnames, gQ=gpre.transform(gfeats))
+                gQ = np.asarray(gpre.transform(gfeats), dtype=float)
+                # the prediction is a function of the encoded inputs alone: cells sharing their inputs
+                # (classes only, e.g. rock and land use) share it, so each distinct input row is predicted
+                # once and copied to its cells (the same numbers to ~1e-15, the order of the BLAS sums; the cost
+                # then follows the distinct rows, 20 instead of a million cells for rock and land use)
+                uq, inv = np.unique(gQ, axis=0, return_inverse=True)
+                grid_enc.update(gnum=gnum, gcat=gcat, gX=gX, gnames=gnames, gQ=uq, g_inv=inv.reshape(-1))
             gnum, gcat, gX, gnames = grid_enc["gnum"], grid_enc["gcat"], grid_enc["gX"], grid_enc["gnames"]
             gmodel = fit_background_model(gX[sel_full], y[sel_full], n_inducing=n_inducing, max_exact=max_exact,
                                           seed=s_i, n_restarts=n_restarts, inputs=gnames)
             gp_ = predict_background(gmodel, grid_enc["gQ"])
+            inv = grid_enc["g_inv"]
             grid_rows.append(pd.DataFrame({"cell": np.arange(len(grid)), "x": grid["x"].to_numpy(),
                                            "y": grid["y"].to_numpy(), "medium": medium, "metal": metal,
-                                           "background": gp_["background"].to_numpy(),
-                                           "background_sd": gp_["background_sd"].to_numpy()}))
+                                           "background": gp_["background"].to_numpy()[inv],
+                                           "background_sd": gp_["background_sd"].to_numpy()[inv]}))
             row["grid_inputs"] = ", ".join(gnum + gcat)
         summary.append(row)
     return {"samples": pd.concat(sample_rows, ignore_index=True),

@@ -157,10 +157,6 @@ def _back(t, log_transform: bool):
     return np.exp(t) if log_transform else np.asarray(t, dtype=float)
 
 
-def _masked(t: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    return np.where(keep, t, np.nan)
-
-
 # --------------------------------------------------------------------------------------------
 # batched estimators: t has shape (B, n); each returns (baseline_t, upper_t, n_retained, keep)
 # --------------------------------------------------------------------------------------------
@@ -379,11 +375,19 @@ def _imed_batch(t: np.ndarray, k: float = 2.0, max_iter: int = 200):
 
 
 def _boxplot_batch(t: np.ndarray, whisker: float = 1.5):
-    q1, q3 = np.percentile(t, [25.0, 75.0], axis=1)
+    # One sort per row: the quartiles are order statistics (the same on sorted rows), and the values
+    # inside the fences are a contiguous range [a, b) of the sorted row, whose median is read at its
+    # middle exactly as :func:`_nanmedian_rows` reads it after masking and sorting again.
+    xs = np.sort(t, axis=1)
+    q1, q3 = np.percentile(xs, [25.0, 75.0], axis=1)
     iqr = q3 - q1
     lo, hi = q1 - whisker * iqr, q3 + whisker * iqr
     keep = (t >= lo[:, None]) & (t <= hi[:, None])
-    base = _nanmedian_rows(_masked(t, keep))[:, 0]
+    a = _count_below(xs, lo, strict=True)
+    m = _count_below(xs, hi, strict=False) - a
+    r = np.arange(t.shape[0])
+    base = np.where(m > 0, (xs[r, np.clip(a + np.maximum((m - 1) // 2, 0), 0, t.shape[1] - 1)]
+                            + xs[r, np.clip(a + np.maximum(m // 2, 0), 0, t.shape[1] - 1)]) / 2, np.nan)
     return base, hi, keep.sum(axis=1), keep, (q1, q3, lo)
 
 
@@ -392,11 +396,13 @@ def _segmented_rss(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray,
 
     ``x``, ``y``: (B, n); ``c1``: (B, G1) candidates of the first breakpoint, ``c2``: (B, G2)
     of the second. Returns RSS (B, G1, G2), +inf where psi1 >= psi2 or a segment has fewer
-    than ``min_points`` values, and the coefficients (B, G1, G2, 4).
+    than ``min_points`` values, and a function of (rows, i1, i2) giving the coefficients (B, 4).
 
     The least-squares fit is computed from sums (no design matrices): the line part
     :math:`[1, x]` is projected out (Frisch-Waugh-Lovell), which leaves a 2 x 2 system in the
     two hinge coefficients, solved in closed form for all pairs of all resamples at once.
+    This is the direct form (hinge sums over all values, O(G1 G2 n) per row); the search uses
+    :func:`_segmented_rss_fast`, the same algebra from tail sums of sorted rows.
     """
     # centre x (better conditioning of the sums); hinge terms are shift-invariant
     xm = x.mean(axis=1, keepdims=True)
@@ -406,6 +412,21 @@ def _segmented_rss(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray,
     n = x.shape[1]
     sx, sxx = x.sum(1), (x * x).sum(1)
     sy, sxy, syy = y.sum(1), (x * y).sum(1), (y * y).sum(1)
+    s1, s2 = h1.sum(2), h2.sum(2)
+    sx1, sx2 = np.einsum("bn,bgn->bg", x, h1), np.einsum("bn,bgn->bg", x, h2)
+    sy1, sy2 = np.einsum("bn,bgn->bg", y, h1), np.einsum("bn,bgn->bg", y, h2)
+    s11, s22 = (h1 * h1).sum(2), (h2 * h2).sum(2)
+    s12 = np.einsum("bgn,bhn->bgh", h1, h2)
+    k1 = (x[:, None, :] <= c1[:, :, None]).sum(2)  # (B, G1): values up to each candidate
+    k2 = (x[:, None, :] <= c2[:, :, None]).sum(2)
+    return _segmented_solve(n, xm, sx, sxx, sy, sxy, syy, s1, s2, sx1, sx2, sy1, sy2, s11, s22, s12,
+                            k1, k2, c1, c2, min_points)
+
+
+def _segmented_solve(n, xm, sx, sxx, sy, sxy, syy, s1, s2, sx1, sx2, sy1, sy2, s11, s22, s12, n_le1, n_le2,
+                     c1, c2, min_points):
+    """RSS of every breakpoint pair from the sums of :func:`_segmented_rss` (centred x), and a
+    function giving the coefficients of chosen pairs (the search needs them for one pair per row)."""
     det_m = n * sxx - sx * sx  # (B,)
     with np.errstate(divide="ignore", invalid="ignore"):
         mi00, mi01, mi11 = sxx / det_m, -sx / det_m, n / det_m  # inverse of [[n, sx], [sx, sxx]]
@@ -413,11 +434,6 @@ def _segmented_rss(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray,
         def proj(a0, a1, b0, b1):  # a' M^-1 b
             return a0 * (mi00 * b0 + mi01 * b1) + a1 * (mi01 * b0 + mi11 * b1)
 
-        s1, s2 = h1.sum(2), h2.sum(2)
-        sx1, sx2 = np.einsum("bn,bgn->bg", x, h1), np.einsum("bn,bgn->bg", x, h2)
-        sy1, sy2 = np.einsum("bn,bgn->bg", y, h1), np.einsum("bn,bgn->bg", y, h2)
-        s11, s22 = (h1 * h1).sum(2), (h2 * h2).sum(2)
-        s12 = np.einsum("bgn,bhn->bgh", h1, h2)
         e = lambda v: v[:, None]  # noqa: E731 - broadcast helper over candidates
         mi00e, mi01e, mi11e = e(mi00), e(mi01), e(mi11)
         p11 = s11 - (s1 * (mi00e * s1 + mi01e * sx1) + sx1 * (mi01e * s1 + mi11e * sx1))
@@ -435,20 +451,86 @@ def _segmented_rss(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray,
         b2 = (P22 * U1 - p12 * U2) / det
         b3 = (P11 * U2 - p12 * U1) / det
         rss = rss0[:, None, None] - (b2 * U1 + b3 * U2)
-        # line coefficients: [b0, b1] = M^-1 ([sy, sxy] - b2 [s1, sx1] - b3 [s2, sx2])
-        r0 = sy[:, None, None] - b2 * s1[:, :, None] - b3 * s2[:, None, :]
-        r1 = sxy[:, None, None] - b2 * sx1[:, :, None] - b3 * sx2[:, None, :]
-        b0 = m00 * r0 + m01 * r1
-        b1 = m01 * r0 + m11 * r1
-    with np.errstate(invalid="ignore"):  # inadmissible pairs carry inf/nan; they are masked below
-        beta = np.stack([b0 - b1 * xm[:, :, None], b1, b2, b3], axis=-1)  # intercept on the uncentred x
-    n_le1 = (x[:, None, :] <= c1[:, :, None]).sum(2)  # (B, G1)
-    n_le2 = (x[:, None, :] <= c2[:, :, None]).sum(2)
     scale = np.maximum(P11 * P22, np.finfo(float).tiny)
     ok = ((c1[:, :, None] < c2[:, None, :]) & (n_le1[:, :, None] >= min_points)
           & ((n_le2[:, None, :] - n_le1[:, :, None]) >= min_points) & ((n - n_le2[:, None, :]) >= min_points)
           & np.isfinite(rss) & (det > 1e-12 * scale))
-    return np.where(ok, np.maximum(rss, 0.0), np.inf), beta
+
+    def coefficients(bi, i1, i2):
+        """(B, 4) b0..b3 of pair (i1, i2) of each row (same formulas, on the chosen pairs only)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g2, g3 = b2[bi, i1, i2], b3[bi, i1, i2]
+            # line coefficients: [b0, b1] = M^-1 ([sy, sxy] - b2 [s1, sx1] - b3 [s2, sx2])
+            r0 = sy - g2 * s1[bi, i1] - g3 * s2[bi, i2]
+            r1 = sxy - g2 * sx1[bi, i1] - g3 * sx2[bi, i2]
+            b0 = mi00 * r0 + mi01 * r1
+            b1 = mi01 * r0 + mi11 * r1
+            return np.stack([b0 - b1 * xm[:, 0], b1, g2, g3], axis=-1)  # intercept on the uncentred x
+
+    return np.where(ok, np.maximum(rss, 0.0), np.inf), coefficients
+
+
+def _segmented_rss_fast(x: np.ndarray, y: np.ndarray, c1: np.ndarray, c2: np.ndarray, min_points: int):
+    """:func:`_segmented_rss` for rows of ``x`` sorted ascending, in O(n + G1 G2) per row instead of O(G1 G2 n).
+
+    The same least-squares algebra (same centring, same closed-form 2 x 2 solve, same admissibility
+    rules); only the hinge sums are formed differently. On a sorted row the hinge
+    :math:`h = (x - c)_+` is non-zero exactly from index :math:`k = \\#\\{x_i \\le c\\}` on, so with
+    the tail sums :math:`T_p = \\sum_{i \\ge k} x_i^p`, :math:`T_y`, :math:`T_{xy}` and :math:`m = n - k`
+
+    .. math::
+
+        \\sum h = T_1 - c\\,m,\\quad \\sum x h = T_2 - c\\,T_1,\\quad \\sum y h = T_{xy} - c\\,T_y,\\quad
+        \\sum h^2 = T_2 - 2c\\,T_1 + c^2 m,
+
+    and, as both hinges are non-zero only above the larger breakpoint, for :math:`c_1 < c_2`
+
+    .. math:: \\sum h_1 h_2 = \\sum h_2^2 + (c_2 - c_1) \\sum h_2
+
+    (symmetrically for :math:`c_1 \\ge c_2`, pairs the search rejects anyway). The direct form builds
+    these sums over all n values for every candidate and pair of every resample, which was most of
+    the stage's time at survey sizes. Hand-written (exact algebra, not an approximation); the
+    breakpoints equal those of the direct sums up to rounding, which decides only between pairs
+    whose RSS agree to about 1e-12, i.e. where the RSS surface is flat (tests/test_survey_scale_baselines.py
+    compares the two). Used above ``_DIRECT_RSS_UP_TO`` values, so small regions keep the direct sums.
+    """
+    B, n = x.shape
+    same = c2 is c1  # the coarse grid pairs the candidates with themselves: count once
+    xm = x.mean(axis=1, keepdims=True)
+    x, c1, c2 = x - xm, c1 - xm, c2 - xm
+
+    def tails(v):  # (B, n + 1): sum of v[i:] for i = 0..n
+        return np.concatenate([np.cumsum(v[:, ::-1], axis=1)[:, ::-1], np.zeros((B, 1))], axis=1)
+
+    t1, t2, ty, txy = tails(x), tails(x * x), tails(y), tails(x * y)
+    r = np.arange(B)[:, None]
+    k1 = (x[:, None, :] <= c1[:, :, None]).sum(2)  # (B, G1): values up to each candidate (the direct count)
+    k2 = k1 if same else (x[:, None, :] <= c2[:, :, None]).sum(2)
+
+    def hinge_sums(c, k):
+        m_, T1, T2, Ty, Txy = n - k, t1[r, k], t2[r, k], ty[r, k], txy[r, k]
+        return T1 - c * m_, T2 - c * T1, Txy - c * Ty, T2 - 2 * c * T1 + c * c * m_
+
+    s1, sx1, sy1, s11 = hinge_sums(c1, k1)
+    s2, sx2, sy2, s22 = hinge_sums(c2, k2)
+    C1, C2 = c1[:, :, None], c2[:, None, :]
+    s12 = np.where(C1 < C2, s22[:, None, :] + (C2 - C1) * s2[:, None, :],
+                   s11[:, :, None] + (C1 - C2) * s1[:, :, None])
+    sx, sxx = x.sum(1), (x * x).sum(1)
+    sy, sxy, syy = y.sum(1), (x * y).sum(1), (y * y).sum(1)
+    return _segmented_solve(n, xm, sx, sxx, sy, sxy, syy, s1, s2, sx1, sx2, sy1, sy2, s11, s22, s12,
+                            k1, k2, c1, c2, min_points)
+
+
+#: up to this many values the breakpoint search forms the hinge sums directly (the earlier code, so
+#: regions of the size of the shipped ones, Jura 259 and Meuse 155 samples, keep their numbers to the
+#: last digit); above, from tail sums (:func:`_segmented_rss_fast`): the same estimator up to rounding
+_DIRECT_RSS_UP_TO = 300
+
+
+def _rss_for(n_values: int):
+    """RSS function of the breakpoint search for a sample of ``n_values`` values (see _DIRECT_RSS_UP_TO)."""
+    return _segmented_rss if n_values <= _DIRECT_RSS_UP_TO else _segmented_rss_fast
 
 
 def _rcf_xy(t_sorted: np.ndarray) -> np.ndarray:
@@ -457,30 +539,33 @@ def _rcf_xy(t_sorted: np.ndarray) -> np.ndarray:
 
 
 def _segmented_search(x: np.ndarray, y: np.ndarray, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3,
-                      min_points: int = 3):
+                      min_points: int = 3, rss_fn=None):
     """Batched breakpoint search on sorted ``x`` (B, n): coarse grid of quantile candidates,
     then ``n_refine`` zoom rounds, each on a fine grid spanning one step either side of the
-    current best pair. Returns psi1, psi2, rss, beta (NaN / inf where no pair is admissible)."""
+    current best pair. Returns psi1, psi2, rss, beta (NaN / inf where no pair is admissible).
+    ``rss_fn``: the RSS of the candidate pairs (default :func:`_segmented_rss_fast`; the tests
+    pass the direct :func:`_segmented_rss`)."""
+    rss_fn = _segmented_rss_fast if rss_fn is None else rss_fn
     B = x.shape[0]
     bi = np.arange(B)
     qs = np.linspace(0.03, 0.97, n_grid)
     cand = np.quantile(x, qs, axis=1).T  # (B, G)
-    rss, beta = _segmented_rss(x, y, cand, cand, min_points)
+    rss, beta = rss_fn(x, y, cand, cand, min_points)
     i1, i2 = np.unravel_index(rss.reshape(B, -1).argmin(1), rss.shape[1:])
     p1, p2 = cand[bi, i1], cand[bi, i2]
-    best_rss, best_beta = rss[bi, i1, i2], beta[bi, i1, i2]
+    best_rss, best_beta = rss[bi, i1, i2], beta(bi, i1, i2)
     step1 = (cand[bi, np.minimum(i1 + 1, n_grid - 1)] - cand[bi, np.maximum(i1 - 1, 0)]) / 2
     step2 = (cand[bi, np.minimum(i2 + 1, n_grid - 1)] - cand[bi, np.maximum(i2 - 1, 0)]) / 2
     f = np.linspace(-1.0, 1.0, n_fine)
     for _ in range(n_refine):
         c1 = p1[:, None] + step1[:, None] * f
         c2 = p2[:, None] + step2[:, None] * f
-        r2, b2 = _segmented_rss(x, y, c1, c2, min_points)
+        r2, b2 = rss_fn(x, y, c1, c2, min_points)
         j1, j2 = np.unravel_index(r2.reshape(B, -1).argmin(1), r2.shape[1:])
         better = r2[bi, j1, j2] < best_rss
         p1 = np.where(better, c1[bi, j1], p1)
         p2 = np.where(better, c2[bi, j2], p2)
-        best_beta = np.where(better[:, None], b2[bi, j1, j2], best_beta)
+        best_beta = np.where(better[:, None], b2(bi, j1, j2), best_beta)
         best_rss = np.where(better, r2[bi, j1, j2], best_rss)
         step1, step2 = step1 * 2 / (n_fine - 1), step2 * 2 / (n_fine - 1)
     finite = np.isfinite(best_rss)
@@ -518,7 +603,7 @@ def _rcf_batch(t: np.ndarray, n_grid: int = 30, min_points: int = 3, max_points:
         xf, yf = x[:, cols], y[:, cols]
     else:
         xf, yf = x, y
-    p1, p2, _, _ = _segmented_search(xf, yf, n_grid=n_grid, min_points=min_points)
+    p1, p2, _, _ = _segmented_search(xf, yf, n_grid=n_grid, min_points=min_points, rss_fn=_rss_for(t.shape[1]))
     base, up, seg = _rcf_pick(x, p1, p2)
     keep = t <= base[:, None]
     return base, up, keep.sum(axis=1), keep, (p1, p2, seg)
@@ -715,7 +800,7 @@ def segmented_fit(x, y, *, n_grid: int = 30, n_fine: int = 9, n_refine: int = 3,
     order = np.argsort(x, kind="stable")
     xs, ys = x[order][None, :], y[order][None, :]
     p1, p2, rss, beta = _segmented_search(xs, ys, n_grid=n_grid, n_fine=n_fine, n_refine=n_refine,
-                                          min_points=min_points)
+                                          min_points=min_points, rss_fn=_rss_for(x.size))
     if not np.isfinite(rss[0]):
         raise ValueError("no breakpoint pair leaves min_points values in every segment")
     rss_best, p1, p2, b = float(rss[0]), float(p1[0]), float(p2[0]), beta[0]
@@ -1050,7 +1135,7 @@ _BATCH = {"imea": _imea_batch, "imed": _imed_batch, "boxplot": _boxplot_batch, "
 
 def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, confidence: float = 0.95,
                        seed: int = 0, log_transform: bool = True, em_fit: EMFit | None = None,
-                       em_min_weight: float = 0.4, chunk: int = 100) -> dict:
+                       em_min_weight: float = 0.4, chunk: int | None = None) -> dict:
     """Percentile bootstrap interval of a method's baseline and upper limit.
 
     Resamples the values with replacement ``n_bootstrap`` times (``numpy.random.default_rng(seed)``),
@@ -1079,8 +1164,9 @@ def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, c
         Full-data mixture for ``method='em'`` (fitted when None).
     em_min_weight : float, default 0.4
         Smallest weight of the background component (EM).
-    chunk : int, default 100
-        Resamples evaluated per batch.
+    chunk : int, optional
+        Resamples evaluated per batch (memory only: the estimates do not depend on it). Default:
+        as many as keep one batch near 8 million values (100 to 1,000 resamples).
 
     Returns
     -------
@@ -1104,6 +1190,8 @@ def bootstrap_baseline(concentration, *, method: str, n_bootstrap: int = 1000, c
         base, up = _em_boot(em_fit, t, idx, em_min_weight, seed)
     else:
         fn = _BATCH[method]
+        if chunk is None:  # larger batches: fewer Python-level steps of the vectorised iterations
+            chunk = int(np.clip(8_000_000 // t.size, 100, 1000))
         parts = [fn(t[idx[i:i + chunk]])[:2] for i in range(0, n_bootstrap, chunk)]  # memory: one chunk
         base = np.concatenate([p[0] for p in parts])
         up = np.concatenate([p[1] for p in parts])

@@ -472,6 +472,20 @@ REFERENCE_SET_LABELS = {
     "GB5749_2022": ("the Chinese drinking-water standard GB 5749-2022", "gb5749_2022"),
 }
 
+#: The same names with their citation, written so that the rendered text names author and year once
+#: ("Rudnick and Gao (2014)", not "Rudnick and Gao (2014) (Rudnick and Gao 2014)").
+_CITED_LABELS = {
+    "UCC_RudnickGao2014": "the upper continental crust of Rudnick and Gao [-@rudnick2014]",
+    "ChinaSoil_CNEMC1990": "the soil background values of China [@cnemc1990]",
+    "XinjiangSoil_CNEMC1990": "the soil background values of Xinjiang [@cnemc1990; as tabulated by @zhao2026tarim]",
+    "VBBo_Swiss1998": "the Swiss Ordinance on Soil Pollution [VBBo, @vbbo1998]",
+    "VSBo_Swiss1986": "the Swiss Ordinance on Pollutants in Soil [VSBo, @vsbo1986]",
+    "GB15618_2018": "the Chinese agricultural soil standard GB 15618-2018 [@gb15618_2018]",
+    "DutchSoil_VROM2000": "the Dutch soil target and intervention values [@vrom2000]",
+    "WHO_2022": "the WHO guidelines for drinking-water quality [@who2022dwq]",
+    "GB5749_2022": "the Chinese drinking-water standard GB 5749-2022 [@gb5749_2022]",
+}
+
 
 def reference_label(name: str | None, *, cite: bool = True, short: bool = False) -> str:
     """The reader's name of reference set ``name`` for report prose, never its file code.
@@ -486,7 +500,8 @@ def reference_label(name: str | None, *, cite: bool = True, short: bool = False)
     Returns
     -------
     str
-        E.g. ``"the upper continental crust of Rudnick and Gao (2014) [@rudnick2014]"``; a set
+        E.g. ``"the upper continental crust of Rudnick and Gao [-@rudnick2014]"`` (rendered "... of
+        Rudnick and Gao (2014)"); a set
         without a known name is described from its file name (``Set_AuthorYear`` -> "Set (Author Year)").
     """
     if not name:
@@ -499,9 +514,13 @@ def reference_label(name: str | None, *, cite: bool = True, short: bool = False)
         m = re.match(r"([A-Za-z]+?)(\d{4})$", who)
         words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stem).replace("_", " ")
         label = f"the {words} reference values" + (f" ({m.group(1)} {m.group(2)})" if m else "")
+    if cite and name in _CITED_LABELS:
+        label = _CITED_LABELS[name]
+    elif cite and key:
+        label = f"{label} [@{key}]"
     if short and label.startswith("the "):
         label = label[4:]
-    return label + (f" [@{key}]" if cite and key else "")
+    return label
 
 
 def label_of(var: str) -> str:

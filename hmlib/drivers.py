@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import textwrap
 import warnings
 from dataclasses import dataclass
 
@@ -248,7 +249,8 @@ def coefficient_figure(res: DriverResult, *, coordinate_unit: str):
         ax.scatter(L["x"][~sig], L["y"][~sig], facecolors="none", edgecolors=plt.cm.RdBu_r(norm(b[~sig])),
                    s=12, linewidths=0.6)
         bw = res.coefficients.set_index("covariate").loc[nm, "mgwr_bandwidth"]
-        ax.set_title(f"{nm} (bw {bw:.0f})", fontsize=8)
+        # long reader labels ("distance to the river (normalised)") wrap instead of running into the next panel
+        ax.set_title(textwrap.fill(f"{nm} (bw {bw:.0f})", width=max(14, int(62 / ncols))), fontsize=8)
         ax.set_aspect("equal")
         # no coordinate ticks (unreadable below 7 pt in four panels): a scale bar and north arrow instead
         ax.set_xticks([])
@@ -292,6 +294,11 @@ of the number of samples [@li2020mgwr]. Associations are not causal.
 """
 
 
+def _signed(x: float) -> str:
+    """A coefficient for prose with a typographic minus (−0.78, not -0.78)."""
+    return f"{x:.2f}".replace("-", "\u2212")
+
+
 def results_text(res: DriverResult) -> str:
     """Results sentences: model comparison by AICc and the scale of each covariate's relation.
 
@@ -318,5 +325,6 @@ def results_text(res: DriverResult) -> str:
             continue
         scale = "global" if r.mgwr_bandwidth >= 0.9 * (n - 1) else f"{100 * r.mgwr_bandwidth / n:.0f} % of the samples"
         parts.append(f"{r.covariate}: bandwidth {r.mgwr_bandwidth:.0f} of {n} samples ({scale}), local coefficients "
-                     f"{r.mgwr_min:.2f} to {r.mgwr_max:.2f}, significant at {100 * r.share_significant:.0f} % of samples")
+                     f"{_signed(r.mgwr_min)} to {_signed(r.mgwr_max)}, significant at {100 * r.share_significant:.0f} % "
+                     "of samples")
     return txt + " " + "; ".join(parts) + "."

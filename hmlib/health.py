@@ -897,7 +897,9 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
 
     Returns
     -------
-    DataFrame x, y, receptor, hi, tcr; ``attrs['methods']``: metal -> method used.
+    DataFrame x, y, receptor, hi, tcr; ``attrs['methods']``: metal -> method used;
+    ``attrs['cells_below_zero']``: metal -> number of cells whose predicted concentration was below
+    zero (possible for predictions on the original scale) and was taken as zero.
     """
     need = {"x", "y", "metal", "method", "prediction"}
     if not need <= set(grid_predictions.columns):
@@ -910,6 +912,10 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
     cells = wide.reset_index()[["x", "y"]]
     wide = wide.reset_index(drop=True)
     wide.index = wide.index.astype(str)
+    # interpolation on the original scale can undershoot below zero far from high samples; no dose
+    # follows from a negative concentration, so such cells are taken as zero and counted for the text
+    below = {str(m): int(n) for m, n in (wide < 0).sum().items() if n > 0}
+    wide = wide.clip(lower=0.0)
     risk = risk_table(wide, medium=medium, exposure=exposure, toxicity=toxicity, receptors=receptors,
                       cr_vi_fraction=cr_vi_fraction, default_abs_soil=default_abs_soil)
     idx = sample_indices(risk)
@@ -917,6 +923,7 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
     out = idx.merge(cells, left_on="cell", right_index=True)
     out = out[["x", "y", "receptor", "hi", "tcr"]].reset_index(drop=True)
     out.attrs["methods"] = used
+    out.attrs["cells_below_zero"] = below
     return out
 
 

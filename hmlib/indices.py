@@ -1149,7 +1149,7 @@ Class tables, toxic response factors and standards are cited data files shipped 
 
 
 def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: str, class_table: pd.DataFrame,
-                    coordinate_unit: str = "m", ncols: int = 4, title_suffix: str = ""):
+                    coordinate_unit: str = "m", ncols: int = 4, title_suffix: str = "", crs: str | None = None):
     """Sample maps of one index, one panel per metal, samples coloured by class.
 
     ``sites`` is indexed by sample_id with columns x, y. Returns the matplotlib figure.
@@ -1170,6 +1170,9 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
         Largest number of panel columns.
     title_suffix : str, default ""
         Text appended to each title.
+    crs : str, optional
+        ``"EPSG:<code>"`` or None/``"local"``: printed under the maps, which carry a scale bar and a
+        north arrow instead of coordinate ticks (:func:`hmlib.plots.decorate_map`).
 
     Returns
     -------
@@ -1178,6 +1181,8 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    from .plots import decorate_map
 
     t = indices_table[indices_table["index"] == index]
     metals = list(dict.fromkeys(t["metal"]))
@@ -1202,14 +1207,15 @@ def plot_class_maps(indices_table: pd.DataFrame, sites: pd.DataFrame, *, index: 
                    linewidths=0)
         ax.set_title(f"{index} {metal}{title_suffix}" if metal != "all" else f"{index}{title_suffix}", fontsize=8)
         ax.set_aspect("equal")
-        ax.tick_params(labelsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i, ax in enumerate(flat[:len(metals)]):
+        decorate_map(ax, crs=crs, coordinate_unit=coordinate_unit, scalebar=i == 0, north=i == 0, note=i == 0)
     handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(i), label=lab, markersize=5)
                for i, lab in enumerate(ct["class"])]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, n_cls), fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, -0.02 - 0.035 * np.ceil(n_cls / 4)))
-    fig.supxlabel(f"x ({coordinate_unit})", fontsize=7, y=0.02)
-    fig.supylabel(f"y ({coordinate_unit})", fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 

@@ -1621,7 +1621,7 @@ def analyse_drivers(ds: DriverData, *, x, y, seed: int, n_folds: int = 5, n_spat
 
 
 def methods_text(ds: DriverData, *, n_folds: int, n_spatial_blocks: int, correlation_threshold: float,
-                 selection: str, min_gain_share: float, top_k: int, n_search: int) -> str:
+                 selection: str, min_gain_share: float, top_k: int, n_search: int, feature_label=None) -> str:
     """Methods paragraph of the ``ml_drivers`` report section (validation first; formulas and citations).
 
     Parameters
@@ -1629,6 +1629,8 @@ def methods_text(ds: DriverData, *, n_folds: int, n_spatial_blocks: int, correla
     ds : :func:`assemble_dataset`.
     n_folds, n_spatial_blocks, correlation_threshold, selection, min_gain_share, top_k, n_search :
         the stage's options.
+    feature_label : callable, optional
+        Reader's name of a candidate driver (default: the column name).
 
     Returns
     -------
@@ -1636,7 +1638,7 @@ def methods_text(ds: DriverData, *, n_folds: int, n_spatial_blocks: int, correla
     """
     sel = (f"features whose share of the total gain exceeds {min_gain_share:g} (at most {top_k})"
            if selection == "gain_share" else f"the {top_k} features with the largest gain share")
-    preds = ", ".join(ds.drivers)
+    preds = ", ".join(feature_label(d) if feature_label else str(d) for d in ds.drivers)
     spatial = ("The sample coordinates were not candidate drivers: they carry spatial autocorrelation, not "
                "mechanisms. They entered the model as a separate spatial term, outside pruning and selection, and "
                "their share of the model's mean absolute SHAP value is reported apart from the drivers."
@@ -1654,7 +1656,7 @@ skill when its mean spatial-block $R^2$ is above 0 and its mean RMSE is below th
 training samples; only then are its drivers interpreted.
 
 **Model.** The target, {ds.target_label} in {ds.medium} (n = {len(ds.y)}), was modelled by extreme gradient
-boosting (XGBoost) [@chen2016xgboost] following Wu et al. [@wu2025tracing]: an additive ensemble of $K$
+boosting (XGBoost) [@chen2016xgboost] following @wu2025tracing: an additive ensemble of $K$
 regression trees, $\\hat y_i = \\sum_{{k=1}}^{{K}} f_k(\\mathbf x_i)$. Candidate drivers ({preds};
 categorical ones one-hot encoded) were standardised, $x'_j = (x_j - \\mu_j)/\\sigma_j$. {spatial} Within
 each cluster of candidates whose pairwise $|r|$ is at least {correlation_threshold:g} (complete-linkage

@@ -10,7 +10,7 @@ The factor model is EPA PMF 5.0's [1]_ weighted non-negative factorization
 solved by ``esat`` (EPA's Environmental Source Apportionment Toolkit, Rust core, version
 pinned by the environment: see :data:`ESAT_VERSION`) with its least-squares NMF update
 (``ls-nmf``). Each model is started from ``n_starts`` seeded random initialisations and the
-start with the lowest :math:`Q_\\mathrm{robust}` is kept, as in EPA PMF 5.0 [1]_.
+start with the lowest :math:`Q_\\mathrm{robust}` is kept, as in EPA PMF 5.0 [1]_, and finished exactly.
 
 Contributions are normalised to a mean of 1 per factor (EPA PMF 5.0 convention), so that a
 profile row :math:`f_{k\\cdot}` is in the concentration unit of the data (mg/kg for solids).
@@ -25,9 +25,11 @@ Where esat 2025.0.1 differs from the EPA PMF 5.0 definitions, the EPA procedure 
 around esat's solver and tested against an independent computation:
 
 * robust fit: esat's ``SA.train`` minimises Q(true); :func:`fit_pmf` reweights values with scaled
-  residuals beyond 4 and refits (checked against scipy minimising the robust Q directly);
-* bootstrap: runs start from the base profiles with re-initialised contributions
-  (:func:`bootstrap_pmf`), each finished by exact weighted coordinate descent;
+  residuals beyond 4 and refits by exact weighted coordinate descent (checked against scipy minimising
+  the robust Q directly);
+* base run and bootstrap are fitted the same way: seeded random starts with esat, then the exact
+  (robust) finish, so that the bootstrap spread includes where random starts settle along a valley of
+  equally good solutions, as the base run's does (:func:`fit_pmf`, :func:`bootstrap_pmf`);
 * DISP: esat holds everything but the displaced element fixed; :func:`disp_pmf` refits the rest
   of the solution (checked against a brute-force constrained refit with scipy); BS-DISP
   (:func:`bs_disp_pmf`) applies it to bootstrap solutions;
@@ -417,13 +419,20 @@ def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors
     """Fit PMF with ``n_starts`` seeded random starts, keep the lowest Q, then fit robustly [1]_.
 
     esat 2025.0.1's ``SA.train`` minimises Q(true) (its ``robust_mode`` is not used by the
-    ``ls-nmf`` path), whereas EPA PMF 5.0 fits robustly. The robust fit is therefore written here
-    as iteratively reweighted least squares around esat's solver: values whose scaled residual
-    exceeds ``robust_alpha`` get the uncertainty :math:`u_{ij}\\sqrt{|r_{ij}|/\\alpha}` (so that
-    their term in Q is :math:`\\alpha |r_{ij}|`, EPA's robust Q), esat refits from the current
-    solution, and this repeats until the set of down-weighted values no longer changes (at most
-    ``robust_rounds`` rounds). Q(true) and Q(robust) of the final solution are both reported
-    (:func:`q_values`).
+    ``ls-nmf`` path) and stops when Q changes by less than ``converge_delta`` over ``converge_n``
+    iterations, whereas EPA PMF 5.0 fits robustly. The robust fit is therefore written here as
+    iteratively reweighted least squares solved by exact weighted coordinate descent: values whose
+    scaled residual exceeds ``robust_alpha`` get the uncertainty :math:`u_{ij}\\sqrt{|r_{ij}|/\\alpha}`
+    (so that their term in Q is :math:`\\alpha |r_{ij}|`, EPA's robust Q), the solution is refitted,
+    and this repeats until the set of down-weighted values no longer changes (at most
+    ``robust_rounds`` rounds).
+
+    The start with the lowest esat Q(robust) (EPA PMF 5.0's rule) is finished by that exact (robust)
+    fit, as every bootstrap run is (:func:`bootstrap_pmf`). A PMF minimum is often a valley rather
+    than a point: factors can be mixed (rotated) at equal Q while all values stay non-negative, and
+    starts settle at different places along it; bootstrap runs started and finished as the base
+    run's starts are cover those places, and so the base run. Q(true) and Q(robust) of the final
+    solution are both reported (:func:`q_values`, with the data uncertainties).
 
     Parameters
     ----------
@@ -470,11 +479,9 @@ def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors
         if best is None or row["q_robust"] < best[1]:
             best = (sd, row["q_robust"], W_s, H_s)
     sd, _, W, H = best
-    u_rob, n_down, rounds = U, 0, 0
-    if robust:
-        W, H, u_rob, n_down, rounds = _robust_refit(V, U, W, H, seed=sd, alpha=robust_alpha, max_rounds=robust_rounds,
-                                                    max_iter=max_iter, converge_delta=converge_delta,
-                                                    converge_n=converge_n)
+    # the best start finished by exact weighted coordinate descent (robustly when asked), as every bootstrap run
+    # is (:func:`_refit`)
+    W, H, u_rob, n_down, rounds = _finish(V, U, W, H, robust=robust, alpha=robust_alpha, max_rounds=robust_rounds)
     W, H = _normalise(W, H)
     qt, qr = q_values(V, U, W, H, alpha=robust_alpha)
     factors = [f"F{k + 1}" for k in range(n_factors)]
@@ -488,7 +495,7 @@ def fit_pmf(concentration: pd.DataFrame, uncertainty: pd.DataFrame, *, n_factors
         settings={"max_iter": max_iter, "converge_delta": converge_delta, "converge_n": converge_n,
                   "method": "ls-nmf", "esat": ESAT_VERSION, "n_starts": n_starts, "seed": seed,
                   "robust": robust, "robust_alpha": robust_alpha, "robust_rounds": rounds,
-                  "n_downweighted": n_down},
+                  "n_downweighted": n_down, "robust_rounds_max": robust_rounds},
         robust_uncertainty=pd.DataFrame(u_rob, index=x.index, columns=x.columns),
     )
 
@@ -715,23 +722,13 @@ def _resample_index(n: int, rng: np.random.Generator, block_size: int | None) ->
 
 
 def _bootstrap_run(args):
-    """One bootstrap run (top-level so that a process pool can pickle it)."""
+    """One bootstrap run (top-level so that a process pool can pickle it): a seeded random start on the
+    resampled data, finished as the base run's starts are (:func:`_refit`)."""
     V, U, idx, run_seed, Hb, Wb, p, st = args
-    # contributions re-initialised by esat (seeded), profiles start from the base run (EPA PMF 5.0 BS)
-    sa = _train_sa(V[idx], U[idx], n_factors=p, seed=run_seed, H0=Hb, W0=None, max_iter=st.get("max_iter", 20000),
-                   converge_delta=st.get("converge_delta", 0.1), converge_n=st.get("converge_n", 100))
-    W, H = np.asarray(sa.W, float), np.asarray(sa.H, float)
-    u_fit = U[idx]
-    if st.get("robust", False):
-        W, H, u_fit, *_ = _robust_refit(V[idx], U[idx], W, H, seed=run_seed, alpha=st.get("robust_alpha", 4.0),
-                                        max_rounds=st.get("robust_rounds", 10), max_iter=st.get("max_iter", 20000),
-                                        converge_delta=st.get("converge_delta", 0.1),
-                                        converge_n=st.get("converge_n", 100))
-    # esat's stopping rule (Q change < converge_delta over converge_n steps) can stop a run started from
-    # random contributions well above its minimum (Q 40 % above the base's on generated data); finish the
-    # same weighted least-squares problem with exact coordinate descent
-    W, H, _ = _hals(V[idx], 1.0 / u_fit ** 2, W, H, max_sweeps=3000, tol=1e-10)
-    W, H = _normalise(W, H)
+    W, H, *_ = _refit(V[idx], U[idx], None, n_factors=p, seed=run_seed, max_iter=st.get("max_iter", 20000),
+                      converge_delta=st.get("converge_delta", 0.1), converge_n=st.get("converge_n", 100),
+                      robust=st.get("robust", False), alpha=st.get("robust_alpha", 4.0),
+                      max_rounds=st.get("robust_rounds_max", 10))
     return W, H, q_values(V[idx], U[idx], W, H, alpha=st.get("robust_alpha", 4.0))[1]
 
 
@@ -741,12 +738,20 @@ def bootstrap_pmf(result: PMFResult, *, n_runs: int = 100, seed: int, threshold:
 
     Each run resamples the samples with replacement (single samples when ``block_size`` is
     None, which suits spatial surveys without a sampling order; else overlapping blocks of that
-    many consecutive samples as in EPA PMF 5.0), refits the model with esat from the base
-    profiles and re-initialised (seeded random) contributions, as EPA PMF 5.0 does, robustly
-    when the base run was robust, and maps each bootstrap factor to the base factor whose contributions (of the
-    same resampled samples) correlate best with it, if Pearson r >= ``threshold`` (EPA PMF 5.0
-    default 0.6) [1]_. A base factor is *mapped* in a run when at least one bootstrap factor
-    maps to it; its profile in that run is the mapped factor with the highest r.
+    many consecutive samples as in EPA PMF 5.0), refits the model from a seeded random start exactly
+    as the base run's starts are fitted and finished (esat, then exact coordinate descent, robustly
+    when the base run was robust), and maps each bootstrap factor to the base factor whose
+    contributions (of the same resampled samples) correlate best with it, if Pearson r >=
+    ``threshold`` (EPA PMF 5.0 default 0.6) [1]_. A base factor is *mapped* in a run when at least
+    one bootstrap factor maps to it; its profile in that run is the mapped factor with the highest r.
+
+    EPA PMF 5.0 starts its runs from the base profiles. Here they start like the base run's starts:
+    where the factors can be mixed at equal Q, starting from the base profiles with re-initialised
+    contributions let the runs settle at another place along that valley than the base run (on
+    Meuse, 0 % of the Pb on a factor in the base run and 38-45 % in every run, at the same Q; on
+    generated data the runs then excluded the true profiles), so that the base value lay outside its
+    own interval. Starting the runs as the base run starts makes the interval cover where equally
+    good solutions settle, rotational spread included, and the base run one of them.
 
     All resampling indices and run seeds are drawn up front from ``default_rng(seed)``, so the
     result does not depend on ``n_jobs`` (runs in a process pool when ``n_jobs`` > 1).
@@ -843,25 +848,42 @@ def q_values(V, U, W, H, *, alpha: float = 4.0) -> tuple[float, float]:
     return float(np.sum(r * r)), float(np.sum(np.where(a <= alpha, r * r, alpha * a)))
 
 
-def _robust_refit(V, U, W, H, *, seed: int, alpha: float, max_rounds: int, max_iter: int, converge_delta: float,
-                  converge_n: int):
-    """EPA robust fit by iterative reweighting around esat's solver (see :func:`fit_pmf`)."""
-    down_prev = None
-    u_rob = U
-    rounds = 0
-    for rounds in range(1, max_rounds + 1):  # noqa: B007 - the count is returned
-        r = np.abs((V - W @ H) / U)
-        down = r > alpha
-        if down_prev is not None and np.array_equal(down, down_prev):
-            break
-        u_rob = np.where(down, U * np.sqrt(np.maximum(r, alpha) / alpha), U)
-        if not down.any():
-            break
-        sa = _train_sa(V, u_rob, n_factors=H.shape[0], seed=seed, H0=H, W0=W, max_iter=max_iter,
-                       converge_delta=converge_delta, converge_n=converge_n)
-        W, H = np.asarray(sa.W, float), np.asarray(sa.H, float)
-        down_prev = down
-    return W, H, u_rob, int((np.abs((V - W @ H) / U) > alpha).sum()), rounds
+def _finish(V, U, W, H, *, robust: bool, alpha: float, max_rounds: int, max_sweeps: int = 3000,
+            tol: float = 1e-10):
+    """Finish a solution by exact weighted coordinate descent (:func:`_hals`), robustly when asked.
+
+    esat's stopping rule (Q change < converge_delta over converge_n steps) can stop a run well above its
+    minimum (Q 40 % above the base's on generated data, for a run started from random contributions), so every
+    solution is finished here with the same exact method. The robust fit (EPA PMF 5.0) is iteratively reweighted
+    least squares: values whose scaled residual exceeds ``alpha`` get the uncertainty
+    :math:`u_{ij}\\sqrt{|r_{ij}|/\\alpha}` (their term in Q becomes EPA's :math:`\\alpha |r_{ij}|`) and the
+    solution is refitted, until the set of down-weighted values no longer changes (at most ``max_rounds``).
+
+    Returns W, H, the uncertainties of the last fit, the number of values beyond ``alpha`` and the rounds.
+    """
+    u_fit, down_prev, rounds = U, None, 0
+    for rounds in range(1, (max_rounds if robust else 1) + 1):  # noqa: B007 - the count is returned
+        if robust:
+            r = np.abs((V - W @ H) / U)
+            down = r > alpha
+            if down_prev is not None and np.array_equal(down, down_prev):
+                break
+            u_fit = np.where(down, U * np.sqrt(np.maximum(r, alpha) / alpha), U)
+            down_prev = down
+        W, H, _ = _hals(V, 1.0 / u_fit ** 2, W, H, max_sweeps=max_sweeps, tol=tol)
+    return W, H, u_fit, int((np.abs((V - W @ H) / U) > alpha).sum()), rounds
+
+
+def _refit(V, U, H0, *, n_factors: int, seed: int, max_iter: int, converge_delta: float, converge_n: int,
+           robust: bool, alpha: float, max_rounds: int):
+    """esat from seeded random contributions (and random profiles when ``H0`` is None), then :func:`_finish`;
+    contributions normalised to mean 1."""
+    sa = _train_sa(V, U, n_factors=n_factors, seed=seed, H0=H0, W0=None, max_iter=max_iter,
+                   converge_delta=converge_delta, converge_n=converge_n)
+    W, H, u_fit, n_down, rounds = _finish(V, U, np.asarray(sa.W, float), np.asarray(sa.H, float), robust=robust,
+                                          alpha=alpha, max_rounds=max_rounds)
+    W, H = _normalise(W, H)
+    return W, H, u_fit, n_down, rounds
 
 
 def estimated_mdl(concentration: pd.DataFrame) -> pd.Series:
@@ -1149,9 +1171,8 @@ def bs_disp_pmf(result: PMFResult, *, n_runs: int = 20, seed: int, dq_max=BS_DIS
                 n_jobs: int = 1) -> dict[str, pd.DataFrame]:
     """BS-DISP: DISP applied to bootstrap solutions (Paatero et al. 2014 [1]_, sec. 4; EPA PMF 5.0 [2]_).
 
-    Each run resamples the samples (as :func:`bootstrap_pmf`), refits from the base profiles with
-    re-initialised contributions (esat), orders the bootstrap factors by contribution correlation
-    with the base factors (runs in which a base factor is not mapped are counted as unmapped and
+    Each run resamples the samples and refits them (as :func:`bootstrap_pmf`), orders the bootstrap
+    factors by contribution correlation with the base factors (runs in which a base factor is not mapped are counted as unmapped and
     skipped), and displaces every profile element of the bootstrap solution with the rest refitted,
     at the BS-DISP dQmax levels (EPA: 0.5, 1, 2, 4). The interval of each element is the range over
     all runs of the displaced bounds; swaps are counted as in :func:`disp_pmf`, over all runs.

@@ -1299,7 +1299,7 @@ samples; only such models are mapped.
 
 **Model.** Concentrations were mapped from the multispectral image {Path(str(raster_name)).name} ({', '.join(band_names)};
 {shape[0]} × {shape[1]} pixels of {pixel_size:g} {pixel_unit}) following the Random Forest inversion scheme of
-Zhao et al. [@zhao2026tarim]. The band values of each sample were {ext}; no-data and cloud-flagged pixels were
+@zhao2026tarim. The band values of each sample were {ext}; no-data and cloud-flagged pixels were
 left out ({crs_note}). A quantile regression forest [@meinshausen2006qrf] related each metal's concentration to
 the band values: the same trees as a Random Forest [@breiman2001rf], whose prediction is the mean
 $f(\\mathbf x) = \\frac1K\\sum_{{k=1}}^K T_k(\\mathbf x)$, with leaves that keep the training values so that
@@ -1315,7 +1315,7 @@ out-of-fold $R^2$ when the band's values are shuffled within the test folds ({n_
 the forest tuned and calibrated on all samples was applied to every valid pixel in blocks of rows; the mean was
 smoothed by a {median_filter_px} × {median_filter_px} median filter and clipped to
 $[0, P_{{{clip_percentile:g}}}]$ of the training concentrations{', and restricted to the land-cover classes of each medium' if landcover else ''}.
-Scores: $R^2$, RMSE and MAE as in Zhao et al. [@zhao2026tarim], eqs. 2-4 (scikit-learn [@pedregosa2011sklearn]).
+Scores: $R^2$, RMSE and MAE as in @zhao2026tarim, eqs. 2-4 (scikit-learn [@pedregosa2011sklearn]).
 """
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "plot_biplot",
     "signature_similarity",
     "interpret_factors",
+    "signature_apart_from",
     "plot_pmf_profiles",
     "plot_q_scan",
     "plot_contribution_maps",
@@ -61,6 +62,12 @@ __all__ = [
     "compare_isotopes_with_truth",
 ]
 
+
+
+def _class_name(level) -> str:
+    """A class level for prose: a bare code such as ``1`` or ``W`` reads "class 1", a name stays as it is."""
+    text = str(level)
+    return f"class {text}" if text.replace(".", "", 1).isdigit() or len(text) <= 2 else text
 
 def _printed(func):
     """Draw the figure with the report's print settings (no text under 7 pt; :func:`hmlib.plots.print_style`)."""
@@ -588,6 +595,51 @@ def interpret_factors(factor_weights: pd.DataFrame, signatures: dict[str, list[s
     return pd.DataFrame(rows)
 
 
+def signature_apart_from(weights: pd.Series, signatures: dict[str, list[str]], metal: str, *,
+                         min_similarity: float = 0.7, min_share: float = 50.0) -> tuple[str | None, float]:
+    """The source type a factor resembles when ``metal`` is left out, so that a metal listed as a marker
+    cannot make its own factor look like that source (a circular label).
+
+    The factor's weights of the other metals (PMF: the percent of each metal the factor carries) are
+    compared with each signature's other markers by cosine similarity (:func:`signature_similarity`); the
+    best signature is kept when it reaches ``min_similarity`` and the factor also carries at least
+    ``min_share`` % of one of those other markers, i.e. when the factor is where another marker of that
+    source mostly goes. A factor that carries little of every other metal isolates the metal's own variation
+    and is not labelled.
+
+    Parameters
+    ----------
+    weights : pandas.Series
+        The factor's weight of every metal (percent of species), indexed by metal.
+    signatures : dict of str to list of str
+        Source type mapped to its marker metals.
+    metal : str
+        The metal whose origin is in question (left out).
+    min_similarity : float, default 0.7
+        Cosine similarity needed.
+    min_share : float, default 50
+        Percent of at least one other marker the factor must carry.
+
+    Returns
+    -------
+    (str or None, float)
+        The source type (None: none qualifies) and the factor's largest weight among the other metals.
+    """
+    w = weights.drop(labels=[metal], errors="ignore").astype(float).clip(lower=0)
+    top = float(w.max()) if len(w) else 0.0
+    sig = {k: [x for x in v if x != metal and x in w.index] for k, v in signatures.items()}
+    sig = {k: v for k, v in sig.items() if v}
+    if not sig or not len(w):
+        return None, top
+    sim = signature_similarity(pd.DataFrame([w.to_numpy()], index=["f"], columns=w.index), sig).loc["f"]
+    for k in sim.sort_values(ascending=False).index:
+        if not np.isfinite(sim[k]) or sim[k] < min_similarity:
+            break
+        if (w[sig[k]] >= min_share).any():
+            return k, top
+    return None, top
+
+
 # ------------------------------------------------------------------------------------- PMF figures
 @_printed
 def plot_pmf_profiles(profiles: pd.DataFrame, *, title: str = "", unit: str = "mg/kg"):
@@ -911,7 +963,8 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
             f"modelled separately ({', '.join(media)}). " + unc + ". Species were classed by signal-to-noise "
             "ratio [@norris2014pmf] as strong (S/N ≥ 1), weak (0.5 ≤ S/N < 1, uncertainty tripled) or bad "
             f"(S/N < 0.5, excluded). Factor counts {lo} to {hi} were fitted from {o.pmf_starts} random "
-            "starts each, keeping the start of lowest Q"
+            "starts each, keeping the start of lowest Q and finishing it by exact weighted coordinate descent "
+            "[@cichocki2009hals] (ESAT stops when Q changes little, short of the minimum)"
             + (". The fit is robust as in EPA PMF 5.0: values with scaled residual $|r_{ij}| > 4$ get the "
                "uncertainty $u_{ij}\\sqrt{|r_{ij}|/4}$ and the model is refitted until the down-weighted set no "
                "longer changes (ESAT itself minimises the non-robust Q, so this reweighting is done around it); "
@@ -931,7 +984,9 @@ def methods_text(options, *, media: list[str], seed: int, esat_version: str,
             + f"Contributions are scaled to a mean of 1 so profiles are in concentration units. Uncertainty: "
             f"{o.pmf_bootstrap} bootstrap runs [@paatero2014error] resampling "
             + ("single samples" if o.pmf_bootstrap_block is None else f"blocks of {o.pmf_bootstrap_block} samples")
-            + ", each refitted from the base profiles with re-initialised contributions (as EPA PMF 5.0); a "
+            + ", each fitted from a random start and finished as the base run is, so that the intervals cover the "
+            "equally good solutions the base run is one of (EPA PMF 5.0 starts them from the base profiles, with "
+            "which they settled at a different split of the metals than the base run at the same Q); a "
             "bootstrap factor maps to the base factor whose contributions correlate best with it if "
             f"$r \\ge {o.pmf_bootstrap_threshold:g}$, and profile intervals are the 5th-95th percentiles over mapped runs"
             + ("; displacement (DISP) [@paatero2014error] holds each profile value at displaced levels while the "
@@ -1087,7 +1142,8 @@ def _factor_label(factor: str, source: str) -> str:
     return f"{factor} ({source})" if source else str(factor)
 
 
-def attribution_display(table: pd.DataFrame, *, guideline_label: str | None = None) -> pd.DataFrame:
+def attribution_display(table: pd.DataFrame, *, guideline_label: str | None = None,
+                        labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Reader's version of :func:`attribution_table`: one row per metal, one column per factor
     ("62 % (48-75)"), and the samples above the guideline value with the share of the factor that
     carries most of their concentration.
@@ -1098,12 +1154,18 @@ def attribution_display(table: pd.DataFrame, *, guideline_label: str | None = No
         :func:`attribution_table` of one medium.
     guideline_label : str, optional
         Name of the guideline value (column header); None: no guideline columns.
+    labels : dict, optional
+        factor -> words shown after the factor (e.g. its leading metals) instead of its suggested source:
+        a source label based on marker metals would name, in the row of a marker metal, the very origin
+        that row is meant to show.
 
     Returns
     -------
     pandas.DataFrame
         Metal, one column per factor, and optionally the guideline columns.
     """
+    if labels is not None:
+        table = table.assign(source=table["factor"].map(lambda f: labels.get(f, "")))
     out = []
     for metal, d in table.groupby("metal", sort=False):
         row = {"Metal": metal}
@@ -1263,21 +1325,22 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         n_above = int(d["n_above"].iloc[0])
         # the factor's resemblance to a source type judged without the metal in question, so that a metal
         # listed as a marker cannot make its own factor look like that source (a circular label)
-        w = table[(table["factor"] == top.factor) & (table["metal"] != metal)].set_index("metal")["percent"]
-        sig = {k: [x for x in v if x != metal] for k, v in signatures.items()}
-        sim = signature_similarity(pd.DataFrame([w.to_numpy()], index=[top.factor], columns=w.index),
-                                   {k: v for k, v in sig.items() if v}) if len(w) else pd.DataFrame()
+        w_all = table[table["factor"] == top.factor].set_index("metal")["percent"]
+        w = w_all.drop(labels=[metal], errors="ignore")
         lead = list(w.sort_values(ascending=False).index[:2])
         label = "–".join([metal] + lead[:1]) + " factor"
-        src_wo = None
-        if not sim.empty:
-            best_k = sim.loc[top.factor].idxmax()
-            if float(sim.loc[top.factor, best_k]) >= 0.7:
-                src_wo = best_k
+        src_wo, other_max = signature_apart_from(w_all, signatures, metal)
+        own = other_max < 50  # the factor carries less than half of every other metal: the metal's own factor
         top = top.copy()
         top["source"] = src_wo or ""
-        fname = (f"{top.factor}, the {label}, which apart from {metal} resembles the {src_wo} signature"
-                 if src_wo else f"{top.factor}, the {label}, which apart from {metal} matches no source signature")
+        if src_wo:
+            fname = f"{top.factor}, the {label}, which apart from {metal} resembles the {src_wo} signature"
+        elif own:
+            fname = f"{top.factor}, a factor largely of its own"
+        elif not signatures:
+            fname = f"{top.factor}, the {label}"
+        else:
+            fname = f"{top.factor}, the {label}, which apart from {metal} matches no source signature"
         # the base value and the interval are the same quantity (percent of species, contributions of mean 1);
         # a base run outside its own bootstrap range means the refits settle on another split between the
         # factors, so the split is stated as undetermined rather than with an interval that excludes it
@@ -1298,6 +1361,9 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         if np.isfinite(top.median_share_above):
             s += f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
         s += (f" ({tref})." if tref else ".") + split
+        if own and not src_wo:
+            s += (f" {top.factor} carries at most {other_max:.0f} % of any other metal, so it separates part of the "
+                  f"{metal}'s variation from the other metals without pointing to a source.")
         # PCA
         pca_src = None
         if pca_loadings is not None and metal in pca_loadings.index:
@@ -1326,7 +1392,7 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
             a = association[association["factor"] == top.factor].sort_values("epsilon2", ascending=False)
             if len(a):
                 bits = [f"{r.covariate} (ε² = {r.epsilon2:.2f}, p {'< 0.001' if r.p < 0.001 else f'= {r.p:.2g}'}; "
-                        f"highest for {r.highest_class})" for r in a.itertuples()]
+                        f"highest for {_class_name(r.highest_class)})" for r in a.itertuples()]
                 s += (f" The contributions of {top.factor} differ between classes of " + " and of ".join(bits)
                       + (f" (@{refs['maps']})" if refs.get("maps") else "") + ".")
         # verdict
@@ -1339,8 +1405,9 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         elif pca_nat and not pmf_nat:
             verdict = (f"The methods disagree. The co-variation (PCA, correlation) ties {metal} to the {pca_src} "
                        f"metals and so supports a natural origin, but PMF, which can separate sources whose "
-                       f"contributions co-vary, does not assign most of the {metal} to the {pca_src} factor. A natural "
-                       f"origin of the {metal} exceedances is therefore plausible but not established by these data.")
+                       f"contributions co-vary, does not assign most of the {metal} to the {pca_src} factor"
+                       + f". A natural origin of the {metal} exceedances is therefore plausible but not established "
+                       "by these data.")
             imp, claim = 0.8, "plausibly but not demonstrably natural"
         elif pmf_nat:
             verdict = (f"PMF assigns most of the {metal} to the {top.source} factor, which suggests a natural origin; "
@@ -1364,7 +1431,7 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         if k_metal == 0:
             paras.append(s)
         else:  # the next metal in one contrasting sentence; its numbers are in the table
-            paras.append(f"For {metal} ({n_above} samples above the {guideline_label}), PMF attributes "
+            paras.append(f"For {metal} ({n_above} {'sample' if n_above == 1 else 'samples'} above the {guideline_label}), PMF attributes "
                          f"{top.percent:.0f} % of it"
                          + (f" (bootstrap refits {top.pct_low:.0f} to {top.pct_high:.0f} %, outside the base run's value)"
                             if outside else "") + f" to {fname}"
@@ -1372,8 +1439,11 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
                             and metal in pca_loadings.index and with_ else "")
                          + f"; {verdict[0].lower() + verdict[1:]}")
         # the finding states the attribution, not the exceedance count (the data-quality and spatial findings do)
-        fdesc = (f"the {top.source} factor ({top.factor})" if top.source and top.source != "unassigned"
-                 else f"a factor that matches no source signature ({top.factor})")
+        fdesc = (f"a factor that apart from {metal} resembles the {top.source} signature ({top.factor})"
+                 if top.source and top.source != "unassigned" else
+                 f"a factor largely of its own ({top.factor}, at most {other_max:.0f} % of any other metal)" if own
+                 else f"the {label} ({top.factor})" if not signatures
+                 else f"a factor that apart from {metal} matches no source signature ({top.factor})")
         ftxt = ((f"PMF attributes {top.percent:.0f} % of the {medium} {metal}{iv} to {fdesc}"
                  + (f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
                     if np.isfinite(top.median_share_above) else "")) if not outside else

@@ -396,6 +396,29 @@ def test_grid_risk_equals_sample_risk_where_grid_sits_on_samples():
     assert g.attrs["methods"] == {m: methods.get(m, "ok") for m in w.columns}
 
 
+def test_grid_cells_predicted_below_zero_carry_the_risk_of_zero_concentration():
+    """Checked against the per-sample path with the concentration set to zero by hand: a cell whose Cd
+    prediction undershoots to -0.3 mg/kg gets the HI and TCR of a sample with no Cd (never a negative
+    risk), and the cell is counted for the report."""
+    w = _jura_like().iloc[:3].copy()
+    exp, tox = h.load_exposure_parameters(), h.load_toxicity(medium="soil")
+    pred = w.copy()
+    pred.iloc[0, pred.columns.get_loc("Cd")] = -0.3
+    xy = pd.DataFrame({"x": np.arange(len(w), dtype=float), "y": np.zeros(len(w))}, index=w.index)
+    gp = pd.concat([xy.assign(metal=m, method="ok", prediction=pred[m].to_numpy(), variance=0.1)
+                    for m in w.columns], ignore_index=True)
+    g = h.grid_risk(gp, exposure=exp, toxicity=tox, receptors=("child", "resident"))
+    zero = w.copy()
+    zero.iloc[0, zero.columns.get_loc("Cd")] = 0.0
+    per = h.sample_indices(h.risk_table(zero, medium="soil", exposure=exp, toxicity=tox,
+                                        receptors=("child", "resident")))
+    per = per.merge(xy.rename_axis("sample_id").reset_index().astype({"sample_id": str}), on="sample_id")
+    m = per.merge(g, on=["x", "y", "receptor"], suffixes=("_sample", "_grid"))
+    np.testing.assert_allclose(m["hi_grid"], m["hi_sample"], rtol=1e-12)
+    assert (g["hi"] >= 0).all() and (g["tcr"].dropna() >= 0).all()
+    assert g.attrs["cells_below_zero"] == {"Cd": 1}
+
+
 def test_grid_methods_marked_choice_and_ambiguity():
     """Several methods per metal need a 'chosen' mark or an explicit method; one method per metal is taken as is."""
     base = pd.DataFrame({"x": [0.0], "y": [0.0], "prediction": [1.0]})

@@ -185,6 +185,28 @@ def test_data_sources_of_the_shipped_regions_are_cited_from_the_bibliography():
     assert data_source_keys(cite["coastal_demo"], bib)[0].startswith("wu2025")
 
 
+def test_reference_sets_name_their_authors_and_year_once_when_rendered(tmp_path):
+    """Checked against pandoc's citeproc: each shipped reference set's cited name, rendered with the
+    report's bibliography, names its year exactly once (no "Rudnick and Gao (2014) (Rudnick and Gao 2014)")
+    and leaves no unresolved citation key."""
+    import pypandoc
+
+    from hmlib.descriptive import REFERENCE_SET_LABELS, reference_label
+    from hmlib.report import _bibliography
+
+    bib = _bibliography(tmp_path)
+    names = sorted(REFERENCE_SET_LABELS)
+    text = "\n\n".join(f"{i}. Compared with {reference_label(n)}." for i, n in enumerate(names))
+    out = pypandoc.convert_text(text, "plain", format="markdown",
+                                extra_args=["--citeproc", f"--bibliography={bib}", "--wrap=none"])
+    lines = [ln for ln in out.splitlines() if ln.strip() and ln.strip()[0].isdigit()][:len(names)]
+    assert len(lines) == len(names), out
+    for name, line in zip(names, lines):
+        assert "@" not in line and "???" not in line, line
+        years = re.findall(r"(?<!\d)(19|20)\d\d(?!\d)", re.sub(r"GB \d+-\d{4}", "", line))  # a standard's number is not a year
+        assert len(years) == 1 + ("Zhao" in line), (name, line)
+
+
 def test_five_studies_are_in_the_bibliography_with_venue_and_year():
     """Checked against the studies' titles, venues and DOIs as published (looked up for this project)."""
     text = (ROOT / "hmlib" / "data" / "bib" / "studies.bib").read_text(encoding="utf-8")

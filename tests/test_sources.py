@@ -331,3 +331,61 @@ def test_compare_isotopes_with_truth_coverage_by_hand():
     t = S.compare_isotopes_with_truth(mix, truth).iloc[0]
     assert t["coverage"] == pytest.approx(0.5) and t["mean_abs_error"] == pytest.approx(0.125)
     assert t["true_mean_share"] == pytest.approx(0.35)
+
+
+JURA_SIG = {"geogenic": ["Co", "Cr", "Ni"], "anthropogenic": ["Cd", "Cu", "Pb", "Zn"]}
+
+
+def test_signature_apart_from_by_hand():
+    """Hand-made factor weights (percent of each metal): a factor carrying 90 % of the Cd and at most 28 % of any
+    other metal has, without Cd, cosine (28 + 13 + 12) / (|w| sqrt 3) = 0.73 with the other anthropogenic markers
+    (by hand), above 0.7, but carries no other marker mostly, so it gets no label; a factor carrying 88 % of the Cu
+    keeps the anthropogenic label when Pb is left out; leaving out a metal never changes the similarity of a
+    signature it is not a marker of."""
+    cd = pd.Series({"Cd": 90.0, "Co": 0.0, "Cr": 21.0, "Cu": 12.0, "Ni": 15.0, "Pb": 13.0, "Zn": 28.0})
+    w = cd.drop("Cd")
+    cos = (28 + 13 + 12) / (np.linalg.norm(w) * np.sqrt(3))
+    assert cos == pytest.approx(0.7296, abs=1e-3)
+    assert S.signature_apart_from(cd, JURA_SIG, "Cd") == (None, 28.0)
+    assert S.interpret_factors(cd.to_frame("F3").T, JURA_SIG).at[0, "suggested_source"] == "anthropogenic"
+    cu = pd.Series({"Cd": 10.0, "Co": 15.0, "Cr": 19.0, "Cu": 88.0, "Ni": 14.0, "Pb": 60.0, "Zn": 34.0})
+    assert S.signature_apart_from(cu, JURA_SIG, "Pb") == ("anthropogenic", 88.0)
+    geo = pd.Series({"Cd": 5.0, "Co": 85.0, "Cr": 60.0, "Cu": 0.0, "Ni": 72.0, "Pb": 26.0, "Zn": 38.0})
+    assert S.signature_apart_from(geo, JURA_SIG, "Cd")[0] == "geogenic"
+
+
+def test_attribution_does_not_label_a_metal_by_its_own_marker_status():
+    """Hand-built Jura-like attribution table (the factor shares of the Jura PMF base run): Cd is listed as an
+    anthropogenic marker and F3 carries 90 % of it but little of anything else, so neither the text nor the finding
+    may call F3 anthropogenic when saying where the Cd comes from; it is described as a factor of its own. Pb's
+    factor F1 also carries 88 % of the Cu, another marker, so its label survives leaving Pb out."""
+    pct = {"F1": {"Cd": 10, "Co": 15, "Cr": 19, "Cu": 88, "Ni": 14, "Pb": 60, "Zn": 34},
+           "F2": {"Cd": 0, "Co": 85, "Cr": 60, "Cu": 0, "Ni": 72, "Pb": 26, "Zn": 38},
+           "F3": {"Cd": 90, "Co": 0, "Cr": 21, "Cu": 12, "Ni": 15, "Pb": 13, "Zn": 28}}
+    n_above = {"Cd": 170, "Pb": 109}
+    rows = [{"metal": m, "factor": f, "source": "", "percent": float(v), "pct_low": float(v) - 5,
+             "pct_high": float(v) + 5, "n_above": n_above.get(m, 0), "median_share_above": np.nan}
+            for f, d in pct.items() for m, v in d.items()]
+    rng = np.random.default_rng(3)
+    conc = pd.DataFrame(rng.lognormal(size=(50, 7)), columns=METALS)
+    text, finds = S.attribution_text(pd.DataFrame(rows), medium="soil", signatures=JURA_SIG, pca_loadings=None,
+                                     pca_names=None, concentration=conc, association=None, stable=True,
+                                     stability_note="", guideline_label="guide value", refs={"table": "tbl-att"})
+    cd_para = text.split("\n\n")[0]
+    assert "anthropogenic" not in cd_para and "of its own" in cd_para and "at most 28 %" in cd_para
+    assert "anthropogenic" not in finds[0]["text"] and "of its own" in finds[0]["text"]
+    assert "apart from Pb resembles the anthropogenic signature" in text
+
+
+def test_factor_label_caveat_when_it_rests_on_the_leading_metal():
+    """Hand-made Jura factor shares: F3 (Cd 90 %, every other metal at most 28 %) is named anthropogenic only through
+    Cd, a marker by assumption, so the text says so and the map title shows its leading metals instead; F2 (Co 85 %,
+    Ni 72 %, Cr 60 %) stays geogenic without Co, so it keeps a plain label."""
+    from hmlib.stages import sources as stage
+
+    f3 = pd.Series({"Cd": 90.0, "Co": 0.0, "Cr": 21.0, "Cu": 12.0, "Ni": 15.0, "Pb": 13.0, "Zn": 28.0})
+    f2 = pd.Series({"Cd": 0.0, "Co": 85.0, "Cr": 60.0, "Cu": 0.0, "Ni": 72.0, "Pb": 26.0, "Zn": 38.0})
+    assert stage._label_rests_on_lead("anthropogenic", f3, JURA_SIG)
+    assert "only because Cd is listed" in stage._label_words("anthropogenic", f3, JURA_SIG)
+    assert not stage._label_rests_on_lead("geogenic", f2, JURA_SIG)
+    assert stage._label_words("geogenic", f2, JURA_SIG) == "resembles the geogenic signature)"

@@ -837,3 +837,28 @@ def test_simple_kriging_with_local_means_uses_the_class_means():
     far = m.predict([1e6, 1e6], [1e6, -1e6], pd.DataFrame({"rock": ["B", "C"], "use": ["u", "u"]}))
     np.testing.assert_allclose(far["prediction"], [means["B"], means["C"]], rtol=1e-9)
     np.testing.assert_allclose(far["variance"], m.variogram.sill, rtol=1e-6)
+
+
+def test_raw_scale_map_is_truncated_at_zero_and_the_cells_are_counted():
+    """Checked against ordinary kriging computed independently with pykrige on the same variogram: a
+    seeded field with a sharp peak next to near-zero samples, kriged on the original scale, undershoots
+    below zero in pykrige too; the map shows max(pykrige, 0) in those cells, counts them, and leaves the
+    exceedance probability of a positive threshold as computed from the untruncated mean."""
+    from pykrige.ok import OrdinaryKriging
+
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 10, size=(120, 2))
+    z = np.where(np.hypot(xy[:, 0] - 5, xy[:, 1] - 5) < 1.5, 20.0, 0.05) + rng.uniform(0, 0.01, 120)
+    gx, gy = np.meshgrid(np.linspace(0, 10, 40), np.linspace(0, 10, 40))
+    mm = sp.map_metal("X", x=xy[:, 0], y=xy[:, 1], values=z, grid_x=gx.ravel(), grid_y=gy.ravel(), methods=("ok",),
+                      log_mode="never", anisotropy="none", block_cv=False, n_folds=5, n_neighbours=len(z),
+                      threshold=1.0, seed=3)
+    vf = mm.variogram
+    ok = OrdinaryKriging(xy[:, 0], xy[:, 1], z, variogram_model="custom",
+                         variogram_parameters=[], variogram_function=lambda _p, h: vf.variogram(h))
+    ref, _ = ok.execute("points", gx.ravel(), gy.ravel())
+    ref = np.asarray(ref)
+    assert (ref < 0).sum() > 0  # the construction does undershoot
+    assert mm.n_below_zero == int((ref < 0).sum())
+    np.testing.assert_allclose(mm.grid["prediction"], np.clip(ref, 0, None), atol=1e-6 * z.max())
+    assert (mm.grid["prediction"] >= 0).all() and (mm.grid["median"] >= 0).all()

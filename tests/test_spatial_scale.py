@@ -3,7 +3,9 @@
 Checked against (a) numbers computed by the code before the speed changes (the commit before issue 19's
 prediction work), stored in ``tests/data/spatial_reference/jura_kriging_head.csv`` for Jura Cd with hand-set
 models; (b) the exact covariance model solved without the covariance table; (c) the same prediction made in one
-pass (tiles, chunks and batches must not change a number).
+pass (tiles, chunks and batches must not change a number); (d) the straightforward path (vectorised numpy
+assembly, LU of the whole bordered system), each member's own neighbour search and separate cross-validation runs,
+for the compiled kriging, the shared search of the stacked ensemble's members and the reused cross-validations.
 """
 from __future__ import annotations
 
@@ -162,3 +164,131 @@ def test_metals_mapped_in_worker_processes_equal_the_serial_loop():
         assert a.best == b.best and a.log == b.log
         pd.testing.assert_frame_equal(a.grid, b.grid, check_exact=True)
         pd.testing.assert_frame_equal(a.cv_summary, b.cv_summary, check_exact=True)
+
+
+def test_compiled_kriging_equals_the_straightforward_numpy_path():
+    """Against the straightforward path (``compiled=False``: vectorised numpy assembly of every system and LU of
+    the whole bordered system with numpy.linalg.solve): the compiled assembly and Cholesky solve give the same
+    ordinary, simple and cokriging predictions, variances and multipliers to 1e-9 relative (rounding), on Jura
+    targets inside and far outside the samples (where the covariance model itself is evaluated)."""
+    cases, t = jura_cases(sp)
+    rng = np.random.default_rng(5)
+    tt = np.vstack([t, rng.uniform(-20, 30, (40, 2))])
+    s = pd.read_csv(ROOT / "data" / "jura" / "jura_samples.csv")
+    xy = s[["Xloc", "Yloc"]].to_numpy(float)
+    z = np.log(s["Cd"].to_numpy(float))
+    for vf in (_vf(sp, "matern", 0.15, 0.35, 0.5, 1.5), _vf(sp, "spherical", 0.187, 0.317, 1.12)):
+        for kw in ({}, {"mean": 0.0}):
+            fast = sp.local_kriging(xy, z - z.mean(), tt, covariance=vf.covariance, **kw)
+            slow = sp.local_kriging(xy, z - z.mean(), tt, covariance=vf.covariance, compiled=False, **kw)
+            for a, b in zip(fast, slow):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    import gstools as gs
+
+    zs = np.column_stack([z, z * 0.5 + rng.normal(0, 0.1, len(z)), z * 0.2 + rng.normal(0, 0.3, len(z))])
+    lmc = sp.Coregionalisation(["a", "b", "c"], np.array([[0.1, 0.02, -0.01], [0.02, 0.05, 0.0], [-0.01, 0.0, 0.08]]),
+                               np.array([[0.4, 0.18, 0.1], [0.18, 0.12, 0.05], [0.1, 0.05, 0.2]]),
+                               gs.Matern(dim=2, var=1.0, len_scale=0.6, nu=1.5))
+    fast = sp.local_cokriging(xy, zs, tt, lmc=lmc, n_neighbours=12)
+    slow = sp.local_cokriging(xy, zs, tt, lmc=lmc, n_neighbours=12, compiled=False)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_cholesky_weights_solve_the_bordered_system_and_fall_back_to_lu():
+    """Against numpy.linalg.solve of the full bordered ordinary-kriging system (and of C for simple kriging):
+    the Cholesky / Schur-complement weights agree to 1e-10; a system whose covariance block is not positive
+    definite is solved by LU and gives numpy's solution."""
+    rng = np.random.default_rng(8)
+    n, m = 10, 6
+    X = rng.normal(size=(m, n, n + 3))
+    C = X @ X.transpose(0, 2, 1) / n + 0.1 * np.eye(n)
+    C[2] = np.diag(np.r_[-1.0, np.ones(n - 1)])                          # indefinite: Cholesky fails
+    A = np.ones((m, n + 1, n + 1))
+    A[:, :n, :n] = C
+    A[:, n, n] = 0.0
+    b = np.ones((m, n + 1))
+    b[:, :n] = rng.normal(size=(m, n))
+    lam, mu = sp._kriging_weights(A, b, n, ordinary=True, cholesky=True)
+    ref = np.linalg.solve(A, b[..., None])[..., 0]
+    np.testing.assert_allclose(lam, ref[:, :n], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mu, ref[:, n], rtol=1e-10, atol=1e-12)
+    ok = np.arange(m) != 2
+    lam, mu = sp._kriging_weights(C[ok], b[ok, :n], n, ordinary=False, cholesky=True)
+    np.testing.assert_allclose(lam, np.linalg.solve(C[ok], b[ok, :n, None])[..., 0], rtol=1e-10, atol=1e-12)
+    assert (mu == 0).all()
+
+
+def test_stack_members_share_one_neighbour_search_without_changing_a_number():
+    """Against each member predicting on its own (its own neighbour search) and the stacked combination written
+    out (weights rescaled to sum to one, modelling-scale mean, variance and multiplier averaged, lognormal
+    back-transform): a grid tile of a two-member stack (ordinary kriging and simple kriging with local means on
+    the same samples) gives identical numbers with the shared search."""
+    rng = np.random.default_rng(21)
+    n = 300
+    xy = rng.uniform(0, 30, (n, 2))
+    cls = np.where(xy[:, 0] > 15, "B", "A")
+    z = np.exp(1 + 0.5 * (cls == "B") + np.sin(xy[:, 1] / 6) + rng.normal(0, 0.2, n))
+    cov = pd.DataFrame({"cls": cls})
+    models = {m: sp.fit_spatial_model(m, x=xy[:, 0], y=xy[:, 1], values=z, covariates=cov if m == "sklm" else None,
+                                      categorical=["cls"], log=True, models=["exponential"], anisotropy="none")
+              for m in ("ok", "sklm")}
+    gx, gy = np.meshgrid(np.linspace(0.5, 29.5, 30), np.linspace(0.5, 29.5, 20))
+    tile = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
+    tile["cov:cls"] = np.where(tile["x"] > 15, "B", "A")
+    w = {"ok": 0.3, "sklm": 0.6}
+    got = sp._predict_tile(tile, models=models, weights=w, log=True, covariate_columns=["cls"],
+                           secondary_columns=[], threshold=4.0)
+    own = {m: models[m].predict(tile["x"], tile["y"], tile[["cov:cls"]].set_axis(["cls"], axis=1) if m == "sklm"
+                                else None) for m in models}
+    a, b = w["ok"] / (w["ok"] + w["sklm"]), w["sklm"] / (w["ok"] + w["sklm"])
+    mt = a * own["ok"]["mean_t"].to_numpy() + b * own["sklm"]["mean_t"].to_numpy()
+    vt = a * own["ok"]["sd_t"].to_numpy() ** 2 + b * own["sklm"]["sd_t"].to_numpy() ** 2
+    ps = a * own["ok"]["psi"].to_numpy() + b * own["sklm"]["psi"].to_numpy()
+    want = sp._back_transform(mt, vt, ps, log=True)
+    pd.testing.assert_frame_equal(got.drop(columns="exceedance_probability"), want, check_exact=True)
+    pd.testing.assert_frame_equal(sp.combine_members(own, w, log=True), want, check_exact=True)
+    nb = sp._shared_neighbours(models, tile[["x", "y"]].to_numpy())
+    assert nb["ok"] is nb["sklm"]
+
+
+def test_ordinary_kriging_cross_validation_run_once_equals_a_separate_run():
+    """Against a separate call of cross_validate with the settings map_metal chose (scale and anisotropy): the
+    ordinary-kriging k-fold table that map_metal reuses from its scale and anisotropy checks is identical to a
+    fresh run, and the scale check's MAEs are those of fresh runs on both scales."""
+    rng = np.random.default_rng(31)
+    n = 160
+    xy = rng.uniform(0, 30, (n, 2))
+    z = np.exp(1 + np.sin(xy[:, 1] / 6) + 0.5 * np.cos(xy[:, 0] / 4) + rng.normal(0, 0.3, n))
+    mm = sp.map_metal("P", x=xy[:, 0], y=xy[:, 1], values=z, grid_x=xy[:5, 0] + 0.1, grid_y=xy[:5, 1],
+                      methods=["ok"], n_folds=4, block_cv=False, models=["exponential"], anisotropy="auto",
+                      log_mode="cv", seed=3)
+    an = "auto" if mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
+    kw = dict(x=xy[:, 0], y=xy[:, 1], values=z, n_folds=4, seed=3, models=["exponential"])
+    fresh = sp.cross_validate("ok", log=mm.log, anisotropy=an, **kw)
+    got = mm.cv[(mm.cv["method"] == "ok") & (mm.cv["scheme"] == "kfold")].drop(columns=["method", "scheme"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), fresh, check_exact=True)
+    for lg, name in ((False, "raw"), (True, "ln")):
+        c = sp.cross_validate("ok", log=lg, anisotropy="none", **kw)
+        assert mm.scale_cv[name] == float(np.mean(np.abs(c["observed"] - c["predicted"])))
+
+
+def test_collocated_cokriging_check_reusing_the_fold_models_equals_a_separate_run():
+    """Against separate calls of cross_validate (each fitting its own cokriging models): the k-fold tables of
+    cokriging and of the collocated check, whose fold models map_metal fits once, are identical."""
+    rng = np.random.default_rng(41)
+    n = 150
+    xy = rng.uniform(0, 30, (n, 2))
+    f = np.sin(xy[:, 1] / 6) + 0.5 * np.cos(xy[:, 0] / 4)
+    z = 5 + f + rng.normal(0, 0.3, n)
+    sec = pd.DataFrame({"Q": 2 + f + rng.normal(0, 0.2, n), "R": rng.normal(0, 1, n)})
+    mm = sp.map_metal("P", x=xy[:, 0], y=xy[:, 1], values=z, secondary=sec, grid_x=xy[:5, 0] + 0.1,
+                      grid_y=xy[:5, 1], methods=["ok", "ck"], n_folds=4, block_cv=False, models=["exponential"],
+                      anisotropy="none", log_mode="never", seed=5)
+    assert mm.secondary == ["Q"]
+    kw = dict(x=xy[:, 0], y=xy[:, 1], values=z, secondary=sec[["Q"]], n_folds=4, seed=5, models=["exponential"],
+              anisotropy="none", log=False)
+    for m, coll in (("ck", False), ("ckc", True)):
+        fresh = sp.cross_validate("ck", collocated=coll, **kw)
+        got = mm.cv[(mm.cv["method"] == m) & (mm.cv["scheme"] == "kfold")].drop(columns=["method", "scheme"])
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), fresh, check_exact=True)

@@ -640,7 +640,13 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
     cu = p.data.coordinate_unit
     if result.adaptive_grid is not None:
         g = result.adaptive_grid
-        out.table("adaptive_background_grid", g, "Adaptive background per grid cell.", in_report=False)
+        # tidy and without repeating each cell's coordinates once per metal (7 million rows at a million
+        # cells): the per-cell, per-metal values, and the cells' coordinates in a table of their own
+        out.table("adaptive_background_grid", g[["cell", "medium", "metal", "background", "background_sd", "unit"]],
+                  "Adaptive background per grid cell and metal (cell: the row of the region's grid; its "
+                  "coordinates are in the table of the grid cells).", in_report=False)
+        out.table("adaptive_background_grid_cells", g[["cell", "x", "y"]].drop_duplicates("cell"),
+                  "Coordinates of the grid cells of the adaptive background.", in_report=False)
         for m in g["medium"].unique():
             fig = bg.plot_maps(g[g["medium"] == m], value="background", unit=data.unit(m), coordinate_unit=cu,
                                cell=True, crs=p.data.crs)

@@ -158,7 +158,7 @@ def report(ctx: StageContext, result: Result) -> None:
     ratio = (wide["max"] / wide["median"]).replace([float("inf")], float("nan")).dropna()
     top = ratio.sort_values(ascending=False).head(2)
     box_refs = ", ".join(out.ref(f"dq_boxplots_{m}", "fig") for m in media)
-    text = ("## Results\n\nThe data set holds " + "; ".join(parts) + (f", and a prediction grid of {grid} cells" if grid else "")
+    text = ("## Results\n\nThe data set holds " + "; ".join(parts) + (f", and a prediction grid of {grid:,} cells" if grid else "")
             + ". ")
     if len(skewed):
         text += (f"Concentrations are right-skewed (skewness above 1 for {_and(skewed['metal'].unique())}; "

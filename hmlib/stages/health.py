@@ -92,7 +92,8 @@ class Result:
     not_assessed : metals without toxicity values (lead).
     montecarlo : list of :class:`hmlib.health.MonteCarloResult`; mc_table their summary.
     central : deterministic point value beside the Monte Carlo median of each varied factor.
-    grid : HI and TCR per grid cell (None without grid predictions or soil); grid_methods: metal -> method.
+    grid : HI and TCR per grid cell (None without grid predictions or soil); grid_methods: metal -> method;
+        grid_below_zero: metal -> number of cells whose predicted concentration was below zero, taken as zero.
     """
 
     media: list
@@ -108,6 +109,7 @@ class Result:
     central: pd.DataFrame
     grid: pd.DataFrame | None = None
     grid_methods: dict = field(default_factory=dict)
+    grid_below_zero: dict = field(default_factory=dict)
     skipped_media: list = field(default_factory=list)
 
 
@@ -162,6 +164,7 @@ def run(ctx) -> Result:
         grid = hr.grid_risk(gp, exposure=exposure, toxicity=tox["soil"], receptors=recs, method=o.grid_method,
                             cr_vi_fraction=o.cr_vi_fraction, default_abs_soil=o.default_abs_soil, medium="soil")
         res.grid, res.grid_methods = grid, dict(grid.attrs.get("methods", {}))
+        res.grid_below_zero = dict(grid.attrs.get("cells_below_zero", {}))
     return res
 
 
@@ -326,7 +329,7 @@ def report(ctx, result: Result) -> None:
                    "by the method the spatial cross-validation chose for each metal"
                    + (" (@tbl-spatial-choice)." if "spatial" in ctx.params.stages else "."))
         plt.close(fig)
-        out.markdown(_grid_text(r.grid) + f" ({out.ref('health_grid_maps', 'fig')}).")
+        out.markdown(_grid_text(r.grid) + f" ({out.ref('health_grid_maps', 'fig')})." + _below_zero_text(r.grid_below_zero))
     for f in findings:
         out.finding(f["text"], importance=f["importance"], refs=f["refs"])
     if r.media and not r.summaries[r.media[0]].empty:
@@ -439,6 +442,15 @@ def _grid_text(grid: pd.DataFrame) -> str:
                 + ("above 10^−4^ nowhere" if not (c > 1e-4).any() else
                    f"above 10^−4^ in {100 * float((c > 1e-4).mean()):.2g} % of the cells"))
     return txt + ". The maps show where the risk is highest, from the mapped concentrations"
+
+
+def _below_zero_text(below: dict) -> str:
+    if not below:
+        return ""
+    parts = [f"{n:,} cells for {m}" for m, n in below.items()]
+    return (" The interpolation on the original concentration scale fell below zero in "
+            + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+            + "; no exposure follows from a negative concentration, so those cells were taken as zero.")
 
 
 _PARAM_SET_ORIGIN = {

@@ -7,6 +7,7 @@ section. The indices' background comes from the baselines stage when it ran (opt
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -319,7 +320,7 @@ def run(ctx) -> Result:
                               f"{', '.join(missing)} in {m}, so no capacity is computed for "
                               f"{'it' if len(missing) == 1 else 'them'}.")
             caps.append(zn.bearing_capacity(conc, per, medium=m, unit=data.unit(m)))
-        res.capacity_notes = list(dict.fromkeys(cnotes))
+        res.capacity_notes = _merge_no_value_notes(list(dict.fromkeys(cnotes)))
         if caps:
             res.capacity = pd.concat(caps, ignore_index=True)
             res.capacity_summary = zn.bearing_capacity_summary(res.capacity)
@@ -399,7 +400,7 @@ def report(ctx, result: Result) -> None:
                                  integrated_metals=r.assessed))
     notes = [n for n in r.notes if "enrichment factor was not computed" not in n.lower()]
     if notes:
-        out.markdown(" ".join(n if multi or ": " not in n[:12] else n.split(": ", 1)[1] for n in notes))
+        out.markdown(" ".join(_note_sentence(n, multi=multi) for n in notes))
     # --- overview of the indices ---------------------------------------------------------------
     out.table("indices", r.indices, "Pollution indices per medium, metal and index: median, 90th percentile, "
               "maximum and the share of samples above the lowest class (metal 'all': the integrated indices). The "
@@ -499,7 +500,7 @@ def report(ctx, result: Result) -> None:
         s.index = s.index.astype(str)
         if "Igeo" in set(tm["index"]):
             fig = ix.plot_class_maps(tm, s, index="Igeo", class_table=r.class_tables["Igeo"],
-                                     coordinate_unit=p.data.coordinate_unit)
+                                     coordinate_unit=p.data.coordinate_unit, crs=p.data.crs)
             out.figure(f"igeo_map_{m}", fig, f"Geoaccumulation index classes [@mueller1969] of the {m} samples "
                        f"(background: {r.backgrounds[m]}).", appendix=True,
                        group="igeo_map" if len(solid) > 1 else None)
@@ -513,7 +514,7 @@ def report(ctx, result: Result) -> None:
                        "Hakanson's original class limits" if r.class_info["limits"] == "Hakanson_1980" else
                        "class limits of @wu2025tracing")
                 fig = ix.plot_class_maps(tm, s, index="PERI", class_table=r.class_tables["PERI"],
-                                         coordinate_unit=p.data.coordinate_unit, ncols=1)
+                                         coordinate_unit=p.data.coordinate_unit, ncols=1, crs=p.data.crs)
                 out.figure(f"peri_map_{m}", fig, f"Potential ecological risk index (PERI) classes of the {m} samples "
                            f"[@hakanson1980], {lim}.", width="60%", appendix=True,
                            group="peri_map" if len(solid) > 1 else None)
@@ -673,3 +674,39 @@ $100\\,(G - C)/G$ [@sun2025adaptive], is smallest for """
                    width="80%", appendix=True,
                    group="bearing_capacity" if r.capacity["medium"].nunique() > 1 else None)
         plt.close(fig)
+
+
+def _note_sentence(note: str, *, multi: bool) -> str:
+    """A note ``"sediment: no guideline value applies, ..."`` as prose: "In sediment, no guideline value
+    applies, ..." when the region has several media, else without the medium."""
+    medium, sep, rest = note.partition(": ")
+    if not sep or len(medium) > 12 or " " in medium:
+        return note
+    if not multi:
+        return rest[:1].upper() + rest[1:]
+    keep = rest[:2].isupper()  # an acronym such as "WHO" keeps its case
+    return f"In {medium}, " + (rest if keep else rest[:1].lower() + rest[1:])
+
+
+def _merge_no_value_notes(notes: list[str]) -> list[str]:
+    """One sentence for the media a guideline set has no values for ("... gives no values for sediment
+    or water, so no bearing capacity is computed for them"), instead of one sentence per medium."""
+    pat = re.compile(r"^(.*) gives no values for (\w+), so no bearing capacity is computed for it\.$")
+    hits = [(n, pat.match(n)) for n in notes]
+    by_set: dict[str, list[str]] = {}
+    for _, m in hits:
+        if m:
+            by_set.setdefault(m.group(1), []).append(m.group(2))
+    out, done = [], set()
+    for n, m in hits:
+        if not m:
+            out.append(n)
+        elif m.group(1) not in done:
+            done.add(m.group(1))
+            media = by_set[m.group(1)]
+            out.append(f"{m.group(1)} gives no values for {' or '.join(media)}, so no bearing capacity is computed "
+                       f"for {'it' if len(media) == 1 else 'them'}." if len(media) < 3 else
+                       f"{m.group(1)} gives no values for {', '.join(media[:-1])} or {media[-1]}, so no bearing "
+                       "capacity is computed for them.")
+    return out
+

@@ -187,10 +187,11 @@ def report(ctx: StageContext, result: Result) -> None:
         return
     methods = ml.methods_text(ds, n_folds=o.n_folds, n_spatial_blocks=o.n_spatial_blocks,
                               correlation_threshold=o.correlation_threshold, selection=o.selection,
-                              min_gain_share=o.min_gain_share, top_k=o.top_k, n_search=o.n_search)
+                              min_gain_share=o.min_gain_share, top_k=o.top_k, n_search=o.n_search,
+                              feature_label=lab)
     scheme, _, model = methods.partition("**Model.**")
     out.markdown(scheme.strip() + f" The target, {ds.target_label} in {ds.medium} (n = {len(ds.y)}), was modelled by "
-                 "extreme gradient boosting (XGBoost) [@chen2016xgboost] after Wu et al. [@wu2025tracing] and "
+                 "extreme gradient boosting (XGBoost) [@chen2016xgboost] after @wu2025tracing and "
                  "explained with SHAP values [@lundberg2020tree]; the model is described in the appendix "
                  "(@sec-appendix-ml-drivers).")
     out.markdown("**Model.**" + model, appendix=True)

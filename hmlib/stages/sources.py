@@ -411,6 +411,26 @@ def _pmf_medium(ctx: StageContext, x: pd.DataFrame, m: str, mi: int) -> PMFMediu
                      n_fitted=len(V) if sub else None, n_samples=len(V_all))
 
 
+def _label_rests_on_lead(source: str, weights: pd.Series, signatures: dict) -> bool:
+    """True when a factor's suggested source rests on its leading metal alone (a marker by assumption): left out,
+    the factor matches that signature no longer (:func:`hmlib.sources.signature_apart_from`)."""
+    top = str(weights.idxmax())
+    return (bool(source) and top in signatures.get(source, [])
+            and src.signature_apart_from(weights, signatures, top)[0] != source)
+
+
+def _label_words(source: str, weights: pd.Series, signatures: dict) -> str:
+    """How a factor's suggested source reads in the text: with the caveat when the label rests on the factor's
+    leading metal alone, so the label says nothing about where that metal comes from."""
+    if not source:
+        return "no matching signature)"
+    if _label_rests_on_lead(source, weights, signatures):
+        top = str(weights.idxmax())
+        return (f"resembles the {source} signature only because {top} is listed as one of its markers; apart from "
+                f"{top} it matches no signature)")
+    return f"resembles the {source} signature)"
+
+
 def _factor_word(factor: str, names: dict) -> str:
     n = names.get(factor) if names else None
     return f"{factor} ({n})" if n and n != "unassigned" else str(factor)
@@ -588,6 +608,33 @@ def _report_correlation(ctx: StageContext, result: Result) -> None:
 _NUM = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six"}
 
 
+def _single_component_summary(result: Result) -> str | None:
+    """One paragraph instead of one per medium when every medium kept a single component on which every
+    metal loads most (the per-medium paragraphs would repeat each other); None otherwise."""
+    if len(result.pca) < 2:
+        return None
+    rows = []
+    for m, res in result.pca.items():
+        L = res.rotated_loadings
+        names = {k: v for k, v in _pca_names(result, m).items() if v and v != "unassigned"}
+        if res.n_components != 1 or L.shape[1] != 1 or names:  # a named component keeps its own paragraph
+            return None
+        t = result.pca_tests[result.pca_tests["medium"] == m].iloc[0]
+        rows.append((m, L.columns[0], float(res.rotated_variance[L.columns[0]]), float(t["kmo"]),
+                     float(t["bartlett_p"])))
+    kmo = "; ".join(f"{m} {k:.2f}" for m, _, _, k, _ in rows)
+    adequate = all(k >= 0.6 for *_, k, _ in rows)
+    bart = ("< 0.001 in each" if all(b < 0.001 for *_, b in rows)
+            else "; ".join(f"{m} {'< 0.001' if b < 0.001 else f'= {b:.2g}'}" for m, *_, b in rows))
+    var = [f"{v:.0f} % of the variance in {m}" for m, _, v, _, _ in rows]
+    var_txt = ", ".join(var[:-1]) + " and " + var[-1]
+    return (f"**PCA.** In every medium the correlations suit a PCA (KMO {kmo}"
+            + (", all adequate" if adequate else "") + f"; Bartlett's test p {bart}), and one component was kept "
+            f"(eigenvalue above 1), on which every metal loads most: it explains {var_txt}. The metals rise and fall "
+            "together, so PCA does not separate sources here; with a single component there is no biplot "
+            f"(@{ref_id('tbl', 'pca_loadings')}).")
+
+
 def _pca_names(result: Result, m: str) -> dict[str, str]:
     it = result.interpretation
     d = it[(it["medium"] == m) & (it["method"] == "PCA")]
@@ -627,7 +674,8 @@ def _report_pca(ctx: StageContext, result: Result) -> None:
                        f"Biplot of the first two varimax-rotated components in {m}: sample scores (grey) and metal "
                        "loadings (arrows, scaled to the scores).", appendix=True,
                        group="pca_biplots" if len(result.pca) > 1 else None)
-    out.markdown("\n\n".join(texts))
+    single = _single_component_summary(result)
+    out.markdown(single if single else "\n\n".join(texts))
     wide = load.pivot_table(index=["medium", "metal"], columns="component", values="rotated_loading").reset_index()
     if len(result.media) == 1:
         wide = wide.drop(columns=["medium"])
@@ -674,8 +722,11 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         pmf_it = it[(it["medium"] == m) & (it["method"] == "PMF")].set_index("factor")
         lead = {f: "–".join(x.split()[0] for x in str(pmf_it.at[f, "top_metals"]).split(", ")[:2])
                 for f in names}
-        named = [f"{f} ({lead[f]}; " + (f"resembles the {v} signature)" if v else "no matching signature)")
-                 for f, v in names.items()]
+        pct = result.profiles[result.profiles["medium"] == m].pivot(index="factor", columns="metal",
+                                                                      values="percent_of_species")
+        named = [f"{f} ({lead[f]}; " + _label_words(v, pct.loc[f], o.signatures) for f, v in names.items()]
+        # figure titles: the source label only where it does not rest on the factor's leading metal alone
+        shown = {f: (lead[f] if _label_rests_on_lead(v, pct.loc[f], o.signatures) else v) for f, v in names.items()}
         why = r.why.split(": ", 1)[-1]
         tbl, figm, app = ref_id("tbl", "pmf_factors"), ref_id("fig", f"pmf_maps_{m}"), ref_id("tbl", "pmf_factor_count")
         out.markdown(f"**PMF factor count, {m}.** {why[0].upper() + why[1:]}.", appendix=True)
@@ -703,7 +754,7 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
         if has_xy:
             con = result.contributions[result.contributions["medium"] == m]
             fig = src.plot_contribution_maps(con, sites, title="", coord_unit=p.data.coordinate_unit,
-                                             names=names, crs=p.data.crs)
+                                             names=shown, crs=p.data.crs)
             out.figure(f"pmf_maps_{m}", fig, f"Share of each PMF factor in the modelled concentrations of each {m} "
                        "sample (mean over metals), at the sample locations.", group="pmf_maps" if multi else None)
         # attribution: which factor carries each metal, with the bootstrap interval
@@ -720,7 +771,7 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
                   + (f"; the samples above the {result.guideline_label} and the factor carrying most of their "
                      "concentration (median share over those samples)" if result.guideline_label else "") + ".",
                   display=src.attribution_display(att, guideline_label=result.guideline_label if
-                                                  result.above.get(m) else None),
+                                                  result.above.get(m) else None, labels=lead),
                   group="pmf_attribution" if multi else None)
         assoc = None if result.association is None else result.association[result.association["medium"] == m]
         if assoc is not None:  # reader's names of the covariates in the prose (land use, not Landuse)
@@ -774,8 +825,16 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
                  "similarity": "Cosine similarity", "top_metals": "Largest shares of metals (%)",
                  "mapping_share": "Bootstrap mapping", "disp_swap_percent_dq4": "DISP swaps, dQmax 4 (%)",
                  "mean_share_percent": "Mean share of the samples (%)"}
-    pm_disp = pm.assign(mapping_share=100 * pm["mapping_share"], suggested_source=pm["suggested_source"].replace(
-        {"unassigned": "none matches"}))
+    pct_all = result.profiles.pivot_table(index=["medium", "factor"], columns="metal", values="percent_of_species")
+
+    def _shown_source(row) -> str:
+        v = row["suggested_source"]
+        if v == "unassigned":
+            return "none matches"
+        w = pct_all.loc[(row["medium"], row["factor"])].dropna()
+        return f"{v} (through {w.idxmax()} alone)" if _label_rests_on_lead(v, w, o.signatures) else v
+
+    pm_disp = pm.assign(mapping_share=100 * pm["mapping_share"], suggested_source=pm.apply(_shown_source, axis=1))
     disp_cols["mapping_share"] = "Found again in bootstrap runs (%)"
     show = pm_disp[[c for c in disp_cols if c in pm_disp.columns]].rename(columns=disp_cols)
     if not multi:

@@ -268,6 +268,7 @@ def run(ctx) -> Result:
     else:
         yv, X, labels = dr.driver_table(sites, wide, response=resp, covariates=dcov, log_metals=True,
                                         categorical=p.data.categorical)
+        labels = [p.data.covariate_label(c) if c.partition("=")[0] in p.data.covariate_labels else c for c in labels]
         res.mgwr = dr.mgwr_drivers(sites.loc[yv.index, "x"], sites.loc[yv.index, "y"], yv, X.set_axis(labels, axis=1),
                                    response_name=f"ln {resp}", max_n=o.mgwr_max_n)
         res.driver_labels, res.driver_index = labels, yv.index
@@ -319,7 +320,7 @@ def report(ctx, result: Result) -> None:
         weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
         n_neighbours=o.n_neighbours, scheme=o.cv, n_folds=o.n_folds, block_cv=o.block_cv,
         guideline_set=gset if has_thr else None, threshold_name=tname if has_thr else None,
-        drift_covariates=r.drift, secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
+        drift_covariates=[p.data.covariate_label(c) for c in r.drift or []], secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
         n_samples=n_samples, cv_max_n=n_cv if n_cv < n_samples else None, classes=classes,
         guideline_label=reference_label(gset) if gset else None))
     if n_cv < n_samples:
@@ -412,6 +413,12 @@ def report(ctx, result: Result) -> None:
             + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
             "uncertainty grows away from the samples and, for metals modelled on the log scale, with the "
             "concentration.")
+    below = {m: mm.n_below_zero for m, mm in maps.items() if mm.n_below_zero}
+    if below:
+        mtxt += (" Interpolated on the original scale, the mean prediction fell below zero in "
+                 + ", ".join(f"{n:,} cells for {m}" for m, n in below.items())
+                 + " (between high and low samples); a concentration cannot be negative, so the map shows zero "
+                 "there.")
     out.markdown(mtxt)
     fig, _ = sp.grid_maps_figure(maps, kind="sd", unit=unit, crs=p.data.crs, coordinate_unit=cu)
     out.figure("spatial_maps_sd", fig, f"Prediction standard deviation of each metal ({unit}) on the grid, from the "
