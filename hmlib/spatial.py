@@ -640,6 +640,21 @@ def _tabulated(covariance, c00: float, extent: float, n_nodes: int = 32769):
     return cov
 
 
+def _table_value_py(h, extent, at_zero, scale, vals):
+    """Tabulated covariance (or correlogram) at distance ``h``: ``at_zero`` at h = 0, linear interpolation
+    between the table's nodes below ``extent``; (value, beyond) with value 0 and beyond True past the table
+    (there the caller evaluates the model itself). The same operations as the vectorised lookup of
+    :func:`_tabulated`."""
+    if h > extent:
+        return 0.0, True
+    if h == 0.0:
+        return at_zero, False
+    u = h * scale
+    i = min(np.int64(u), vals.shape[0] - 2)
+    w = u - i
+    return vals[i] * (1.0 - w) + vals[i + 1] * w, False
+
+
 def _fill_kriging_py(xy, idx, d0, vals, scale, extent, c00, ordinary, A, b, far):
     """Kriging systems of a batch from the covariance table: ``A`` (m, k[+1], k[+1]) and ``b`` (m, k[+1]).
 
@@ -650,7 +665,6 @@ def _fill_kriging_py(xy, idx, d0, vals, scale, extent, c00, ordinary, A, b, far)
     assembly.
     """
     m, k = idx.shape
-    n_nodes = vals.shape[0]
     for t in range(m):
         for a in range(k):
             pa = idx[t, a]
@@ -659,30 +673,14 @@ def _fill_kriging_py(xy, idx, d0, vals, scale, extent, c00, ordinary, A, b, far)
                 pc = idx[t, c]
                 dx = xy[pa, 0] - xy[pc, 0]
                 dy = xy[pa, 1] - xy[pc, 1]
-                h = np.sqrt(dx * dx + dy * dy)
-                if h > extent:
+                v, beyond = _table_value(np.sqrt(dx * dx + dy * dy), extent, c00, scale, vals)
+                if beyond:
                     far[t] = True
-                    v = 0.0
-                elif h == 0.0:
-                    v = c00
-                else:
-                    u = h * scale
-                    i = min(np.int64(u), n_nodes - 2)
-                    w = u - i
-                    v = vals[i] * (1.0 - w) + vals[i + 1] * w
                 A[t, a, c] = v
                 A[t, c, a] = v
-            h = d0[t, a]
-            if h > extent:
+            v, beyond = _table_value(d0[t, a], extent, c00, scale, vals)
+            if beyond:
                 far[t] = True
-                v = 0.0
-            elif h == 0.0:
-                v = c00
-            else:
-                u = h * scale
-                i = min(np.int64(u), n_nodes - 2)
-                w = u - i
-                v = vals[i] * (1.0 - w) + vals[i + 1] * w
             b[t, a] = v
         if ordinary:
             for a in range(k):
@@ -702,7 +700,6 @@ def _fill_cokriging_py(xy, idx, d0, vals, scale, extent, B0, B1, ridge, A, b, fa
     m, k = idx.shape
     V = B0.shape[0]
     N = k * V
-    n_nodes = vals.shape[0]
     for t in range(m):
         for i in range(k):
             pi = idx[t, i]
@@ -716,16 +713,9 @@ def _fill_cokriging_py(xy, idx, d0, vals, scale, extent, B0, B1, ridge, A, b, fa
                     dy = xy[pi, 1] - xy[pj, 1]
                     h = np.sqrt(dx * dx + dy * dy)
                     same = h == 0.0
-                    if h > extent:
+                    r, beyond = _table_value(h, extent, 1.0, scale, vals)
+                    if beyond:
                         far[t] = True
-                        r = 0.0
-                    elif same:
-                        r = 1.0
-                    else:
-                        u = h * scale
-                        q = min(np.int64(u), n_nodes - 2)
-                        w = u - q
-                        r = vals[q] * (1.0 - w) + vals[q + 1] * w
                 for a in range(V):
                     for c in range(V):
                         v = B1[a, c] * r + B0[a, c] if same else B1[a, c] * r + 0.0
@@ -733,16 +723,9 @@ def _fill_cokriging_py(xy, idx, d0, vals, scale, extent, B0, B1, ridge, A, b, fa
                         if j > i:   # entry ((j,a),(i,c)): rho is symmetric, B taken as given
                             A[t, j * V + a, i * V + c] = v
             h = d0[t, i]
-            if h > extent:
+            r, beyond = _table_value(h, extent, 1.0, scale, vals)
+            if beyond:
                 far[t] = True
-                r = 0.0
-            elif h == 0.0:
-                r = 1.0
-            else:
-                u = h * scale
-                q = min(np.int64(u), n_nodes - 2)
-                w = u - q
-                r = vals[q] * (1.0 - w) + vals[q + 1] * w
             for a in range(V):
                 b[t, i * V + a] = B1[a, 0] * r + B0[a, 0] if h == 0.0 else B1[a, 0] * r + 0.0
         for a in range(N):
@@ -830,12 +813,14 @@ def _solve_spd_py(A, b, n, ordinary, lam, mu, failed):
 try:
     from numba import njit
 
+    _table_value = njit(cache=True, nogil=True, inline="always")(_table_value_py)
     _fill_kriging = njit(cache=True, nogil=True)(_fill_kriging_py)
     _fill_cokriging = njit(cache=True, nogil=True)(_fill_cokriging_py)
     # reassociation lets the compiler vectorise the dot products of the factorisation (per-target results stay
     # independent of the batch; they differ from LU by rounding only)
     _solve_spd = njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(_solve_spd_py)
 except ImportError:  # pragma: no cover - numba is a dependency
+    _table_value = _table_value_py
     _fill_kriging, _fill_cokriging, _solve_spd = None, None, None
 
 
