@@ -547,6 +547,8 @@ def report(ctx: StageContext, result: Result) -> None:
     come from (the reconciliation of PCA, PMF and correlation); isotopes; the generator's truth on demos.
     Diagnostics (factor count, Q, DISP, BS-DISP, scree, biplot, profiles) go to the appendix."""
     o, data, out = ctx.options, ctx.data, ctx.out
+    if result.isotope_mixing is None:  # the title names only what ran
+        out.title = "Source apportionment: correlation, PCA and PMF"
     media = result.media
     units = {m: data.unit(m) for m in media}
     unit_label = units[media[0]] if len(set(units.values())) == 1 else "medium unit"
