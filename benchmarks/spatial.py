@@ -9,7 +9,7 @@ here is asserted.
 
 ``--splits N`` splits each region's real samples N times at random (``--validation`` kept out, default 100) and
 prints, per split, the held-out MAE ratio to ordinary kriging of the chosen map, of every single method and of the
-stacked ensemble.
+stacked ensemble (shrunk towards ordinary kriging as the map's, :func:`hmlib.spatial.stack_shrinkage`).
 
 ``--holdout-seeds N`` adds the design of the Jura validation on generated data: N seeded surveys of 359 samples
 (:func:`hmlib.synth.survey.generate`, Jura-like rock and land-use classes and point sources), 259 used to fit
@@ -137,11 +137,13 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                                                              cov_v if m in ("rk", "sklm", "rfk") else None)
             mae[m] = float(np.mean(np.abs(preds[m]["prediction"].to_numpy() - obs)))
         k = cv[cv["scheme"] == "kfold"]
+        lam = float(mm.stack_shrinkage) if np.isfinite(mm.stack_shrinkage) else 0.0
         w = sp.stack_weights(np.column_stack([k.loc[k["method"] == m, "mean_t"].to_numpy() for m in base]),
-                             k.loc[k["method"] == base[0], "observed_t"].to_numpy())
+                             k.loc[k["method"] == base[0], "observed_t"].to_numpy(), shrink=lam,
+                             reference=base.index("ok"))   # the mapped stack: shrunk towards OK as map_metal does
         bt = sp.combine_members(preds, dict(zip(base, w)), log=mm.log)   # as the map's tiles combine them
         mae["stack"] = float(np.mean(np.abs(bt["prediction"].to_numpy() - obs)))
-        row = {"region": region, "split": split, "metal": metal, "chosen": mm.best,
+        row = {"region": region, "split": split, "metal": metal, "chosen": mm.best, "stack_shrinkage": lam,
                "chosen_holdout": float(np.mean(np.abs(mm.grid["prediction"].to_numpy() - obs))) / mae["ok"]}
         row.update({f"holdout_{m}": mae[m] / mae["ok"] for m in mae if m != "ok"})
         g = mm.gain.set_index("scheme")["ratio_mae_to_ok"]

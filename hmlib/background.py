@@ -825,32 +825,11 @@ def excess_summary(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: grids with more cells are drawn as one image (:func:`_raster`) rather than one square marker per cell
-RASTER_ABOVE = 50_000
-
-
 def _raster(x: np.ndarray, y: np.ndarray, v: np.ndarray):
-    """Values of a regular grid as an image ``(array, extent)``, or None when the cells are not regular.
+    """Values of a regular grid as an image: :func:`hmlib.plots.grid_image`."""
+    from .plots import grid_image
 
-    The cell step is the least-squares spacing of the distinct coordinates (near their median spacing);
-    a grid whose coordinates are not on multiples of it (within 1 % of a step) is not regular. Cells without a value stay empty (NaN).
-    """
-    out = []
-    for c in (x, y):
-        u = np.unique(c)
-        if len(u) < 2:
-            return None
-        med = float(np.median(np.diff(u)))
-        k0 = np.round((u - u[0]) / med)
-        step = float((u - u[0]) @ k0 / (k0 @ k0))  # least-squares spacing: coordinates are rounded in files
-        k = (c - u[0]) / step
-        if np.abs(k - np.round(k)).max() > 0.01 or np.round(k).max() > 20_000:
-            return None
-        out.append((np.round(k).astype(int), u[0], step))
-    (ix, x0, dx), (iy, y0, dy) = out
-    arr = np.full((iy.max() + 1, ix.max() + 1), np.nan)
-    arr[iy, ix] = v
-    return arr, (x0 - dx / 2, x0 + dx * (ix.max() + 0.5), y0 - dy / 2, y0 + dy * (iy.max() + 0.5))
+    return grid_image(x, y, v)
 
 
 def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: str = "m", ncols: int = 4,
@@ -920,8 +899,8 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
             else:
                 norm = Normalize()
             img = _raster(g["x"].to_numpy(float), g["y"].to_numpy(float), np.where(pos, v, np.nan)) \
-                if cell and len(g) > RASTER_ABOVE else None
-            if img is not None:  # a large regular grid: one image instead of a marker per cell
+                if cell else None
+            if img is not None:  # a regular grid: one image (markers leave gaps between cells at print size)
                 arr, extent = img
                 lim = ax.get_xlim(), ax.get_ylim()
                 sc = ax.imshow(arr, origin="lower", extent=extent, cmap=cmap, norm=norm, interpolation="nearest",

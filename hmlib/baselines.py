@@ -1496,6 +1496,8 @@ def column_words(column: str) -> str:
     """
     import re
 
+    if str(column).lower() in ("ph", "ph_water", "ph_soil"):  # a symbol, not two words
+        return "pH" + str(column)[2:].replace("_", " ")
     w = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(column)).replace("_", " ").lower()
     return {"landuse": "land use", "rock": "rock type", "soil": "soil type"}.get(w, w)
 

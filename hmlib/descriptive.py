@@ -770,7 +770,61 @@ def plot_correlations(pearson: pd.DataFrame, spearman: pd.DataFrame, *, pearson_
     """
     import matplotlib.pyplot as plt
 
-    from .plots import MIN_FONT_PT, PAGE_WIDTH_IN, print_style
+    from .plots import PAGE_WIDTH_IN, print_style
+
+    n = len(pearson.index)
+    with print_style():
+        side = min(0.5 * n + 1.9, PAGE_WIDTH_IN * 0.7)
+        fig, ax = plt.subplots(figsize=(side + 0.6, side))
+        im = _draw_correlations(ax, pearson, spearman, pearson_p=pearson_p, spearman_p=spearman_p, alpha=alpha)
+        ax.set_xlabel(f"above the diagonal: Pearson r; below: Spearman ρ ({scale} values)")
+        cb = fig.colorbar(im, ax=ax, shrink=0.75, pad=0.02)
+        cb.set_label("correlation coefficient")
+        fig.tight_layout()
+    return fig
+
+
+def plot_correlations_by_medium(panels: dict, *, alpha: float = 0.05, scale: str = "log10"):
+    """The heatmap of :func:`plot_correlations` for several media in one figure, two panels a row, one colour bar.
+
+    Parameters
+    ----------
+    panels : medium -> ``(pearson, spearman, pearson_p, spearman_p)`` as for :func:`plot_correlations`.
+    alpha, scale : as for :func:`plot_correlations`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A page wide, text at least 7 pt.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plots import PAGE_WIDTH_IN, print_style
+
+    k = len(panels)
+    ncol = min(k, 2)
+    nrow = -(-k // ncol)
+    with print_style():
+        w = PAGE_WIDTH_IN
+        fig, axes = plt.subplots(nrow, ncol, figsize=(w, nrow * (w / ncol) + 0.6), squeeze=False,
+                                 layout="constrained")
+        im = None
+        for ax, (medium, (rp, rs, pp, ps)) in zip(axes.ravel(), panels.items()):
+            im = _draw_correlations(ax, rp, rs, pearson_p=pp, spearman_p=ps, alpha=alpha, compact=True)
+            ax.set_title(medium[:1].upper() + medium[1:])
+        for ax in axes.ravel()[k:]:
+            ax.set_visible(False)
+        if im is not None:  # one horizontal colour bar under the panels, so that they keep the page's width
+            cb = fig.colorbar(im, ax=list(axes.ravel()), orientation="horizontal", shrink=0.5, aspect=40)
+            cb.set_label(f"correlation coefficient: above the diagonal Pearson r, below Spearman ρ ({scale} values)")
+    return fig
+
+
+def _draw_correlations(ax, pearson: pd.DataFrame, spearman: pd.DataFrame, *, pearson_p=None, spearman_p=None,
+                       alpha: float = 0.05, compact: bool = False):
+    """Draw one Pearson/Spearman heatmap on ``ax``; returns the image (for a colour bar). ``compact`` writes
+    coefficients without the leading zero (".82", "−.35"), as journals do where cells are small."""
+    from .plots import MIN_FONT_PT
 
     metals = list(pearson.index)
     n = len(metals)
@@ -784,28 +838,24 @@ def plot_correlations(pearson: pd.DataFrame, spearman: pd.DataFrame, *, pearson_
             elif i > j:
                 m[i, j] = spearman.iloc[i, j]
                 pv[i, j] = spearman_p.iloc[i, j] if spearman_p is not None else np.nan
-    with print_style():
-        side = min(0.5 * n + 1.9, PAGE_WIDTH_IN * 0.7)
-        fig, ax = plt.subplots(figsize=(side + 0.6, side))
-        im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
-        for i in range(n):
-            for j in range(n):
-                if i == j:
-                    ax.text(j, i, metals[i], ha="center", va="center", fontsize=MIN_FONT_PT + 1, fontweight="bold")
-                    continue
-                if not np.isfinite(m[i, j]):
-                    continue
-                star = "" if not np.isfinite(pv[i, j]) else ("**" if pv[i, j] < alpha / 5 else
-                                                              "*" if pv[i, j] < alpha else "")
-                ax.text(j, i, f"{m[i, j]:.2f}{star}", ha="center", va="center", fontsize=MIN_FONT_PT,
-                        color="white" if abs(m[i, j]) > 0.6 else "black")
-        ax.set_xticks(range(n), metals)
-        ax.set_yticks(range(n), metals)
-        ax.tick_params(length=0)
-        for sp in ax.spines.values():
-            sp.set_visible(False)
-        ax.set_xlabel(f"above the diagonal: Pearson r; below: Spearman ρ ({scale} values)")
-        cb = fig.colorbar(im, ax=ax, shrink=0.75, pad=0.02)
-        cb.set_label("correlation coefficient")
-        fig.tight_layout()
-    return fig
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                ax.text(j, i, metals[i], ha="center", va="center", fontsize=MIN_FONT_PT + 1, fontweight="bold")
+                continue
+            if not np.isfinite(m[i, j]):
+                continue
+            star = "" if not np.isfinite(pv[i, j]) else ("**" if pv[i, j] < alpha / 5 else
+                                                          "*" if pv[i, j] < alpha else "")
+            num = f"{m[i, j]:.2f}"
+            if compact:
+                num = num.replace("0.", ".", 1).replace("-", "\u2212")
+            ax.text(j, i, f"{num}{star}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                    color="white" if abs(m[i, j]) > 0.6 else "black")
+    ax.set_xticks(range(n), metals)
+    ax.set_yticks(range(n), metals)
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    return im

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import textwrap
 import warnings
 from dataclasses import dataclass
@@ -315,16 +316,41 @@ def results_text(res: DriverResult) -> str:
     """
     c = res.comparison.set_index("model")
     best = c["aicc"].idxmin()
-    txt = (f"By AICc the {best} model fitted best (AICc: OLS {c.loc['OLS', 'aicc']:.1f}, GWR {c.loc['GWR', 'aicc']:.1f}, "
-           f"MGWR {c.loc['MGWR', 'aicc']:.1f}; R²: {c.loc['OLS', 'r2']:.2f}, {c.loc['GWR', 'r2']:.2f}, "
-           f"{c.loc['MGWR', 'r2']:.2f}).")
+    others = [m for m in ("OLS", "GWR", "MGWR") if m != best]
+    txt = (f"By AICc the {best} model fitted best (AICc {c.loc[best, 'aicc']:.1f} against "
+           f"{c.loc[others[0], 'aicc']:.1f} for {others[0]} and {c.loc[others[1], 'aicc']:.1f} for {others[1]}; "
+           f"R² {c.loc[best, 'r2']:.2f}, global OLS {c.loc['OLS', 'r2']:.2f}).")
     n = len(res.local)
-    parts = []
+
+    def where(share: float) -> str:
+        return ("at every sample" if share >= 0.995 else "at no sample" if share == 0
+                else f"at {100 * share:.0f} % of the samples")
+
+    glob, loc, none_ = [], [], []
     for r in res.coefficients.itertuples():
         if r.covariate == "intercept":
             continue
-        scale = "global" if r.mgwr_bandwidth >= 0.9 * (n - 1) else f"{100 * r.mgwr_bandwidth / n:.0f} % of the samples"
-        parts.append(f"{r.covariate}: bandwidth {r.mgwr_bandwidth:.0f} of {n} samples ({scale}), local coefficients "
-                     f"{_signed(r.mgwr_min)} to {_signed(r.mgwr_max)}, significant at {100 * r.share_significant:.0f} % "
-                     "of samples")
-    return txt + " " + "; ".join(parts) + "."
+        # the coefficients are standardised, so a unit in the label adds nothing but a second parenthesis
+        r = r._replace(covariate=re.sub(r"\s*\([^)]*\)$", "", str(r.covariate)))
+        if r.mgwr_bandwidth >= 0.9 * (n - 1) and r.share_significant == 0:
+            none_.append(r.covariate)
+        elif r.mgwr_bandwidth >= 0.9 * (n - 1):
+            glob.append(f"{r.covariate} (coefficient {_signed(r.mgwr_median)}, significant {where(r.share_significant)})")
+        else:
+            sign = (", changing sign across the region" if r.mgwr_min < 0 < r.mgwr_max else "")
+            loc.append(f"{r.covariate} (bandwidth {r.mgwr_bandwidth:.0f} of {n} samples, "
+                       f"{100 * r.mgwr_bandwidth / n:.0f} %; coefficients {_signed(r.mgwr_min)} to "
+                       f"{_signed(r.mgwr_max)}{sign}; significant {where(r.share_significant)})")
+
+    def _and(items):
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    if glob:
+        txt += (f" {_and(glob)} {'acts' if len(glob) == 1 else 'act'} at the scale of the whole region (bandwidth "
+                "close to the number of samples): one coefficient fits everywhere.")
+    if none_:
+        txt += f" {_and(none_)} {'is' if len(none_) == 1 else 'are'} significant at no sample."
+    if loc:
+        txt += (f" The relation with {_and(loc)} {'varies' if len(loc) == 1 else 'vary'} within the region: "
+                "a local process, or a covariate missing from the model, changes it from place to place.")
+    return txt

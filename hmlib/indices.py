@@ -831,7 +831,7 @@ def compute_water_indices(concentration_ug_l: pd.DataFrame, *, standard_ug_l: pd
     have = [m for m in concentration_ug_l.columns if m in standard_ug_l.index]
     notes = []
     if len(have) < concentration_ug_l.shape[1]:
-        notes.append(f"{standard_name} has no value for "
+        notes.append(f"{standard_name} {'give' if 'guidelines' in standard_name else 'gives'} no value for "
                      f"{', '.join(sorted(set(concentration_ug_l.columns) - set(have)))}; HPI uses "
                      f"{', '.join(have) or 'no metal'}.")
     if not have:
@@ -1126,11 +1126,10 @@ def methods_text(*, background_label: str, igeo_factor: float, ef_reference_elem
            "sample, graded after HJ/T 166-2004 [@hjt166_2004]" if nemerow_guideline else
            "the contamination factor as single-factor index ($P_i = C_i/B_i$); HJ/T 166-2004 grades it against "
            "quality standards, not backgrounds, so no grade is given here [@hjt166_2004]")
-    std_key = {"WHO_2022": " [@who2022dwq]", "GB5749_2022": " [@gb5749_2022]"}.get(water_standard or "", "")
-    if water_standard:  # a set code becomes the reader's name of the standard
-        water_standard = reference_label(water_standard, cite=False, short=True)
+    if water_standard:  # a set code becomes the reader's name of the standard, cited once
+        water_standard = reference_label(water_standard)
     water = (f" For water, the heavy metal pollution index of @mohan1996 weights each metal by the inverse of its "
-             f"standard ({water_standard}{std_key}): $Q_i = 100\\,M_i/S_i$, $W_i = 1/S_i$, "
+             f"standard in {water_standard}: $Q_i = 100\\,M_i/S_i$, $W_i = 1/S_i$, "
              "$HPI = \\sum W_i Q_i / \\sum W_i$; 100 is the critical value." if has_water else "")
     return f"""
 Pollution indices compare each concentration $C_i$ with a background $B_i$; here the background is

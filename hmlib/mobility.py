@@ -1822,7 +1822,7 @@ elements, and to rise with the total concentration [@sauve2000; @smith1998arseni
 because solid organic matter binds metals while dissolved organic carbon mobilizes them. Each model was assessed,
 before any interpretation, by {validation}{" [@roberts2017cv], so that held-out samples have no training neighbours in their block" if spatial else ""}
 ($R^2$, RMSE, MAE; the same folds with and without constraints); only models with a cross-validated $R^2$ above 0
-were explained, with TreeSHAP values [@lundberg2020] and partial dependence. Mobilization risk is the mobile concentration
+were explained, with TreeSHAP values [@lundberg2020tree] and partial dependence. Mobilization risk is the mobile concentration
 $C_\\mathrm{{mob}} = C_\\mathrm{{total}}\\,p/100$ above a threshold (set per metal, otherwise the
 {risk_quantile:g} quantile of today's predicted $C_\\mathrm{{mob}}$ at the samples).
 

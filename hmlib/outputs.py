@@ -183,6 +183,7 @@ class StageOutputs:
         if not name.replace("_", "").isalnum():
             raise ValueError(f"figure name must be letters, digits and underscores, got {name!r}")
         path = self.output_dir / "figures" / f"{name}.png"
+        _reader_units(fig)
         fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", metadata={"Software": "hmlib"})
         self.figures.append(f"figures/{name}.png")
         self.items.append({"type": "figure", "name": name, "caption": caption, "path": f"figures/{name}.png",
@@ -208,3 +209,13 @@ class StageOutputs:
         path = self.output_dir / "fragments" / f"{self.stage}.json"
         path.write_text(json.dumps(frag, indent=1, default=str), encoding="utf-8")
         return path
+
+
+def _reader_units(fig) -> None:
+    """Write the unit code ``ug/L`` as ``µg/L`` in every text of ``fig`` (titles, labels, tick labels, legends)."""
+    from matplotlib.text import Text
+
+    for t in fig.findobj(Text):
+        txt = t.get_text()
+        if "ug/L" in txt:
+            t.set_text(txt.replace("ug/L", "µg/L"))

@@ -274,6 +274,32 @@ def _log_colorbar(cb) -> None:
     cb.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def grid_image(x, y, v):
+    """Values of a regular grid as an image ``(array, extent)`` for ``imshow(origin="lower")``, or None when
+    the cells are not regular.
+
+    The cell step is the least-squares spacing of the distinct coordinates (near their median spacing);
+    a grid whose coordinates are not on multiples of it (within 1 % of a step) is not regular. Cells without a value stay empty (NaN).
+    """
+    out = []
+    x, y, v = np.asarray(x, float), np.asarray(y, float), np.asarray(v, float)
+    for c in (x, y):
+        u = np.unique(c)
+        if len(u) < 2:
+            return None
+        med = float(np.median(np.diff(u)))
+        k0 = np.round((u - u[0]) / med)
+        step = float((u - u[0]) @ k0 / (k0 @ k0))  # least-squares spacing: coordinates are rounded in files
+        k = (c - u[0]) / step
+        if np.abs(k - np.round(k)).max() > 0.01 or np.round(k).max() > 20_000:
+            return None
+        out.append((np.round(k).astype(int), u[0], step))
+    (ix, x0, dx), (iy, y0, dy) = out
+    arr = np.full((iy.max() + 1, ix.max() + 1), np.nan)
+    arr[iy, ix] = v
+    return arr, (x0 - dx / 2, x0 + dx * (ix.max() + 0.5), y0 - dy / 2, y0 + dy * (iy.max() + 0.5))
+
+
 def map_panels(values: pd.DataFrame, x, y, *, crs: str | None, coordinate_unit: str = "m",
                unit: str | Mapping[str, str] = "", titles: Mapping[str, str] | None = None, cmap: str = "viridis",
                log: bool = True, thresholds: Mapping[str, Mapping[str, float]] | None = None, grid: bool = False,
@@ -329,8 +355,16 @@ def map_panels(values: pd.DataFrame, x, y, *, crs: str | None, coordinate_unit: 
                         fontsize=MIN_FONT_PT, wrap=True)
                 continue
             norm = LogNorm(v[ok].min(), v[ok].max()) if log else Normalize(v[ok].min(), v[ok].max())
-            sc = ax.scatter(x[ok], y[ok], c=v[ok], s=marker_size, cmap=cmap, norm=norm, linewidths=0,
-                            marker="s" if grid else "o")
+            img = grid_image(x, y, np.where(ok, v, np.nan)) if grid else None
+            if img is not None:  # a regular grid as one image: square markers leave gaps at print size
+                lim = ax.get_xlim(), ax.get_ylim()
+                sc = ax.imshow(img[0], origin="lower", extent=img[1], cmap=cmap, norm=norm,
+                               interpolation="nearest", aspect=ax.get_aspect())
+                ax.set_xlim(*lim[0])
+                ax.set_ylim(*lim[1])
+            else:
+                sc = ax.scatter(x[ok], y[ok], c=v[ok], s=marker_size, cmap=cmap, norm=norm, linewidths=0,
+                                marker="s" if grid else "o")
             cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.03)
             cb.ax.tick_params(labelsize=MIN_FONT_PT)
             cb.set_label(u, fontsize=MIN_FONT_PT)

@@ -278,7 +278,10 @@ def _with_refs(text: str, refs: list[str]) -> str:
     body = text.rstrip()
     end = body[-1] if body and body[-1] in ".!?" else ""
     body = body[:-1] if end else body
-    return f"{body} ({'; '.join('@' + r for r in missing)}){end or '.'}"
+    cites = "; ".join("@" + r for r in missing)
+    if body.endswith(")"):  # "(95 % CI 7–19 %; Table 15)" rather than "(95 % CI 7–19 %) (Table 15)"
+        return f"{body[:-1]}; {cites}){end or '.'}"
+    return f"{body} ({cites}){end or '.'}"
 
 
 def _key_findings_markdown(frags: list[dict], skipped_rows: list[tuple[str, str]]) -> str:
@@ -775,6 +778,11 @@ def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
                                                          else "tbl-not-run"), text)
     # a number and its per cent sign never end up on two lines ("62" / "%)"): a no-break space between them
     text = re.sub(r"(?<=\d) %", "\u00a0%", text)
+    # a negative number's sign is a minus, not a hyphen ("to −0.027"), wherever a stage formatted it with "-"
+    # (a hyphen between two numbers, "0.60-0.73", is a range and stays)
+    text = re.sub(r"(?<=[\s(=\[;:,])-(?=\d)", "\u2212", text)
+    # the unit's code (data files, option values) in the reader's form
+    text = re.sub(r"(?<![\w/])ug/L\b", "µg/L", text)
     path = report_dir / "report.qmd"
     path.write_text("\n".join(front) + text + "\n", encoding="utf-8")
     return path

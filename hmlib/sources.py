@@ -1345,8 +1345,15 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         # a base run outside its own bootstrap range means the refits settle on another split between the
         # factors, so the split is stated as undetermined rather than with an interval that excludes it
         has_iv = bool(np.isfinite(top.pct_low) and np.isfinite(top.pct_high))
-        outside = has_iv and not (round(top.pct_low) <= round(top.percent) <= round(top.pct_high))
-        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %)"
+        gap = (max(round(top.pct_low) - round(top.percent), round(top.percent) - round(top.pct_high), 0)
+               if has_iv else 0)
+        # a base value a few points outside the refits' range is stated with the range and the gap; only a
+        # clear gap makes the split undetermined
+        near = 0 < gap <= 3
+        outside = has_iv and gap > 3
+        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %"
+              + (f"; the base run lies {gap} point{'s' if gap > 1 else ''} "
+                 f"{'above' if top.percent > top.pct_high else 'below'} it" if near else "") + ")"
               if has_iv and not outside else "")
         split = (f" The bootstrap refits of the same model, however, give {top.factor} only {top.pct_low:.0f} to "
                  f"{top.pct_high:.0f} % of the {metal} (5th-95th percentile), outside the base run's value: how the "
@@ -1361,6 +1368,9 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         if np.isfinite(top.median_share_above):
             s += f", and a median {top.median_share_above:.0f} % in the samples above the {guideline_label}"
         s += (f" ({tref})." if tref else ".") + split
+        if has_iv and not outside and top.pct_high - top.pct_low >= 30:
+            s += (f" The interval is wide: on resampled data other divisions of the {metal} between the factors fit "
+                  "almost as well, so the share is known only to within that range.")
         if own and not src_wo:
             s += (f" {top.factor} carries at most {other_max:.0f} % of any other metal, so it separates part of the "
                   f"{metal}'s variation from the other metals without pointing to a source.")
@@ -1434,7 +1444,8 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
             paras.append(f"For {metal} ({n_above} {'sample' if n_above == 1 else 'samples'} above the {guideline_label}), PMF attributes "
                          f"{top.percent:.0f} % of it"
                          + (f" (bootstrap refits {top.pct_low:.0f} to {top.pct_high:.0f} %, outside the base run's value)"
-                            if outside else "") + f" to {fname}"
+                            if outside else iv.replace("bootstrap 5th-95th percentile", "bootstrap")
+                            if near else "") + f" to {fname}"
                          + (f", and in the PCA it loads on {comp} with {', '.join(with_)}" if pca_loadings is not None
                             and metal in pca_loadings.index and with_ else "")
                          + f"; {verdict[0].lower() + verdict[1:]}")

@@ -16,7 +16,8 @@ prediction points (the region's grid):
   ``k`` nearest samples (:func:`local_kriging`), so memory does not grow with the grid;
 * :func:`cross_validate` (seeded k-fold, leave-one-out or spatial blocks,
   :func:`spatial_block_folds`; every fold refits the whole method), :func:`cv_metrics`,
-  :func:`stacked_cv` (stacked ensemble), :func:`select_method` (one-standard-error rule) and
+  :func:`stacked_cv` (stacked ensemble), :func:`stack_shrinkage` (its shrinkage towards ordinary
+  kriging), :func:`select_method` (one-standard-error rule) and
   :func:`ratio_interval` (gain over ordinary kriging with a bootstrap interval);
 * :func:`exceedance_probability` (Gaussian on the modelling scale) and :func:`area_share_above`;
 * :func:`map_metal` runs all of it for one metal.
@@ -40,7 +41,8 @@ __all__ = [
     "fit_variogram", "Anisotropy", "detect_anisotropy", "cross_variograms", "Coregionalisation",
     "fit_coregionalisation", "local_cokriging", "oblique_coordinates", "local_kriging", "design_matrix",
     "SpatialModel", "choose_secondary", "fit_spatial_model", "random_folds", "spatial_block_folds",
-    "cross_validate", "cv_metrics", "stack_weights", "stacked_cv", "select_method", "ratio_interval",
+    "cross_validate", "cv_metrics", "stack_weights", "stacked_cv", "STACK_SHRINKAGE",
+    "stack_shrinkage", "select_method", "ratio_interval",
     "best_methods", "exceedance_probability", "area_share_above", "guideline_thresholds", "MetalMap",
     "block_size_for", "map_metal", "variogram_figure", "map_figure", "methods_text", "variogram_tables",
     "choice_table", "results_text", "exceedance_text", "spatial_subsample", "guideline_classes", "sample_shares",
@@ -2055,18 +2057,24 @@ def cv_metrics(cv: pd.DataFrame) -> dict:
             "msse": float(np.mean(et[ok] ** 2 / sd[ok] ** 2)) if ok.any() else np.nan, "n": int(len(cv))}
 
 
-def stack_weights(mean_t: np.ndarray, observed_t) -> np.ndarray:
+def stack_weights(mean_t: np.ndarray, observed_t, *, shrink: float = 0.0, reference: int | None = None) -> np.ndarray:
     r"""Stacking weights: non-negative, summing to one, minimising the squared out-of-fold error.
 
     .. math:: \hat w = \arg\min_{w \ge 0,\ \sum w = 1} \sum_i \left(y_i - \sum_m w_m \hat y_{im}\right)^2
 
     (Breiman 1996), solved with :func:`scipy.optimize.nnls` on the system augmented by a heavily
-    weighted row :math:`\sum_m w_m = 1`.
+    weighted row :math:`\sum_m w_m = 1`. With ``shrink`` :math:`= \lambda` the weights are shrunk
+    towards the ``reference`` method (column :math:`r`),
+    :math:`w_\lambda = (1 - \lambda)\,\hat w + \lambda\, e_r`, still non-negative and summing to
+    one: with a few hundred samples the fitted weights are noisy, and :math:`\lambda` (chosen by
+    out-of-fold error in :func:`stack_shrinkage`) trades that noise against the gain.
 
     Parameters
     ----------
     mean_t : (n, M) out-of-fold predictions of M methods (modelling scale).
     observed_t : n observed values (modelling scale).
+    shrink : :math:`\lambda` in [0, 1]; 0 leaves the fitted weights, 1 gives the reference alone.
+    reference : column of the reference method (needed when ``shrink`` > 0).
 
     Returns
     -------
@@ -2085,15 +2093,24 @@ def stack_weights(mean_t: np.ndarray, observed_t) -> np.ndarray:
     big = 1e3 * max(1.0, float(np.abs(P).max()))
     A = np.vstack([P, big * np.ones(P.shape[1])])
     b = np.r_[y, big]
+    if not 0.0 <= shrink <= 1.0:
+        raise ValueError(f"shrink: expected a value in [0, 1], got {shrink}")
+    if shrink > 0 and reference is None:
+        raise ValueError("reference: expected the column of the method the weights are shrunk towards, got None")
     w, _ = nnls(A, b)
-    return w / w.sum() if w.sum() > 0 else np.full(P.shape[1], 1.0 / P.shape[1])
+    w = w / w.sum() if w.sum() > 0 else np.full(P.shape[1], 1.0 / P.shape[1])
+    if shrink > 0:
+        w = (1.0 - shrink) * w
+        w[reference] += shrink
+    return w
 
 
-def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool) -> tuple[pd.DataFrame, np.ndarray]:
+def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool, shrink: float = 0.0,
+               reference: str = "ok") -> tuple[pd.DataFrame, np.ndarray]:
     """Honest out-of-fold predictions of the stacked ensemble, and its weights on all samples.
 
     For the samples of each fold the weights come from the other folds' out-of-fold
-    predictions only (:func:`stack_weights`); the stacked modelling-scale mean and variance are
+    predictions only (:func:`stack_weights`, shrunk by ``shrink`` towards ``reference``); the stacked modelling-scale mean and variance are
     :math:`\\sum_m w_m \\hat y_m` and :math:`\\sum_m w_m \\sigma^2_m` (an upper bound on the
     variance of a convex combination), back-transformed as in :meth:`SpatialModel.predict` with
     :math:`\\psi = \\sum_m w_m \\psi_m`. The base methods' out-of-fold predictions were made by
@@ -2104,12 +2121,15 @@ def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool) -> tuple[pd.DataFrame
     ----------
     cvs : method -> output of :func:`cross_validate` (same samples and folds).
     log : modelled on the log scale.
+    shrink, reference : shrinkage of the weights towards the reference method (:func:`stack_weights`);
+        ``reference`` must be among ``cvs`` when ``shrink`` > 0.
 
     Returns
     -------
     (DataFrame like :func:`cross_validate`, weights on all samples)
     """
     names = list(cvs)
+    ref = names.index(reference) if reference in names else None
     first = cvs[names[0]]
     P = np.column_stack([cvs[m]["mean_t"].to_numpy(float) for m in names])
     Vv = np.column_stack([cvs[m]["sd_t"].to_numpy(float) ** 2 for m in names])
@@ -2119,7 +2139,7 @@ def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool) -> tuple[pd.DataFrame
     W = np.empty_like(P)
     for f in np.unique(folds):
         te = folds == f
-        W[te] = stack_weights(P[~te], y[~te])[None]
+        W[te] = stack_weights(P[~te], y[~te], shrink=shrink, reference=ref)[None]
     bt = _back_transform((W * P).sum(1), (W * Vv).sum(1), (W * S).sum(1), log=log)
     out = first[["index", "fold", "observed", "observed_t"]].copy()
     out["predicted"] = bt["prediction"].to_numpy()
@@ -2127,12 +2147,77 @@ def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool) -> tuple[pd.DataFrame
     out["variance"] = bt["variance"].to_numpy()
     out["mean_t"], out["sd_t"], out["psi"] = bt["mean_t"].to_numpy(), bt["sd_t"].to_numpy(), bt["psi"].to_numpy()
     return out[["index", "fold", "observed", "predicted", "median", "variance", "observed_t", "mean_t", "sd_t",
-                "psi"]], stack_weights(P, y)
+                "psi"]], stack_weights(P, y, shrink=shrink, reference=ref)
+
+
+STACK_SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def stack_shrinkage(by_scheme: dict[str, dict[str, pd.DataFrame]], *, members, log: bool, reference: str = "ok",
+                    grid=STACK_SHRINKAGE) -> tuple[float, pd.DataFrame]:
+    r"""Shrinkage of the stacked ensemble towards the reference method, chosen by out-of-fold error.
+
+    For every :math:`\lambda` of ``grid`` the fold-honest stacked predictions (:func:`stacked_cv`,
+    weights shrunk by :math:`\lambda`) are scored in every cross-validation scheme by their mean absolute
+    error relative to the reference's; the :math:`\lambda` with the smallest ratio averaged over the
+    schemes is chosen (the largest, i.e. the one nearest the reference, on ties).
+
+    .. math:: \lambda^* = \arg\min_{\lambda} \frac{1}{S}\sum_s \frac{\mathrm{MAE}_s(\lambda)}{\mathrm{MAE}_s(\mathrm{ref})}
+
+    With :math:`\lambda = 1` in the grid the ensemble is the reference itself, so the chosen ensemble
+    is never worse than the reference on that average. Shrinking towards a simple method regularises
+    weights fitted on few samples (the shrinkage towards a fixed combination of Breiman 1996, sect. 7;
+    LeBlanc and Tibshirani 1996). Measured with ``benchmarks/spatial.py --splits`` (held-out MAE ratio to
+    ordinary kriging's map), mapping this ensemble against the previous rule (the unshrunk stack only
+    when no worse than ordinary kriging in every scheme): ten random 159/100 splits of the Jura samples
+    0.966 -> 0.960 (mean over splits and metals), eight 105/50 splits of the Meuse samples
+    0.763 -> 0.761, five generated 259/100 surveys 0.989 -> 0.987.
+
+    Parameters
+    ----------
+    by_scheme : scheme -> method -> output of :func:`cross_validate` (same samples in every scheme).
+    members : methods of the ensemble (``reference`` among them).
+    log : modelled on the log scale.
+    reference : the method the weights are shrunk towards.
+    grid : candidate values of :math:`\lambda` in [0, 1].
+
+    Returns
+    -------
+    (float, DataFrame)
+        The chosen :math:`\lambda`, and per :math:`\lambda` and scheme the MAE ratio (columns shrink,
+        scheme, ratio_mae_to_reference).
+
+    References
+    ----------
+    Breiman, L. (1996). Stacked regressions. Machine Learning 24, 49-64.
+    https://doi.org/10.1007/BF00117832
+    LeBlanc, M. and Tibshirani, R. (1996). Combining estimates in regression and classification. Journal of
+    the American Statistical Association 91, 1641-1650. https://doi.org/10.1080/01621459.1996.10476733
+    """
+    members = list(members)
+    if reference not in members:
+        raise ValueError(f"members: expected the reference {reference!r} among them, got {members}")
+    rows = []
+    for lam in sorted({float(g) for g in grid}):
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"grid: expected values in [0, 1], got {lam}")
+        for sname, d in by_scheme.items():
+            st, _ = stacked_cv({m: d[m] for m in members}, log=log, shrink=lam, reference=reference)
+            mae = float(np.mean(np.abs(st["observed"] - st["predicted"])))
+            ref = float(np.mean(np.abs(d[reference]["observed"] - d[reference]["predicted"])))
+            rows.append({"shrink": lam, "scheme": sname, "ratio_mae_to_reference": mae / ref})
+    tab = pd.DataFrame(rows)
+    avg = tab.groupby("shrink")["ratio_mae_to_reference"].mean()
+    best, best_v = 1.0, np.inf
+    for lam in sorted(avg.index, reverse=True):   # ties: the largest shrinkage (nearest the reference)
+        if avg[lam] < best_v - 1e-12:
+            best, best_v = float(lam), float(avg[lam])
+    return best, tab
 
 
 def select_method(losses: pd.DataFrame, *, complexity: dict | None = None, reference: str = "ok",
                   scheme_losses: dict[str, pd.DataFrame] | None = None, n_se: float = 1.0,
-                  ensemble: str | None = None) -> dict:
+                  ensemble: str | None = None, ensemble_rule: str = "every_scheme") -> dict:
     r"""Choose a method by out-of-fold error with the one-standard-error rule.
 
     ``losses`` holds one column per method with each sample's out-of-fold absolute error (the
@@ -2156,7 +2241,11 @@ def select_method(losses: pd.DataFrame, *, complexity: dict | None = None, refer
     others towards it, and a cross-validated convex combination does asymptotically as well as
     the best one (the oracle inequality of the Super Learner, van der Laan et al. 2007). It is
     therefore chosen whenever its mean loss is no larger than the reference's in every scheme,
-    without the margin a single method needs. Held-out MAE relative to ordinary kriging's
+    without the margin a single method needs (``ensemble_rule='every_scheme'``). With
+    ``ensemble_rule='mean_ratio'`` it is chosen when its mean loss relative to the reference's,
+    averaged over the schemes, is below one: :func:`map_metal` uses this for the ensemble shrunk towards
+    the reference by :func:`stack_shrinkage`, whose shrinkage was chosen on that average with the
+    reference itself (shrinkage 1) among the candidates. Held-out MAE relative to ordinary kriging's
     (``benchmarks/spatial.py --splits``), this rule against the single-method rule alone: on five
     random 159/100 splits of the Jura samples, mean 0.97 (worst metal 1.04) against 1.00 (worst
     1.17); on four 105/50 splits of the Meuse samples, mean 0.73 (worst 0.95) against 0.75
@@ -2171,6 +2260,8 @@ def select_method(losses: pd.DataFrame, *, complexity: dict | None = None, refer
         from a scheme is not checked there).
     n_se : standard errors a gain over the reference must exceed in every scheme.
     ensemble : optional column of the out-of-fold weighted ensemble (see above).
+    ensemble_rule : ``'every_scheme'`` (no worse than the reference in every scheme) or ``'mean_ratio'``
+        (mean-loss ratio to the reference, averaged over the schemes, below one).
 
     Returns
     -------
@@ -2189,14 +2280,20 @@ def select_method(losses: pd.DataFrame, *, complexity: dict | None = None, refer
     van der Laan, M.J., Polley, E.C. and Hubbard, A.E. (2007). Super learner. Statistical
     Applications in Genetics and Molecular Biology 6(1), 25. https://doi.org/10.2202/1544-6115.1309
     """
+    if ensemble_rule not in ("every_scheme", "mean_ratio"):
+        raise ValueError(f"ensemble_rule: expected 'every_scheme' or 'mean_ratio', got {ensemble_rule!r}")
     cx = complexity or METHOD_COMPLEXITY
     L = losses
     eligible = list(L.columns)
     ens_ok = False
     if ensemble is not None and ensemble in L.columns and reference in L.columns:
-        schemes = list(scheme_losses.values()) if scheme_losses is not None else [L]
-        ens_ok = all(float((S[ensemble] - S[reference]).mean()) <= 0 for S in schemes
-                     if ensemble in S.columns and reference in S.columns)
+        schemes = [S for S in (scheme_losses.values() if scheme_losses is not None else [L])
+                   if ensemble in S.columns and reference in S.columns]
+        if ensemble_rule == "every_scheme":
+            ens_ok = all(float((S[ensemble] - S[reference]).mean()) <= 0 for S in schemes)
+        else:
+            ens_ok = bool(schemes) and float(np.mean([S[ensemble].mean() / S[reference].mean()
+                                                       for S in schemes])) < 1.0
     if scheme_losses is not None and reference in L.columns:
         def clear_gain(m):
             for S in scheme_losses.values():
@@ -2388,10 +2485,12 @@ class MetalMap:
     selection : metal, method, mean_loss, se_to_best, eligible, within_one_se, chosen (one row per method;
         ``eligible``: ordinary kriging, and the methods that beat it by more than one standard error in every
         scheme; only those can be within one SE of the best).
-    best : the chosen method (the stacked ensemble when no worse than OK under every scheme, else the
+    best : the chosen method (the stacked ensemble, shrunk towards OK by :func:`stack_shrinkage`, when its
+        mean absolute error relative to OK's averaged over the schemes is below one, else the
         one-standard-error rule on the mean of the k-fold and block losses; :func:`select_method`).
     gain : metal, scheme, method, ratio_mae_to_ok, ratio_low, ratio_high (paired bootstrap 95 %).
-    stack_weights : method -> weight of the stacked ensemble (all samples; empty without a stack).
+    stack_weights : method -> weight of the stacked ensemble (all samples, after the shrinkage; empty
+        without a stack).
     secondary : secondary metals of cokriging (empty when none is correlated enough).
     block_size : side of the spatial blocks of the block cross-validation.
     grid : x, y, metal, method, chosen, prediction (mean), median, variance, mean_t, sd_t, psi,
@@ -2406,6 +2505,8 @@ class MetalMap:
         detected anisotropy (kept only when it lowers the error); empty otherwise.
     n_below_zero : grid cells whose mean prediction on the original scale fell below zero; their mean and
         median are truncated at zero in ``grid`` (always 0 on the log scale).
+    stack_shrinkage : the stacked ensemble's shrinkage towards OK (:func:`stack_shrinkage`; NaN without a
+        stack) and ``shrinkage_cv`` its table (MAE ratio to OK per shrinkage and scheme).
     """
 
     metal: str
@@ -2432,6 +2533,8 @@ class MetalMap:
     n_samples: int = 0
     n_cv: int = 0
     n_below_zero: int = 0
+    stack_shrinkage: float = float("nan")
+    shrinkage_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def spatial_subsample(x, y, *, n: int, seed: int) -> np.ndarray:
@@ -2591,13 +2694,18 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
               n_folds: int = 10, block_cv: bool = True, n_block_folds: int = 5, rf_trees: int = 60, collocated_check: bool = True,
               threshold: float | None = None, seed: int = 0, progress: Callable | None = None,
               chunk_size: int = 20000, cv_max_n: int | None = 1000, scheduler: str | None = None,
-              variogram_sample: int = 2000, stack_min_weight: float = 1e-3) -> MetalMap:
+              variogram_sample: int = 2000, stack_min_weight: float = 1e-3,
+              stack_shrink_grid=STACK_SHRINKAGE) -> MetalMap:
     """Variograms, cross-validation of ``methods``, choice, prediction and exceedance: one metal.
 
     Every method is scored by k-fold (or leave-one-out) cross-validation and, with
     ``block_cv``, by spatial-block cross-validation (blocks of :func:`block_size_for`); every
     fold refits the whole method. The stacked ensemble (``stack``) combines the other methods
-    with out-of-fold weights (:func:`stacked_cv`). The chosen method is the simplest within one
+    with out-of-fold weights (:func:`stacked_cv`), shrunk towards ordinary kriging by the amount of
+    ``stack_shrink_grid`` that gives the smallest out-of-fold error averaged over the schemes
+    (:func:`stack_shrinkage`); it is mapped when its MAE relative to ordinary kriging's, averaged over the
+    schemes, is below one (:func:`select_method`, ``ensemble_rule='mean_ratio'``). Otherwise the chosen
+    method is the simplest within one
     standard error of the best by the per-sample absolute error averaged over the schemes
     (:func:`select_method`); its advantage over ordinary kriging is reported with a paired
     bootstrap interval (:func:`ratio_interval`). Only methods that beat ordinary kriging by more than one
@@ -2645,6 +2753,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     scheduler : Dask scheduler address for the grid tiles (default: ``HMLIB_SCHEDULER`` or serial).
     stack_min_weight : members of the stacked ensemble with a weight of at most this are left out of the map (each
         costs a full grid prediction) and the others' weights rescaled to sum to one.
+    stack_shrink_grid : candidate shrinkages of the stacked ensemble's weights towards ordinary kriging (0: none;
+        1: ordinary kriging alone).
     variogram_sample : above this many samples the experimental and directional variograms (and those of
         every fit) use a seeded random subset of this size (about 2 million pairs for 2,000).
 
@@ -2776,8 +2886,14 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                                    fit=ck_fit if m in ("ck", "ckc") and folds is None else None, **args(m))
             secs[f"cv_{sname}_{m}"] = time.perf_counter() - t0
             by_scheme[sname][m] = c
-        if "stack" in methods and len(base) > 1:
-            st, _ = stacked_cv({m: by_scheme[sname][m] for m in base}, log=log)
+    lam, shrink_tab = float("nan"), pd.DataFrame()
+    if "stack" in methods and len(base) > 1:
+        # the stack's shrinkage towards OK, chosen on the out-of-fold error averaged over the schemes (no shrinkage
+        # without OK among the members)
+        lam, shrink_tab = (stack_shrinkage(by_scheme, members=base, log=log, grid=stack_shrink_grid)
+                           if "ok" in base else (0.0, pd.DataFrame()))
+        for sname in by_scheme:
+            st, _ = stacked_cv({m: by_scheme[sname][m] for m in base}, log=log, shrink=lam)
             by_scheme[sname]["stack"] = st
     grid_has_secondary = grid_secondary is not None and all(c in grid_secondary.columns for c in sec_names) and \
         len(sec_names) > 0 and grid_secondary[sec_names].notna().all().all()
@@ -2789,14 +2905,15 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     summ = pd.DataFrame(rows)
     selectable = [m for m in by_scheme[scheme] if m != "ckc" or grid_has_secondary]
     if "ok" in selectable:
-        # a method replaces ordinary kriging only if it is no worse than OK under every scheme
+        # a single method replaces ordinary kriging only if it is no worse than OK under every scheme; the stacked
+        # ensemble, shrunk towards OK, is judged on its error averaged over the schemes (select_method)
         mae = {(m, sn): float(np.mean(np.abs(d[m]["observed"] - d[m]["predicted"])))
                for sn, d in by_scheme.items() for m in d}
-        selectable = [m for m in selectable if m == "ok" or all(mae[(m, sn)] <= mae[("ok", sn)]
+        selectable = [m for m in selectable if m in ("ok", "stack") or all(mae[(m, sn)] <= mae[("ok", sn)]
                                                                  for sn in by_scheme if (m, sn) in mae)]
     losses = pd.DataFrame({m: np.mean([np.abs(d[m]["observed"] - d[m]["predicted"]).to_numpy() for d in by_scheme.values()
                                        if m in d], axis=0) for m in selectable})
-    sel = select_method(losses, ensemble="stack", scheme_losses={sn: pd.DataFrame({m: np.abs(d[m]["observed"] - d[m]["predicted"]).to_numpy()
+    sel = select_method(losses, ensemble="stack", ensemble_rule="mean_ratio", scheme_losses={sn: pd.DataFrame({m: np.abs(d[m]["observed"] - d[m]["predicted"]).to_numpy()
                                                                  for m in selectable if m in d})
                                                for sn, d in by_scheme.items()})
     best = sel["chosen"]
@@ -2825,7 +2942,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     if best == "stack":
         P = np.column_stack([by_scheme[scheme][m]["mean_t"] for m in base])
         yobs = by_scheme[scheme][base[0]]["observed_t"].to_numpy(float)
-        sw = dict(zip(base, stack_weights(P, yobs)))
+        sw = dict(zip(base, stack_weights(P, yobs, shrink=lam, reference=base.index("ok") if "ok" in base else None)))
         members = [m for m in base if sw[m] > stack_min_weight]   # the tiles rescale their weights to sum to one
     else:
         members = [best]
@@ -2866,7 +2983,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                     anisotropy_model=an_model, cv=pd.concat(cvs, ignore_index=True), cv_summary=summ,
                     selection=selection, best=best, gain=gain, stack_weights=sw, secondary=sec_names,
                     block_size=bsize, grid=g, threshold=thr, shares=shares, seconds=secs, scale_cv=scale_cv,
-                    anisotropy_cv=aniso_cv, n_samples=int(len(v)), n_cv=int(len(vc)), n_below_zero=n_below)
+                    anisotropy_cv=aniso_cv, n_samples=int(len(v)), n_cv=int(len(vc)), n_below_zero=n_below,
+                    stack_shrinkage=lam, shrinkage_cv=shrink_tab)
 
 
 def variogram_figure(mm: MetalMap, *, unit: str, coordinate_unit: str):
@@ -3287,7 +3405,7 @@ neighbouring samples. Its score with the held-out sample's secondary metals know
 information: the grid has no metal values, so it cannot map. The random forest [@breiman2001rf] uses the covariates
 and coordinates projected on six oblique axes [@moller2020oblique]; its out-of-bag residuals are kriged and added
 [@hengl2018rfsp]. The stacked ensemble averages the methods with non-negative weights summing to one that minimise
-the out-of-fold squared error [@breiman1996stacking]. On the log scale, predictions are back-transformed to the mean
+the out-of-fold squared error [@breiman1996stacking], shrunk towards OK as described below. On the log scale, predictions are back-transformed to the mean
 as $\\hat z = \\exp(\\hat y + \\sigma^2/2 - \\psi)$, with $\\psi$ the Lagrange multiplier of the (residual) ordinary
 kriging or cokriging system and 0 for simple kriging [@journel1980]; the median is $\\exp(\\hat y)$.
 
@@ -3302,10 +3420,14 @@ the noise of one partition [@cawley2010]; the method mapped for
 each metal is the simplest of them (in the order OK, SKlm, RK, cokriging, random forest, stack) whose mean absolute
 error, averaged over the schemes, is within one standard error of the best, the standard error
 being that of the paired per-sample differences [@hastie2009esl]: a more complex method must beat the simpler ones by
-more than the noise of the estimate. The stacked ensemble is the exception: it does not replace OK but shrinks the
-other methods towards it, and a cross-validated combination does asymptotically as well as the best one
-[@vanderlaan2007superlearner], so it is mapped whenever its mean absolute error is no larger than OK's under every
-scheme. Its error relative to OK is given with a 95 % paired bootstrap interval; because
+more than the noise of the estimate. The stacked ensemble is the exception: it does not replace OK but combines the
+other methods with it, and a cross-validated combination does asymptotically as well as the best one
+[@vanderlaan2007superlearner]. Its weights, fitted on a few hundred samples, are noisy, so they are shrunk towards OK
+by the share (0, 0.25, 0.5, 0.75 or 1; a share of 1 is OK itself) whose out-of-fold mean absolute error relative to
+OK's, averaged over the schemes, is smallest; the ensemble is mapped whenever that averaged ratio is below one. On
+random hold-out splits of the Jura and Meuse samples and on generated surveys, this shrunk ensemble predicted the
+held-out samples slightly better than the unshrunk one mapped only when no worse than OK under every scheme (mean
+ratio to OK 0.960 against 0.966 on Jura). Its error relative to OK is given with a 95 % paired bootstrap interval; because
 the choice and the score use the same folds, the chosen method's advantage is slightly optimistic.{sub}
 
 **Exceedance.** {thr}
@@ -3399,33 +3521,40 @@ def results_text(choice: pd.DataFrame, cv_table: pd.DataFrame, *, scheme_label: 
     """
     if not len(choice):
         return ""
+
+    _and = _and_list
     kept, clear, partial_, noise = [], [], [], []
+    by_method: dict[str, list[str]] = {}
     for metal, d in choice.groupby("metal", sort=False):
         m = d["chosen"].iloc[0]
         if m == "ok":
             kept.append(metal)
             continue
-        segs = []
-        for r in d.itertuples():
-            lab = scheme_label if r.scheme != "block" else "block"
-            segs.append(f"{lab} MAE {_pct_change(r.ratio_mae_to_ok)}")
+        by_method.setdefault(m, []).append(metal)
+        segs = [f"{scheme_label if r.scheme != 'block' else 'block'} MAE {_pct_change(r.ratio_mae_to_ok)}"
+                for r in d.itertuples()]
         below = [bool(r.ratio_high < 1) for r in d.itertuples()]
-        item = f"{metal} ({METHOD_LABELS[m]}, " + ", ".join(segs) + ")"
-        (clear if all(below) else partial_ if any(below) else noise).append(item)
+        (clear if all(below) else partial_ if any(below) else noise).append((metal, ", ".join(segs)))
+    n_metals = choice["metal"].nunique()
     parts = []
+    if by_method:
+        said = [f"the {METHOD_LABELS[m]} for " + ("every metal" if len(v) == n_metals else _and(v))
+                for m, v in by_method.items()]
+        parts.append("The map is " + _and(said) + ".")
     if clear:
-        parts.append("The chosen method beat ordinary kriging under every scheme (95 % intervals in the table) for "
-                     + "; ".join(clear) + ".")
+        parts.append("Its gain over ordinary kriging held under every scheme (every 95 % interval below no change) "
+                     "for " + _and(f"{m} ({g})" for m, g in clear) + ".")
     if partial_:
         parts.append("It beat ordinary kriging under one scheme only, a gain that may not carry to new data, for "
-                     + "; ".join(partial_) + ".")
+                     + _and(m for m, _ in partial_) + ".")
     if noise:
         parts.append("The gain is within the noise of the cross-validation (every interval reaches no change) for "
-                     + "; ".join(noise) + ".")
+                     + _and(m for m, _ in noise) + ".")
     if kept:
-        parts.append(f"Ordinary kriging was kept for {', '.join(kept)}: no alternative beat it by more than one "
-                     "standard error of the per-sample differences, and the stacked ensemble did worse than it under "
-                     "at least one scheme, so the extra covariates or metals do not pay for their complexity there.")
+        parts.append(f"Ordinary kriging was kept for {_and(kept)}: no alternative beat it by more than one "
+                     "standard error of the per-sample differences, and no share of the stacked ensemble lowered its "
+                     "error averaged over the schemes, so the extra covariates or metals do not pay for their "
+                     "complexity there.")
     txt = " ".join(parts) + " "
     ratios = choice[choice["scheme"] == choice["scheme"].iloc[0]].set_index("metal")["ratio_mae_to_ok"]
     txt += (f"Over the {len(ratios)} metals the median ratio of the chosen method's MAE to ordinary kriging's is "
@@ -3436,6 +3565,11 @@ def results_text(choice: pd.DataFrame, cv_table: pd.DataFrame, *, scheme_label: 
             "probabilities are too confident; block cross-validation, which predicts farther from the data, usually "
             "shows larger values).")
     return txt
+
+
+def _and_list(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set: str,
@@ -3458,7 +3592,7 @@ def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set:
     s = shares.sort_values("share_expected", ascending=False)
     parts = []
     for r in s[s["share_expected"] >= 0.05].itertuples():
-        loc = (where or {}).get(r.metal, "")
+        loc = (where or {}).get(r.metal, "") if r.share_p90 >= 0.0005 else ""
         parts.append(f"{r.metal} {100 * r.share_expected:.1f} % (median map {100 * r.share_median:.1f} %; "
                      f"probability above 0.9 on {100 * r.share_p90:.1f} %{', mostly in the ' + loc if loc else ''})")
     txt = (f"Expected share of the mapped area above the {threshold_name} value of {guideline_set} (mean exceedance "
@@ -3466,10 +3600,10 @@ def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set:
     wide = s[s["share_expected"] >= 0.5]["metal"].tolist()
     rare = s[s["share_expected"] < 0.05]["metal"].tolist()
     if wide:
-        txt += (f"For {', '.join(wide)} exceeding the value is the rule rather than the exception, which points to "
+        txt += (f"For {_and_list(wide)} exceeding the value is the rule rather than the exception, which points to "
                 "a diffuse, regional level (geogenic or diffuse input) rather than to local point sources. ")
     if rare:
-        txt += f"For {', '.join(rare)} exceedance is rare (expected share below 5 %). "
+        txt += f"For {_and_list(rare)} exceedance is rare (expected share below 5 %). "
     if "share_samples" in s.columns:
         for k in [s.index[0]]:   # the headline metal (largest expected share)
             r = s.loc[k]

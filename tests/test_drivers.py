@@ -23,7 +23,8 @@ def _synthetic(n_side: int = 11, seed: int = 0):
 def test_mgwr_recovers_local_and_global_scales():
     """Known truth: x1's coefficient varies over space, x2's does not. MGWR gives x1 a smaller bandwidth than
     x2, tracks b1 (correlation > 0.9), beats OLS on AICc, and OLS AICc follows mgwr's formula
-    -2 llf + 2 n (k + 1)/(n - k - 2) (checked against statsmodels' log-likelihood here)."""
+    -2 llf + 2 n (k + 1)/(n - k - 2) (checked against statsmodels' log-likelihood here); the results text says
+    what the generator built (x2 global, x1 local with a sign change)."""
     import statsmodels.api as sm
 
     u, v, y, X, b1 = _synthetic(n_side=9)
@@ -40,6 +41,11 @@ def test_mgwr_recovers_local_and_global_scales():
     llf = sm.OLS(ys, sm.add_constant(Xs.to_numpy())).fit().llf
     assert cmp.loc["OLS", "aicc"] == pytest.approx(-2 * llf + 2 * n * (k + 1) / (n - k - 2))
     assert set(res.local.columns) >= {"beta_x1", "t_x1", "sig_x1", "beta_intercept"}
+    # the reader's sentence states the generator's truth: x2 acts region-wide, x1 varies and changes sign
+    text = dr.results_text(res)
+    glob, _, loc = text.partition("The relation with")
+    assert "x2 (coefficient" in glob and "whole region" in glob
+    assert loc.startswith(" x1 (bandwidth") and "changing sign" in loc and "x2" not in loc
 
 
 def test_mgwr_size_limit_and_inputs():

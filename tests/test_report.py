@@ -207,6 +207,52 @@ def test_reference_sets_name_their_authors_and_year_once_when_rendered(tmp_path)
         assert len(years) == 1 + ("Zhao" in line), (name, line)
 
 
+def test_unit_code_is_written_for_readers_in_figures():
+    """Checked against the SI symbol written by hand: a figure's axis label, title and legend say µg/L, never the
+    data files' code ug/L."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hmlib.outputs import _reader_units
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], label="As (ug/L)")
+    ax.set_ylabel("concentration (ug/L)")
+    ax.set_title("water, ug/L")
+    ax.legend()
+    _reader_units(fig)
+    texts = [ax.get_ylabel(), ax.get_title(), ax.get_legend().get_texts()[0].get_text()]
+    plt.close(fig)
+    assert texts == ["concentration (µg/L)", "water, µg/L", "As (µg/L)"]
+
+
+def test_finding_references_join_a_closing_parenthesis():
+    """Checked against the house style written out by hand: a finding that ends in a parenthesis takes its
+    cross-references inside it, never as a second parenthesis; one already citing its display is unchanged."""
+    from hmlib.report import _with_refs
+
+    assert _with_refs("Cd exceeded it in 12 % (95 % CI 7–19 %).", ["tbl-x"]) == \
+        "Cd exceeded it in 12 % (95 % CI 7–19 %; @tbl-x)."
+    assert _with_refs("Cd is high.", ["tbl-x", "fig-y"]) == "Cd is high (@tbl-x; @fig-y)."
+    assert _with_refs("Cd is high (@tbl-x).", ["tbl-x"]) == "Cd is high (@tbl-x)."
+
+
+def test_no_work_is_in_the_bibliography_under_two_keys(tmp_path):
+    """Checked against the DOIs: every DOI of the merged bibliography belongs to exactly one key, so that a
+    work is never listed twice as "1994a" and "1994b" (Atteia et al. 1994 once was, from two files)."""
+    from hmlib.report import _bibliography
+
+    text = _bibliography(tmp_path).read_text(encoding="utf-8")
+    keys_by_doi: dict[str, set] = {}
+    for chunk in re.split(r"(?=^@)", text, flags=re.M):
+        key, doi = re.match(r"@\w+\{([^,]+),", chunk), re.search(r"doi\s*=\s*\{([^}]+)\}", chunk, flags=re.I)
+        if key and doi:
+            keys_by_doi.setdefault(doi.group(1).strip().lower(), set()).add(key.group(1).strip())
+    assert {d: k for d, k in keys_by_doi.items() if len(k) > 1} == {}
+
+
 def test_five_studies_are_in_the_bibliography_with_venue_and_year():
     """Checked against the studies' titles, venues and DOIs as published (looked up for this project)."""
     text = (ROOT / "hmlib" / "data" / "bib" / "studies.bib").read_text(encoding="utf-8")

@@ -293,7 +293,20 @@ def test_attribution_never_prints_a_value_outside_its_own_interval():
     assert finds[0]["topic"] == ("source attribution", "soil", "Zn")
     text, finds = _attribution(77.0, 70.0, 85.0)
     assert "77 % of the modelled Zn (bootstrap 5th-95th percentile 70 to 85 %)" in text
+    assert "interval is wide" not in text
     assert finds[0]["text"].startswith("PMF attributes 77 % of the soil Zn (bootstrap 5th-95th percentile 70 to 85 %)")
+
+
+def test_attribution_states_a_near_miss_and_explains_a_wide_interval():
+    """Hand-built attribution tables (the rule, not a fit): a base value 1 point below its bootstrap range (92 %
+    against 93-100 %, Meuse Cd) is printed with the range and the gap, not called undetermined; a range of
+    40-77 % is printed and said to be wide."""
+    text, finds = _attribution(92.0, 93.0, 100.0)
+    assert "92 % of the modelled Zn (bootstrap 5th-95th percentile 93 to 100 %; the base run lies 1 point below it)" \
+        in text and "not well determined" not in text
+    assert "not well determined" not in finds[0]["text"]
+    text, _ = _attribution(77.0, 40.0, 77.0)
+    assert "40 to 77 %)" in text and "The interval is wide" in text
 
 
 def test_compare_pmf_with_truth_recovers_a_relabelled_scaled_copy():

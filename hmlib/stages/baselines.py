@@ -329,10 +329,12 @@ def _conclusion(ctx: StageContext, result: Result, lit_name: str) -> None:
     if c.empty:
         return
     r = c.loc[c["ratio_to_literature"].apply(lambda v: abs(np.log(v)) if v > 0 else 0).idxmax()]
-    text = (f"The region's own baselines, not the {lit_name or 'literature value'}, are the natural reference: "
+    text = (f"The region's own baselines, not the {lit_name or 'literature value'}, are the reference for this "
+            "region's samples: "
             f"the baseline of {r['metal']} is {r['recommended_baseline']:.3g} {r['unit']} "
             f"({ctx.options.confidence:.0%} CI {r['ci_low']:.3g}–{r['ci_high']:.3g}), {r['ratio_to_literature']:.1f} "
-            "times the literature value.")
+            "times the literature value"
+            + (", so the region is naturally rich or enriched throughout." if r["ratio_to_literature"] > 3 else "."))
     s = result.adaptive_summary
     if s is not None:
         a = s[(s["metal"] == r["metal"]) & (s["medium"] == r["medium"])]
@@ -341,7 +343,7 @@ def _conclusion(ctx: StageContext, result: Result, lit_name: str) -> None:
             text += (f" Its adaptive background is predicted with an out-of-fold skill of {a['skill']:.2f}, and only "
                      f"{int(a['n_flagged'])} of {int(a['n_total'])} samples "
                      f"({100 * a['n_flagged'] / max(a['n_total'], 1):.0f} %) lie clearly above their own background"
-                     + (": most of its high values are natural." if a["skill"] >= 0.5 and
+                     + (f": the others lie within the level predicted from {_inputs_words(ctx, result)}." if a["skill"] >= 0.5 and
                         a["n_flagged"] / max(a["n_total"], 1) < 0.25 else "."))
     ctx.out.conclusion(text)
 
@@ -409,7 +411,9 @@ def _baseline_finding(ctx: StageContext, comparison: pd.DataFrame, guide: dict, 
         f"The regional baseline of {r['metal']} in {r['medium']} is {r['recommended_baseline']:.3g} {r['unit']} "
         f"({ctx.options.confidence:.0%} CI {r['ci_low']:.3g}–{r['ci_high']:.3g}), {r['ratio_to_literature']:.1f} "
         f"times the {lit_name} ({r['literature']:.3g} {r['unit']}){g_txt}: the region's own baseline, not the "
-        "global value, is the background against which enrichment is judged.",
+        "global value, is the background against which enrichment is judged"
+        + ("; a baseline this far above the crust means a naturally rich region or enrichment throughout, which the "
+           "baseline then includes." if r["ratio_to_literature"] > 3 else "."),
         importance=0.8 if abs(np.log(r["ratio_to_literature"])) > np.log(3) else 0.55,
         refs=["baselines_vs_literature"])
 
@@ -505,6 +509,12 @@ def _report_statistics(ctx: StageContext, result: Result) -> None:
                     f"({o.confidence:.0%} CI {v.loc[i, 'ci_low']:.3g}–{v.loc[i, 'ci_high']:.3g}) and the UTL95-95 "
                     f"{v.loc[i, 'utl95_95']:.3g} {v.loc[i, 'unit']}.",
                     importance=0.4, refs=["background_values"])
+
+
+def _inputs_words(ctx: StageContext, result: Result) -> str:
+    """The adaptive background's inputs in the reader's words ("Co, Cr, Ni, rock type and land use")."""
+    words = [c if c in ctx.data.metals else _prose_name(ctx.params, c) for c in result.covariates]
+    return _and(words) or "the coordinates"
 
 
 def _prose_name(p, column: str) -> str:
@@ -627,13 +637,20 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
         pick = summ.loc[[summ["skill"].idxmax()]]
     if len(pick):
         r = pick.iloc[0]
-        out.finding(f"Predicted out of fold from {inputs}, the natural background of {r['metal']} in {r['medium']} "
+        out.finding(f"Predicted out of fold from {inputs}, the background of {r['metal']} in {r['medium']} "
                     f"reached a skill of {r['skill']:.2f} over a single regional value (range over "
                     f"{'combinations' if multi else 'metals'} {summ['skill'].min():.2f} to {summ['skill'].max():.2f}); "
                     f"only {int(r['n_flagged'])} of {int(r['n_total'])} samples "
                     f"({100 * r['n_flagged'] / max(r['n_total'], 1):.0f} %) lie more than {o.z_flag:g} predictive SDs "
                     "above their own background.",
                     importance=0.65, refs=["adaptive_background_models"])
+    other = [word(c) for c in result.covariates if c not in data.metals]
+    if other:
+        out.limitation(f"The adaptive background is the level predicted from {inputs}. "
+                       + (f"Apart from the lithogenic elements, {_and(other)} can " if lith else "These inputs can ")
+                       + "also follow the way contamination arrives (a river that carries "
+                       "polluted sediment, flooding, land use): enrichment that varies with them passes as "
+                       "background, and a sample is flagged only for enrichment beyond that level.")
     out.limitation("The adaptive background uses a sparse Gaussian process (inducing points) and kernel "
                    "hyperparameters fitted once on all training samples; each sample's background is otherwise "
                    "predicted by a model that did not see it.")

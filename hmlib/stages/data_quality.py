@@ -171,9 +171,13 @@ def report(ctx: StageContext, result: Result) -> None:
         text += f"Distributions are roughly symmetric ({out.ref('summary_statistics')}, {box_refs}). "
     what = "metal and medium combinations" if len(media) > 1 else "metals"
     if lognormal > raw_normal:
-        text += (f"Normality was not rejected for {raw_normal} of {len(norm)} {what} on raw values but for "
-                 f"{lognormal} on log values (Shapiro-Wilk; {out.ref('normality')}), so geometric means and "
-                 "log-scale methods are used below. ")
+        lead = ((f"Normality was rejected for all {len(norm)} {what} on raw values, but for "
+                 + ("none of them" if lognormal == len(norm) else f"only {len(norm) - lognormal} of them")
+                 + " on log values") if raw_normal == 0 else
+                (f"Normality was not rejected for {raw_normal} of {len(norm)} {what} on raw values but for "
+                 f"{lognormal} on log values"))
+        text += (lead + f" (Shapiro-Wilk; {out.ref('normality')}), so geometric means and log-scale methods are "
+                 "used below. ")
     else:
         text += (f"The Shapiro-Wilk test rejected normality for {len(norm) - raw_normal} of {len(norm)} {what} on "
                  f"raw values and {len(norm) - lognormal} on log values ({out.ref('normality')}); with this many "
@@ -224,7 +228,8 @@ def report(ctx: StageContext, result: Result) -> None:
                   in_report=False)
     # --- correlations: one figure per medium, both coefficients ------------------------------
     out.table("dq_correlation", result.correlation, "Pairwise correlations.", in_report=False)
-    corr_refs, corr_txt = [], []
+    corr_refs, corr_txt, panels = [], [], {}
+    scale = "log10" if o.correlation_log else "raw"
     for m in media:
         w = data.wide(m)
         c = result.correlation[result.correlation.medium == m]
@@ -232,14 +237,7 @@ def report(ctx: StageContext, result: Result) -> None:
             continue
         rp, pp = dq.correlation_matrices(c[c.method == "pearson"], metals=list(w.columns))
         rs, ps = dq.correlation_matrices(c[c.method == "spearman"], metals=list(w.columns))
-        fig = dq.plot_correlations(rp, rs, pearson_p=pp, spearman_p=ps, alpha=o.alpha,
-                                   scale="log10" if o.correlation_log else "raw")
-        name = f"dq_correlation_{m}"
-        out.figure(name, fig, f"Correlations between metals in {m}: Pearson r above the diagonal, Spearman ρ below "
-                   f"({'log10' if o.correlation_log else 'raw'} values); * p < {o.alpha:g}, ** p < {o.alpha / 5:g}.",
-                   width="70%", group="dq_correlation" if len(media) > 1 else None)
-        plt.close(fig)
-        corr_refs.append(out.ref(name, "fig"))
+        panels[m] = (rp, rs, pp, ps)
         pairs = _pairs_text(result.correlation, m)
         diff = (c[c.method == "pearson"].set_index(["metal_a", "metal_b"])["r"]
                 - c[c.method == "spearman"].set_index(["metal_a", "metal_b"])["r"]).abs()
@@ -248,6 +246,19 @@ def report(ctx: StageContext, result: Result) -> None:
                            "no pair of metals has a rank correlation of 0.5 or more")
                         + (f"; Pearson and Spearman coefficients differ by at most {diff.max():.2f}"
                            if len(diff.dropna()) else ""))
+    if len(panels) == 1:
+        (m, (rp, rs, pp, ps)), = panels.items()
+        fig = dq.plot_correlations(rp, rs, pearson_p=pp, spearman_p=ps, alpha=o.alpha, scale=scale)
+        name, what = "dq_correlations", f"in {m}"
+    elif panels:  # one figure with a panel per medium: a full page per medium repeats one kind of display
+        fig = dq.plot_correlations_by_medium(panels, alpha=o.alpha, scale=scale)
+        name, what = "dq_correlations", "in each medium (coefficients without the leading zero, .82 = 0.82)"
+    if panels:
+        out.figure(name, fig, f"Correlations between metals {what}: Pearson r above the diagonal, Spearman ρ below "
+                   f"({scale} values); * p < {o.alpha:g}, ** p < {o.alpha / 5:g}.",
+                   width="70%" if len(panels) == 1 else "100%")
+        plt.close(fig)
+        corr_refs.append(out.ref(name, "fig"))
     if corr_refs:
         out.markdown("**Associations between metals.** " + "; ".join(corr_txt)[0].upper() + "; ".join(corr_txt)[1:]
                      + f" ({', '.join(corr_refs)}). Metals that rise and fall together share a source or a carrier "
@@ -258,10 +269,13 @@ def report(ctx: StageContext, result: Result) -> None:
     for m in media:
         w = data.wide(m)
         fig = plots.boxplots(w, unit=data.unit(m), thresholds=thresholds.get(m, {}))
+        names = {k for v in thresholds.get(m, {}).values() for k in v}
+        lines = ((["the background" + (f" ({dq.reference_label(refs.background, cite=False, short=True)})"
+                                       if refs.background else "")] if "background" in names else [])
+                 + (["the guideline values"] if names - {"background"} else []))
         out.figure(f"dq_boxplots_{m}", fig, f"Concentrations in {m} (log scale; boxes: quartiles; whiskers: 1.5 "
-                   "times the interquartile range) with the background"
-                   + (f" ({dq.reference_label(refs.background, cite=False, short=True)})" if refs.background else "")
-                   + " and guideline values named in the legend.",
+                   "times the interquartile range)"
+                   + (" with " + " and ".join(lines) + " named in the legend." if lines else "."),
                    width="80%", group="dq_boxplots" if len(media) > 1 else None)
         plt.close(fig)
         fig = plots.histograms(w, unit=data.unit(m), ncols=o.map_columns, thresholds=thresholds.get(m, {}))
@@ -372,7 +386,8 @@ def _exceedance_findings(ctx: StageContext, exc: pd.DataFrame) -> None:
         + (", followed by " + _and(f"{x.metal} ({100 * x.share_exceeding:.0f} %)" for x in others.itertuples())
            if len(others) else "")
         + (f"; no sample reached a {_and(never)}" if never else "")
-        + ". Whether these exceedances are natural is judged below against the region's own background.")
+        + ". An exceedance alone does not say whether the metal is natural or added; the conclusions below judge "
+          "that from the region's own background and the sources.")
     ctx.out.finding(f"{r['metal']} exceeded the {dq.threshold_header(r['threshold_name']).lower()} of {val} {unit}, "
                     f"from {name}, in {100 * r['share_exceeding']:.1f} % of the {r['medium']} samples "
                     f"(95 % CI {100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f} %){extra}.",

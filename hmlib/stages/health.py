@@ -332,8 +332,9 @@ def report(ctx, result: Result) -> None:
         out.markdown(_grid_text(r.grid) + f" ({out.ref('health_grid_maps', 'fig')})." + _below_zero_text(r.grid_below_zero))
     for f in findings:
         out.finding(f["text"], importance=f["importance"], refs=f["refs"])
-    if r.media and not r.summaries[r.media[0]].empty:
-        out.conclusion(_conclusion(r, r.media[0], cr_vi_assumed))
+    for m in r.media:  # one conclusion per medium assessed: soil and drinking water can differ
+        if not r.summaries[m].empty:
+            out.conclusion(_conclusion(r, m, cr_vi_assumed))
     _limitations(ctx, r, cr_vi_assumed)
 
 
@@ -372,14 +373,15 @@ def _findings(r: Result, m: str, table: str, mc_fig: str | None) -> list[dict]:
     if len(mh):
         q = mh.iloc[0]
         t += (f", and in the Monte Carlo analysis the median was {hr.sci_text(q.p50)} (90 % interval "
-              f"{hr.sci_text(q.p5)} to {hr.sci_text(q.p95)}; probability of HI above 1 "
-              f"{hr._prob_text(q.prob_gt_threshold, int(q.n_iter))})")
+              f"{hr.sci_text(q.p5)} to {hr.sci_text(q.p95)}) with a probability of HI above 1 of "
+              f"{hr._prob_text(q.prob_gt_threshold, int(q.n_iter))}")
     out.append({"text": t + ".", "importance": 0.75 if share > 0.05 else 0.55, "refs": refs})
     with_c = [x for x in recs if ind.loc[ind["receptor"] == x, "tcr"].notna().any()]
     if with_c:
         r_c = "resident" if "resident" in with_c else with_c[0]
         tc = ind.loc[ind["receptor"] == r_c, "tcr"]
-        t = (f"The lifetime cancer risk of a {r_c} averaged {hr.sci_text(tc.mean())} (range {hr.sci_text(tc.min())} "
+        t = (f"The lifetime cancer risk of a {r_c} exposed to the {m} samples' concentrations averaged "
+             f"{hr.sci_text(tc.mean())} (range {hr.sci_text(tc.min())} "
              f"to {hr.sci_text(tc.max())} over the samples; {100 * float((tc > 1e-4).mean()):.2g} % above 10^−4^)")
         mt = mc[(mc["receptor"] == r_c) & (mc["metric"] == "TCR") & (mc["threshold"] == 1e-4)] if len(mc) else mc
         if len(mt):
@@ -405,10 +407,12 @@ def _conclusion(r: Result, m: str, cr_vi_assumed: bool) -> str:
     hi = ind.loc[ind["receptor"] == r_hi, "hi"]
     mc = r.mc_table[(r.mc_table["medium"] == m) & (r.mc_table["receptor"] == r_hi) & (r.mc_table["metric"] == "HI")] \
         if len(r.mc_table) else r.mc_table
-    p_txt = (f", Monte Carlo probability of exceeding 1 {hr._prob_text(mc.iloc[0].prob_gt_threshold, int(mc.iloc[0].n_iter))}"
+    p_txt = (f"; in the Monte Carlo analysis it exceeded 1 with a probability of "
+             f"{hr._prob_text(mc.iloc[0].prob_gt_threshold, int(mc.iloc[0].n_iter))}"
              if len(mc) else "")
     share = float((hi > 1).mean())
-    t = (f"Living on these {m}s poses no appreciable noncancer hazard (a {r_hi}'s hazard index at most "
+    who = f"Living on these {m}s" if hr.exposure_medium(m) == "soil" else f"Using this {m} daily"
+    t = (f"{who} poses no appreciable noncancer hazard (a {r_hi}'s hazard index at most "
          f"{hr.sci_text(hi.max())}{p_txt})" if share == 0 else
          f"A noncancer hazard cannot be ruled out at {100 * share:.2g} % of the {m} samples (a {r_hi}'s hazard index "
          f"up to {hr.sci_text(hi.max())}{p_txt})")
@@ -418,8 +422,10 @@ def _conclusion(r: Result, m: str, cr_vi_assumed: bool) -> str:
         tc = ind.loc[ind["receptor"] == r_c, "tcr"]
         band = ("above the US EPA target range" if tc.mean() > 1e-4 else "within the US EPA target range"
                 if tc.mean() >= 1e-6 else "below the US EPA target range")
+        above = float((tc > 1e-4).mean())
         t += (f"; the lifetime cancer risk, {hr.sci_text(tc.mean())} on average (range {hr.sci_text(tc.min())} to "
-              f"{hr.sci_text(tc.max())}), lies {band}")
+              f"{hr.sci_text(tc.max())}), lies {band}"
+              + (f", with {100 * above:.2g} % of the samples above 10^−4^" if above > 0 and tc.mean() <= 1e-4 else ""))
         s = r.summaries[m]
         d = s[(s["receptor"] == r_c) & (s["metal"] != "all")].dropna(subset=["tcr_mean"])
         if cr_vi_assumed and len(d) and d.sort_values("tcr_mean").iloc[-1].metal == "Cr(VI)":

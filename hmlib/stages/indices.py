@@ -7,7 +7,6 @@ section. The indices' background comes from the baselines stage when it ran (opt
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -109,6 +108,7 @@ class Result:
     zoning_sites, zoning_bounds, zoning_shares : dual-media zoning (None when not applicable).
     zoning_media, zoning_reason : the media paired, or why zoning was not done.
     capacity, capacity_summary, capacity_notes : bearing capacity (None without a guideline set).
+    nemerow_media : media whose Nemerow index is computed against guideline values (else the background).
     """
 
     indices: pd.DataFrame
@@ -130,6 +130,7 @@ class Result:
     capacity: pd.DataFrame | None = None
     capacity_summary: pd.DataFrame | None = None
     capacity_notes: list = field(default_factory=list)
+    nemerow_media: list = field(default_factory=list)
     guideline_set: str | None = None
     threshold: str | None = None
     water_standard: str | None = None
@@ -182,21 +183,44 @@ def _conditions(ctx, medium):
 
 
 def _sample_guidelines(ctx, medium: str, threshold: str | None):
-    """Per-sample guideline values of ``threshold`` for one medium, or (None, [note])."""
+    """Per-sample guideline values of ``threshold`` for one medium and the reader's notes on them:
+    ``(table, notes)``; ``(None, [why])`` when no value applies; ``(None, None)`` when the guideline set has no
+    values for the medium at all (the caller writes one sentence for all such media)."""
     gset = ctx.params.references.guideline
     try:
         gl = guideline_values(gset, medium=medium, unit=ctx.data.unit(medium))
     except ReferenceDataError:  # a set without values for this medium: reported, not raised
-        from ..descriptive import reference_label
-
-        name = reference_label(gset, cite=False)
-        return None, [f"{name[0].upper() + name[1:]} gives no values for {medium}, so no bearing capacity is "
-                      f"computed for it."]
+        return None, None
     cond, default, _ = _conditions(ctx, medium)
     try:
         return zn.sample_guidelines(gl, cond, threshold_name=threshold, default=default)
     except ValueError as e:
-        return None, [f"{medium}: {e}"]
+        why = str(e)
+        return None, [_in_medium(medium, why[:1].upper() + why[1:].rstrip(".") + ".",
+                                 multi=len(_solid_media(ctx.data)) + len(_water_media(ctx.data)) > 1)]
+
+
+def _in_medium(medium: str, text: str, *, multi: bool) -> str:
+    """``text`` (a sentence) as said of one medium: "In sediment, no guideline value applies ..." when the
+    region has several media, else unchanged."""
+    if not multi:
+        return text
+    keep = text[:2].isupper()  # an acronym such as "WHO" keeps its case
+    return f"In {medium}, " + (text if keep else text[:1].lower() + text[1:])
+
+
+def _no_values_sentence(gset: str, media: list[str]) -> str:
+    """One sentence for the media a guideline set gives no values for."""
+    from ..descriptive import reference_label
+
+    name = reference_label(gset, cite=False)
+    return (f"{name[0].upper() + name[1:]} gives no values for {_or(media)}, so no bearing capacity is computed "
+            f"for {'it' if len(media) == 1 else 'them'}.")
+
+
+def _or(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def run(ctx) -> Result:
@@ -215,8 +239,9 @@ def run(ctx) -> Result:
     threshold = o.guideline_threshold or p.references.guideline_threshold
     gset = p.references.guideline
     notes: list[str] = []
+    multi = len(solid) + len(water) > 1
     parts, backgrounds, all_bg = [], {}, {}
-    nemerow_guideline = None
+    nemerow_guideline, nemerow_media = None, []
     for m in solid:
         conc = data.wide(m)
         conc.index = conc.index.astype(str)
@@ -240,16 +265,17 @@ def run(ctx) -> Result:
                     nem_std = per.pivot_table(index="sample_id", columns="metal", values="threshold", aggfunc="first")
                     nem_std.columns.name = None
                     nemerow_guideline = gset
+                    nemerow_media.append(m)
             if nem_std is None:
-                notes.append(f"{m}: no guideline value applies, so the Nemerow index is computed against the "
-                             "background and not graded.")
+                notes.append(_in_medium(m, "No guideline value applies, so the Nemerow index is computed against "
+                                           "the background and not graded.", multi=multi))
         t, n = ix.compute_indices(conc[have], bg[have] if isinstance(bg, pd.DataFrame) else bg, medium=m,
                                   background_used=label, toxic_response=tr, class_tables=class_tables,
                                   indices=tuple(o.indices), ef_reference_element=o.ef_reference_element,
                                   igeo_factor=o.igeo_factor, integrated_metals=assessed,
                                   nemerow_standard_mg_kg=nem_std)
         parts.append(t)
-        notes += [f"{m}: {x}" for x in n]
+        notes += [_in_medium(m, x, multi=multi) for x in n]
     wstd = o.water_standard or p.references.water_standard or "WHO_2022"
     for m in water:
         conc = data.wide(m)
@@ -257,12 +283,12 @@ def run(ctx) -> Result:
         t, n = ix.compute_water_indices(conc, standard_ug_l=ix.water_standard_values(wstd), medium=m,
                                         standard_name=_WATER_LABEL.get(wstd, wstd), classes=class_tables["HPI"])
         parts.append(t)
-        notes += [f"{m}: {x}" for x in n]
+        notes += [_in_medium(m, x, multi=multi) for x in n]
     table = pd.concat(parts, ignore_index=True)
     res = Result(indices=table, summary=ix.index_summary(table), shares=ix.index_class_shares(table, class_tables),
                  class_tables=class_tables, class_info=class_info, backgrounds=backgrounds, assessed=assessed,
                  notes=list(dict.fromkeys(notes)), guideline_set=gset, threshold=threshold, water_standard=wstd,
-                 nemerow_guideline=nemerow_guideline)
+                 nemerow_guideline=nemerow_guideline, nemerow_media=nemerow_media)
 
     # static vs adaptive background (Sun et al. 2025)
     mis_media = [m for m in solid if "adaptive" in all_bg[m]]
@@ -304,10 +330,13 @@ def run(ctx) -> Result:
 
     # bearing capacity: each sample against its own guideline value
     if gset:
-        caps, cnotes = [], []
+        caps, cnotes, no_values = [], [], []
         for m in solid + water:
             per, n = _sample_guidelines(ctx, m, threshold)
-            cnotes += n
+            if n is None:
+                no_values.append(m)
+            else:
+                cnotes += n
             if per is None or per.empty:
                 continue
             conc = data.wide(m)
@@ -320,7 +349,7 @@ def run(ctx) -> Result:
                               f"{', '.join(missing)} in {m}, so no capacity is computed for "
                               f"{'it' if len(missing) == 1 else 'them'}.")
             caps.append(zn.bearing_capacity(conc, per, medium=m, unit=data.unit(m)))
-        res.capacity_notes = _merge_no_value_notes(list(dict.fromkeys(cnotes)))
+        res.capacity_notes = ([_no_values_sentence(gset, no_values)] if no_values else []) + list(dict.fromkeys(cnotes))
         if caps:
             res.capacity = pd.concat(caps, ignore_index=True)
             res.capacity_summary = zn.bearing_capacity_summary(res.capacity)
@@ -389,8 +418,8 @@ def report(ctx, result: Result) -> None:
     r = result
     out.title = _title(r)
     tr = ix.toxic_response_factors(o.toxic_response)
-    multi = len(r.backgrounds) > 1
-    bg_label = ("; ".join(f"{m}: {b}" for m, b in r.backgrounds.items()) if multi else
+    multi = len(set(r.backgrounds.values())) > 1  # the same kind of background in every medium is named once
+    bg_label = ("; ".join(f"in {m}, {b}" for m, b in r.backgrounds.items()) if multi else
                 next(iter(r.backgrounds.values()), "none (water only)"))
     out.markdown("## Methods\n\n" + ix.methods_text(background_label=bg_label, igeo_factor=o.igeo_factor,
                                  ef_reference_element=o.ef_reference_element, class_info=r.class_info,
@@ -400,7 +429,7 @@ def report(ctx, result: Result) -> None:
                                  integrated_metals=r.assessed))
     notes = [n for n in r.notes if "enrichment factor was not computed" not in n.lower()]
     if notes:
-        out.markdown(" ".join(_note_sentence(n, multi=multi) for n in notes))
+        out.markdown(" ".join(notes))
     # --- overview of the indices ---------------------------------------------------------------
     out.table("indices", r.indices, "Pollution indices per medium, metal and index: median, 90th percentile, "
               "maximum and the share of samples above the lowest class (metal 'all': the integrated indices). The "
@@ -467,8 +496,9 @@ def report(ctx, result: Result) -> None:
             integ.append(f"the potential ecological risk index a median of {cf.loc['PERI', 'median']:.0f} "
                          f"(90th percentile {cf.loc['PERI', 'p90']:.0f}; {cf.loc['PERI', 'pct_above_lowest']:.0f} % "
                          f"above the low-risk class, first limit {r.class_info.get('peri_first', 150):g})")
-        if "Nemerow" in cf.index and r.nemerow_guideline:
-            integ.append(f"the Nemerow index against the guideline values a median of {cf.loc['Nemerow', 'median']:.2f}")
+        if "Nemerow" in cf.index:
+            against = "the guideline values" if m in r.nemerow_media else "the background"
+            integ.append(f"the Nemerow index against {against} a median of {cf.loc['Nemerow', 'median']:.2f}")
         er = r.summary[(r.summary["medium"] == m) & (r.summary["index"] == "Er")].set_index("metal")
         er_txt = ""
         if len(er):
@@ -476,7 +506,8 @@ def report(ctx, result: Result) -> None:
             er_txt = ((" Of the single-metal risk factors only " + _and(er_hi.index) + " reach"
                        + ("es" if len(er_hi) == 1 else "") + " above low risk in more than 1 % of the samples, "
                        "so the ecological risk index is driven by "
-                       + _and(er_hi.index) + " and its toxic response factor.") if len(er_hi) else
+                       + _and(er_hi.index) + f" and {'its' if len(er_hi) == 1 else 'their'} toxic response "
+                       + f"factor{'' if len(er_hi) == 1 else 's'}.") if len(er_hi) else
                       " No single-metal risk factor reaches above low risk in more than 1 % of the samples.")
         if integ:
             txt.append("Over all metals, " + "; ".join(integ) + f" ({out.ref('indices')})." + er_txt)
@@ -674,39 +705,4 @@ $100\\,(G - C)/G$ [@sun2025adaptive], is smallest for """
                    width="80%", appendix=True,
                    group="bearing_capacity" if r.capacity["medium"].nunique() > 1 else None)
         plt.close(fig)
-
-
-def _note_sentence(note: str, *, multi: bool) -> str:
-    """A note ``"sediment: no guideline value applies, ..."`` as prose: "In sediment, no guideline value
-    applies, ..." when the region has several media, else without the medium."""
-    medium, sep, rest = note.partition(": ")
-    if not sep or len(medium) > 12 or " " in medium:
-        return note
-    if not multi:
-        return rest[:1].upper() + rest[1:]
-    keep = rest[:2].isupper()  # an acronym such as "WHO" keeps its case
-    return f"In {medium}, " + (rest if keep else rest[:1].lower() + rest[1:])
-
-
-def _merge_no_value_notes(notes: list[str]) -> list[str]:
-    """One sentence for the media a guideline set has no values for ("... gives no values for sediment
-    or water, so no bearing capacity is computed for them"), instead of one sentence per medium."""
-    pat = re.compile(r"^(.*) gives no values for (\w+), so no bearing capacity is computed for it\.$")
-    hits = [(n, pat.match(n)) for n in notes]
-    by_set: dict[str, list[str]] = {}
-    for _, m in hits:
-        if m:
-            by_set.setdefault(m.group(1), []).append(m.group(2))
-    out, done = [], set()
-    for n, m in hits:
-        if not m:
-            out.append(n)
-        elif m.group(1) not in done:
-            done.add(m.group(1))
-            media = by_set[m.group(1)]
-            out.append(f"{m.group(1)} gives no values for {' or '.join(media)}, so no bearing capacity is computed "
-                       f"for {'it' if len(media) == 1 else 'them'}." if len(media) < 3 else
-                       f"{m.group(1)} gives no values for {', '.join(media[:-1])} or {media[-1]}, so no bearing "
-                       "capacity is computed for them.")
-    return out
 

@@ -10,6 +10,7 @@ generated demo region the recovered importance is compared with the generator's 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -225,7 +226,7 @@ def report(ctx: StageContext, result: Result) -> None:
     out.table("ml_feature_importance", imp, "Feature importance of the final model: share of the total gain in the "
               "screening model, mean absolute SHAP value, whether selected, whether part of the spatial term.",
               in_report=False)
-    score = f"R² {sk.r2_mean:.2f} ± {sk.r2_sd:.2f} under spatial-block cross-validation"
+    score = f"R² {sk.r2_mean:.2f} ± {sk.r2_sd:.2f}".replace("-", "\u2212") + " under spatial-block cross-validation"
     if sk.has_skill:
         d = res.drivers
         out.table("ml_drivers", d, f"Drivers of {ds.target_label}: selected candidates ranked by mean absolute SHAP "
@@ -261,8 +262,10 @@ def report(ctx: StageContext, result: Result) -> None:
         out.conclusion(f"The covariates carry {ds.target_label} into areas without samples with {score}; "
                        f"{lab(d['feature'].iloc[0])} is the leading driver, an association rather than a proven cause.")
         out.finding(f"A model of {ds.target_label} in {ds.medium} has transferable skill ({score}); its leading "
-                    f"driver is {lab(d['feature'].iloc[0])} ({100 * d['share'].iloc[0]:.0f} % of the drivers' mean "
-                    "absolute SHAP value).", importance=0.45 if sk.r2_mean < 0.2 else 0.55,
+                    f"driver, with {100 * d['share'].iloc[0]:.0f} % of the drivers' mean absolute SHAP value, is "
+                    # the label without its unit, so that the sentence does not end in two parentheses
+                    + re.sub(r"\s*\([^)]*\)$", "", lab(d["feature"].iloc[0])) + ".",
+                    importance=0.45 if sk.r2_mean < 0.2 else 0.55,
                     refs=[ref_id("tbl", "ml_cv_metrics"), ref_id("tbl", "ml_drivers")])
         if sk.r2_mean < 0.2:
             out.limitation(f"The model of {ds.target_label} has weak skill in held-out areas "

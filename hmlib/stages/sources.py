@@ -604,7 +604,7 @@ def _report_correlation(ctx: StageContext, result: Result) -> None:
                   f"Correlation matrix, {m}.", in_report=False)
     if "data_quality" in ctx.params.stages:
         out.markdown("The correlations between the metals, on which PCA and PMF build, are shown in the data-quality "
-                     "section (" + ", ".join(f"@{ref_id('fig', f'dq_correlation_{m}')}" for m in result.media) + ").")
+                     f"section (@{ref_id('fig', 'dq_correlations')}).")
 
 
 _NUM = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six"}

@@ -309,9 +309,10 @@ def report(ctx, result: Result) -> None:
     out.markdown(
         f"**Methods in brief.** Each metal was interpolated by {len(used)} candidate methods (ordinary kriging, and "
         "methods that add the covariates, correlated metals or a random forest to it), each scored by "
-        f"{cv_txt} with every fold refitted. The map is their stacked ensemble (weights from out-of-fold predictions) "
-        "when it is no worse than ordinary kriging under every scheme; otherwise ordinary kriging, unless one method "
-        "beats it by more than one standard error under every scheme. "
+        f"{cv_txt} with every fold refitted. The map is their stacked ensemble (weights from out-of-fold predictions, "
+        "shrunk towards ordinary kriging by the share that predicts held-out samples best) when its error, averaged "
+        "over the schemes, is below ordinary kriging's; otherwise ordinary kriging, unless one method beats it by "
+        "more than one standard error under every scheme. "
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
         "Formulas, the candidate methods and the choice rule are in @sec-appendix-spatial.")
@@ -340,19 +341,26 @@ def report(ctx, result: Result) -> None:
     out.table("spatial_selection", r.selection, "Mean absolute error per method averaged over the cross-validation "
               "schemes, standard error of its paired difference to the best, whether it was eligible (ordinary kriging, "
               "or a method that beat ordinary kriging by more than one standard error under every scheme), and the "
-              "method chosen (the stacked ensemble when no worse than ordinary kriging under every scheme, else by the "
-              "one-standard-error rule).", in_report=False)
+              "method chosen (the stacked ensemble, shrunk towards ordinary kriging, when its error relative to ordinary "
+              "kriging's, averaged over the schemes, is below one, else by the one-standard-error rule).", in_report=False)
     ch = r.choice.copy()
     chd = pd.DataFrame({
-        "Metal": ch["metal"], "Chosen method": ch["chosen"].map(sp.METHOD_LABELS),
+        "Metal": ch["metal"],
+        # the stacked ensemble with the share of its weight moved to ordinary kriging by the chosen shrinkage
+        "Chosen method": [sp.METHOD_LABELS[c] + (f" (shrinkage {maps[m].stack_shrinkage:.2g})"
+                                                  if c == "stack" and m in maps
+                                                  and np.isfinite(maps[m].stack_shrinkage) else "")
+                          for m, c in zip(ch["metal"], ch["chosen"])],
         "Scheme": ch["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"}),
         f"MAE chosen ({unit})": ch["mae_chosen"], f"MAE ordinary kriging ({unit})": ch["mae_ok"],
         "Ratio to ordinary kriging": ch["ratio_mae_to_ok"],
         "95 % interval": [f"{a:.2f}-{b:.2f}" for a, b in zip(ch["ratio_low"], ch["ratio_high"])]})
-    out.table("spatial_choice", ch, "Method mapped per metal (the stacked ensemble when it was no worse than ordinary kriging "
-              "under every scheme; otherwise the simplest within one standard error of the best) and "
+    out.table("spatial_choice", ch, "Method mapped per metal (the stacked ensemble, shrunk towards ordinary kriging, when its "
+              "error averaged over the schemes was below ordinary kriging's; otherwise the simplest within one standard "
+              "error of the best) and "
               "its mean absolute error relative to ordinary kriging (below 1: better), with a 95 % paired bootstrap "
-              "interval, per cross-validation scheme.", display=chd)
+              "interval, per cross-validation scheme. Shrinkage: the share of the ensemble's weight moved to ordinary "
+              "kriging, chosen by cross-validation (0: the fitted weights).", display=chd)
     if len(r.choice):
         out.markdown(f"**Which method maps best.** {out.ref('spatial_choice')} gives the method chosen per metal and "
                      f"its error relative to ordinary kriging; every method's scores are in {out.ref('spatial_cv')} "
@@ -373,7 +381,8 @@ def report(ctx, result: Result) -> None:
               "Selected variogram model per metal (weighted least squares; nugget and sills in squared modelling-scale "
               "units: of ln concentration where the scale is ln). Anisotropy ratio: longest over shortest directional "
               "range (azimuth counter-clockwise from east); the last column gives the anisotropy used by the "
-              "interpolation. A nugget/sill ratio above 0.75 indicates weak spatial dependence at the sampling scale.",
+              "interpolation, kept only where it lowered ordinary kriging's cross-validated error (a ratio from "
+              "noisy directional variograms often does not). A nugget/sill ratio above 0.75 indicates weak spatial dependence at the sampling scale.",
               display=vs)
     rng_col = f"Effective range ({cu})"
     weak = vs.loc[vs["Nugget/sill"] > 0.75, "Metal"].tolist()
@@ -409,7 +418,7 @@ def report(ctx, result: Result) -> None:
                 for m, mm in maps.items()}
     mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the mean predictions. The highest predicted "
             "concentrations (top tenth of the cells) lie "
-            + "; ".join(f"in the {w} for {m}" for m, w in hi_where.items() if w) + ". "
+            + "; ".join(f"in the {w} for {sp._and_list(ms)}" for w, ms in _group_by_value(hi_where).items()) + ". "
             + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
             "uncertainty grows away from the samples and, for metals modelled on the log scale, with the "
             "concentration.")
@@ -476,21 +485,27 @@ def report(ctx, result: Result) -> None:
         # area, is the stronger one, so the key findings give the sample share once
         out.finding(f"{top['metal']} exceeds the {tname} value of the {gl_short} in {100 * top['share_samples']:.0f} % "
                     f"of the {medium} samples (95 % CI {100 * lo_s:.0f}–{100 * hi_s:.0f} %) and on an expected "
-                    f"{100 * top['share_expected']:.0f} % of the mapped area (cells with exceedance probability above "
-                    f"0.9: {100 * top['share_p90']:.0f} %).",
+                    f"{100 * top['share_expected']:.0f} % of the mapped area; {100 * top['share_p90']:.0f} % of the cells "
+                    "exceed it with a probability above 0.9.",
                     importance=0.72, refs=("tbl-exceedance_shares",),
                     topic=("exceedance share", medium, top["metal"], r.threshold_name))
         pt = maps[top["metal"]].grid["exceedance_probability"]
         unsure = float(((pt > 0.1) & (pt < 0.9)).mean())
-        clear = r.choice.groupby("metal")["ratio_high"].max()
-        clear = [m for m in clear.index if clear[m] < 1 and maps[m].best != "ok"]
+        hi_max = r.choice.groupby("metal")["ratio_high"].max()
+        hi_min = r.choice.groupby("metal")["ratio_high"].min()
+        clear = [m for m in hi_max.index if hi_max[m] < 1 and maps[m].best != "ok"]
+        partial_ = [m for m in hi_min.index if hi_min[m] < 1 <= hi_max[m] and maps[m].best != "ok"]
         out.conclusion(
             f"{top['metal']} exceeds the {tname} value over an expected {100 * top['share_expected']:.0f} % of the "
             f"mapped area; {100 * unsure:.0f} % of the cells have "
             "a probability between 0.1 and 0.9, where the map cannot say whether the value is exceeded. "
-            + (f"Methods using covariates or other metals mapped {', '.join(clear)} better than ordinary kriging under "
-               "every cross-validation scheme; elsewhere the gain was within the noise." if clear else
-               "No alternative beat ordinary kriging clearly under every cross-validation scheme."))
+            + (f"Methods using covariates or other metals mapped {sp._and_list(clear)} better than ordinary kriging "
+               "under every cross-validation scheme" if clear else
+               "No alternative beat ordinary kriging clearly under every cross-validation scheme")
+            + (f"; for {sp._and_list(partial_)} the gain held under one scheme only, which may not carry to new "
+               "places" if partial_ else "")
+            + ("; elsewhere the gain was within the noise." if (clear or partial_) and
+               len(clear) + len(partial_) < len(hi_max) else "."))
     # hotspots
     if len(r.moran):
         out.markdown(hs.methods_text(k=o.hotspot_k, n_permutations=o.n_permutations, alpha=o.alpha,
@@ -534,7 +549,11 @@ def report(ctx, result: Result) -> None:
                   "Standardised coefficients: global OLS estimate and p-value; MGWR bandwidth (nearest neighbours) and "
                   "the distribution of local coefficients; share of samples where the local coefficient is significant "
                   "(|t| above the corrected critical value).",
-                  display=res.coefficients[["covariate", "ols_beta", "ols_p", "mgwr_bandwidth", "mgwr_min",
+                  # the variables are standardised, so the OLS intercept is zero by construction (up to rounding)
+                  display=res.coefficients.assign(
+                      ols_beta=res.coefficients["ols_beta"].where(res.coefficients["covariate"] != "intercept", 0.0),
+                      ols_p=res.coefficients["ols_p"].where(res.coefficients["covariate"] != "intercept"))[
+                      ["covariate", "ols_beta", "ols_p", "mgwr_bandwidth", "mgwr_min",
                                             "mgwr_median", "mgwr_max", "share_significant"]].rename(
                       columns={"covariate": "Covariate", "ols_beta": "OLS β", "ols_p": "OLS p",
                                "mgwr_bandwidth": "MGWR bandwidth", "mgwr_min": "Local β min",
@@ -567,3 +586,13 @@ def report(ctx, result: Result) -> None:
         if len(r.hotspots):
             layers["sample_hotspots"] = r.hotspots.drop(columns=["lisa_quadrant"], errors="ignore")
         geo.write_geopackage(out.file("spatial.gpkg"), layers, crs=crs)
+
+
+def _group_by_value(d: dict) -> dict:
+    """``{"Cd": "east", "Co": "east", "Cr": "centre"}`` as ``{"east": ["Cd", "Co"], "centre": ["Cr"]}`` (first-seen
+    order; empty values dropped), so that a sentence names each place once."""
+    out: dict = {}
+    for k, v in d.items():
+        if v:
+            out.setdefault(v, []).append(k)
+    return out
