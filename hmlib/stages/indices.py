@@ -641,7 +641,7 @@ def _report_zoning(out, r: Result, data, o) -> None:
     z = r.zoning_shares
     zdisp = z.assign(pct=100 * z["share"]).pivot_table(index="metal", columns="zone", values="pct",
                                                        sort=False).reset_index()
-    zdisp.columns = ["Metal"] + [f"{c} (% of sites)" for c in zdisp.columns[1:]]
+    zdisp.columns = ["Metal"] + [f"{c[:1].upper() + c[1:]} (% of sites)" for c in zdisp.columns[1:]]
     zmain = z.groupby("zone", sort=False)["share"].mean().sort_values(ascending=False)
     out.markdown(f"""**Dual-media zoning.** Sites with both {ma} and {mb} samples (site means) were placed in four
 zones bounded by the lowest and highest baselines of the {methods} methods in each medium [@wu2025tracing]:
