@@ -825,13 +825,6 @@ def excess_summary(samples: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _raster(x: np.ndarray, y: np.ndarray, v: np.ndarray):
-    """Values of a regular grid as an image: :func:`hmlib.plots.grid_image`."""
-    from .plots import grid_image
-
-    return grid_image(x, y, v)
-
-
 def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: str = "m", ncols: int = 4,
               cell: bool = False, scale: str = "log", cmap: str = "viridis", title_suffix: str = "",
               crs: str | None = None):
@@ -873,7 +866,7 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
     from matplotlib.ticker import MaxNLocator
 
     from .baselines import _plain_log_ticks
-    from .plots import MIN_FONT_PT, decorate_map, map_axes, print_style
+    from .plots import MIN_FONT_PT, decorate_map, grid_image, map_axes, print_style
 
     metals = list(dict.fromkeys(table["metal"]))
     with print_style():
@@ -898,7 +891,7 @@ def plot_maps(table: pd.DataFrame, *, value: str, unit: str, coordinate_unit: st
                 norm = LogNorm(v[pos].min(), v[pos].max())
             else:
                 norm = Normalize()
-            img = _raster(g["x"].to_numpy(float), g["y"].to_numpy(float), np.where(pos, v, np.nan)) \
+            img = grid_image(g["x"].to_numpy(float), g["y"].to_numpy(float), np.where(pos, v, np.nan)) \
                 if cell else None
             if img is not None:  # a regular grid: one image (markers leave gaps between cells at print size)
                 arr, extent = img

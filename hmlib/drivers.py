@@ -342,8 +342,7 @@ def results_text(res: DriverResult) -> str:
                        f"{100 * r.mgwr_bandwidth / n:.0f} %; coefficients {_signed(r.mgwr_min)} to "
                        f"{_signed(r.mgwr_max)}{sign}; significant {where(r.share_significant)})")
 
-    def _and(items):
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    from .descriptive import _and
 
     if glob:
         txt += (f" {_and(glob)} {'acts' if len(glob) == 1 else 'act'} at the scale of the whole region (bandwidth "

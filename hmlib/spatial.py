@@ -3522,7 +3522,7 @@ def results_text(choice: pd.DataFrame, cv_table: pd.DataFrame, *, scheme_label: 
     if not len(choice):
         return ""
 
-    _and = _and_list
+    from .descriptive import _and
     kept, clear, partial_, noise = [], [], [], []
     by_method: dict[str, list[str]] = {}
     for metal, d in choice.groupby("metal", sort=False):
@@ -3567,11 +3567,6 @@ def results_text(choice: pd.DataFrame, cv_table: pd.DataFrame, *, scheme_label: 
     return txt
 
 
-def _and_list(items) -> str:
-    items = [str(i) for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set: str,
                     where: dict | None = None) -> str:
     """Results sentences on the share of the area above the guideline value, reconciled with the samples.
@@ -3589,6 +3584,8 @@ def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set:
     """
     if shares is None or not len(shares):
         return ""
+    from .descriptive import _and
+
     s = shares.sort_values("share_expected", ascending=False)
     parts = []
     for r in s[s["share_expected"] >= 0.05].itertuples():
@@ -3600,10 +3597,10 @@ def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set:
     wide = s[s["share_expected"] >= 0.5]["metal"].tolist()
     rare = s[s["share_expected"] < 0.05]["metal"].tolist()
     if wide:
-        txt += (f"For {_and_list(wide)} exceeding the value is the rule rather than the exception, which points to "
+        txt += (f"For {_and(wide)} exceeding the value is the rule rather than the exception, which points to "
                 "a diffuse, regional level (geogenic or diffuse input) rather than to local point sources. ")
     if rare:
-        txt += f"For {_and_list(rare)} exceedance is rare (expected share below 5 %). "
+        txt += f"For {_and(rare)} exceedance is rare (expected share below 5 %). "
     if "share_samples" in s.columns:
         for k in [s.index[0]]:   # the headline metal (largest expected share)
             r = s.loc[k]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from test_scale import _imed_direct  # the by-the-book IMED iteration (np.median, scaled MAD)
 
-from hmlib import background as bg
 from hmlib import baselines as bl
+from hmlib.plots import grid_image
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -45,12 +45,12 @@ def test_grid_map_as_image_shows_the_cell_values():
     x, y = np.round(gx.ravel(), 4), np.round(gy.ravel(), 4)
     drop = rng.random(x.size) < 0.2  # holes, as outside a region's boundary
     v = rng.random(x.size)
-    arr, extent = bg._raster(x[~drop], y[~drop], v[~drop])
+    arr, extent = grid_image(x[~drop], y[~drop], v[~drop])
     assert arr.shape == (30, 40)
     np.testing.assert_array_equal(arr.ravel()[~drop], v[~drop])
     assert np.isnan(arr.ravel()[drop]).all()
     assert extent[0] < x.min() < x.max() < extent[1] and extent[2] < y.min() < y.max() < extent[3]
-    assert bg._raster(rng.random(500), rng.random(500), rng.random(500)) is None
+    assert grid_image(rng.random(500), rng.random(500), rng.random(500)) is None
 
 
 def _boxplot_direct(t, whisker=1.5):

@@ -249,11 +249,12 @@ def report(ctx: StageContext, result: Result) -> None:
     if len(panels) == 1:
         (m, (rp, rs, pp, ps)), = panels.items()
         fig = dq.plot_correlations(rp, rs, pearson_p=pp, spearman_p=ps, alpha=o.alpha, scale=scale)
-        name, what = "dq_correlations", f"in {m}"
+        what = f"in {m}"
     elif panels:  # one figure with a panel per medium: a full page per medium repeats one kind of display
         fig = dq.plot_correlations_by_medium(panels, alpha=o.alpha, scale=scale)
-        name, what = "dq_correlations", "in each medium (coefficients without the leading zero, .82 = 0.82)"
+        what = "in each medium (coefficients without the leading zero, .82 = 0.82)"
     if panels:
+        name = "dq_correlations"
         out.figure(name, fig, f"Correlations between metals {what}: Pearson r above the diagonal, Spearman ρ below "
                    f"({scale} values); * p < {o.alpha:g}, ** p < {o.alpha / 5:g}.",
                    width="70%" if len(panels) == 1 else "100%")

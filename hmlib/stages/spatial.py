@@ -23,6 +23,7 @@ from pydantic import Field
 from .. import drivers as dr
 from .. import hotspots as hs
 from .. import spatial as sp
+from ..descriptive import _and
 from ..params import StageOptions
 from .base import StageSpec, needs_grid
 
@@ -418,7 +419,7 @@ def report(ctx, result: Result) -> None:
                 for m, mm in maps.items()}
     mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the mean predictions. The highest predicted "
             "concentrations (top tenth of the cells) lie "
-            + "; ".join(f"in the {w} for {sp._and_list(ms)}" for w, ms in _group_by_value(hi_where).items()) + ". "
+            + "; ".join(f"in the {w} for {_and(ms)}" for w, ms in _group_by_value(hi_where).items()) + ". "
             + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
             "uncertainty grows away from the samples and, for metals modelled on the log scale, with the "
             "concentration.")
@@ -499,10 +500,10 @@ def report(ctx, result: Result) -> None:
             f"{top['metal']} exceeds the {tname} value over an expected {100 * top['share_expected']:.0f} % of the "
             f"mapped area; {100 * unsure:.0f} % of the cells have "
             "a probability between 0.1 and 0.9, where the map cannot say whether the value is exceeded. "
-            + (f"Methods using covariates or other metals mapped {sp._and_list(clear)} better than ordinary kriging "
+            + (f"Methods using covariates or other metals mapped {_and(clear)} better than ordinary kriging "
                "under every cross-validation scheme" if clear else
                "No alternative beat ordinary kriging clearly under every cross-validation scheme")
-            + (f"; for {sp._and_list(partial_)} the gain held under one scheme only, which may not carry to new "
+            + (f"; for {_and(partial_)} the gain held under one scheme only, which may not carry to new "
                "places" if partial_ else "")
             + ("; elsewhere the gain was within the noise." if (clear or partial_) and
                len(clear) + len(partial_) < len(hi_max) else "."))
