@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .descriptive import reference_label
+from .descriptive import _and, count_of, reference_label
 from .progress import track
 from .reference import load_reference
 
@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # the options model is declared once, in the stage module
 
 __all__ = [
     "LAND_USES",
+    "share_range_text",
     "SCENARIO_KEYS",
     "SECONDS_PER_YEAR",
     "soil_mass_kg_m2",
@@ -1755,6 +1756,25 @@ def flux_label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def share_range_text(p5: float, p95: float, *, label: str = "Monte Carlo P5–P95") -> str:
+    """A Monte Carlo band of a share as printed: "Monte Carlo P5–P95 14–27 %", or one value when both ends
+    round to the same per cent ("1 %", not "1–1 %").
+
+    Parameters
+    ----------
+    p5, p95 : float
+        The band's ends as fractions.
+    label : str
+        Words before the numbers.
+
+    Returns
+    -------
+    str
+    """
+    a, b = f"{100 * p5:.0f}", f"{100 * p95:.0f}"
+    return f"{label} {a} %" if a == b else f"{label} {a}–{b} %"
+
+
 def threshold_label(name: str | None) -> str:
     """Reader's name of a guideline threshold (``target`` -> "target value", ``risk_screening`` -> "risk screening
     value").
@@ -2449,8 +2469,8 @@ def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame
             f"**{label}: skill before interpretation.** Validation: {m['validation'].iloc[0]}, "
             f"every one of {int(m['n_test'].iloc[0])} sites held out once ({int(m['n_train'].iloc[0])} training sites "
             "per fold). The out-of-fold RMSE "
-            f"of the calibrated model was lower than the process model's for {len(better)} of {len(m)} metals"
-            + (f" ({', '.join(better)})" if better else "") + ": "
+            f"of the calibrated model was lower than the process model's for {count_of(len(better), len(m), 'metals')}"
+            + (f" ({_and(better)})" if better and len(better) < len(m) else "") + ": "
             + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg "
                         f"(out-of-fold R² of the correction {r.r2_correction_test:.2f})" for r in m.itertuples()) + "."
             + ("" if better else " The correction has no held-out skill and is not interpreted further."))
@@ -2477,7 +2497,7 @@ def results_text(run: AccumulationRun, *, budget: pd.DataFrame, cc: pd.DataFrame
             rng = ""
             if bands is not None and (metal, sc) in bands.index:
                 b = bands.loc[(metal, sc)]
-                rng = f", P5-P95 {100 * b['p5']:.0f}-{100 * b['p95']:.0f} %"
+                rng = ", " + share_range_text(b["p5"], b["p95"], label="P5–P95")
             cells.append(f"{100 * v:.0f} % ({sc.replace('_', ' ')}{rng})")
         txt.append(f"{metal} {100 * a0.loc[metal, 'share_overloaded']:.0f} % now, " + ", ".join(cells)
                    + f" after {horizon} years")
@@ -2519,19 +2539,26 @@ def calibration_text(run: AccumulationRun, *, budget: pd.DataFrame | None = None
     m = cal.metrics
     better = m[m["skilled"]]
     weak = better[better["r2_correction_test"] < 0.2]
+    # a change of the held-out error under half a per cent is no change ("1.81 -> 1.81 mg/kg, 0 % lower" is not a fall)
+    fell = m[m["rmse_calibrated_test"] < 0.995 * m["rmse_process_test"]]
+
+    def _change(r) -> str:
+        pct = 100 * (1 - r.rmse_calibrated_test / r.rmse_process_test)
+        return "unchanged" if abs(pct) < 0.5 else f"{pct:.0f} % lower" if pct > 0 else f"{-pct:.0f} % higher"
+
     label = "the calibration" if cal.mode == "hindcast" else "the residual diagnostic"
     txt = (f"**Skill first.** {m['validation'].iloc[0][0].upper() + m['validation'].iloc[0][1:]}: each of the "
            f"{int(m['n_test'].iloc[0])} sites was predicted by a model fitted without its block ({refs}). "
-           f"With {label}, the held-out error of the end-state concentration fell for {len(better)} of {len(m)} metals ("
-           + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg, "
-                       f"{100 * (1 - r.rmse_calibrated_test / r.rmse_process_test):.0f} % lower"
+           f"With {label}, the held-out error of the end-state concentration fell for "
+           f"{count_of(len(fell), len(m), 'metals')} ("
+           + "; ".join(f"{r.metal} {r.rmse_process_test:.3g} → {r.rmse_calibrated_test:.3g} mg/kg, {_change(r)}"
                        for r in m.itertuples()) + "). ")
     if len(better):
         txt += ("How much of the missing flux itself is predicted at held-out sites is the sharper test: the "
                 "out-of-fold R² of the correction is "
                 + ", ".join(f"{r.metal} {r.r2_correction_test:.2f}" for r in m.itertuples()) + ". ")
         if len(weak):
-            txt += (f"For {', '.join(weak['metal'])} it is below 0.2: the flux missing at a site, read from the "
+            txt += (f"For {'every metal' if len(weak) == len(m) else _and(weak['metal'])} it is below 0.2: the flux missing at a site, read from the "
                     "difference of two surveys, is mostly survey noise at this scale, so the data cannot confirm the "
                     "correction site by site, and it mainly restores the regional level the process model misses. ")
     if budget is not None and run.correction_applied:
@@ -2642,7 +2669,7 @@ def overload_text(cc: pd.DataFrame, *, horizon: int, overload_bands: pd.DataFram
         rng = ""
         if bands is not None and (metal, first) in bands.index:
             b = bands.loc[(metal, first)]
-            rng = f" (Monte Carlo P5-P95 {100 * b['p5']:.0f}-{100 * b['p95']:.0f} %)"
+            rng = f" ({share_range_text(b['p5'], b['p95'])})"
         best = s["share_overloaded"].idxmin()
         rows.append((metal, now, base, rng, best, s.loc[best, "share_overloaded"]))
     rows.sort(key=lambda r: -r[2])

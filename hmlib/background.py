@@ -706,14 +706,15 @@ def methods_text(*, covariates: list[str], coordinates: bool, grid_inputs: list[
     str
         Methods paragraphs (pandoc markdown).
     """
-    from .baselines import _and_words, column_words
+    from .baselines import column_words
+    from .descriptive import _and
 
     def word(c):
         return c if c in set(metals) else column_words(c)
 
     ins = [word(c) for c in covariates] + (["the coordinates $x, y$"] if coordinates else [])
     lith = [c for c in covariates if c in set(metals)]
-    lith_txt = (f"; the lithogenic elements {_and_words(lith)} enter as natural logs and a metal is never an "
+    lith_txt = (f"; the lithogenic elements {_and(lith)} enter as natural logs and a metal is never an "
                 "input of its own model" if lith else "")
     logtxt = " Strictly positive numeric covariates enter as natural logs (compositional data)." if log_covariates else ""
     coord = ("The coordinates are inputs as well, so the background also follows place: a hot spot of "
@@ -736,16 +737,16 @@ def methods_text(*, covariates: list[str], coordinates: bool, grid_inputs: list[
                "unlike the rest of the model, is not out of fold.")
     grid = ""
     if grid_inputs is not None:
-        dropped = (f"; {_and_words(word(c) for c in grid_dropped)} "
+        dropped = (f"; {_and(word(c) for c in grid_dropped)} "
                    f"{'is' if len(grid_dropped) == 1 else 'are'} not available for the grid cells and "
                    f"{'was' if len(grid_dropped) == 1 else 'were'} left out" if grid_dropped else "")
         grid = (" For the map, a second model with only the inputs the prediction grid carries "
-                f"({_and_words(word(c) if c not in ('x', 'y') else c for c in grid_inputs)}{dropped}) was fitted "
+                f"({_and(word(c) if c not in ('x', 'y') else c for c in grid_inputs)}{dropped}) was fitted "
                 "to the same training samples and predicted on every grid cell.")
     return f"""
 **Adaptive background.** A single regional value ignores that the natural background changes with
 parent material and soil chemistry, which makes a static background misjudge samples
-[@sun2025adaptive]. The log background of each metal was modelled from {_and_words(ins)}{lith_txt}.{logtxt}
+[@sun2025adaptive]. The log background of each metal was modelled from {_and(ins)}{lith_txt}.{logtxt}
 {coord} {sel}
 
 The model is a linear trend plus a Gaussian process of its residuals [@rasmussen2006;

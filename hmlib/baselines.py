@@ -46,6 +46,8 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from .descriptive import _and
+
 __all__ = [
     "METHODS",
     "METHOD_LABELS",
@@ -1429,7 +1431,7 @@ def methods_text(*, methods, log_transform: bool, n_bootstrap: int, confidence: 
     """
     scale = "natural-log" if log_transform else "raw"
     g = "e^{t}" if log_transform else "t"
-    strat = (f" The estimation was repeated within each class of {_and_words(column_words(c) for c in stratify_by)}"
+    strat = (f" The estimation was repeated within each class of {_and(column_words(c) for c in stratify_by)}"
              f" (classes with fewer than {min_samples} samples are listed, not estimated)." if stratify_by else "")
     lines = {
         "imea": "**Iterative mean (IMEA)** [@zhang2020fuxin]: values outside $\\bar t \\pm 2s$ are dropped and "
@@ -1501,12 +1503,6 @@ def column_words(column: str) -> str:
     w = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(column)).replace("_", " ").lower()
     return {"landuse": "land use", "rock": "rock type", "soil": "soil type"}.get(w, w)
 
-
-def _and_words(items) -> str:
-    items = [str(i) for i in items]
-    if not items:
-        return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def display_table(table: pd.DataFrame, *, stratum: str | None = "all") -> pd.DataFrame:

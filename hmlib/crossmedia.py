@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .descriptive import _and
 from .errors import UnitError
 from .units import convert, dimension
 
@@ -1072,13 +1073,14 @@ def sem_fit_text(fit, *, ref: str) -> str:
     unmet = [k for k, ok in verdict.items() if not ok]
     txt = (f"**Fit first.** χ² = {fv['chi2']:.1f} on {fv['df']:.0f} degrees of freedom ({_p(fv['p'])}), "
            f"CFI = {fv['CFI']:.3f}, TLI = {fv['TLI']:.3f}, RMSEA = {fv['RMSEA']:.3f} (90 % CI "
-           f"{fv['RMSEA_ci90_lower']:.3f}-{fv['RMSEA_ci90_upper']:.3f}), SRMR = {fv['SRMR']:.3f}, N = {fit.n} sites "
+           f"{fv['RMSEA_ci90_lower']:.3f}–{fv['RMSEA_ci90_upper']:.3f}), SRMR = {fv['SRMR']:.3f}, N = {fit.n} sites "
            f"({ref}). ")
     if not unmet:
         txt += ("All four indices meet the conventional cut-offs: the model reproduces the observed covariances "
                 "well. A good fit does not prove the causal order of the paths; other models may fit as well.")
     else:
-        txt += (f"{', '.join(unmet)} {'misses' if len(unmet) == 1 else 'miss'} the conventional cut-offs"
+        txt += ((f"All four indices ({_and(unmet)})" if len(unmet) == len(CUTOFFS) == 4 else _and(unmet))
+                + f" {'misses' if len(unmet) == 1 else 'miss'} the conventional cut-offs"
                 + (f" ({', '.join(met)} {'meets' if len(met) == 1 else 'meet'} {'its' if len(met) == 1 else 'theirs'})"
                    if met else "")
                 + ". The model reproduces the main covariances only approximately, so its paths are read below as "

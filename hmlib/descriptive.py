@@ -402,10 +402,11 @@ def exceedance_text(summary: pd.DataFrame, *, guideline_set: str | None, default
                 if col:
                     how.append(f"its own {label}")
                 elif val is not None:
-                    how.append(f"the {label} class '{val}', applied to the whole region because no {label} is "
-                               "given per sample")
+                    how.append(f"the {label} class '{val}' (no {label} is given per sample, so this class applies "
+                               "to the whole region)")
                 else:
-                    how.append(f"the strictest {label} class, because no {label} is given")
+                    how.append(f"the strictest {label} class (no {label} is given)")
+            how.sort(key=lambda h: not h.startswith("its own"))   # "its own pH and the land use class 'other' (...)"
             name = reference_label(guideline_set, cite=False)
             parts.append(f"{name[0].upper() + name[1:]} sets values by {' and '.join(label_of(v) for v in variables)}; each sample "
                          f"was judged against the value for {' and '.join(how)}.")
@@ -676,10 +677,61 @@ coefficients were computed on {scale} concentrations with two-tailed p-values.
 
 
 def _and(items) -> str:
+    """Words joined as a reader lists them: "Cd", "Cd and Pb", "Cd, Pb and Zn"."""
     items = [str(i) for i in items]
     if not items:
         return ""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def by_medium(items, *, n_metals: dict | None = None) -> list[str]:
+    """(medium, words) pairs grouped as a reader lists them, one phrase per medium in order of first
+    appearance: [("soil", "As"), ("soil", "Hg"), ("water", "Cd")] -> ["As and Hg in soil", "Cd in water"].
+
+    Parameters
+    ----------
+    items : iterable of (str, str)
+        Medium and the words for one of its metals.
+    n_metals : dict, optional
+        Medium -> its number of metals; where every one is listed the phrase is "every metal in water"
+        (the words must then be bare metal names).
+
+    Returns
+    -------
+    list of str
+        One phrase per medium.
+    """
+    groups: dict[str, list[str]] = {}
+    for medium, words in items:
+        groups.setdefault(str(medium), []).append(str(words))
+    return [f"every metal in {m}" if n_metals and len(w) == n_metals.get(m, -1) and len(w) > 1
+            else f"{_and(w)} in {m}" for m, w in groups.items()]
+
+
+def count_of(k: int, n: int, noun: str) -> str:
+    """How many of ``n`` things as a reader says it: "all 4 metals", "both metals", "none of the 4 metals",
+    "3 of 4 metals" (never "4 of 4 metals").
+
+    Parameters
+    ----------
+    k, n : int
+        How many, of how many.
+    noun : str
+        The things, plural ("metals"; "the one metal" when ``n`` is 1).
+
+    Returns
+    -------
+    str
+    """
+    k, n = int(k), int(n)
+    if n == 1:
+        one = noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
+        return f"the one {one}" if k else f"no {one}"
+    if k == n:
+        return f"both {noun}" if n == 2 else f"all {n} {noun}"
+    if k == 0:
+        return f"none of the {n} {noun}"
+    return f"{k} of {n} {noun}"
 
 
 _THRESHOLD_HEADERS = {"background": "Background", "guide": "Guide value", "trigger": "Trigger value",

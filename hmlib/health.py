@@ -1212,7 +1212,7 @@ def methods_summary(*, parameters: str, receptors, n_iter: int, media=("soil",),
     who = {"child": "a child (0-6 years)", "adult": "an adult", "resident": "a resident from birth to 26 years"}
     recs = [who.get(r, r) for r in receptors]
     return (f"Health risk follows the US EPA residential approach [@USEPA1989RAGSA; @USEPA2024RSL] as used by "
-            f"@zhao2026tarim: daily doses through {' and '.join(paths)} for {', '.join(recs[:-1])}"
+            f"@zhao2026tarim: daily doses through {', and through '.join(paths)} for {', '.join(recs[:-1])}"
             + (f" and {recs[-1]}" if len(recs) > 1 else recs[0])
             + ", divided by reference doses to give hazard quotients, summed to the hazard index (HI; above 1 a "
             "noncancer effect cannot be ruled out), and multiplied by slope factors to give the lifetime cancer risk "

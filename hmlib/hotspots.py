@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .descriptive import count_of
+
 __all__ = ["knn_weights", "global_moran", "local_hotspots", "LISA_LABELS", "hotspot_figure", "hotspot_summary",
            "methods_text", "results_text"]
 
@@ -386,7 +388,7 @@ def results_text(moran: pd.DataFrame, local: pd.DataFrame, *, alpha: float = 0.0
     """
     sig = moran[moran["p_perm"] < alpha]
     txt = (f"Global Moran's I ranged from {moran['I'].min():.2f} to {moran['I'].max():.2f}; "
-           f"{len(sig)} of {len(moran)} metals were significantly autocorrelated (permutation p < {alpha:g}).")
+           f"{count_of(len(sig), len(moran), 'metals')} were significantly autocorrelated (permutation p < {alpha:g}).")
     hot = local[(local["gi_class"] == "hot spot") & (local["gi_q"] < 0.05)].groupby("metal").size()
     if len(hot):
         hot = hot.sort_values(ascending=False)

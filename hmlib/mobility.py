@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from .descriptive import count_of
 from .errors import DataError, DataIssue, UnitError
 from .io import parse_concentration
 from .reference import load_reference
@@ -1884,7 +1885,7 @@ def results_text(indices: pd.DataFrame, comparison: pd.DataFrame, importance: pd
         ph = truth[truth["feature"].str.lower().str.contains("ph")]
         if not ph.empty:
             parts.append("**Known truth (generated data).** The unconstrained models recovered the sign of the true "
-                         f"pH effect for {int(ph['sign_recovered'].fillna(False).sum())} of {len(ph)} metals: "
+                         f"pH effect for {count_of(ph['sign_recovered'].fillna(False).sum(), len(ph), 'metals')}: "
                          + ", ".join(f"{r.metal} {r.recovered_unconstrained_pp_per_unit:+.2f} against a true "
                                      f"{r.true_effect_pp_per_unit:+.2f} pp per pH unit" for r in ph.itertuples()) + ".")
     if scenario is not None and not scenario.empty:

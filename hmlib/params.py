@@ -152,6 +152,9 @@ class DataSpec(StrictModel):
     covariate_labels: dict[str, str] = Field(
         default_factory=dict, description="reader's name of each covariate in figures and tables, e.g. "
                                           "dist: distance to the river (default: the column name)")
+    category_labels: dict[str, dict[str | int, str]] = Field(
+        default_factory=dict, description="reader's name of each class of a categorical covariate, e.g. "
+                                          "landuse: {W: pasture, Ga: home gardens} (default: the code)")
     ph_column: str | None = Field(default=None, description="covariate holding each sample's soil pH (guideline pH classes)")
     land_use_column: str | None = Field(
         default=None, description="categorical covariate holding each sample's land use (guideline land-use classes)")
@@ -163,11 +166,28 @@ class DataSpec(StrictModel):
 
     def covariate_label(self, column: str) -> str:
         """The reader's name of a covariate (``covariate_labels``, else the column name). A one-hot column
-        ``name=level`` becomes ``"<label of name> <level>"``, e.g. ``ffreq=1`` -> "flooding frequency class 1"."""
+        ``name=level`` becomes ``"<label of name> <level>"``, e.g. ``ffreq=1`` -> "flooding frequency class 1",
+        or ``"<label of name>: <label of level>"`` where ``category_labels`` names the class
+        ("flooding frequency class: once in two years")."""
         base, sep, level = str(column).partition("=")
         if sep:
-            return f"{self.covariate_labels.get(base, base)} {level}"
+            name = self.class_label(base, level)
+            return (f"{self.covariate_labels.get(base, base)}: {name}" if name is not None
+                    else f"{self.covariate_labels.get(base, base)} {level}")
         return self.covariate_labels.get(base, base)
+
+    def class_label(self, column: str, level) -> str | None:
+        """The reader's name of class ``level`` of categorical covariate ``column`` (``category_labels``),
+        ``None`` where the region gives none. A level read as a number matches its integer code ("1.0", 1)."""
+        names = {str(k): v for k, v in self.category_labels.get(column, {}).items()}
+        key = str(level)
+        if key not in names:
+            try:
+                f = float(key)
+                key = str(int(f)) if f.is_integer() else key
+            except ValueError:
+                pass
+        return names.get(key)
 
     @field_validator("crs")
     @classmethod
@@ -212,6 +232,10 @@ class DataSpec(StrictModel):
             if c not in self.covariates:
                 problems.append(("categorical", c, "a column also listed under covariates "
                                                    f"({', '.join(self.covariates) or 'none listed'})"))
+        for c in self.category_labels:
+            if c not in self.categorical:
+                problems.append(("category_labels", c, "a column also listed under categorical "
+                                                       f"({', '.join(self.categorical) or 'none listed'})"))
         for c in self.covariate_labels:
             if c not in self.covariates:
                 problems.append(("covariate_labels", c, "a column also listed under covariates "

@@ -776,16 +776,31 @@ def build_qmd(report_dir: Path, *, params, manifest: dict) -> Path:
     sections = set(re.findall(r"\{#(sec-[\w-]+)", text))
     text = re.sub(r"@(sec-[\w-]*\w)", lambda m: "@" + (m.group(1) if m.group(1) in sections or not not_run
                                                          else "tbl-not-run"), text)
-    # a number and its per cent sign never end up on two lines ("62" / "%)"): a no-break space between them
-    text = re.sub(r"(?<=\d) %", "\u00a0%", text)
-    # a negative number's sign is a minus, not a hyphen ("to −0.027"), wherever a stage formatted it with "-"
-    # (a hyphen between two numbers, "0.60-0.73", is a range and stays)
-    text = re.sub(r"(?<=[\s(=\[;:,])-(?=\d)", "\u2212", text)
-    # the unit's code (data files, option values) in the reader's form
-    text = re.sub(r"(?<![\w/])ug/L\b", "µg/L", text)
+    text = _reader_typography(text)
     path = report_dir / "report.qmd"
     path.write_text("\n".join(front) + text + "\n", encoding="utf-8")
     return path
+
+
+def _reader_typography(text: str) -> str:
+    """The assembled text in the reader's typography, whatever each stage's formatting:
+    a no-break space before a per cent sign ("95 %", never "95%" or a line break before "%"),
+    a minus sign for a negative number, an en dash in a range of numbers and µg/L for the data files'
+    unit code ug/L."""
+    # a number and its per cent sign never end up on two lines ("62" / "%)"): a no-break space between them
+    # and one style throughout: "95 %" also where a stage formatted "95%" (not inside attributes, width=100%)
+    text = re.sub(r"(?<=\d) ?%(?=[\s)\].,;:\u2013-]|$)", "\u00a0%", text, flags=re.M)
+    # a negative number's sign is a minus, not a hyphen ("to −0.027"), wherever a stage formatted it with "-"
+    text = re.sub(r"(?<=[\s(=\[;:,])-(?=\d)", "\u2212", text)
+    # a range takes an en dash ("0.60–0.73", "5th–95th", "P5–P95"); a standard's number ("GB 15618-2018",
+    # "HJ/T 166-2004"), a date, a name such as UTL95-95 and anything inside a path or code keep the hyphen
+    text = re.sub(r"(?<![\w/.\-\u2212])(\d+(?:\.\d+)?(?:st|nd|rd|th)?)-(\d+(?:\.\d+)?(?:st|nd|rd|th)?)(?![\d.]\d|\d)(?![\w/\-.]\w)",
+                  lambda m: m.group(0) if re.search(r"(?:[A-Z]{2,}|/T)\s*$", text[max(0, m.start() - 8):m.start()])
+                  else f"{m.group(1)}\u2013{m.group(2)}", text)
+    text = re.sub(r"\bP(\d+)-P(\d+)\b", "P\\1\u2013P\\2", text)
+    # the unit's code (data files, option values) in the reader's form
+    text = re.sub(r"(?<![\w/])ug/L\b", "µg/L", text)
+    return text
 
 
 def _manifest_markdown(manifest: dict, frags: list[dict]) -> str:

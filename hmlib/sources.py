@@ -1263,7 +1263,8 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
                      pca_loadings: pd.DataFrame | None, pca_names: dict[str, str] | None,
                      concentration: pd.DataFrame, association: pd.DataFrame | None, stable: bool,
                      stability_note: str, guideline_label: str | None, refs: dict[str, str],
-                     published: str | None = None, max_metals: int = 2) -> tuple[str, list[dict]]:
+                     published: str | None = None, max_metals: int = 2,
+                     labels: dict[str, str] | None = None) -> tuple[str, list[dict]]:
     """Where the metals above the guideline value come from, and how strongly the methods support it.
 
     For the metals with the most samples above the guideline value (at most ``max_metals``; all
@@ -1302,6 +1303,10 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         What earlier work on the region concluded about its sources (markdown with a citation).
     max_metals : int, default 2
         Metals discussed.
+    labels : dict, optional
+        Factor -> the name the tables and figures give it ("Pb–Cu" for "F2 (Pb–Cu)"); the prose then
+        calls the factor by the same name. Without it a factor is named after the metal discussed and
+        the factor's next-largest metal.
 
     Returns
     -------
@@ -1328,7 +1333,7 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         w_all = table[table["factor"] == top.factor].set_index("metal")["percent"]
         w = w_all.drop(labels=[metal], errors="ignore")
         lead = list(w.sort_values(ascending=False).index[:2])
-        label = "–".join([metal] + lead[:1]) + " factor"
+        label = (labels[top.factor] if labels and labels.get(top.factor) else "–".join([metal] + lead[:1])) + " factor"
         src_wo, other_max = signature_apart_from(w_all, signatures, metal)
         own = other_max < 50  # the factor carries less than half of every other metal: the metal's own factor
         top = top.copy()

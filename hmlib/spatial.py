@@ -3590,8 +3590,10 @@ def exceedance_text(shares: pd.DataFrame, *, threshold_name: str, guideline_set:
     parts = []
     for r in s[s["share_expected"] >= 0.05].itertuples():
         loc = (where or {}).get(r.metal, "") if r.share_p90 >= 0.0005 else ""
+        p90 = ("nowhere" if r.share_p90 == 0 else "on less than 0.1 %" if r.share_p90 < 0.0005
+               else f"on {100 * r.share_p90:.1f} %")
         parts.append(f"{r.metal} {100 * r.share_expected:.1f} % (median map {100 * r.share_median:.1f} %; "
-                     f"probability above 0.9 on {100 * r.share_p90:.1f} %{', mostly in the ' + loc if loc else ''})")
+                     f"probability above 0.9 {p90}{', mostly in the ' + loc if loc else ''})")
     txt = (f"Expected share of the mapped area above the {threshold_name} value of {guideline_set} (mean exceedance "
            "probability of the chosen method's map): " + "; ".join(parts) + ". ") if parts else ""
     wide = s[s["share_expected"] >= 0.5]["metal"].tolist()

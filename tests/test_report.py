@@ -716,11 +716,17 @@ def test_covariate_labels_name_model_features_for_the_reader():
 
     d = load_params(ROOT / "params" / "meuse.yml").data
     assert d.covariate_label("dist") == "distance to the river (normalised)"
-    assert d.covariate_label("ffreq=1") == "flooding frequency class 1"
+    assert d.covariate_label("ffreq=1") == "flooding frequency class: land flooded about every 2 years"
+    assert d.covariate_label("landuse=DEN") == "land use DEN"          # a code the data's documentation leaves open
+    assert d.class_label("landuse", "W") == "pasture" and d.class_label("lime", 1.0) == "lime present"
     assert d.covariate_label("Zn") == "Zn"
     raw = yaml.safe_load((ROOT / "params" / "meuse.yml").read_text(encoding="utf-8"))
     raw["data"]["covariate_labels"]["depth"] = "sampling depth"
     with pytest.raises(ValueError, match="covariate_labels: got 'depth'; expected a column also listed"):
+        type(d).model_validate(raw["data"])
+    raw["data"]["covariate_labels"].pop("depth")
+    raw["data"]["category_labels"]["om"] = {"1": "low"}
+    with pytest.raises(ValueError, match="category_labels: got 'om'; expected a column also listed under categorical"):
         type(d).model_validate(raw["data"])
 
 
@@ -738,3 +744,42 @@ def test_units_in_table_cells_never_wrap_after_the_slash(rendered):
         pytest.skip("poppler-utils (pdftotext) is not installed")
     page = next(p for p in _pdftotext_pages(pdf) if "thirteen columns" in p)
     assert page.count("(mg/kg)") == 12 and not re.search(r"\(mg/\s", page)
+
+
+def test_reader_typography_of_the_assembled_text():
+    """Checked against strings written by hand in the report's typography: per cent signs after a no-break space,
+    minus signs for negative numbers, en dashes in ranges, codes and attributes untouched, µg/L for the unit code."""
+    from hmlib.report import _reader_typography
+
+    nb = "\u00a0"
+    assert _reader_typography("(95% CI 2.11–2.88) and 62 %) at least 40% of") == (
+        f"(95{nb}% CI 2.11–2.88) and 62{nb}%) at least 40{nb}% of")
+    assert _reader_typography("ranges from -0.037 to -0.027; 0.60-0.73.") == "ranges from −0.037 to −0.027; 0.60–0.73."
+    assert _reader_typography("5th-95th percentile, P5-P95 14-27, child (0-6 years)") == (
+        "5th–95th percentile, P5–P95 14–27, child (0–6 years)")
+    # a standard's number, a date, a statistic's name and a file name keep their hyphen
+    kept = "GB 15618-2018, HJ/T 166-2004, 2026-12-05T02:42, UTL95-95, figures/a-1.png, 10-fold"
+    assert _reader_typography(kept) == kept
+    assert _reader_typography("![x](f.png){width=100%}") == "![x](f.png){width=100%}"
+    assert _reader_typography("As (ug/L), ug/L") == "As (µg/L), µg/L"
+
+
+def test_counts_read_as_a_reader_says_them():
+    """Checked against phrases written by hand: never "4 of 4 metals" or "0 of 3"."""
+    from hmlib.descriptive import count_of
+
+    assert count_of(4, 4, "metals") == "all 4 metals"
+    assert count_of(2, 2, "metals") == "both metals"
+    assert count_of(0, 3, "metals") == "none of the 3 metals"
+    assert count_of(3, 7, "metals") == "3 of 7 metals"
+    assert count_of(1, 1, "metal and medium combinations") == "the one metal and medium combination"
+
+
+def test_metal_and_medium_lists_are_grouped_by_medium():
+    """Checked against phrases written by hand: pairs grouped per medium in order of first appearance, and a
+    medium whose every metal is listed named as such."""
+    from hmlib.descriptive import by_medium
+
+    pairs = [("soil", "As"), ("water", "Cd"), ("soil", "Hg"), ("water", "Pb")]
+    assert by_medium(pairs) == ["As and Hg in soil", "Cd and Pb in water"]
+    assert by_medium(pairs, n_metals={"soil": 8, "water": 2}) == ["As and Hg in soil", "every metal in water"]

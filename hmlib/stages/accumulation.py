@@ -277,7 +277,8 @@ def _map_land_use(raw: pd.Series, o: Options, notes: list[str]) -> np.ndarray:
     n_missing = int(s.isna().sum())
     if n_missing:
         notes.append(f"{n_missing} {'location' if n_missing == 1 else 'locations'} without a land use "
-                     f"{'was' if n_missing == 1 else 'were'} taken as {o.default_land_use} land.")
+                     f"{'was' if n_missing == 1 else 'were'} taken as {o.default_land_use}"
+                     f"{'' if o.default_land_use.endswith('land') else ' land'}.")
     return np.array(out, dtype=object)
 
 
@@ -668,7 +669,7 @@ def _findings(ctx: StageContext, result: Result) -> None:
               & (cap["scenario"] == base)]
     if base in sel.index:
         x = sel.loc[base]
-        rng_txt = (f" (Monte Carlo P5-P95 {100 * x.share_overloaded_p5:.0f}-{100 * x.share_overloaded_p95:.0f} %)"
+        rng_txt = (f" ({acc.share_range_text(x.share_overloaded_p5, x.share_overloaded_p95)})"
                    if pd.notna(x.share_overloaded_p5) else "")
         now_txt = f", against {100 * now['share_overloaded'].iloc[0]:.0f} % today" if len(now) else ""
         out.finding(f"After {H} years at current input rates, {100 * x.share_overloaded:.0f} % of the {unit_word} "
@@ -681,7 +682,7 @@ def _findings(ctx: StageContext, result: Result) -> None:
         if len(others):
             best = others["share_overloaded"].idxmin()
             y = others.loc[best]
-            rng2 = (f" (P5-P95 {100 * y.share_overloaded_p5:.0f}-{100 * y.share_overloaded_p95:.0f} %)"
+            rng2 = (f" ({acc.share_range_text(y.share_overloaded_p5, y.share_overloaded_p95, label='P5–P95')})"
                     if pd.notna(y.share_overloaded_p5) else "")
             out.finding(f"The {best.replace('_', ' ')} scenario would lower that share to "
                         f"{100 * y.share_overloaded:.0f} %{rng2} after {H} years, a smaller change than the Monte "

@@ -19,6 +19,7 @@ from .. import background as bg
 from .. import baselines as bl
 from .. import censored as cz
 from ..context import StageContext
+from ..descriptive import _and, by_medium, count_of
 from ..errors import ReferenceDataError
 from ..io import SUBSTITUTION_FACTORS
 from ..outputs import format_table
@@ -204,9 +205,6 @@ def run(ctx: StageContext) -> Result:
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-def _and(items) -> str:
-    items = [str(i) for i in items]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
 def _guide_values(ctx: StageContext, medium: str) -> pd.Series:
@@ -312,8 +310,10 @@ def report(ctx: StageContext, result: Result) -> None:
                                         literature_label=lit_name or "literature background")
         out.figure(f"baselines_methods_{m}", fig,
                    f"Baselines of the metals in {m} by method (dots with {o.confidence:.0%} bootstrap intervals; red: "
-                   "recommended), their upper limits (triangles) and the literature background"
-                   + (f" ({lit_name}, dashed line)" if lit_name else " (dashed line)") + ". Log scale.",
+                   "recommended) and their upper limits (triangles)"
+                   + ((f" and the literature background ({lit_name}, dashed line)" if lit_name else
+                       " and the literature background (dashed line)") if _has_values(result.literature.get(m))
+                      else "; no literature background applies to this medium") + ". Log scale.",
                    group="baselines_methods" if len(media) > 1 else None)
         plt.close(fig)
     if result.statistics is not None:
@@ -360,8 +360,9 @@ def _baseline_text(ctx: StageContext, result: Result, comparison: pd.DataFrame, 
            f"{out.ref('baselines_vs_literature')}, {figs}; every method with its interval in "
            f"{out.ref('baselines')}). ")
     if rcf_high[1]:
-        txt += (f"The relative cumulative frequency value was the highest of the methods for {rcf_high[0]} of "
-                f"{rcf_high[1]} metals, as expected of a threshold between populations [@wu2025tracing]. ")
+        txt += (f"The relative cumulative frequency value was the highest of the methods for "
+                f"{count_of(rcf_high[0], rcf_high[1], 'metal and medium combinations' if len(media) > 1 else 'metals')}"
+                ", as expected of a threshold between populations [@wu2025tracing]. ")
     cg = comparison.dropna(subset=["ratio_to_literature"])
     if len(cg) and lit_name:
         hi = cg[cg["ratio_to_literature"] > 1.5].sort_values("ratio_to_literature", ascending=False)
@@ -410,10 +411,10 @@ def _baseline_finding(ctx: StageContext, comparison: pd.DataFrame, guide: dict, 
     ctx.out.finding(
         f"The regional baseline of {r['metal']} in {r['medium']} is {r['recommended_baseline']:.3g} {r['unit']} "
         f"({ctx.options.confidence:.0%} CI {r['ci_low']:.3g}–{r['ci_high']:.3g}), {r['ratio_to_literature']:.1f} "
-        f"times the {lit_name} ({r['literature']:.3g} {r['unit']}){g_txt}: the region's own baseline, not the "
-        "global value, is the background against which enrichment is judged"
-        + ("; a baseline this far above the crust means a naturally rich region or enrichment throughout, which the "
-           "baseline then includes." if r["ratio_to_literature"] > 3 else "."),
+        f"times the {lit_name} ({r['literature']:.3g} {r['unit']}){g_txt}"
+        + (": the region is naturally rich or enriched throughout, and enrichment is judged against this baseline, "
+           "which includes that level." if r["ratio_to_literature"] > 3 else
+           ": the region's own baseline, not the global value, is the background against which enrichment is judged."),
         importance=0.8 if abs(np.log(r["ratio_to_literature"])) > np.log(3) else 0.55,
         refs=["baselines_vs_literature"])
 
@@ -444,6 +445,14 @@ def _strata_text(table: pd.DataFrame, stratify_by) -> str:
     t = "; ".join(parts)
     return ("**Strata.** " + t[0].upper() + t[1:]
             + ". A single regional baseline averages over these differences")
+
+
+def _has_values(literature) -> bool:
+    """Whether a medium's literature background has any value to draw (water has none in the crustal sets)."""
+    if literature is None:
+        return False
+    vals = pd.Series(literature, dtype=float) if isinstance(literature, dict) else pd.Series(literature).astype(float)
+    return bool(vals.notna().any())
 
 
 def _rcf_highest(table: pd.DataFrame) -> tuple[int, int]:
@@ -566,23 +575,29 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
     multi = summ["medium"].nunique() > 1
     lab = (lambda r: f"{r.metal} in {r.medium}") if multi else (lambda r: f"{r.metal}")
     text = (f"**How well the background is predicted.** Out of fold, the model predicted the background samples "
-            f"better than a single static value for {int((summ['skill'] > 0).sum())} of {len(summ)} "
-            f"{'metal and medium combinations' if multi else 'metals'} (median skill {med_skill:.2f}, range "
+            f"better than a single static value for "
+            f"{count_of((summ['skill'] > 0).sum(), len(summ), 'metal and medium combinations' if multi else 'metals')} (median skill {med_skill:.2f}, range "
             f"{summ['skill'].min():.2f} to {summ['skill'].max():.2f}; {out.ref('adaptive_background_models')}). ")
+    n_metals = summ.groupby("medium")["metal"].nunique().to_dict()
     if len(good):
-        text += ("For " + _and(f"{lab(r)} ({r.skill:.2f})" for r in good.itertuples())
+        listed = (" and for ".join(by_medium((r.medium, f"{r.metal} ({r.skill:.2f})") for r in good.itertuples()))
+                  if multi else _and(f"{lab(r)} ({r.skill:.2f})" for r in good.itertuples()))
+        text += ("For " + listed
                  + f" most of the variation among background samples follows {inputs}"
                  + (": where a metal's natural level follows the lithogenic elements "
                     + _and(lith) + ", its high values are expected from the parent rock, not from inputs"
                     if lith else "") + ". ")
     if len(poor):
-        text += ("For " + _and(lab(r) for r in poor.itertuples()) + " the inputs barely predict the background "
+        listed = (" and for ".join(by_medium(((r.medium, r.metal) for r in poor.itertuples()), n_metals=n_metals))
+                  if multi else _and(lab(r) for r in poor.itertuples()))
+        text += ("For " + listed + " the inputs barely predict the background "
                  "(skill below 0.25): its variation is not geological in the sense of these inputs, which points to "
                  "diffuse or local inputs, and its adaptive background is close to a single regional value. ")
-    text += (f"Samples more than {o.z_flag:g} predictive SDs above their own background are flagged: "
-             + _and(f"{int(r.n_flagged)} of {int(r.n_total)} for {lab(r)}"
-                    for r in summ.sort_values("n_flagged", ascending=False).head(3).itertuples())
-             + " at most. ")
+    top = summ.sort_values("n_flagged", ascending=False).head(3)
+    text += (f"Samples more than {o.z_flag:g} predictive SDs above their own background are flagged, most often for "
+             + _and(f"{lab(r)} ({int(r.n_flagged)}" + (f" of {int(r.n_total)})" if i == 0 else ")")
+                    for i, r in enumerate(top.itertuples()))
+             + ". ")
     if result.em_summary is not None:
         em = result.em_summary
         cmp_ = summ[["medium", "metal", "n_train", "n_total", "skill", "n_flagged"]].merge(
@@ -601,8 +616,8 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
                   display=cmp_disp, appendix=True)
         better = int((cmp_["skill"] > cmp_["skill_em"]).sum())
         fewer = int((cmp_["n_train_em"] < cmp_["n_train"]).sum())
-        text += (f"The robust selection of training samples gave the higher skill for {better} of {len(cmp_)} "
-                 f"{'combinations' if multi else 'metals'} than the mixture selection of @sun2025adaptive "
+        text += (f"The robust selection of training samples gave the higher skill for "
+                 f"{count_of(better, len(cmp_), 'combinations' if multi else 'metals')} than the mixture selection of @sun2025adaptive "
                  f"({out.ref('adaptive_training_comparison')})"
                  + (f"; the mixture trained on fewer samples for {fewer}, because it keeps only the lowest dominant "
                     "component and so leaves out naturally high soils. " if fewer else ". "))
@@ -648,9 +663,10 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
     if other:
         out.limitation(f"The adaptive background is the level predicted from {inputs}. "
                        + (f"Apart from the lithogenic elements, {_and(other)} can " if lith else "These inputs can ")
-                       + "also follow the way contamination arrives (a river that carries "
-                       "polluted sediment, flooding, land use): enrichment that varies with them passes as "
-                       "background, and a sample is flagged only for enrichment beyond that level.")
+                       + "also follow the way contamination arrives or is held (a river that carries polluted "
+                       "sediment, flooding, land use, or organic matter and clay that bind added metals): enrichment "
+                       "that varies with them passes as background, and a sample is flagged only for enrichment "
+                       "beyond that level.")
     out.limitation("The adaptive background uses a sparse Gaussian process (inducing points) and kernel "
                    "hyperparameters fitted once on all training samples; each sample's background is otherwise "
                    "predicted by a model that did not see it.")

@@ -14,6 +14,7 @@ from pydantic import Field
 from .. import descriptive as dq
 from .. import plots
 from ..context import StageContext
+from ..descriptive import _and, count_of
 from ..params import StageOptions
 from .base import StageSpec
 
@@ -179,8 +180,10 @@ def report(ctx: StageContext, result: Result) -> None:
         text += (lead + f" (Shapiro-Wilk; {out.ref('normality')}), so geometric means and log-scale methods are "
                  "used below. ")
     else:
-        text += (f"The Shapiro-Wilk test rejected normality for {len(norm) - raw_normal} of {len(norm)} {what} on "
-                 f"raw values and {len(norm) - lognormal} on log values ({out.ref('normality')}); with this many "
+        raw_rej, log_rej = len(norm) - raw_normal, len(norm) - lognormal
+        where = (f"{count_of(raw_rej, len(norm), what)} on both raw and log values" if raw_rej == log_rej else
+                 f"{count_of(raw_rej, len(norm), what)} on raw values and {log_rej} on log values")
+        text += (f"The Shapiro-Wilk test rejected normality for {where} ({out.ref('normality')}); with this many "
                  "samples it detects small departures, and the log scale remains the closer approximation used "
                  "below. ")
     if "subsampled" in result.normality and result.normality["subsampled"].any():
@@ -297,11 +300,6 @@ def _n_metals(metals: str) -> str:
     return f"{n} metal{'s' if n != 1 else ''} ({metals})"
 
 
-def _and(items) -> str:
-    items = [str(i) for i in items]
-    if not items:
-        return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
@@ -347,8 +345,9 @@ def _exceedance_text(ctx: StageContext, exc: pd.DataFrame, never: list[str]) -> 
             items = [f"{r.metal}{f' in {r.medium}' if exc['medium'].nunique() > 1 else ''} "
                      f"({_pct(r.n_exceeding, r.n)}{' of the samples' if i == 0 else ''})"
                      for i, r in enumerate(hits.head(4).itertuples())]
-            txt.append(f"The lowest {dq.threshold_header(first['threshold_name'].iloc[0]).lower()}s were exceeded "
-                       f"most often by {_and(items)}.")
+            names = first["threshold_name"].unique()   # media judged against different sets name no one kind
+            kind = dq.threshold_header(names[0]).lower() + "s" if len(names) == 1 else "guideline values"
+            txt.append(f"The lowest {kind} were exceeded most often by {_and(items)}.")
         higher = legal[legal["n_exceeding"] > 0].groupby(["medium", "metal"], sort=False).nth(slice(1, None))
         if len(higher):
             items = [f"the {dq.threshold_header(r.threshold_name).lower()} of {r.metal} by "

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from .. import indices as ix
 from .. import zoning as zn
+from ..descriptive import _and
 from ..errors import ReferenceDataError
 from ..params import StageOptions
 from ..reference import guideline_values
@@ -356,11 +357,6 @@ def run(ctx) -> Result:
     return res
 
 
-def _and(items) -> str:
-    items = [str(i) for i in items]
-    if not items:
-        return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:

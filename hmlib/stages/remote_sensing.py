@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from .. import remote_sensing as rs
 from ..context import StageContext
+from ..descriptive import count_of
 from ..outputs import ref_id
 from ..params import StageOptions
 from ..progress import track
@@ -301,11 +302,13 @@ def report(ctx: StageContext, result: Result) -> None:
                        + " in held-out areas; these are not mapped.")
     dev = float((cov["observed"] - cov["nominal"]).abs().max())
     best = max(maps, key=lambda m: m.result.skill["r2"])
-    out.finding(f"Remote-sensing inversion: {len(mapped)} of {len(maps)} metal and medium models predict held-out "
+    out.finding(f"Remote-sensing inversion: {count_of(len(mapped), len(maps), 'metal and medium models')} predict "
+                "held-out "
                 f"areas (best {best.metal} in {best.medium}, R² {best.result.skill['r2']:.2f}); their {lvl:.0f} % "
                 f"intervals covered {100 * cov['observed'].min():.0f}-{100 * cov['observed'].max():.0f} % of held-out "
                 f"samples (at most {100 * dev:.0f} points from nominal).", importance=0.45,
                 refs=[ref_id("tbl", "rs_metrics"), ref_id("tbl", "rs_interval_coverage")])
-    out.conclusion(f"The image predicts {len(mapped)} of {len(maps)} metal and medium combinations in held-out areas "
+    out.conclusion(f"The image predicts {count_of(len(mapped), len(maps), 'metal and medium combinations')} in "
+                   "held-out areas "
                    f"(best {best.metal} in {best.medium}, R² {best.result.skill['r2']:.2f}), with calibrated "
                    f"{lvl:.0f} % intervals; only these are mapped.")

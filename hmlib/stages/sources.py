@@ -771,14 +771,18 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
                   "90 % interval (5th-95th percentile over the bootstrap runs that mapped every factor; a base value "
                   "at a bound, 0 or 100 %, or one the refits do not reproduce can lie outside it)"
                   + (f"; the samples above the {result.guideline_label} and the factor carrying most of their "
-                     "concentration (median share over those samples)" if result.guideline_label else "") + ".",
+                     "concentration (median share over those samples)"
+                     if result.guideline_label and result.above.get(m) else "") + ".",
                   display=src.attribution_display(att, guideline_label=result.guideline_label if
                                                   result.above.get(m) else None, labels=lead),
                   group="pmf_attribution" if multi else None)
         assoc = None if result.association is None else result.association[result.association["medium"] == m]
-        if assoc is not None:  # reader's names of the covariates in the prose (land use, not Landuse)
-            assoc = assoc.assign(covariate=assoc["covariate"].map(
-                lambda c: re.sub(r"(\s*\([^)]*\)|\s+class(es)?)\s*$", "", ctx.params.data.covariate_label(c))))
+        if assoc is not None:  # reader's names of the covariates and their classes (land use, pasture; not W)
+            spec = ctx.params.data
+            assoc = assoc.assign(
+                highest_class=[spec.class_label(c, k) or k for c, k in zip(assoc["covariate"], assoc["highest_class"])],
+                covariate=[re.sub(r"(\s*\([^)]*\)|\s+class(es)?)\s*$", "", spec.covariate_label(c))
+                           for c in assoc["covariate"]])
         pca_l = result.pca[m].rotated_loadings if m in result.pca else None
         conc = data.wide(m).dropna()
         text, finds = src.attribution_text(
@@ -787,7 +791,7 @@ def _report_pmf(ctx: StageContext, result: Result, unit_label: str, units: dict)
             guideline_label=result.guideline_label if result.above.get(m) else None,
             refs={"table": ref_id("tbl", aname), "pca": ref_id("tbl", "pca_loadings"),
                   "maps": figm if has_xy else None},
-            published=o.published_attribution)
+            published=o.published_attribution, labels=lead)
         if text:
             out.markdown(text)
         else:

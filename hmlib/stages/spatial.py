@@ -392,10 +392,10 @@ def report(ctx, result: Result) -> None:
             f"give effective ranges from {vs[rng_col].min():.3g} to {vs[rng_col].max():.3g} {cu}: samples closer than "
             "this inform each other's prediction. ")
     if strong:
-        vtxt += (f"{', '.join(strong)} {'has' if len(strong) == 1 else 'have'} a small nugget (below a quarter of the "
-                 "sill), so their maps follow the samples closely. ")
+        vtxt += (f"{_and(strong)} {'has' if len(strong) == 1 else 'have'} a small nugget (below a quarter of the "
+                 f"sill), so {'its map follows' if len(strong) == 1 else 'their maps follow'} the samples closely. ")
     if weak:
-        vtxt += (f"For {', '.join(weak)} most variance is nugget (above three quarters of the sill): variation at "
+        vtxt += (f"For {_and(weak)} most variance is nugget (above three quarters of the sill): variation at "
                  "distances shorter than the sample spacing or measurement error, so their maps are smooth and carry "
                  "wide prediction intervals. ")
     out.markdown(vtxt)
@@ -496,6 +496,7 @@ def report(ctx, result: Result) -> None:
         hi_min = r.choice.groupby("metal")["ratio_high"].min()
         clear = [m for m in hi_max.index if hi_max[m] < 1 and maps[m].best != "ok"]
         partial_ = [m for m in hi_min.index if hi_min[m] < 1 <= hi_max[m] and maps[m].best != "ok"]
+        rest = [m for m in hi_max.index if m not in clear and m not in partial_]
         out.conclusion(
             f"{top['metal']} exceeds the {tname} value over an expected {100 * top['share_expected']:.0f} % of the "
             f"mapped area; {100 * unsure:.0f} % of the cells have "
@@ -505,8 +506,8 @@ def report(ctx, result: Result) -> None:
                "No alternative beat ordinary kriging clearly under every cross-validation scheme")
             + (f"; for {_and(partial_)} the gain held under one scheme only, which may not carry to new "
                "places" if partial_ else "")
-            + ("; elsewhere the gain was within the noise." if (clear or partial_) and
-               len(clear) + len(partial_) < len(hi_max) else "."))
+            + (f"; for {_and(rest)} no method did clearly better than ordinary kriging."
+               if (clear or partial_) and rest else "."))
     # hotspots
     if len(r.moran):
         out.markdown(hs.methods_text(k=o.hotspot_k, n_permutations=o.n_permutations, alpha=o.alpha,
