@@ -304,7 +304,7 @@ def _key_findings_markdown(frags: list[dict], skipped_rows: list[tuple[str, str]
                 "its results with their uncertainty.", ""]
     conclusions = _ranked_conclusions(frags)
     if conclusions:
-        overall = " ".join(c.rstrip() if c.rstrip().endswith(".") else c.rstrip() + "." for c in conclusions[:3])
+        overall = " ".join(_overall_sentence(c, findings) for c in conclusions[:3])
     else:
         ran = [fr for fr in frags if not fr.get("skipped")]
         overall = (f"This report presents {_count(len(ran), 'analysis', 'analyses')} of the region's data; the "
@@ -322,6 +322,25 @@ def _key_findings_markdown(frags: list[dict], skipped_rows: list[tuple[str, str]
 def _count(n: int, one: str, many: str) -> str:
     words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
     return f"{words[n] if n < len(words) else n} {one if n == 1 else many}"
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", re.sub(r"@[\w-]+", "", text.lower())))
+
+
+def _overall_sentence(conclusion: str, findings: list[dict]) -> str:
+    """A stage's conclusion as it enters the overall paragraph. Where it repeats a key finding shown just above
+    (most of its words the same), only its verdict (the clause after the last colon) is kept, with a pointer to
+    the finding, so the paragraph concludes instead of repeating the list."""
+    c = conclusion.rstrip()
+    c = c if c.endswith(".") else c + "."
+    w = _words(c)
+    for i, f in enumerate(findings, start=1):
+        fw = _words(f["text"])
+        if w and fw and len(w & fw) / len(w | fw) > 0.6 and ": " in c:
+            verdict = c.rsplit(": ", 1)[1].rstrip(".").strip()
+            return f"{verdict[0].upper()}{verdict[1:]} (finding {i})."
+    return c
 
 
 def _ranked_conclusions(frags: list[dict]) -> list[str]:
@@ -790,8 +809,10 @@ def _reader_typography(text: str) -> str:
     # a number and its per cent sign never end up on two lines ("62" / "%)"): a no-break space between them
     # and one style throughout: "95 %" also where a stage formatted "95%" (not inside attributes, width=100%)
     text = re.sub(r"(?<=\d) ?%(?=[\s)\].,;:\u2013-]|$)", "\u00a0%", text, flags=re.M)
-    # a negative number's sign is a minus, not a hyphen ("to −0.027"), wherever a stage formatted it with "-"
-    text = re.sub(r"(?<=[\s(=\[;:,])-(?=\d)", "\u2212", text)
+    # a hyphen right after a superscript is a range ("5.2 × 10^−4^–0.012"); any other hyphen before a number
+    # is a negative number's sign, a minus ("to −0.027", "10^−4^"), wherever a stage formatted it with "-"
+    text = re.sub(r"(\^[^^\s]+\^)-(?=\d)", "\\1\u2013", text)
+    text = re.sub(r"(?<=[\s(=\[;:,^])-(?=\d)", "\u2212", text)
     # a range takes an en dash ("0.60–0.73", "5th–95th", "P5–P95"); a standard's number ("GB 15618-2018",
     # "HJ/T 166-2004"), a date, a name such as UTL95-95 and anything inside a path or code keep the hyphen
     text = re.sub(r"(?<![\w/.\-\u2212])(\d+(?:\.\d+)?(?:st|nd|rd|th)?)-(\d+(?:\.\d+)?(?:st|nd|rd|th)?)(?![\d.]\d|\d)(?![\w/\-.]\w)",

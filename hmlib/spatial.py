@@ -3212,9 +3212,9 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
     """Small multiples of one grid quantity for every metal, laid out for the region's shape.
 
     Each panel has its own colour bar; the first carries a scale bar, a north arrow and the
-    coordinate-system note (:func:`hmlib.plots.decorate_map`). A metal whose panel would be uniform
-    (for probabilities: below 0.01 or above 0.99 in every cell) is left out and named in the
-    returned dict instead.
+    coordinate-system note (:func:`hmlib.plots.decorate_map`). A metal whose panel would read as one
+    colour (for probabilities: below 0.25, or above 0.75, in all but 0.5 % of the cells) is left out
+    and named in the returned dict instead.
 
     Parameters
     ----------
@@ -3243,11 +3243,23 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
             if not np.isfinite(mm.threshold):
                 continue
             p = g["exceedance_probability"].to_numpy(float)
+            # a panel that would read as one colour is a sentence instead: (nearly) every cell far from even odds
+            low, high = float(np.nanmean(p > 0.25)), float(np.nanmean(p < 0.75))
             if np.nanmax(p) < 0.01:
                 left_out[m] = f"the probability of exceeding {mm.threshold:g} {unit} is below 0.01 in every cell"
                 continue
+            if low < 0.005:
+                left_out[m] = (f"the probability of exceeding {mm.threshold:g} {unit} is below 0.25 in "
+                               + ("every cell" if low == 0 else f"all but {100 * low:.1g} % of the cells")
+                               + f" (at most {np.nanmax(p):.2f})")
+                continue
             if np.nanmin(p) > 0.99:
                 left_out[m] = f"the probability of exceeding {mm.threshold:g} {unit} is above 0.99 in every cell"
+                continue
+            if high < 0.005:
+                left_out[m] = (f"the probability of exceeding {mm.threshold:g} {unit} is above 0.75 in "
+                               + ("every cell" if high == 0 else f"all but {100 * high:.1g} % of the cells")
+                               + f" (at least {np.nanmin(p):.2f})")
                 continue
             panels.append((m, p, f"{m}: P(> {mm.threshold:g} {unit})"))
         elif kind == "sd":

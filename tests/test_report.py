@@ -757,6 +757,7 @@ def test_reader_typography_of_the_assembled_text():
     assert _reader_typography("ranges from -0.037 to -0.027; 0.60-0.73.") == "ranges from −0.037 to −0.027; 0.60–0.73."
     assert _reader_typography("5th-95th percentile, P5-P95 14-27, child (0-6 years)") == (
         "5th–95th percentile, P5–P95 14–27, child (0–6 years)")
+    assert _reader_typography("0.0022 (5.2 × 10^-4^-0.012)") == "0.0022 (5.2 × 10^−4^–0.012)"
     # a standard's number, a date, a statistic's name and a file name keep their hyphen
     kept = "GB 15618-2018, HJ/T 166-2004, 2026-12-05T02:42, UTL95-95, figures/a-1.png, 10-fold"
     assert _reader_typography(kept) == kept
@@ -783,3 +784,40 @@ def test_metal_and_medium_lists_are_grouped_by_medium():
     pairs = [("soil", "As"), ("water", "Cd"), ("soil", "Hg"), ("water", "Pb")]
     assert by_medium(pairs) == ["As and Hg in soil", "Cd and Pb in water"]
     assert by_medium(pairs, n_metals={"soil": 8, "water": 2}) == ["As and Hg in soil", "every metal in water"]
+
+
+def test_probability_panel_that_would_read_as_one_colour_becomes_a_sentence():
+    """Checked against probabilities set by hand: a metal whose exceedance probability stays below 0.25 in all but
+    0.2 % of the cells, or below 0.01 everywhere, is left out with the reason; a metal with a real gradient is drawn."""
+    from types import SimpleNamespace
+
+    from hmlib.spatial import grid_maps_figure
+
+    n = 1000
+    x, y = np.meshgrid(np.arange(40.0), np.arange(25.0))
+    grad = np.linspace(0, 1, n)
+    nearly_flat = np.full(n, 0.05)
+    nearly_flat[:2] = 0.53
+    maps = {m: SimpleNamespace(threshold=1.0, grid=pd.DataFrame({"x": x.ravel(), "y": y.ravel(),
+                                                                  "exceedance_probability": p}))
+            for m, p in {"Cd": grad, "Zn": nearly_flat, "Ni": np.full(n, 0.001)}.items()}
+    fig, left_out = grid_maps_figure(maps, kind="probability", unit="mg/kg", crs="local", coordinate_unit="km")
+    assert fig is not None and set(left_out) == {"Zn", "Ni"}
+    assert left_out["Zn"] == ("the probability of exceeding 1 mg/kg is below 0.25 in all but 0.2 % of the cells "
+                              "(at most 0.53)")
+    assert left_out["Ni"].endswith("below 0.01 in every cell")
+
+
+def test_overall_paragraph_concludes_instead_of_repeating_a_finding():
+    """Checked against sentences written by hand: a conclusion that repeats a key finding enters the overall
+    paragraph as its verdict with a pointer to the finding; a conclusion that adds to the findings enters whole."""
+    from hmlib.report import _overall_sentence
+
+    pmf = ("PMF attributes 90 % of the soil Cd (bootstrap 77 to 100 %) to a factor of its own, and its log "
+           "concentrations track Ni (r = 0.67): the Cd exceedances are plausibly but not demonstrably natural")
+    findings = [{"text": "Cd exceeds the guide value in 66 % of the samples (95 % CI 60–71 %)."},
+                {"text": pmf + " (@tbl-pmf-attribution)."}]
+    assert _overall_sentence(pmf, findings) == ("The Cd exceedances are plausibly but not demonstrably natural "
+                                                "(finding 2).")
+    other = "Living on these soils poses no appreciable noncancer hazard (a child's hazard index at most 0.83)"
+    assert _overall_sentence(other, findings) == other + "."

@@ -616,8 +616,9 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
                   display=cmp_disp, appendix=True)
         better = int((cmp_["skill"] > cmp_["skill_em"]).sum())
         fewer = int((cmp_["n_train_em"] < cmp_["n_train"]).sum())
-        text += (f"The robust selection of training samples gave the higher skill for "
-                 f"{count_of(better, len(cmp_), 'combinations' if multi else 'metals')} than the mixture selection of @sun2025adaptive "
+        what = "metal and medium combinations" if multi else "metals"
+        text += (f"The robust selection of training samples predicted better than the mixture selection of "
+                 f"@sun2025adaptive for {count_of(better, len(cmp_), what)} "
                  f"({out.ref('adaptive_training_comparison')})"
                  + (f"; the mixture trained on fewer samples for {fewer}, because it keeps only the lowest dominant "
                     "component and so leaves out naturally high soils. " if fewer else ". "))

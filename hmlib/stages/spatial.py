@@ -347,21 +347,20 @@ def report(ctx, result: Result) -> None:
     ch = r.choice.copy()
     chd = pd.DataFrame({
         "Metal": ch["metal"],
-        # the stacked ensemble with the share of its weight moved to ordinary kriging by the chosen shrinkage
-        "Chosen method": [sp.METHOD_LABELS[c] + (f" (shrinkage {maps[m].stack_shrinkage:.2g})"
-                                                  if c == "stack" and m in maps
-                                                  and np.isfinite(maps[m].stack_shrinkage) else "")
-                          for m, c in zip(ch["metal"], ch["chosen"])],
+        "Chosen method": [sp.METHOD_LABELS[c] for c in ch["chosen"]],
+        # the share of the stacked ensemble's weight moved to ordinary kriging by the chosen shrinkage
+        "Shrinkage": [f"{maps[m].stack_shrinkage:.2g}" if c == "stack" and m in maps
+                      and np.isfinite(maps[m].stack_shrinkage) else "–" for m, c in zip(ch["metal"], ch["chosen"])],
         "Scheme": ch["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"}),
         f"MAE chosen ({unit})": ch["mae_chosen"], f"MAE ordinary kriging ({unit})": ch["mae_ok"],
         "Ratio to ordinary kriging": ch["ratio_mae_to_ok"],
-        "95 % interval": [f"{a:.2f}-{b:.2f}" for a, b in zip(ch["ratio_low"], ch["ratio_high"])]})
+        "95 % interval": [f"{a:.2f}–{b:.2f}" for a, b in zip(ch["ratio_low"], ch["ratio_high"])]})
     out.table("spatial_choice", ch, "Method mapped per metal (the stacked ensemble, shrunk towards ordinary kriging, when its "
               "error averaged over the schemes was below ordinary kriging's; otherwise the simplest within one standard "
               "error of the best) and "
               "its mean absolute error relative to ordinary kriging (below 1: better), with a 95 % paired bootstrap "
               "interval, per cross-validation scheme. Shrinkage: the share of the ensemble's weight moved to ordinary "
-              "kriging, chosen by cross-validation (0: the fitted weights).", display=chd)
+              "kriging, chosen by cross-validation (0: the fitted weights; a dash: not an ensemble).", display=chd)
     if len(r.choice):
         out.markdown(f"**Which method maps best.** {out.ref('spatial_choice')} gives the method chosen per metal and "
                      f"its error relative to ordinary kriging; every method's scores are in {out.ref('spatial_cv')} "
