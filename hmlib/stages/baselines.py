@@ -310,7 +310,7 @@ def report(ctx: StageContext, result: Result) -> None:
                                         literature_label=lit_name or "literature background")
         out.figure(f"baselines_methods_{m}", fig,
                    f"Baselines of the metals in {m} by method (dots with {o.confidence:.0%} bootstrap intervals; red: "
-                   "recommended) and their upper limits (triangles)"
+                   "recommended), their upper limits (triangles)"
                    + ((f" and the literature background ({lit_name}, dashed line)" if lit_name else
                        " and the literature background (dashed line)") if _has_values(result.literature.get(m))
                       else "; no literature background applies to this medium") + ". Log scale.",
@@ -580,8 +580,14 @@ def _report_adaptive(ctx: StageContext, result: Result) -> None:
             f"{summ['skill'].min():.2f} to {summ['skill'].max():.2f}; {out.ref('adaptive_background_models')}). ")
     n_metals = summ.groupby("medium")["metal"].nunique().to_dict()
     if len(good):
-        listed = (" and for ".join(by_medium((r.medium, f"{r.metal} ({r.skill:.2f})") for r in good.itertuples()))
-                  if multi else _and(f"{lab(r)} ({r.skill:.2f})" for r in good.itertuples()))
+        if multi:  # per medium; a medium whose every metal is well predicted is named as such
+            listed = " and for ".join(
+                f"every metal in {med} (skill {g['skill'].min():.2f} to {g['skill'].max():.2f})"
+                if len(g) == n_metals[med] and len(g) > 1 else
+                _and(f"{r.metal} ({r.skill:.2f})" for r in g.itertuples()) + f" in {med}"
+                for med, g in good.groupby("medium", sort=False))
+        else:
+            listed = _and(f"{lab(r)} ({r.skill:.2f})" for r in good.itertuples())
         text += ("For " + listed
                  + f" most of the variation among background samples follows {inputs}"
                  + (": where a metal's natural level follows the lithogenic elements "

@@ -386,8 +386,8 @@ def _exceedance_findings(ctx: StageContext, exc: pd.DataFrame) -> None:
         + (", followed by " + _and(f"{x.metal} ({100 * x.share_exceeding:.0f} %)" for x in others.itertuples())
            if len(others) else "")
         + (f"; no sample reached a {_and(never)}" if never else "")
-        + ". An exceedance alone does not say whether the metal is natural or added; the conclusions below judge "
-          "that from the region's own background and the sources.")
+        + ". An exceedance alone does not say whether the metal is natural or added: that is judged against the "
+          "region's own background and from the sources.")
     ctx.out.finding(f"{r['metal']} exceeded the {dq.threshold_header(r['threshold_name']).lower()} of {val} {unit}, "
                     f"from {name}, in {100 * r['share_exceeding']:.1f} % of the {r['medium']} samples "
                     f"(95 % CI {100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f} %){extra}.",

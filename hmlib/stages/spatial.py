@@ -316,7 +316,7 @@ def report(ctx, result: Result) -> None:
         "more than one standard error under every scheme. "
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
-        "Formulas, the candidate methods and the choice rule are in @sec-appendix-spatial.")
+        "Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
     out.markdown(appendix=True, text=sp.methods_text(
         methods=used, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
         weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
@@ -515,7 +515,8 @@ def report(ctx, result: Result) -> None:
         out.table("hotspots", r.hotspots, "Local Moran (LISA) and Getis-Ord Gi* per sample.", in_report=False)
         hot_disp = hs.hotspot_summary(r.moran, r.hotspots)
         out.markdown(f"**Hotspots.** Global Moran's I, local Moran (LISA) and Getis-Ord Gi* on the {o.hotspot_k} "
-                     f"nearest neighbours (methods in @sec-appendix-spatial). {out.ref('hotspot_summary')} counts the "
+                     f"nearest neighbours (methods in the appendix, @sec-appendix-spatial). "
+                     f"{out.ref('hotspot_summary')} counts the "
                      f"clusters per metal; {out.ref('spatial_gi', 'fig')} maps the Gi* hot and cold spots (LISA "
                      f"clusters in {out.ref('spatial_lisa', 'fig')}, appendix). "
                      + hs.results_text(r.moran, r.hotspots, alpha=o.alpha)
@@ -562,8 +563,8 @@ def report(ctx, result: Result) -> None:
                                "share_significant": "Share significant"}))
         out.table("mgwr_local", res.local.assign(sample_id=np.asarray(r.driver_index)),
                   "MGWR local coefficients and t-values.", in_report=False)
-        out.markdown(f"**Drivers.** A multiscale geographically weighted regression of ln {resp} (methods in "
-                     f"@sec-appendix-spatial): {out.ref('mgwr_comparison')} compares the global and local models and "
+        out.markdown(f"**Drivers.** A multiscale geographically weighted regression of ln {resp} (methods in the "
+                     f"appendix, @sec-appendix-spatial): {out.ref('mgwr_comparison')} compares the global and local models and "
                      f"{out.ref('mgwr_coefficients')} and {out.ref('spatial_mgwr', 'fig')} show how each predictor's "
                      "effect varies over the region. " + dr.results_text(res))
         fig = dr.coefficient_figure(res, coordinate_unit=cu)
