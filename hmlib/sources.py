@@ -488,12 +488,24 @@ def plot_biplot(res: PCAResult, *, title: str = ""):
     LL = np.abs(L.iloc[:, :2].to_numpy()).max(axis=0)
     scale = float(np.min(np.abs(S).max(axis=0) / np.maximum(LL, 1e-9)))
     ax.scatter(S[:, 0], S[:, 1], s=8, color="0.6", alpha=0.6, label="samples (scores)")
-    for metal in L.index:
-        x, y = L.at[metal, L.columns[0]] * scale * 0.9, L.at[metal, L.columns[1]] * scale * 0.9
+    arrows = L.iloc[:, :2].to_numpy() * scale * 0.9
+    for x, y in arrows:
         ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color="C3", lw=1.2))
-        ax.text(x * 1.08, y * 1.08, metal, color="C3", fontsize=9, ha="center", va="center")
     tips = L.iloc[:, :2].to_numpy() * scale * 1.1
     pts = np.vstack([S, tips, [[0, 0]]])
+    # metals whose arrow tips nearly coincide share one label ("Co, Ni") instead of printing over each other
+    span = np.maximum(pts.max(axis=0) - pts.min(axis=0), 1e-12)
+    groups: list[list[int]] = []
+    for i in np.argsort(-np.hypot(*arrows.T)):
+        near = [g for g in groups if any(np.all(np.abs(arrows[i] - arrows[j]) / span < [0.09, 0.06]) for j in g)]
+        if near:
+            near[0].append(i)
+        else:
+            groups.append([i])
+    for g in groups:
+        x, y = arrows[g[0]] * 1.08 + np.sign(arrows[g[0]]) * span * [0.03 * (len(g) > 1), 0]
+        ax.text(x, y, ", ".join(str(L.index[j]) for j in sorted(g)), color="C3", fontsize=9,
+                ha="left" if len(g) > 1 and x > 0 else "right" if len(g) > 1 else "center", va="center")
     pad = 0.08 * (pts.max(axis=0) - pts.min(axis=0))
     ax.set_xlim(pts[:, 0].min() - pad[0], pts[:, 0].max() + pad[0])
     ax.set_ylim(pts[:, 1].min() - pad[1], pts[:, 1].max() + pad[1])
@@ -728,7 +740,9 @@ def plot_q_scan(scan: pd.DataFrame, *, chosen: int | None = None, title: str = "
         bx.axhline(1.0, color="0.4", lw=0.8, ls=":", label="expected for a noise factor")
         bx.set_ylabel("drop in Q(robust) / (s (n + m))")
         bx.set_yscale("symlog", linthresh=1.0)
-        bx.legend(fontsize=7)
+        top = float(np.nanmax(np.r_[scan["dq_units"].to_numpy(float), 1.0]))
+        bx.set_ylim(0, top * 3 if top > 1 else 2.0)   # headroom above the bars for the legend (symlog axis)
+        bx.legend(fontsize=7, loc="upper right")
     for a in axes[0]:
         if chosen is not None:
             a.axvline(chosen, color="C3", lw=1, alpha=0.6, label=f"chosen: {chosen}")
