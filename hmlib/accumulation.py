@@ -2026,16 +2026,18 @@ def plot_sensitivity(oat: pd.DataFrame, *, metals: list[str]):
         s["span"] = (s["high_change_percent"] - s["low_change_percent"]).abs()
         s = s.sort_values("span")
         yy = np.arange(len(s))
-        ax.barh(yy, s["low_change_percent"], color="#6fa8dc", label="÷ GSD")
-        ax.barh(yy, s["high_change_percent"], color="#e06666", label="× GSD")
+        ax.barh(yy, s["low_change_percent"], color="#6fa8dc", label="parameter ÷ its geometric SD")
+        ax.barh(yy, s["high_change_percent"], color="#e06666", label="parameter × its geometric SD")
         ax.set_yticks(yy, [flux_label(v) for v in s["parameter"]], fontsize=7)
         ax.axvline(0, color="k", lw=0.6)
         ax.set_title(metal)
         ax.set_xlabel("change of mean C (%)")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, frameon=False)
-    fig.tight_layout()
+    # one legend under the panels, where it covers no bar
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

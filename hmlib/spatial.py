@@ -3034,18 +3034,6 @@ def variogram_figure(mm: MetalMap, *, unit: str, coordinate_unit: str):
     return fig
 
 
-def _raster(x, y, values):
-    from .geo import grid_to_array, regular_grid
-
-    try:
-        g = regular_grid(x, y)
-    except ValueError:
-        return None
-    a = grid_to_array(g, values)
-    ext = (g.xmin - g.dx / 2, g.xmin + (g.ncols - 0.5) * g.dx, g.ymax - (g.nrows - 0.5) * g.dy, g.ymax + g.dy / 2)
-    return a, ext
-
-
 def map_figure(mm: MetalMap, *, sample_x, sample_y, sample_values, unit: str, coordinate_unit: str):
     """Prediction (samples overlaid, same colour scale), prediction standard deviation and
     probability of exceeding the guideline value (when one is set), on the grid.
@@ -3071,6 +3059,8 @@ def map_figure(mm: MetalMap, *, sample_x, sample_y, sample_values, unit: str, co
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
+    from .plots import grid_image
+
     g = mm.grid
     panels = [("prediction", f"{mm.metal} mean ({unit}), {METHOD_SHORT[mm.best]}", "viridis"),
               ("sd", f"prediction SD ({unit})", "magma_r")]
@@ -3090,9 +3080,9 @@ def map_figure(mm: MetalMap, *, sample_x, sample_y, sample_values, unit: str, co
             norm = Normalize(0, 1)
         else:
             norm = Normalize(np.nanmin(v), np.nanmax(v))
-        r = _raster(g["x"], g["y"], v)
+        r = grid_image(g["x"], g["y"], v)
         if r is not None:
-            im = ax.imshow(r[0], extent=r[1], origin="upper", cmap=cmap, norm=norm, interpolation="nearest")
+            im = ax.imshow(r[0], extent=r[1], origin="lower", cmap=cmap, norm=norm, interpolation="nearest")
         else:
             im = ax.scatter(g["x"], g["y"], c=v, s=2, cmap=cmap, norm=norm, marker="s", linewidths=0)
         if key == "prediction":
@@ -3102,7 +3092,7 @@ def map_figure(mm: MetalMap, *, sample_x, sample_y, sample_values, unit: str, co
         if key == "exceedance_probability":
             try:
                 if r is not None:
-                    ax.contour(r[0], levels=[0.5], colors="k", linewidths=0.7, extent=r[1], origin="upper")
+                    ax.contour(r[0], levels=[0.5], colors="k", linewidths=0.7, extent=r[1], origin="lower")
             except (ValueError, TypeError):
                 pass
         cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
@@ -3234,7 +3224,7 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
-    from .plots import MIN_FONT_PT, PRINT_RC, _log_colorbar, decorate_map, map_axes, print_style
+    from .plots import MIN_FONT_PT, PRINT_RC, _log_colorbar, decorate_map, grid_image, map_axes, print_style
 
     left_out, panels = {}, []
     for m, mm in maps.items():
@@ -3287,9 +3277,9 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
                 log = kind == "mean" and mm.log and lo > 0
                 norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
                 cmap = "viridis" if kind == "mean" else "magma_r"
-            r = _raster(gx, gy, v)
+            r = grid_image(gx, gy, v)
             if r is not None:
-                im = ax.imshow(r[0], extent=r[1], origin="upper", cmap=cmap, norm=norm, interpolation="nearest")
+                im = ax.imshow(r[0], extent=r[1], origin="lower", cmap=cmap, norm=norm, interpolation="nearest")
             else:
                 im = ax.scatter(gx, gy, c=v, s=2, cmap=cmap, norm=norm, marker="s", linewidths=0)
             if sv is not None:
@@ -3298,7 +3288,7 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
                            norm=norm, s=float(np.clip(600 / max(ok.sum(), 1), 0.3, 6)), edgecolors="k",
                            linewidths=0.2)
             if kind == "probability" and r is not None and np.nanmin(v) < 0.5 < np.nanmax(v):
-                ax.contour(r[0], levels=[0.5], colors="k", linewidths=0.6, extent=r[1], origin="upper")
+                ax.contour(r[0], levels=[0.5], colors="k", linewidths=0.6, extent=r[1], origin="lower")
             ax.set_title(title, fontsize=PRINT_RC["axes.titlesize"])
             cb = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.03)
             cb.ax.tick_params(labelsize=MIN_FONT_PT)
