@@ -394,19 +394,19 @@ def exceedance_text(summary: pd.DataFrame, *, guideline_set: str | None, default
 
         variables = guideline_condition_variables(guideline_values_any(guideline_set))
         if variables:
-            how = []
+            own, given = [], []   # "its own pH and the land use class 'other' (...)": own classes first
             for var in variables:
                 label = {"ph": "pH", "land_use": "land use"}.get(var, var.replace("_", " "))
                 col = (condition_columns or {}).get(var)
                 val = (default_conditions or {}).get(var)
                 if col:
-                    how.append(f"its own {label}")
+                    own.append(f"its own {label}")
                 elif val is not None:
-                    how.append(f"the {label} class '{val}' (no {label} is given per sample, so this class applies "
-                               "to the whole region)")
+                    given.append(f"the {label} class '{val}' (no {label} is given per sample, so this class applies "
+                                 "to the whole region)")
                 else:
-                    how.append(f"the strictest {label} class (no {label} is given)")
-            how.sort(key=lambda h: not h.startswith("its own"))   # "its own pH and the land use class 'other' (...)"
+                    given.append(f"the strictest {label} class (no {label} is given)")
+            how = own + given
             name = reference_label(guideline_set, cite=False)
             parts.append(f"{name[0].upper() + name[1:]} sets values by {' and '.join(label_of(v) for v in variables)}; each sample "
                          f"was judged against the value for {' and '.join(how)}.")

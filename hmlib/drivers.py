@@ -314,6 +314,8 @@ def results_text(res: DriverResult) -> str:
         Sentences comparing OLS/GWR/MGWR by AICc and R² and giving each covariate's bandwidth,
         coefficient range and share of significant samples.
     """
+    from .descriptive import _and
+
     c = res.comparison.set_index("model")
     best = c["aicc"].idxmin()
     others = [m for m in ("OLS", "GWR", "MGWR") if m != best]
@@ -341,8 +343,6 @@ def results_text(res: DriverResult) -> str:
             loc.append(f"{r.covariate} (bandwidth {r.mgwr_bandwidth:.0f} of {n} samples, "
                        f"{100 * r.mgwr_bandwidth / n:.0f} %; coefficients {_signed(r.mgwr_min)} to "
                        f"{_signed(r.mgwr_max)}{sign}; significant {where(r.share_significant)})")
-
-    from .descriptive import _and
 
     if glob:
         txt += (f" {_and(glob)} {'acts' if len(glob) == 1 else 'act'} at the scale of the whole region (bandwidth "

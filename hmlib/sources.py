@@ -1370,10 +1370,10 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
         # clear gap makes the split undetermined
         near = 0 < gap <= 3
         outside = has_iv and gap > 3
-        iv = (f" (bootstrap 5th-95th percentile {top.pct_low:.0f} to {top.pct_high:.0f} %"
-              + (f"; the base run lies {gap} point{'s' if gap > 1 else ''} "
-                 f"{'above' if top.percent > top.pct_high else 'below'} it" if near else "") + ")"
-              if has_iv and not outside else "")
+        iv_body = (f"{top.pct_low:.0f} to {top.pct_high:.0f} %"
+                   + (f"; the base run lies {gap} point{'s' if gap > 1 else ''} "
+                      f"{'above' if top.percent > top.pct_high else 'below'} it" if near else ""))
+        iv = f" (bootstrap 5th-95th percentile {iv_body})" if has_iv and not outside else ""
         split = (f" The bootstrap refits of the same model, however, give {top.factor} only {top.pct_low:.0f} to "
                  f"{top.pct_high:.0f} % of the {metal} (5th-95th percentile), outside the base run's value: how the "
                  f"{metal} divides between the factors is not well determined by these data."
@@ -1463,7 +1463,7 @@ def attribution_text(table: pd.DataFrame, *, medium: str, signatures: dict[str, 
             paras.append(f"For {metal} ({n_above} {'sample' if n_above == 1 else 'samples'} above the {guideline_label}), PMF attributes "
                          f"{top.percent:.0f} % of it"
                          + (f" (bootstrap refits {top.pct_low:.0f} to {top.pct_high:.0f} %, outside the base run's value)"
-                            if outside else iv.replace("bootstrap 5th-95th percentile", "bootstrap")
+                            if outside else f" (bootstrap {iv_body})"
                             if near else "") + f" to {fname}"
                          + (f", and in the PCA it loads on {comp} with {', '.join(with_)}" if pca_loadings is not None
                             and metal in pca_loadings.index and with_ else "")

@@ -449,10 +449,7 @@ def _strata_text(table: pd.DataFrame, stratify_by) -> str:
 
 def _has_values(literature) -> bool:
     """Whether a medium's literature background has any value to draw (water has none in the crustal sets)."""
-    if literature is None:
-        return False
-    vals = pd.Series(literature, dtype=float) if isinstance(literature, dict) else pd.Series(literature).astype(float)
-    return bool(vals.notna().any())
+    return literature is not None and bool(pd.Series(literature, dtype=float).notna().any())
 
 
 def _rcf_highest(table: pd.DataFrame) -> tuple[int, int]:
