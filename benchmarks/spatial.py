@@ -13,6 +13,13 @@ stacked ensemble (shrunk towards ordinary kriging as the map's, :func:`hmlib.spa
 denominator is ordinary kriging on the scale the map's log rule chose; ``chosen_vs_raw_ok`` divides instead by
 ordinary kriging of the original values, the reference R gstat's default gives (and the external evaluation used).
 
+Held-out points take the grid's covariates at them (the nearest cell), as the evaluation reads the map, and the
+cross-validation inside the choice scores with them as the stage does (:func:`hmlib.spatial.covariates_at_samples`).
+
+``--nested N`` runs N repeats of a nested 10-fold cross-validation of the whole choice on the real samples (about
+90 % fit and choose, the rest predicted as map points) and prints, per metal, the chosen map's MAE over all samples
+divided by that of ordinary kriging on the original values.
+
 ``--holdout-seeds N`` adds the design of the Jura validation on generated data: N seeded surveys of 359 samples
 (:func:`hmlib.synth.survey.generate`, Jura-like rock and land-use classes and point sources), 259 used to fit
 and choose, 100 kept out and predicted as map points; the chosen map's MAE at the 100 is divided by the ordinary
@@ -111,6 +118,10 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
     sites, wide = data.sites(medium).reset_index(drop=True), data.wide(medium).reset_index(drop=True)
     drift = [c for c in params.data.covariates if c in data.grid.columns and c in sites.columns]
     cats = [c for c in params.data.categorical if c in drift]
+    # the evaluation reads the map at the grid cell nearest to a validation sample: held-out points take the grid's
+    # covariates there, and the cross-validation inside map_metal scores with them as the stage does
+    gcov = sp.covariates_at_samples(sites["x"], sites["y"], sample_covariates=sites[drift], grid_x=data.grid["x"],
+                                    grid_y=data.grid["y"], grid_covariates=data.grid[drift])
     idx = np.random.default_rng(100 + split).permutation(len(sites))
     tr, va = idx[:len(idx) - n_validation], idx[len(idx) - n_validation:]
     rows = []
@@ -118,11 +129,12 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
         others = [m for m in data.metals if m != metal]
         ok_rows = wide[metal].notna().to_numpy() & sites[drift].notna().all(axis=1).to_numpy()
         t, v = tr[ok_rows[tr]], va[ok_rows[va]]
-        cov_t, cov_v = sites.loc[t, drift].reset_index(drop=True), sites.loc[v, drift].reset_index(drop=True)
+        cov_t, cov_v = sites.loc[t, drift].reset_index(drop=True), gcov.loc[v, drift].reset_index(drop=True)
         obs = wide.loc[v, metal].to_numpy(float)
         seed = 10 * split + i
         mm = sp.map_metal(metal, x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
                           grid_x=sites.loc[v, "x"], grid_y=sites.loc[v, "y"], sample_covariates=cov_t,
+                          sample_map_covariates=gcov.loc[t, drift].reset_index(drop=True),
                           grid_covariates=cov_v, categorical=cats, secondary=wide.loc[t, others].reset_index(drop=True),
                           n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
         an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
@@ -159,6 +171,50 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
         rows.append(row)
         print(f"{region} split {split} {metal:8s} chosen {mm.best:5s} hold-out ratio to OK {row['chosen_holdout']:.3f} "
               "(" + ", ".join(f"{m} {mae[m] / mae['ok']:.3f}" for m in mae if m != "ok") + ")", flush=True)
+    return pd.DataFrame(rows)
+
+
+def nested_benchmark(region: str, *, repeat: int, n_outer: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
+    """Nested cross-validation of the whole choice: the real samples of ``region`` split into ``n_outer`` folds
+    (seeded by ``repeat``); each fold is predicted as map points by :func:`hmlib.spatial.map_metal` fitted and
+    chosen on the others (about 90 % of the samples, close to the Jura validation's 259 of 359), with the grid's
+    covariates at the held-out points as the evaluation reads the map. Per metal: the MAE over all samples of the
+    chosen map and of ordinary kriging on the original values (gstat's default), and their ratio."""
+    params = load_params(ROOT / "params" / f"{region}.yml")
+    data = load_region(params)
+    medium = data.media[0]
+    sites, wide = data.sites(medium).reset_index(drop=True), data.wide(medium).reset_index(drop=True)
+    drift = [c for c in params.data.covariates if c in data.grid.columns and c in sites.columns]
+    cats = [c for c in params.data.categorical if c in drift]
+    gcov = sp.covariates_at_samples(sites["x"], sites["y"], sample_covariates=sites[drift], grid_x=data.grid["x"],
+                                    grid_y=data.grid["y"], grid_covariates=data.grid[drift])
+    fold_of = np.empty(len(sites), int)
+    fold_of[np.random.default_rng(1000 + repeat).permutation(len(sites))] = np.arange(len(sites)) % n_outer
+    rows = []
+    for i, metal in enumerate(data.metals):
+        others = [m for m in data.metals if m != metal]
+        usable = wide[metal].notna().to_numpy() & sites[drift].notna().all(axis=1).to_numpy()
+        err, err_ok = [], []
+        for f in range(n_outer):
+            t, v = np.flatnonzero((fold_of != f) & usable), np.flatnonzero((fold_of == f) & usable)
+            seed = 100 * repeat + 10 * f + i
+            mm = sp.map_metal(metal, x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
+                              grid_x=sites.loc[v, "x"], grid_y=sites.loc[v, "y"],
+                              sample_covariates=sites.loc[t, drift].reset_index(drop=True),
+                              sample_map_covariates=gcov.loc[t, drift].reset_index(drop=True),
+                              grid_covariates=gcov.loc[v, drift].reset_index(drop=True), categorical=cats,
+                              secondary=wide.loc[t, others].reset_index(drop=True), n_folds=n_folds,
+                              rf_trees=rf_trees, log_mode="cv", seed=seed)
+            ok = sp.fit_spatial_model("ok", x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
+                                      log=False, seed=seed).predict(sites.loc[v, "x"], sites.loc[v, "y"], None)
+            obs = wide.loc[v, metal].to_numpy(float)
+            err.append(np.abs(mm.grid["prediction"].to_numpy() - obs))
+            err_ok.append(np.abs(ok["prediction"].to_numpy() - obs))
+        e, eo = np.concatenate(err), np.concatenate(err_ok)
+        rows.append({"region": region, "repeat": repeat, "metal": metal, "n": len(e), "mae_chosen": e.mean(),
+                     "mae_raw_ok": eo.mean(), "chosen_vs_raw_ok": e.mean() / eo.mean()})
+        print(f"{region} repeat {repeat} {metal:8s} chosen map / OK on original values {rows[-1]['chosen_vs_raw_ok']:.3f}",
+              flush=True)
     return pd.DataFrame(rows)
 
 
@@ -211,6 +267,8 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=0,
                     help="random hold-out splits of each region's real samples (0: none)")
     ap.add_argument("--validation", type=int, default=100, help="samples kept out per split")
+    ap.add_argument("--nested", type=int, default=0,
+                    help="repeats of a nested 10-fold cross-validation of the whole choice on the real samples (0: none)")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     parts = [region_benchmark(r, n_folds=a.folds, rf_trees=a.trees) for r in a.regions]
@@ -242,6 +300,14 @@ def main() -> None:
         print(sb.groupby(["region", "split"])[cols].max().round(3).to_string())
         if a.out:
             sb.to_csv(Path(a.out).with_name(Path(a.out).stem + "_splits.csv"), index=False)
+    if a.nested:
+        nb = pd.concat([nested_benchmark(r, repeat=k, n_outer=10, n_folds=a.folds, rf_trees=a.trees)
+                        for r in a.regions for k in range(a.nested)], ignore_index=True)
+        print("\nnested cross-validation, chosen map's MAE / ordinary kriging's on the original values:")
+        print(nb.pivot_table(index=["region", "metal"], columns="repeat", values="chosen_vs_raw_ok").round(3).to_string())
+        print(nb.groupby(["region", "repeat"])["chosen_vs_raw_ok"].agg(["median", "max"]).round(3).to_string())
+        if a.out:
+            nb.to_csv(Path(a.out).with_name(Path(a.out).stem + "_nested.csv"), index=False)
     if not a.skip_large:
         large_benchmark(n_samples=a.samples, n_cells=a.cells, n_neighbours=a.neighbours, seed=a.seed,
                         chunk_size=a.chunk)

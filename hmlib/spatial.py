@@ -46,7 +46,7 @@ __all__ = [
     "best_methods", "exceedance_probability", "area_share_above", "guideline_thresholds", "MetalMap",
     "block_size_for", "map_metal", "variogram_figure", "map_figure", "methods_text", "variogram_tables",
     "choice_table", "results_text", "exceedance_text", "spatial_subsample", "guideline_classes", "sample_shares",
-    "grid_maps_figure", "combine_members",
+    "grid_maps_figure", "combine_members", "covariates_at_samples", "covariate_agreement", "covariate_agreement_text",
 ]
 
 VARIOGRAM_MODELS = ("spherical", "exponential", "gaussian", "matern")
@@ -1956,6 +1956,7 @@ def spatial_block_folds(x, y, *, block_size: float, n_folds: int, seed: int) -> 
 def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None = None, categorical=(),
                    secondary: pd.DataFrame | None = None, collocated: bool = False, log: bool = False,
                    scheme: str = "kfold", n_folds: int = 10, seed: int = 0, folds=None,
+                   predict_covariates: pd.DataFrame | None = None,
                    fit: Callable[..., SpatialModel] | None = None, **fit_kwargs) -> pd.DataFrame:
     """Seeded k-fold, leave-one-out or given-fold cross-validation of one method.
 
@@ -1973,6 +1974,9 @@ def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None
     scheme : 'kfold' (seeded random partition into ``n_folds``) or 'loo'; ignored with ``folds``.
     folds : fold label per sample (e.g. :func:`spatial_block_folds`).
     seed : seed of the partition and of each fold's fit (seed + fold).
+    predict_covariates : covariates used at the held-out samples (default ``covariates``): those of the map at
+        each sample (:func:`covariates_at_samples`), so that the score is the map's; the models are fitted on
+        ``covariates``.
     fit : fitting function (default :func:`fit_spatial_model`).
     fit_kwargs : passed to ``fit``.
 
@@ -1997,6 +2001,9 @@ def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None
         raise ValueError(f"scheme: expected 'kfold' or 'loo', got {scheme!r}")
     fit = fit or fit_spatial_model
     cov = None if covariates is None else covariates.reset_index(drop=True)
+    pcov = cov if predict_covariates is None or cov is None else predict_covariates.reset_index(drop=True)
+    if pcov is not None and len(pcov) != n:
+        raise ValueError(f"predict_covariates: expected {n} rows (one per sample), got {len(pcov)}")
     sec = None if secondary is None else secondary.reset_index(drop=True)
     parts = []
     for f in np.unique(folds):
@@ -2011,7 +2018,7 @@ def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None
         pkw = {}
         if collocated and sec is not None and model.method == "ck":
             pkw["secondary"] = sec.iloc[test].reset_index(drop=True)
-        p = model.predict(xy[test, 0], xy[test, 1], None if cov is None else cov.iloc[test].reset_index(drop=True),
+        p = model.predict(xy[test, 0], xy[test, 1], None if pcov is None else pcov.iloc[test].reset_index(drop=True),
                           **pkw)
         parts.append(pd.DataFrame({"index": test, "fold": int(f), "observed": v[test],
                                    "predicted": p["prediction"].to_numpy(), "median": p["median"].to_numpy(),
@@ -2685,8 +2692,111 @@ def block_size_for(x, y, effective_range: float) -> float:
     return float(np.clip(r * 1.0001, ext / 6, ext / 2))
 
 
+def covariates_at_samples(x, y, *, sample_covariates: pd.DataFrame, grid_x, grid_y,
+                          grid_covariates: pd.DataFrame) -> pd.DataFrame:
+    """The covariates the map has at each sample: those of the grid cell nearest to it.
+
+    A map predicts from the grid's covariates (a land-use or geological map), which near class boundaries can
+    disagree with what was recorded at the sample. Cross-validation that predicts held-out samples from these
+    values scores the map as it will be used, instead of a map drawn from field records nobody has between
+    the samples. A sample farther from its nearest cell than the grid's spacing (outside the mapped area), or
+    whose nearest cell lacks a value, keeps its own.
+
+    Parameters
+    ----------
+    x, y : sample coordinates.
+    sample_covariates : covariates recorded at the samples (one row per sample).
+    grid_x, grid_y, grid_covariates : the prediction grid and its covariates (the same columns).
+
+    Returns
+    -------
+    DataFrame
+        One row per sample, the columns of ``sample_covariates``.
+    """
+    from scipy.spatial import cKDTree
+
+    sxy, gxy = _as_xy(x, y, "samples"), _as_xy(grid_x, grid_y, "grid")
+    own = sample_covariates.reset_index(drop=True)
+    if len(own) != len(sxy):
+        raise ValueError(f"sample_covariates: expected {len(sxy)} rows (one per sample), got {len(own)}")
+    tree = cKDTree(gxy)
+    dist, near = tree.query(sxy)
+    # the grid's spacing: median distance between a cell and its nearest other cell (on at most 20,000 cells)
+    probe = gxy[:: max(1, len(gxy) // 20000)]
+    spacing = float(np.median(tree.query(probe, k=2)[0][:, 1])) if len(gxy) > 1 else np.inf
+    out = own.copy()
+    for c in own.columns:
+        mapped = grid_covariates[c].reset_index(drop=True).iloc[near].reset_index(drop=True)
+        use = (dist <= spacing) & mapped.notna().to_numpy()
+        out[c] = mapped.where(use, own[c])
+    return out
+
+
+def covariate_agreement(recorded: pd.DataFrame, mapped: pd.DataFrame, *, categorical=()) -> pd.DataFrame:
+    """How well the map's covariates at the samples agree with those recorded there.
+
+    Parameters
+    ----------
+    recorded : covariates recorded at the samples.
+    mapped : the map's covariates at the same samples (:func:`covariates_at_samples`).
+    categorical : names of the categorical covariates (non-numeric columns are treated as categorical too).
+
+    Returns
+    -------
+    DataFrame
+        covariate, kind ('class' or 'value'), n, agreement: the share of samples in the same class (categorical)
+        or the Pearson correlation (numeric).
+    """
+    rows = []
+    for c in recorded.columns:
+        a, b = recorded[c].reset_index(drop=True), mapped[c].reset_index(drop=True)
+        ok = a.notna() & b.notna()
+        if c in categorical or not pd.api.types.is_numeric_dtype(a):
+            agree = float((a[ok].astype(str) == b[ok].astype(str)).mean()) if ok.any() else np.nan
+            rows.append({"covariate": c, "kind": "class", "n": int(ok.sum()), "agreement": agree})
+        else:
+            r = float(np.corrcoef(a[ok].astype(float), b[ok].astype(float))[0, 1]) if ok.sum() > 2 else np.nan
+            rows.append({"covariate": c, "kind": "value", "n": int(ok.sum()), "agreement": r})
+    return pd.DataFrame(rows, columns=["covariate", "kind", "n", "agreement"])
+
+
+def covariate_agreement_text(agreement: pd.DataFrame, *, labels: dict | None = None) -> str:
+    """Sentence on how the map's covariates at the samples agree with those recorded there (empty without them).
+
+    Parameters
+    ----------
+    agreement : output of :func:`covariate_agreement`.
+    labels : covariate -> name for the reader.
+
+    Returns
+    -------
+    str
+        One to three sentences (pandoc markdown), or an empty string.
+    """
+    if agreement is None or agreement.empty:
+        return ""
+    from .descriptive import _and
+
+    labels = labels or {}
+    cls = [(labels.get(r.covariate, r.covariate), 100 * r.agreement) for r in agreement.itertuples()
+           if r.kind == "class" and np.isfinite(r.agreement)]
+    num = [f"{labels.get(r.covariate, r.covariate)} (correlation {r.agreement:.2f})"
+           for r in agreement.itertuples() if r.kind == "value" and np.isfinite(r.agreement)]
+    txt = ("In cross-validation each held-out sample was predicted from the covariates of the map at its place (the "
+           "nearest grid cell), as the map predicts, not from those recorded at the sample, so the scores are the "
+           "map's.")
+    if cls:
+        parts = [f"{cls[0][0]} is the one recorded at {cls[0][1]:.0f} % of the samples"]
+        parts += [f"its {lab} at {pct:.0f} %" for lab, pct in cls[1:]]
+        txt += f" The map's {_and(parts)}."
+    if num:
+        txt += f" The map's numeric covariates follow the recorded values: {_and(num)}."
+    return txt
+
+
 def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd.DataFrame | None = None,
-              grid_covariates: pd.DataFrame | None = None, categorical=(), secondary: pd.DataFrame | None = None,
+              grid_covariates: pd.DataFrame | None = None, sample_map_covariates: pd.DataFrame | None = None,
+              categorical=(), secondary: pd.DataFrame | None = None,
               grid_secondary: pd.DataFrame | None = None, methods=("ok", "rk", "sklm", "ck", "rfk", "stack"),
               log_mode: str = "auto", skew_threshold: float = 1.0, models=VARIOGRAM_MODELS,
               weights: str = "npairs_h2", anisotropy: str = "auto", anisotropy_min_ratio: float = 1.5,
@@ -2732,6 +2842,9 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     x, y, values : samples (original scale).
     grid_x, grid_y : prediction points.
     sample_covariates, grid_covariates : trend covariates at the samples and the grid.
+    sample_map_covariates : the grid's covariates at the samples (:func:`covariates_at_samples`); with them the
+        cross-validation predicts each held-out sample from the covariates the map has there, so that the scores,
+        the choice and the stacking weights are those of the map. The models are fitted on ``sample_covariates``.
     categorical : names of categorical covariates.
     secondary, grid_secondary : other metals at the samples (and, if measured, at the grid).
     methods : methods to compare (codes of :data:`METHOD_LABELS`).
@@ -2785,12 +2898,15 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         raise ValueError("methods: expected at least one usable method besides the stacked ensemble")
     xv, yv, v = xv[keep], yv[keep], v[keep]
     cov = sample_covariates.loc[keep].reset_index(drop=True) if has_cov else None
+    mcov = (sample_map_covariates.reset_index(drop=True).loc[keep, list(cov.columns)].reset_index(drop=True)
+            if has_cov and sample_map_covariates is not None else None)
     sec = secondary.loc[keep].reset_index(drop=True) if secondary is not None and secondary.shape[1] else None
     # cross-validation on a spatially stratified subsample above cv_max_n samples (bounded cost); maps on all
     cvi = (spatial_subsample(xv, yv, n=int(cv_max_n), seed=seed) if cv_max_n is not None and len(v) > cv_max_n
            else np.arange(len(v)))
     xc, yc, vc = xv[cvi], yv[cvi], v[cvi]
     covc = cov.iloc[cvi].reset_index(drop=True) if cov is not None else None
+    mcovc = mcov.iloc[cvi].reset_index(drop=True) if mcov is not None else None
     secc = sec.iloc[cvi].reset_index(drop=True) if sec is not None else None
     # ordinary kriging's k-fold cross-validation on a given scale and anisotropy setting, run once: the scale check,
     # the anisotropy check and the scoring of the methods below ask for the same one (same samples, folds, seed and
@@ -2853,6 +2969,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         if m in ("rk", "sklm", "rfk"):
             a["covariates"] = cov if full else covc
             a["categorical"] = categorical
+            if not full and mcovc is not None:
+                a["predict_covariates"] = mcovc   # held-out samples predicted from the map's covariates
         if m == "rfk":
             a["rf_trees"] = rf_trees
         if m in ("ck", "ckc"):
@@ -3304,7 +3422,8 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                  anisotropy_min_ratio: float, n_neighbours: int, scheme: str, n_folds: int, block_cv: bool,
                  guideline_set: str | None, threshold_name: str | None, drift_covariates, secondary: dict,
                  crs: str, n_samples: int | None = None, cv_max_n: int | None = None,
-                 classes: pd.DataFrame | None = None, guideline_label: str | None = None) -> str:
+                 classes: pd.DataFrame | None = None, guideline_label: str | None = None,
+                 map_covariates: bool = False) -> str:
     """Methods text (pandoc markdown with math and citations) for the report.
 
     Parameters
@@ -3321,6 +3440,8 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
     n_samples, cv_max_n : samples mapped and the largest number cross-validated (a stratified subsample above).
     classes : output of :func:`guideline_classes` (the class of each mapped guideline value).
     guideline_label : the guideline set as the reader should see it (default: ``guideline_set``).
+    map_covariates : held-out samples were predicted from the grid's covariates at them
+        (:func:`covariates_at_samples`).
 
     Returns
     -------
@@ -3382,6 +3503,10 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                "samples) so that its cost does not grow with the survey; the variograms and maps use all samples. "
                "Errors from the sparser subsample overstate those of the full-density map; they serve to compare "
                "the methods.")
+    mcov = (" A held-out sample is predicted from the covariates of the grid cell nearest to it, the values the map "
+            "uses there, while the models are fitted on the values recorded at the training samples: where the "
+            "covariate map and the field records disagree, the score includes the error this causes in the map."
+            if map_covariates else "")
     blk = (" and by spatial-block cross-validation, in which square blocks with a side of about the variogram's "
            "effective range are held out whole, so that a held-out sample has no close neighbour in the training "
            "set and the score reflects prediction at new places [@roberts2017cv]" if block_cv else "")
@@ -3413,8 +3538,8 @@ kriging or cokriging system and 0 for simple kriging [@journel1980]; the median 
 
 **Cross-validation and choice.** Each method was assessed by {cv} cross-validation{blk}; the variogram, anisotropy,
 trend, forest and coregionalisation are refitted on the training samples of every fold, so no held-out value informs
-its own prediction. We report the mean absolute error (MAE) and root mean squared error (RMSE) of the mean prediction
-on the concentration scale and the mean standardised squared error
+its own prediction.{mcov} We report the mean absolute error (MAE) and root mean squared error (RMSE) of the mean
+prediction on the concentration scale and the mean standardised squared error
 $\\mathrm{{MSSE}} = \\frac1n\\sum (y_i - \\hat y_i)^2/\\sigma_i^2$ on the modelling scale (ideally 1) [@oliver2014].
 Only methods whose mean absolute error is below OK's by more than one standard error of the paired per-sample
 differences under every scheme compete with OK, so that a gain must hold between samples and in new places and not be

@@ -60,6 +60,9 @@ class Options(StageOptions):
     secondary_metals: list[str] | None = Field(
         default=None, description="metals that may serve cokriging (none: all other metals of the region)")
     cv: Literal["kfold", "loo"] = Field(default="kfold", description="random cross-validation: kfold or loo")
+    cv_covariates: Literal["map", "samples"] = Field(
+        default="map", description="covariates at held-out samples in cross-validation: map (those of the nearest "
+                                   "grid cell, as the map uses them) or samples (as recorded at the sample)")
     n_folds: int = Field(default=10, ge=2, le=50, description="folds of the k-fold cross-validation")
     block_cv: bool = Field(default=True, description="also score by spatial-block cross-validation")
     n_block_folds: int = Field(default=5, ge=2, le=50, description="folds of the spatial-block cross-validation")
@@ -115,6 +118,8 @@ class Result:
     shares : per metal: threshold, expected share, median-map share, mean-map share, P > 0.5/0.9.
     variograms, anisotropy, variogram_summary : variogram tables.
     moran, hotspots : global Moran's I per metal; LISA and Gi* per sample.
+    covariate_agreement : per trend covariate, how often the grid's value at a sample (nearest cell) agrees
+        with the one recorded there (:func:`hmlib.spatial.covariate_agreement`; empty when not used).
     mgwr : MGWR result (None when not run) and ``mgwr_note`` (why not).
     """
 
@@ -134,6 +139,7 @@ class Result:
     variogram_summary: pd.DataFrame
     moran: pd.DataFrame
     hotspots: pd.DataFrame
+    covariate_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     mgwr: object | None = None
     mgwr_note: str | None = None
     driver_labels: list = field(default_factory=list)
@@ -197,14 +203,21 @@ def run(ctx) -> Result:
     threshold_name = o.guideline_threshold or p.references.guideline_threshold
     thresholds = sp.guideline_thresholds(p.references.guideline, threshold_name, medium=medium, unit=unit)
     grid_sec = grid[[m for m in pool if m in grid.columns]] if any(m in grid.columns for m in pool) else None
+    # the covariates the map has at each sample (nearest grid cell): cross-validation predicts held-out samples
+    # from them, so that its scores are the map's
+    map_cov = (sp.covariates_at_samples(sites["x"], sites["y"], sample_covariates=sites[drift], grid_x=grid["x"],
+                                        grid_y=grid["y"], grid_covariates=grid[drift])
+               if drift and o.cv_covariates == "map" else None)
+    agreement = (sp.covariate_agreement(sites[drift], map_cov, categorical=p.data.categorical)
+                 if map_cov is not None else pd.DataFrame())
 
     def one(i: int, metal: str) -> dict:
         others = [m for m in pool if m != metal and m in wide.columns]
         return dict(
             metal=metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
             sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
-            grid_covariates=grid[drift] if drift else None, categorical=p.data.categorical,
-            secondary=wide[others].reset_index(drop=True) if others else None, grid_secondary=grid_sec,
+            grid_covariates=grid[drift] if drift else None, sample_map_covariates=map_cov,
+            categorical=p.data.categorical, secondary=wide[others].reset_index(drop=True) if others else None, grid_secondary=grid_sec,
             methods=o.methods, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
             weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
             n_lags=o.n_lags, max_lag_fraction=o.max_lag_fraction, n_neighbours=o.n_neighbours, scheme=o.cv,
@@ -255,7 +268,7 @@ def run(ctx) -> Result:
     res = Result(maps=maps, metals=list(metals), drift=drift, secondary_pool=pool, threshold_name=threshold_name,
                  thresholds=thresholds, cv_table=cv_table, selection=selection, choice=choice,
                  grid_predictions=grid_pred, shares=shares, variograms=vg, anisotropy=aniso,
-                 variogram_summary=vg_disp, moran=moran, hotspots=hot)
+                 variogram_summary=vg_disp, moran=moran, hotspots=hot, covariate_agreement=agreement)
     # drivers (MGWR)
     numeric_cov = [c for c in p.data.covariates if c not in p.data.categorical]
     resp = o.driver_response or metals[0]
@@ -316,7 +329,8 @@ def report(ctx, result: Result) -> None:
         "more than one standard error under every scheme. "
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
-        "Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
+        + sp.covariate_agreement_text(r.covariate_agreement, labels={c: p.data.covariate_label(c) for c in r.drift})
+        + " Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
     out.markdown(appendix=True, text=sp.methods_text(
         methods=used, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
         weights=o.variogram_weights, anisotropy=o.anisotropy, anisotropy_min_ratio=o.anisotropy_min_ratio,
@@ -324,7 +338,7 @@ def report(ctx, result: Result) -> None:
         guideline_set=gset if has_thr else None, threshold_name=tname if has_thr else None,
         drift_covariates=[p.data.covariate_label(c) for c in r.drift or []], secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
         n_samples=n_samples, cv_max_n=n_cv if n_cv < n_samples else None, classes=classes,
-        guideline_label=reference_label(gset) if gset else None))
+        guideline_label=reference_label(gset) if gset else None, map_covariates=not r.covariate_agreement.empty))
     if n_cv < n_samples:
         out.limitation(f"Spatial interpolation: cross-validation used a spatially stratified subsample of {n_cv:,} of "
                        f"the {n_samples:,} samples, so its errors describe a sparser sampling than the maps'.")
