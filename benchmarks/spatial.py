@@ -107,21 +107,28 @@ def holdout_benchmark(*, seed: int, n_folds: int, rf_trees: int, n_fit: int = 25
     return pd.DataFrame(rows)
 
 
-def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
-    """Real samples of ``region`` split at random (seeded by ``split``): ``n_validation`` kept out and predicted as map
-    points, the rest used to fit and choose. Per metal: the held-out MAE of the chosen map and of every single
-    method and the stacked ensemble (weights from the k-fold out-of-fold predictions), each divided by ordinary
-    kriging's, with the k-fold and block cross-validation ratios that the choice saw."""
+def _real_samples(region: str):
+    """The region's samples (first medium) with its trend covariates as recorded and as the map has them (the grid
+    cell nearest to each sample): the evaluation reads the map at the cell nearest to a validation sample, so
+    held-out points take the grid's covariates, and the cross-validation inside map_metal scores with them as
+    the stage does."""
     params = load_params(ROOT / "params" / f"{region}.yml")
     data = load_region(params)
     medium = data.media[0]
     sites, wide = data.sites(medium).reset_index(drop=True), data.wide(medium).reset_index(drop=True)
     drift = [c for c in params.data.covariates if c in data.grid.columns and c in sites.columns]
     cats = [c for c in params.data.categorical if c in drift]
-    # the evaluation reads the map at the grid cell nearest to a validation sample: held-out points take the grid's
-    # covariates there, and the cross-validation inside map_metal scores with them as the stage does
     gcov = sp.covariates_at_samples(sites["x"], sites["y"], sample_covariates=sites[drift], grid_x=data.grid["x"],
                                     grid_y=data.grid["y"], grid_covariates=data.grid[drift])
+    return data, sites, wide, drift, cats, gcov
+
+
+def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
+    """Real samples of ``region`` split at random (seeded by ``split``): ``n_validation`` kept out and predicted as map
+    points, the rest used to fit and choose. Per metal: the held-out MAE of the chosen map and of every single
+    method and the stacked ensemble (weights from the k-fold out-of-fold predictions), each divided by ordinary
+    kriging's, with the k-fold and block cross-validation ratios that the choice saw."""
+    data, sites, wide, drift, cats, gcov = _real_samples(region)
     idx = np.random.default_rng(100 + split).permutation(len(sites))
     tr, va = idx[:len(idx) - n_validation], idx[len(idx) - n_validation:]
     rows = []
@@ -180,14 +187,7 @@ def nested_benchmark(region: str, *, repeat: int, n_outer: int, n_folds: int, rf
     chosen on the others (about 90 % of the samples, close to the Jura validation's 259 of 359), with the grid's
     covariates at the held-out points as the evaluation reads the map. Per metal: the MAE over all samples of the
     chosen map and of ordinary kriging on the original values (gstat's default), and their ratio."""
-    params = load_params(ROOT / "params" / f"{region}.yml")
-    data = load_region(params)
-    medium = data.media[0]
-    sites, wide = data.sites(medium).reset_index(drop=True), data.wide(medium).reset_index(drop=True)
-    drift = [c for c in params.data.covariates if c in data.grid.columns and c in sites.columns]
-    cats = [c for c in params.data.categorical if c in drift]
-    gcov = sp.covariates_at_samples(sites["x"], sites["y"], sample_covariates=sites[drift], grid_x=data.grid["x"],
-                                    grid_y=data.grid["y"], grid_covariates=data.grid[drift])
+    data, sites, wide, drift, cats, gcov = _real_samples(region)
     fold_of = np.empty(len(sites), int)
     fold_of[np.random.default_rng(1000 + repeat).permutation(len(sites))] = np.arange(len(sites)) % n_outer
     rows = []

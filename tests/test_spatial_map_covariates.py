@@ -14,6 +14,14 @@ def _grid(n: int = 10, spacing: float = 1.0):
     return gx, gy, pd.DataFrame({"rock": np.where(gx < n * spacing / 2, "A", "B"), "dist": gx * 10.0})
 
 
+def _class_survey(seed: int, n: int):
+    """Samples without spatial structure: 10 plus 6 in class B plus noise of standard deviation 0.3."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0, 10, n), rng.uniform(0, 10, n)
+    cls = np.where(rng.random(n) < 0.5, "A", "B")
+    return rng, x, y, cls, 10 + 6 * (cls == "B") + rng.normal(0, 0.3, n)
+
+
 def test_covariates_at_samples_takes_the_nearest_cell_and_keeps_the_record_outside_the_grid():
     """Checked against hand-set positions: a sample 0.2 cell from the cell (7, 3) takes that cell's class and
     value; a sample 5 cells beyond the grid's edge keeps what was recorded; a sample whose nearest cell lacks a
@@ -37,11 +45,8 @@ def test_cross_validation_with_the_maps_covariates_shows_the_error_of_a_wrong_cl
     noise from its recorded class; when the map gives the wrong class at a fifth of the samples, cross-validation
     with the map's covariates shows an absolute error of about 6 there (the class effect), and the same error as
     before at the others."""
-    rng = np.random.default_rng(3)
     n = 200
-    x, y = rng.uniform(0, 10, n), rng.uniform(0, 10, n)
-    cls = np.where(rng.random(n) < 0.5, "A", "B")
-    v = 10 + 6 * (cls == "B") + rng.normal(0, 0.3, n)
+    rng, x, y, cls, v = _class_survey(3, n)
     rec = pd.DataFrame({"rock": cls})
     wrong = rng.random(n) < 0.2
     mapped = pd.DataFrame({"rock": np.where(wrong, np.where(cls == "A", "B", "A"), cls)})
@@ -60,11 +65,8 @@ def test_map_metal_scores_covariate_methods_with_the_maps_covariates():
     right everywhere, scoring with the map's covariates gives the same cross-validation as scoring with the
     records; with a map wrong at a third of the samples, regression kriging's k-fold MAE rises by about the
     class effect times the share that is wrong (6 x 1/3 = 2), while ordinary kriging's does not change."""
-    rng = np.random.default_rng(5)
     n = 150
-    x, y = rng.uniform(0, 10, n), rng.uniform(0, 10, n)
-    cls = np.where(rng.random(n) < 0.5, "A", "B")
-    v = 10 + 6 * (cls == "B") + rng.normal(0, 0.3, n)
+    _, x, y, cls, v = _class_survey(5, n)
     rec = pd.DataFrame({"rock": cls})
     wrong = np.arange(n) % 3 == 0
     mapped = pd.DataFrame({"rock": np.where(wrong, np.where(cls == "A", "B", "A"), cls)})
