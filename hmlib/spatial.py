@@ -2713,8 +2713,6 @@ def covariates_at_samples(x, y, *, sample_covariates: pd.DataFrame, grid_x, grid
     DataFrame
         One row per sample, the columns of ``sample_covariates``.
     """
-    from scipy.spatial import cKDTree
-
     sxy, gxy = _as_xy(x, y, "samples"), _as_xy(grid_x, grid_y, "grid")
     own = sample_covariates.reset_index(drop=True)
     if len(own) != len(sxy):
