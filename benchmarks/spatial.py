@@ -15,6 +15,8 @@ ordinary kriging of the original values, the reference R gstat's default gives (
 
 Held-out points take the grid's covariates at them (the nearest cell), as the evaluation reads the map, and the
 cross-validation inside the choice scores with them as the stage does (:func:`hmlib.spatial.covariates_at_samples`).
+Regression kriging and the random forest use, as the stage does, the map's class shares around each point
+(:func:`hmlib.spatial.map_class_shares`), their radius calibrated on the training samples only.
 
 ``--nested N`` runs N repeats of a nested 10-fold cross-validation of the whole choice on the real samples (about
 90 % fit and choose, the rest predicted as map points) and prints, per metal, the chosen map's MAE over all samples
@@ -123,6 +125,17 @@ def _real_samples(region: str):
     return data, sites, wide, drift, cats, gcov
 
 
+def _map_shares(data, sites, drift, cats, train, points):
+    """The map's class shares (:func:`hmlib.spatial.map_class_shares`) calibrated on the training samples only: at
+    the training samples and at the held-out points (predicted as map points), each covariate at its chosen radius."""
+    g = data.grid
+    ss, sv, _ = sp.map_class_shares(sites.loc[train, "x"], sites.loc[train, "y"],
+                                    recorded=sites.loc[train, drift].reset_index(drop=True), grid_x=g["x"],
+                                    grid_y=g["y"], grid_covariates=g[drift], categorical=cats,
+                                    at=(sites.loc[points, "x"].to_numpy(float), sites.loc[points, "y"].to_numpy(float)))
+    return ss, sv
+
+
 def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
     """Real samples of ``region`` split at random (seeded by ``split``): ``n_validation`` kept out and predicted as map
     points, the rest used to fit and choose. Per metal: the held-out MAE of the chosen map and of every single
@@ -139,9 +152,11 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
         cov_t, cov_v = sites.loc[t, drift].reset_index(drop=True), gcov.loc[v, drift].reset_index(drop=True)
         obs = wide.loc[v, metal].to_numpy(float)
         seed = 10 * split + i
+        sh_t, sh_v = _map_shares(data, sites, drift, cats, t, v) if cats else (None, None)
         mm = sp.map_metal(metal, x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
                           grid_x=sites.loc[v, "x"], grid_y=sites.loc[v, "y"], sample_covariates=cov_t,
                           sample_map_covariates=gcov.loc[t, drift].reset_index(drop=True),
+                          sample_shares=sh_t, grid_shares=sh_v,
                           grid_covariates=cov_v, categorical=cats, secondary=wide.loc[t, others].reset_index(drop=True),
                           n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
         an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
@@ -150,12 +165,16 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
         for m in base:
             a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
                      anisotropy=an, rf_trees=rf_trees)
-            if m in ("rk", "sklm", "rfk"):
+            pv = cov_v if m in ("rk", "sklm", "rfk") else None
+            if m in ("rk", "rfk") and sh_t is not None:   # as map_metal: numeric covariates and the map's shares
+                num = [c for c in drift if c not in cats]
+                a.update(covariates=pd.concat([cov_t[num], sh_t], axis=1), categorical=())
+                pv = pd.concat([cov_v[num], sh_v], axis=1)
+            elif m in ("rk", "sklm", "rfk"):
                 a.update(covariates=cov_t, categorical=cats)
             if m == "ck":
                 a.update(secondary=wide.loc[t, others].reset_index(drop=True))
-            preds[m] = sp.fit_spatial_model(m, **a).predict(sites.loc[v, "x"], sites.loc[v, "y"],
-                                                             cov_v if m in ("rk", "sklm", "rfk") else None)
+            preds[m] = sp.fit_spatial_model(m, **a).predict(sites.loc[v, "x"], sites.loc[v, "y"], pv)
             mae[m] = float(np.mean(np.abs(preds[m]["prediction"].to_numpy() - obs)))
         k = cv[cv["scheme"] == "kfold"]
         lam = float(mm.stack_shrinkage) if np.isfinite(mm.stack_shrinkage) else 0.0
@@ -181,7 +200,8 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
     return pd.DataFrame(rows)
 
 
-def nested_benchmark(region: str, *, repeat: int, n_outer: int, n_folds: int, rf_trees: int) -> pd.DataFrame:
+def nested_benchmark(region: str, *, repeat: int, n_outer: int, n_folds: int, rf_trees: int,
+                     shares: bool = True) -> pd.DataFrame:
     """Nested cross-validation of the whole choice: the real samples of ``region`` split into ``n_outer`` folds
     (seeded by ``repeat``); each fold is predicted as map points by :func:`hmlib.spatial.map_metal` fitted and
     chosen on the others (about 90 % of the samples, close to the Jura validation's 259 of 359), with the grid's
@@ -198,10 +218,12 @@ def nested_benchmark(region: str, *, repeat: int, n_outer: int, n_folds: int, rf
         for f in range(n_outer):
             t, v = np.flatnonzero((fold_of != f) & usable), np.flatnonzero((fold_of == f) & usable)
             seed = 100 * repeat + 10 * f + i
+            sh_t, sh_v = _map_shares(data, sites, drift, cats, t, v) if cats and shares else (None, None)
             mm = sp.map_metal(metal, x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
                               grid_x=sites.loc[v, "x"], grid_y=sites.loc[v, "y"],
                               sample_covariates=sites.loc[t, drift].reset_index(drop=True),
                               sample_map_covariates=gcov.loc[t, drift].reset_index(drop=True),
+                              sample_shares=sh_t, grid_shares=sh_v,
                               grid_covariates=gcov.loc[v, drift].reset_index(drop=True), categorical=cats,
                               secondary=wide.loc[t, others].reset_index(drop=True), n_folds=n_folds,
                               rf_trees=rf_trees, log_mode="cv", seed=seed)

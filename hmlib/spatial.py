@@ -46,7 +46,8 @@ __all__ = [
     "best_methods", "exceedance_probability", "area_share_above", "guideline_thresholds", "MetalMap",
     "block_size_for", "map_metal", "variogram_figure", "map_figure", "methods_text", "variogram_tables",
     "choice_table", "results_text", "exceedance_text", "spatial_subsample", "guideline_classes", "sample_shares",
-    "grid_maps_figure", "combine_members", "covariates_at_samples", "covariate_agreement", "covariate_agreement_text",
+    "grid_maps_figure", "combine_members", "covariates_at_samples", "class_shares", "share_radius", "share_column", "map_class_shares",
+    "SHARE_RADII", "class_share_text", "covariate_agreement", "covariate_agreement_text",
 ]
 
 VARIOGRAM_MODELS = ("spherical", "exponential", "gaussian", "matern")
@@ -838,7 +839,13 @@ def _kriging_weights(A, b, n, *, ordinary: bool, cholesky: bool):
         if failed.any():
             lam[failed], mu[failed] = _kriging_weights(A[failed], b[failed], n, ordinary=ordinary, cholesky=False)
         return lam, mu
-    sol = np.linalg.solve(A, b[..., None])[..., 0]
+    try:
+        sol = np.linalg.solve(A, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        # a singular system: samples at the same place under a variogram without nugget. The minimum-norm
+        # least-squares solution shares the weight equally between the coincident samples (the system of the
+        # merged samples, see the tests)
+        sol = np.stack([np.linalg.lstsq(a, bb, rcond=None)[0] for a, bb in zip(A, b)])
     return (sol[:, :n], sol[:, n]) if ordinary else (sol, np.zeros(m))
 
 
@@ -2514,6 +2521,8 @@ class MetalMap:
         median are truncated at zero in ``grid`` (always 0 on the log scale).
     stack_shrinkage : the stacked ensemble's shrinkage towards OK (:func:`stack_shrinkage`; NaN without a
         stack) and ``shrinkage_cv`` its table (MAE ratio to OK per shrinkage and scheme).
+    covariate_forms : with the map's class shares, per method (rk, rfk) the form of the categorical covariates
+        used ('classes' or 'shares'), and ``form_cv`` the MAE of each form averaged over the schemes.
     """
 
     metal: str
@@ -2542,6 +2551,8 @@ class MetalMap:
     n_below_zero: int = 0
     stack_shrinkage: float = float("nan")
     shrinkage_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
+    covariate_forms: dict = field(default_factory=dict)
+    form_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def spatial_subsample(x, y, *, n: int, seed: int) -> np.ndarray:
@@ -2692,6 +2703,14 @@ def block_size_for(x, y, effective_range: float) -> float:
     return float(np.clip(r * 1.0001, ext / 6, ext / 2))
 
 
+def _grid_spacing(tree: cKDTree, gxy: np.ndarray) -> float:
+    """The grid's spacing: median distance between a cell and its nearest other cell (on at most 20,000 cells)."""
+    if len(gxy) < 2:
+        return np.inf
+    probe = gxy[:: max(1, len(gxy) // 20000)]
+    return float(np.median(tree.query(probe, k=2)[0][:, 1]))
+
+
 def covariates_at_samples(x, y, *, sample_covariates: pd.DataFrame, grid_x, grid_y,
                           grid_covariates: pd.DataFrame) -> pd.DataFrame:
     """The covariates the map has at each sample: those of the grid cell nearest to it.
@@ -2719,15 +2738,190 @@ def covariates_at_samples(x, y, *, sample_covariates: pd.DataFrame, grid_x, grid
         raise ValueError(f"sample_covariates: expected {len(sxy)} rows (one per sample), got {len(own)}")
     tree = cKDTree(gxy)
     dist, near = tree.query(sxy)
-    # the grid's spacing: median distance between a cell and its nearest other cell (on at most 20,000 cells)
-    probe = gxy[:: max(1, len(gxy) // 20000)]
-    spacing = float(np.median(tree.query(probe, k=2)[0][:, 1])) if len(gxy) > 1 else np.inf
+    spacing = _grid_spacing(tree, gxy)
     out = own.copy()
     for c in own.columns:
         mapped = grid_covariates[c].reset_index(drop=True).iloc[near].reset_index(drop=True)
         use = (dist <= spacing) & mapped.notna().to_numpy()
         out[c] = mapped.where(use, own[c])
     return out
+
+
+#: candidate radii of the map's class shares, in grid spacings (0: the nearest cell alone)
+SHARE_RADII = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def class_shares(x, y, *, grid_x, grid_y, grid_classes, levels, radius: float, chunk_size: int = 20000) -> np.ndarray:
+    r"""Share of each class of a categorical map among the grid cells within ``radius`` of each point.
+
+    .. math:: p_k(s) = \frac{\#\{g : \lVert g - s \rVert \le r,\ c(g) = k\}}{\#\{g : \lVert g - s \rVert \le r\}}
+
+    over the cells :math:`g` with a class. A point with no such cell within ``radius`` (and every point when
+    ``radius`` is 0) takes the class of its nearest cell with one (a share of 1). Cells are searched in chunks of
+    ``chunk_size`` points, so memory depends on the chunk, not on the grid.
+
+    Parameters
+    ----------
+    x, y : points (samples or grid cells).
+    grid_x, grid_y, grid_classes : the map: cell coordinates and class (missing where unknown).
+    levels : classes reported, in column order; a cell of another class counts in the denominator only.
+    radius : search radius, in the coordinates' unit.
+    chunk_size : points searched at a time.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n points, n levels)
+    """
+    pxy, gxy = _as_xy(x, y, "points"), _as_xy(grid_x, grid_y, "grid")
+    cls = pd.Series(grid_classes).reset_index(drop=True)
+    have = cls.notna().to_numpy()
+    if not have.any():
+        raise ValueError("grid_classes: expected at least one grid cell with a class, got none")
+    gxy = gxy[have]
+    code = pd.Categorical(cls[have].astype(str), categories=[str(v) for v in levels]).codes   # -1: other class
+    tree = cKDTree(gxy)
+    out = np.zeros((len(pxy), len(levels)))
+    for s0 in range(0, len(pxy), chunk_size):
+        pts = pxy[s0:s0 + chunk_size]
+        block = out[s0:s0 + chunk_size]
+        near = tree.query(pts)[1]
+        counts = (tree.query_ball_point(pts, radius, return_length=True) if radius > 0
+                  else np.zeros(len(pts), int))
+        lone = counts == 0
+        c = code[near[lone]]
+        rows = np.flatnonzero(lone)[c >= 0]
+        block[rows, c[c >= 0]] = 1.0
+        if (~lone).any():
+            k = int(counts.max())
+            idx = tree.query(pts[~lone], k=max(k, 1), distance_upper_bound=radius * (1 + 1e-9))[1].reshape(-1, max(k, 1))
+            valid = idx < len(gxy)
+            cc = np.where(valid, code[np.minimum(idx, len(gxy) - 1)], -2)
+            n = valid.sum(axis=1)
+            block[~lone] = np.column_stack([(cc == j).sum(axis=1) for j in range(len(levels))]) / n[:, None]
+    return out
+
+
+def share_radius(x, y, *, recorded, grid_x, grid_y, grid_classes, radii=SHARE_RADII) -> pd.DataFrame:
+    r"""How well the map's class shares at the samples predict the class recorded there, per radius.
+
+    The score is the Brier score (Brier 1950) of the shares :math:`p_k` (:func:`class_shares`) as
+    probabilities of the recorded class :math:`c`:
+
+    .. math:: B = \frac{1}{n}\sum_{i=1}^{n}\sum_k \left(p_{ik} - [c_i = k]\right)^2
+
+    The radius with the smallest score is the scale at which the map's classes are right on average: where its
+    boundaries are misplaced by a few cells, shares over a neighbourhood give the recorded class a better
+    probability than the nearest cell does. Only the covariates are used, not the metals.
+
+    Parameters
+    ----------
+    x, y : sample coordinates.
+    recorded : the class recorded at each sample (missing values are left out).
+    grid_x, grid_y, grid_classes : the map.
+    radii : candidate radii in grid spacings (0: the nearest cell).
+
+    Returns
+    -------
+    DataFrame
+        spacings, radius (coordinates' unit), brier, agreement (share of samples whose most likely class is the
+        recorded one) and chosen (the smallest score).
+
+    References
+    ----------
+    Brier, G.W. (1950). Verification of forecasts expressed in terms of probability. Monthly Weather Review 78,
+    1-3. https://doi.org/10.1175/1520-0493(1950)078<0001:VOFEIT>2.0.CO;2
+    """
+    rec = pd.Series(recorded).reset_index(drop=True)
+    ok = rec.notna().to_numpy()
+    sx, sy = np.asarray(x, float)[ok], np.asarray(y, float)[ok]
+    rec = rec[ok].astype(str).to_numpy()
+    gcls = pd.Series(grid_classes).reset_index(drop=True)
+    levels = sorted(set(rec) | set(gcls.dropna().astype(str)))
+    gxy = _as_xy(grid_x, grid_y, "grid")
+    spacing = _grid_spacing(cKDTree(gxy), gxy)
+    onehot = (rec[:, None] == np.asarray(levels)[None]).astype(float)
+    rows = []
+    for m in radii:
+        p = class_shares(sx, sy, grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels,
+                         radius=float(m) * spacing)
+        rows.append({"spacings": float(m), "radius": float(m) * spacing,
+                     "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+                     "agreement": float(np.mean(p.argmax(axis=1) == onehot.argmax(axis=1)))})
+    out = pd.DataFrame(rows)
+    out["chosen"] = np.arange(len(out)) == int(out["brier"].to_numpy().argmin())
+    return out
+
+
+def share_column(covariate: str, level) -> str:
+    """Name of the column holding the map's share of class ``level`` of ``covariate``.
+
+    Parameters
+    ----------
+    covariate : name of the categorical covariate.
+    level : one of its classes.
+
+    Returns
+    -------
+    str
+    """
+    return f"{covariate}: share of {level}"
+
+
+def map_class_shares(x, y, *, recorded: pd.DataFrame, grid_x, grid_y, grid_covariates: pd.DataFrame,
+                     categorical=(), radii=SHARE_RADII, at: tuple | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The map's class shares of every categorical covariate, at the samples and at the grid cells.
+
+    For each categorical covariate the radius is the one whose shares best predict the recorded classes
+    (:func:`share_radius`); the shares at the samples and at the grid cells are then taken from the map alike
+    (:func:`class_shares`), so that a trend fitted on them predicts the grid from what it was fitted on. A sample
+    farther from the grid than its spacing (outside the map) keeps its recorded class (a share of 1).
+
+    Parameters
+    ----------
+    x, y : sample coordinates.
+    recorded : covariates recorded at the samples.
+    grid_x, grid_y, grid_covariates : the grid and its covariates (the same columns).
+    categorical : names of the categorical covariates (non-numeric columns are categorical too).
+    radii : candidate radii in grid spacings.
+    at : (x, y) of the points where the map's shares are wanted besides the samples (default: the grid cells),
+        for example held-out samples predicted as map points.
+
+    Returns
+    -------
+    tuple of DataFrame
+        Shares at the samples and at the grid cells (or at ``at``), columns :func:`share_column` (one per class),
+        and the calibration: :func:`share_radius`'s table with a ``covariate`` column.
+    """
+    gxy, sxy = _as_xy(grid_x, grid_y, "grid"), _as_xy(x, y, "samples")
+    tree = cKDTree(gxy)
+    outside = tree.query(sxy)[0] > _grid_spacing(tree, gxy)
+    rec = recorded.reset_index(drop=True)
+    s_parts, g_parts, cal = [], [], []
+    for c in rec.columns:
+        if not (c in categorical or not pd.api.types.is_numeric_dtype(rec[c])):
+            continue
+        gcls = grid_covariates[c].reset_index(drop=True)
+        tab = share_radius(sxy[:, 0], sxy[:, 1], recorded=rec[c], grid_x=grid_x, grid_y=grid_y, grid_classes=gcls,
+                           radii=radii)
+        r = float(tab.loc[tab["chosen"], "radius"].iloc[0])
+        levels = sorted(set(rec[c].dropna().astype(str)) | set(gcls.dropna().astype(str)))
+        names = [share_column(c, lev) for lev in levels]
+        ps = class_shares(sxy[:, 0], sxy[:, 1], grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels,
+                          radius=r)
+        own = rec[c].astype(str).to_numpy()[:, None] == np.asarray(levels)[None]
+        ps = np.where(outside[:, None], own, ps)
+        ps[rec[c].isna().to_numpy()] = np.nan
+        px, py = (gxy[:, 0], gxy[:, 1]) if at is None else at
+        pg = class_shares(px, py, grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels, radius=r)
+        s_parts.append(pd.DataFrame(ps, columns=names))
+        g_parts.append(pd.DataFrame(pg, columns=names))
+        cal.append(tab.assign(covariate=c))
+    if not s_parts:
+        n_at = len(gxy) if at is None else len(np.asarray(at[0]))
+        return pd.DataFrame(index=range(len(sxy))), pd.DataFrame(index=range(n_at)), pd.DataFrame()
+    return (pd.concat(s_parts, axis=1), pd.concat(g_parts, axis=1),
+            pd.concat(cal, ignore_index=True)[["covariate", "spacings", "radius", "brier", "agreement", "chosen"]])
 
 
 def covariate_agreement(recorded: pd.DataFrame, mapped: pd.DataFrame, *, categorical=()) -> pd.DataFrame:
@@ -2792,8 +2986,64 @@ def covariate_agreement_text(agreement: pd.DataFrame, *, labels: dict | None = N
     return txt
 
 
+def class_share_text(calibration: pd.DataFrame, *, forms: pd.DataFrame | None = None, labels: dict | None = None,
+                     coordinate_unit: str = "") -> str:
+    """Sentences on the map's class shares offered to regression kriging and the random forest (empty without them).
+
+    Parameters
+    ----------
+    calibration : the calibration table of :func:`map_class_shares`.
+    forms : per metal and method, the form of the covariates chosen (concatenated ``MetalMap.form_cv``).
+    labels : covariate -> name for the reader.
+    coordinate_unit : unit of the coordinates (and of the radii).
+
+    Returns
+    -------
+    str
+        Two or three sentences (pandoc markdown), or an empty string.
+    """
+    if calibration is None or calibration.empty:
+        return ""
+    from .descriptive import _and
+
+    labels = labels or {}
+    unit = f" {coordinate_unit}" if coordinate_unit else ""
+    uses, scores, base = [], [], []
+    for c, tab in calibration.groupby("covariate", sort=False):
+        lab = labels.get(c, c)
+        ch = tab[tab["chosen"]].iloc[0]
+        nearest = tab.loc[tab["spacings"] == 0, "brier"]
+        if ch["radius"] > 0:
+            uses.append(f"the share of each {lab} class within {ch['radius']:.3g}{unit}")
+            if len(nearest):
+                scores.append(f"{ch['brier']:.2f} for {lab}")
+                base.append(f"{float(nearest.iloc[0]):.2f}")
+        else:
+            uses.append(f"the {lab} of the nearest cell")
+    txt = (" Regression kriging and the random forest were also scored with the map's classes replaced by "
+           f"{_and(uses)} around each sample and grid cell, fitted and predicting alike from the map, and each uses "
+           "the form with the smaller cross-validated error.")
+    txt += (" Each radius is the one at which the map's shares best predict the classes recorded at the samples "
+            f"(Brier score{'s' if len(scores) > 1 else ''} {_and(scores)}, against {_and(base)} with the nearest "
+            "cell's class)." if scores else
+            " The nearest cell's class predicted the classes recorded at the samples better than shares over a wider "
+            "radius.")
+    if forms is not None and not forms.empty:
+        ch = forms[forms["chosen"]]
+        parts = []
+        for m, name in (("rfk", "the random forest"), ("rk", "regression kriging")):
+            metals = ch.loc[(ch["method"] == m) & (ch["form"] == "shares"), "metal"].tolist()
+            if metals:
+                every = len(metals) > 1 and len(metals) == int((ch["method"] == m).sum())
+                parts.append(f"by {name} for {'every metal' if every else _and(metals)}")
+        txt += (f" The shares were used {_and(parts)}, the classes elsewhere." if parts else
+                " The classes did better for every metal and were used.")
+    return txt
+
+
 def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd.DataFrame | None = None,
               grid_covariates: pd.DataFrame | None = None, sample_map_covariates: pd.DataFrame | None = None,
+              sample_shares: pd.DataFrame | None = None, grid_shares: pd.DataFrame | None = None,
               categorical=(), secondary: pd.DataFrame | None = None,
               grid_secondary: pd.DataFrame | None = None, methods=("ok", "rk", "sklm", "ck", "rfk", "stack"),
               log_mode: str = "auto", skew_threshold: float = 1.0, models=VARIOGRAM_MODELS,
@@ -2843,6 +3093,11 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     sample_map_covariates : the grid's covariates at the samples (:func:`covariates_at_samples`); with them the
         cross-validation predicts each held-out sample from the covariates the map has there, so that the scores,
         the choice and the stacking weights are those of the map. The models are fitted on ``sample_covariates``.
+    sample_shares, grid_shares : the map's class shares of the categorical covariates at the samples and at the
+        grid cells (:func:`map_class_shares`); when given, regression kriging and the random forest are each
+        cross-validated with the classes and with the shares in their place (fitted and predicting alike from the
+        map), and use the form with the smaller MAE averaged over the schemes (simple kriging with local means keeps
+        the classes).
     categorical : names of categorical covariates.
     secondary, grid_secondary : other metals at the samples (and, if measured, at the grid).
     methods : methods to compare (codes of :data:`METHOD_LABELS`).
@@ -2883,6 +3138,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     keep = np.isfinite(v)
     methods = [m for m in methods]
     has_cov = sample_covariates is not None and sample_covariates.shape[1] > 0
+    cats = []
     if not has_cov:
         methods = [m for m in methods if m not in ("rk", "sklm")]
     else:
@@ -2899,6 +3155,17 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     mcov = (sample_map_covariates.reset_index(drop=True).loc[keep, list(cov.columns)].reset_index(drop=True)
             if has_cov and sample_map_covariates is not None else None)
     sec = secondary.loc[keep].reset_index(drop=True) if secondary is not None and secondary.shape[1] else None
+    # the share methods' covariates: the numeric covariates and the map's class shares in place of the classes
+    use_shares = (has_cov and bool(cats) and sample_shares is not None and sample_shares.shape[1] > 0
+                  and grid_shares is not None)
+    scov = smcov = None
+    if use_shares:
+        shr = sample_shares.reset_index(drop=True).loc[keep].reset_index(drop=True)
+        if shr.isna().any().any():
+            raise ValueError("sample_shares: expected a share of every class at every sample with covariates")
+        num = [c for c in cov.columns if c not in cats]
+        scov = pd.concat([cov[num], shr], axis=1)
+        smcov = pd.concat([(mcov if mcov is not None else cov)[num], shr], axis=1)
     # cross-validation on a spatially stratified subsample above cv_max_n samples (bounded cost); maps on all
     cvi = (spatial_subsample(xv, yv, n=int(cv_max_n), seed=seed) if cv_max_n is not None and len(v) > cv_max_n
            else np.arange(len(v)))
@@ -2906,6 +3173,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     covc = cov.iloc[cvi].reset_index(drop=True) if cov is not None else None
     mcovc = mcov.iloc[cvi].reset_index(drop=True) if mcov is not None else None
     secc = sec.iloc[cvi].reset_index(drop=True) if sec is not None else None
+    scovc = scov.iloc[cvi].reset_index(drop=True) if scov is not None else None
+    smcovc = smcov.iloc[cvi].reset_index(drop=True) if smcov is not None else None
     # ordinary kriging's k-fold cross-validation on a given scale and anisotropy setting, run once: the scale check,
     # the anisotropy check and the scoring of the methods below ask for the same one (same samples, folds, seed and
     # settings, so the same table)
@@ -2962,9 +3231,19 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         schemes["block"] = spatial_block_folds(xc, yc, block_size=bsize, n_folds=n_block_folds, seed=seed)
     cvs, rows, secs = [], [], {}
 
-    def args(m, full: bool = False):
+    # the form of the categorical covariates of regression kriging and the forest: the recorded classes, or the map's
+    # class shares when given and cross-validation favours them (chosen per method below)
+    forms: dict[str, str] = {}
+
+    def args(m, full: bool = False, form: str | None = None):
         a = dict(kw)
-        if m in ("rk", "sklm", "rfk"):
+        if m in ("rk", "rfk") and use_shares and (form or forms.get(m, "classes")) == "shares":
+            # fitted on the map's class shares at the samples and predicting from them: the same as on the grid
+            a["covariates"] = scov if full else scovc
+            a["categorical"] = ()
+            if not full:
+                a["predict_covariates"] = smcovc
+        elif m in ("rk", "sklm", "rfk"):
             a["covariates"] = cov if full else covc
             a["categorical"] = categorical
             if not full and mcovc is not None:
@@ -2988,6 +3267,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         return ck_models[key]
 
     by_scheme: dict[str, dict[str, pd.DataFrame]] = {}
+    form_cv: dict[tuple[str, str, str], pd.DataFrame] = {}
     for sname, folds in schemes.items():
         by_scheme[sname] = {}
         for m in base + (extra if sname == scheme else []):
@@ -2996,12 +3276,31 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
             t0 = time.perf_counter()
             if m == "ok" and folds is None and (log, anisotropy) in ok_runs:
                 c = ok_runs[(log, anisotropy)]   # the same run as the scale or anisotropy check
+            elif m in ("rk", "rfk") and use_shares:
+                for form in ("classes", "shares"):
+                    form_cv[(sname, m, form)] = cross_validate(m, x=xc, y=yc, values=vc, log=log, scheme=scheme,
+                                                               n_folds=n_folds, seed=seed, folds=folds,
+                                                               **args(m, form=form))
+                c = None
             else:
                 c = cross_validate("ck" if m == "ckc" else m, x=xc, y=yc, values=vc, log=log, scheme=scheme,
                                    n_folds=n_folds, seed=seed, folds=folds, collocated=m == "ckc",
                                    fit=ck_fit if m in ("ck", "ckc") and folds is None else None, **args(m))
             secs[f"cv_{sname}_{m}"] = time.perf_counter() - t0
             by_scheme[sname][m] = c
+    # per method, the form of the categorical covariates with the smaller MAE averaged over the schemes; the other
+    # form's scores are kept for the report
+    form_rows = []
+    for m in sorted({k[1] for k in form_cv}):
+        err = {form: float(np.mean([np.mean(np.abs(form_cv[(sn, m, form)]["observed"]
+                                                   - form_cv[(sn, m, form)]["predicted"])) for sn in by_scheme]))
+               for form in ("classes", "shares")}
+        forms[m] = "shares" if err["shares"] < err["classes"] else "classes"
+        for sn in by_scheme:
+            by_scheme[sn][m] = form_cv[(sn, m, forms[m])]
+        form_rows += [{"metal": metal, "method": m, "form": f, "mae": e, "chosen": f == forms[m]}
+                      for f, e in err.items()]
+    form_table = pd.DataFrame(form_rows, columns=["metal", "method", "form", "mae", "chosen"])
     lam, shrink_tab = float("nan"), pd.DataFrame()
     if "stack" in methods and len(base) > 1:
         # the stack's shrinkage towards OK, chosen on the out-of-fold error averaged over the schemes (no shrinkage
@@ -3070,10 +3369,14 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                                       **args(m, full=True))
     cov_cols = list(cov.columns) if (cov is not None and grid_covariates is not None
                                      and any(m in ("rk", "sklm", "rfk") for m in members)) else []
+    grid_cov = grid_covariates.reset_index(drop=True) if cov_cols else None
+    if cov_cols and use_shares and any(forms.get(m) == "shares" for m in members):
+        cov_cols += list(shr.columns)
+        grid_cov = pd.concat([grid_cov, grid_shares[list(shr.columns)].reset_index(drop=True)], axis=1)
     sec_cols = list(sec_names) if "ckc" in members else []
     tile_grid = pd.DataFrame({"x": gx, "y": gy})
     if cov_cols:
-        tile_grid = pd.concat([tile_grid, grid_covariates[cov_cols].reset_index(drop=True).add_prefix("cov:")], axis=1)
+        tile_grid = pd.concat([tile_grid, grid_cov[cov_cols].add_prefix("cov:")], axis=1)
     if sec_cols:
         tile_grid = pd.concat([tile_grid, grid_secondary[sec_cols].reset_index(drop=True).add_prefix("sec:")], axis=1)
     thr = float(threshold) if threshold is not None and np.isfinite(threshold) else np.nan
@@ -3100,7 +3403,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                     selection=selection, best=best, gain=gain, stack_weights=sw, secondary=sec_names,
                     block_size=bsize, grid=g, threshold=thr, shares=shares, seconds=secs, scale_cv=scale_cv,
                     anisotropy_cv=aniso_cv, n_samples=int(len(v)), n_cv=int(len(vc)), n_below_zero=n_below,
-                    stack_shrinkage=lam, shrinkage_cv=shrink_tab)
+                    stack_shrinkage=lam, shrinkage_cv=shrink_tab, covariate_forms=dict(forms), form_cv=form_table)
 
 
 def variogram_figure(mm: MetalMap, *, unit: str, coordinate_unit: str):
@@ -3421,7 +3724,7 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                  guideline_set: str | None, threshold_name: str | None, drift_covariates, secondary: dict,
                  crs: str, n_samples: int | None = None, cv_max_n: int | None = None,
                  classes: pd.DataFrame | None = None, guideline_label: str | None = None,
-                 map_covariates: bool = False) -> str:
+                 map_covariates: bool = False, class_shares: bool = False) -> str:
     """Methods text (pandoc markdown with math and citations) for the report.
 
     Parameters
@@ -3440,6 +3743,7 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
     guideline_label : the guideline set as the reader should see it (default: ``guideline_set``).
     map_covariates : held-out samples were predicted from the grid's covariates at them
         (:func:`covariates_at_samples`).
+    class_shares : regression kriging and the random forest use the map's class shares (:func:`map_class_shares`).
 
     Returns
     -------
@@ -3505,6 +3809,17 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
             "uses there, while the models are fitted on the values recorded at the training samples: where the "
             "covariate map and the field records disagree, the score includes the error this causes in the map."
             if map_covariates else "")
+    if class_shares:
+        mcov += (" Regression kriging and the random forest are also scored with each categorical covariate replaced "
+                 "by the map's share of each of its classes around the point, $p_k(s) = \\#\\{g: \\lVert g-s\\rVert \\le r,\\ c(g)=k\\}"
+                 "/\\#\\{g: \\lVert g-s\\rVert \\le r\\}$ over the grid cells $g$ with a class, computed alike at the "
+                 "samples and at the grid cells: they are fitted on what the map shows, the only values available "
+                 "between the samples, so they learn how reliable its classes are. The radius $r$ (0, 1, 1.5, 2, 3 or 4 "
+                 "grid spacings; 0: the nearest cell alone) is the one whose shares, taken as probabilities of the "
+                 "class recorded at the samples, have the smallest Brier score [@brier1950]; it uses the covariates "
+                 "only, not the metals. Each of the two methods uses, per metal, the form (classes or shares) with "
+                 "the smaller mean absolute error averaged over the schemes; simple kriging with local means keeps "
+                 "the classes.")
     blk = (" and by spatial-block cross-validation, in which square blocks with a side of about the variogram's "
            "effective range are held out whole, so that a held-out sample has no close neighbour in the training "
            "set and the score reflects prediction at new places [@roberts2017cv]" if block_cv else "")

@@ -57,6 +57,19 @@ def test_ordinary_kriging_is_exact_at_a_sample_and_matches_a_dense_solve():
     assert var[1] == pytest.approx(2.2 - sol[:3] @ c0 - sol[3], abs=1e-5)
 
 
+def test_ordinary_kriging_with_coincident_samples_equals_kriging_of_the_merged_sample():
+    """Two samples with the same value at the same place under a variogram without nugget make the kriging system
+    singular. Checked against the hand-checked two-sample case above without the duplicate: the prediction, the
+    variance and the Lagrange multiplier are those of the system with the sample once (no error raised)."""
+    cov = _exp_cov(0.0, 1.5, 1.0)
+    one = sp.local_kriging(np.array([[0.0, 0.0], [2.0, 0.0]]), [3.0, 5.0], np.array([[1.0, 0.0], [0.5, 0.2]]),
+                           covariance=cov, n_neighbours=2)
+    dup = sp.local_kriging(np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 0.0]]), [3.0, 5.0, 5.0],
+                           np.array([[1.0, 0.0], [0.5, 0.2]]), covariance=cov, n_neighbours=3)
+    for a, b in zip(one, dup):
+        assert b == pytest.approx(a, abs=1e-9)
+
+
 def test_local_kriging_with_all_samples_equals_pykrige():
     """With the neighbourhood holding every sample, local OK equals pykrige's global OK (spherical model,
     psill 1.5, range 4, nugget 0.3) in prediction and kriging variance."""

@@ -63,6 +63,10 @@ class Options(StageOptions):
     cv_covariates: Literal["map", "samples"] = Field(
         default="map", description="covariates at held-out samples in cross-validation: map (those of the nearest "
                                    "grid cell, as the map uses them) or samples (as recorded at the sample)")
+    class_shares: bool = Field(
+        default=True, description="also score regression kriging and the random forest with the map's share of each "
+                                  "class around a place (radius calibrated on the recorded classes) in place of its "
+                                  "class, and use the form with the smaller error")
     n_folds: int = Field(default=10, ge=2, le=50, description="folds of the k-fold cross-validation")
     block_cv: bool = Field(default=True, description="also score by spatial-block cross-validation")
     n_block_folds: int = Field(default=5, ge=2, le=50, description="folds of the spatial-block cross-validation")
@@ -120,6 +124,11 @@ class Result:
     moran, hotspots : global Moran's I per metal; LISA and Gi* per sample.
     covariate_agreement : per trend covariate, how often the grid's value at a sample (nearest cell) agrees
         with the one recorded there (:func:`hmlib.spatial.covariate_agreement`; empty when not used).
+    share_calibration : per categorical trend covariate and candidate radius, the Brier score of the map's class
+        shares against the recorded classes and the radius chosen (:func:`hmlib.spatial.map_class_shares`; empty
+        when not used).
+    covariate_forms : per metal, method (rk, rfk) and form of the categorical covariates (classes or the map's
+        shares), the MAE averaged over the cross-validation schemes and the form chosen (empty when not used).
     mgwr : MGWR result (None when not run) and ``mgwr_note`` (why not).
     """
 
@@ -140,6 +149,8 @@ class Result:
     moran: pd.DataFrame
     hotspots: pd.DataFrame
     covariate_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    share_calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    covariate_forms: pd.DataFrame = field(default_factory=pd.DataFrame)
     mgwr: object | None = None
     mgwr_note: str | None = None
     driver_labels: list = field(default_factory=list)
@@ -210,6 +221,14 @@ def run(ctx) -> Result:
                if drift and o.cv_covariates == "map" else None)
     agreement = (sp.covariate_agreement(sites[drift], map_cov, categorical=p.data.categorical)
                  if map_cov is not None else pd.DataFrame())
+    # the map's class shares around each sample and cell, for the trends of regression kriging and the forest
+    cats = [c for c in drift if c in p.data.categorical or not pd.api.types.is_numeric_dtype(sites[c])]
+    share_s = share_g = None
+    share_cal = pd.DataFrame()
+    if o.class_shares and cats:
+        share_s, share_g, share_cal = sp.map_class_shares(sites["x"], sites["y"], recorded=sites[drift],
+                                                          grid_x=grid["x"], grid_y=grid["y"],
+                                                          grid_covariates=grid[drift], categorical=p.data.categorical)
 
     def one(i: int, metal: str) -> dict:
         others = [m for m in pool if m != metal and m in wide.columns]
@@ -217,6 +236,7 @@ def run(ctx) -> Result:
             metal=metal, x=sites["x"], y=sites["y"], values=wide[metal], grid_x=grid["x"], grid_y=grid["y"],
             sample_covariates=sites[drift].reset_index(drop=True) if drift else None,
             grid_covariates=grid[drift] if drift else None, sample_map_covariates=map_cov,
+            sample_shares=share_s, grid_shares=share_g,
             categorical=p.data.categorical, secondary=wide[others].reset_index(drop=True) if others else None,
             grid_secondary=grid_sec,
             methods=o.methods, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
@@ -269,7 +289,9 @@ def run(ctx) -> Result:
     res = Result(maps=maps, metals=list(metals), drift=drift, secondary_pool=pool, threshold_name=threshold_name,
                  thresholds=thresholds, cv_table=cv_table, selection=selection, choice=choice,
                  grid_predictions=grid_pred, shares=shares, variograms=vg, anisotropy=aniso,
-                 variogram_summary=vg_disp, moran=moran, hotspots=hot, covariate_agreement=agreement)
+                 variogram_summary=vg_disp, moran=moran, hotspots=hot, covariate_agreement=agreement,
+                 share_calibration=share_cal,
+                 covariate_forms=pd.concat([mm.form_cv for mm in maps.values()], ignore_index=True))
     # drivers (MGWR)
     numeric_cov = [c for c in p.data.covariates if c not in p.data.categorical]
     resp = o.driver_response or metals[0]
@@ -305,6 +327,7 @@ def report(ctx, result: Result) -> None:
     sites, wide = data.sites(medium), data.wide(medium)
     maps = r.maps
     used = [m for m in o.methods if any(m in set(mm.cv_summary["method"]) for mm in maps.values())]
+    used_shares = not r.share_calibration.empty and not r.covariate_forms.empty
     has_thr = len(r.shares) > 0
     gset = p.references.guideline
     tname = str(r.threshold_name or "").replace("_", " ")
@@ -331,6 +354,9 @@ def report(ctx, result: Result) -> None:
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
         + sp.covariate_agreement_text(r.covariate_agreement, labels={c: p.data.covariate_label(c) for c in r.drift})
+        + (sp.class_share_text(r.share_calibration, forms=r.covariate_forms,
+                               labels={c: p.data.covariate_label(c) for c in r.drift}, coordinate_unit=cu)
+           if used_shares else "")
         + " Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
     out.markdown(appendix=True, text=sp.methods_text(
         methods=used, log_mode=o.log_transform, skew_threshold=o.skew_threshold, models=o.variogram_models,
@@ -339,10 +365,30 @@ def report(ctx, result: Result) -> None:
         guideline_set=gset if has_thr else None, threshold_name=tname if has_thr else None,
         drift_covariates=[p.data.covariate_label(c) for c in r.drift or []], secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
         n_samples=n_samples, cv_max_n=n_cv if n_cv < n_samples else None, classes=classes,
-        guideline_label=reference_label(gset) if gset else None, map_covariates=not r.covariate_agreement.empty))
+        guideline_label=reference_label(gset) if gset else None, map_covariates=not r.covariate_agreement.empty,
+        class_shares=used_shares))
     if n_cv < n_samples:
         out.limitation(f"Spatial interpolation: cross-validation used a spatially stratified subsample of {n_cv:,} of "
                        f"the {n_samples:,} samples, so its errors describe a sparser sampling than the maps'.")
+    if used_shares:
+        cal = r.share_calibration
+        out.table("spatial_class_shares", cal,
+                  "Calibration of the map's class shares used by regression kriging and the random forest: for each "
+                  "categorical covariate and radius, the Brier score of the shares of the grid cells within the radius "
+                  "as probabilities of the class recorded at the samples (smaller is better; radius 0: the nearest "
+                  "cell), the share of samples whose most likely class is the recorded one, and the radius chosen.",
+                  display=cal.assign(covariate=cal["covariate"].map(p.data.covariate_label)).rename(
+                      columns={"covariate": "Covariate", "spacings": "Grid spacings", "radius": f"Radius ({cu})",
+                               "brier": "Brier score", "agreement": "Agreement", "chosen": "Chosen"}),
+                  appendix=True)
+        fm = r.covariate_forms
+        out.table("spatial_covariate_forms", fm,
+                  "Regression kriging and the random forest with the map's classes or with its class shares: mean "
+                  "absolute error averaged over the cross-validation schemes, and the form used for the map.",
+                  display=fm.assign(method=fm["method"].map(sp.METHOD_LABELS),
+                                    form=fm["form"].map({"classes": "classes", "shares": "class shares"})).rename(
+                      columns={"metal": "Metal", "method": "Method", "form": "Covariates", "mae": f"MAE ({unit})",
+                               "chosen": "Used"}), appendix=True)
     cvd = r.cv_table.copy()
     cvd["scheme"] = cvd["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"})
     cvd["method"] = cvd["method"].map(lambda m: sp.METHOD_LABELS.get(m, "collocated cokriging" if m == "ckc" else m))
