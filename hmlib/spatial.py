@@ -2183,7 +2183,8 @@ def stack_shrinkage(by_scheme: dict[str, dict[str, pd.DataFrame]], *, members, l
     weights fitted on few samples (the shrinkage towards a fixed combination of Breiman 1996, sect. 7;
     LeBlanc and Tibshirani 1996). Measured with ``benchmarks/spatial.py --splits`` (held-out MAE ratio to
     ordinary kriging's map), mapping this ensemble against the previous rule (the unshrunk stack only
-    when no worse than ordinary kriging in every scheme): ten random 159/100 splits of the Jura samples
+    when no worse than ordinary kriging in every scheme), with the covariates recorded at the held-out samples
+    (before the split benchmark read the map's): ten random 159/100 splits of the Jura samples
     0.966 -> 0.960 (mean over splits and metals), eight 105/50 splits of the Meuse samples
     0.763 -> 0.761, five generated 259/100 surveys 0.989 -> 0.987.
 
@@ -3867,7 +3868,7 @@ by the share (0, 0.25, 0.5, 0.75 or 1; a share of 1 is OK itself) whose out-of-f
 OK's, averaged over the schemes, is smallest; the ensemble is mapped whenever that averaged ratio is below one. On
 random hold-out splits of the Jura and Meuse samples and on generated surveys, this shrunk ensemble predicted the
 held-out samples slightly better than the unshrunk one mapped only when no worse than OK under every scheme (mean
-ratio to OK 0.960 against 0.966 on Jura). Its error relative to OK is given with a 95 % paired bootstrap interval; because
+ratio to OK 0.960 against 0.966 on Jura, measured with the covariates recorded at the held-out samples). Its error relative to OK is given with a 95 % paired bootstrap interval; because
 the choice and the score use the same folds, the chosen method's advantage is slightly optimistic.{sub}
 
 **Exceedance.** {thr}
