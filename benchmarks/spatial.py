@@ -166,7 +166,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
             a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
                      anisotropy=an, rf_trees=rf_trees)
             pv = cov_v if m in ("rk", "sklm", "rfk") else None
-            if m in ("rk", "rfk") and sh_t is not None:   # as map_metal: numeric covariates and the map's shares
+            if m in ("rk", "rfk") and mm.covariate_forms.get(m) == "shares":   # the form map_metal chose for it
                 num = [c for c in drift if c not in cats]
                 a.update(covariates=pd.concat([cov_t[num], sh_t], axis=1), categorical=())
                 pv = pd.concat([cov_v[num], sh_v], axis=1)

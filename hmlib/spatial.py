@@ -2773,33 +2773,67 @@ def class_shares(x, y, *, grid_x, grid_y, grid_classes, levels, radius: float, c
     -------
     numpy.ndarray, shape (n points, n levels)
     """
-    pxy, gxy = _as_xy(x, y, "points"), _as_xy(grid_x, grid_y, "grid")
+    index = _class_index(grid_x, grid_y, grid_classes, levels)
+    return _shares_at(index, _as_xy(x, y, "points"), radius=radius, chunk_size=chunk_size)
+
+
+def _class_index(grid_x, grid_y, grid_classes, levels) -> tuple[cKDTree, np.ndarray, int]:
+    """The cells of a categorical map that have a class: their search tree, their class codes (-1: a class not in
+    ``levels``) and the number of levels, built once for every search of :func:`_shares_at`."""
+    gxy = _as_xy(grid_x, grid_y, "grid")
     cls = pd.Series(grid_classes).reset_index(drop=True)
     have = cls.notna().to_numpy()
     if not have.any():
         raise ValueError("grid_classes: expected at least one grid cell with a class, got none")
-    gxy = gxy[have]
-    code = pd.Categorical(cls[have].astype(str), categories=[str(v) for v in levels]).codes   # -1: other class
-    tree = cKDTree(gxy)
-    out = np.zeros((len(pxy), len(levels)))
+    code = pd.Categorical(cls[have].astype(str), categories=[str(v) for v in levels]).codes
+    return cKDTree(gxy[have]), code, len(levels)
+
+
+def _shares_at(index: tuple[cKDTree, np.ndarray, int], pxy: np.ndarray, *, radius: float,
+               chunk_size: int = 20000) -> np.ndarray:
+    """:func:`class_shares` at the points ``pxy`` from a map's :func:`_class_index`."""
+    tree, code, n_levels = index
+    n_cells = len(code)
+    out = np.zeros((len(pxy), n_levels))
     for s0 in range(0, len(pxy), chunk_size):
         pts = pxy[s0:s0 + chunk_size]
         block = out[s0:s0 + chunk_size]
-        near = tree.query(pts)[1]
         counts = (tree.query_ball_point(pts, radius, return_length=True) if radius > 0
                   else np.zeros(len(pts), int))
         lone = counts == 0
-        c = code[near[lone]]
-        rows = np.flatnonzero(lone)[c >= 0]
-        block[rows, c[c >= 0]] = 1.0
+        if lone.any():
+            c = code[tree.query(pts[lone])[1]]
+            rows = np.flatnonzero(lone)[c >= 0]
+            block[rows, c[c >= 0]] = 1.0
         if (~lone).any():
-            k = int(counts.max())
-            idx = tree.query(pts[~lone], k=max(k, 1), distance_upper_bound=radius * (1 + 1e-9))[1].reshape(-1, max(k, 1))
-            valid = idx < len(gxy)
-            cc = np.where(valid, code[np.minimum(idx, len(gxy) - 1)], -2)
+            k = max(int(counts.max()), 1)
+            idx = tree.query(pts[~lone], k=k, distance_upper_bound=radius * (1 + 1e-9))[1].reshape(-1, k)
+            valid = idx < n_cells
+            cc = np.where(valid, code[np.minimum(idx, n_cells - 1)], -2)
             n = valid.sum(axis=1)
-            block[~lone] = np.column_stack([(cc == j).sum(axis=1) for j in range(len(levels))]) / n[:, None]
+            block[~lone] = np.column_stack([(cc == j).sum(axis=1) for j in range(n_levels)]) / n[:, None]
     return out
+
+
+def _brier_table(index, sxy: np.ndarray, recorded: pd.Series, levels, *, spacing: float, radii) -> pd.DataFrame:
+    """:func:`share_radius`'s table from a map's :func:`_class_index` and the grid's spacing."""
+    ok = recorded.notna().to_numpy()
+    rec = recorded[ok].astype(str).to_numpy()
+    onehot = (rec[:, None] == np.asarray(levels)[None]).astype(float)
+    rows = []
+    for m in radii:
+        p = _shares_at(index, sxy[ok], radius=float(m) * spacing)
+        rows.append({"spacings": float(m), "radius": float(m) * spacing,
+                     "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
+                     "agreement": float(np.mean(p.argmax(axis=1) == onehot.argmax(axis=1)))})
+    out = pd.DataFrame(rows)
+    out["chosen"] = np.arange(len(out)) == int(out["brier"].to_numpy().argmin())
+    return out
+
+
+def _levels(recorded: pd.Series, grid_classes: pd.Series) -> list[str]:
+    """The classes recorded at the samples or present in the map, sorted."""
+    return sorted(set(recorded.dropna().astype(str)) | set(grid_classes.dropna().astype(str)))
 
 
 def share_radius(x, y, *, recorded, grid_x, grid_y, grid_classes, radii=SHARE_RADII) -> pd.DataFrame:
@@ -2833,24 +2867,11 @@ def share_radius(x, y, *, recorded, grid_x, grid_y, grid_classes, radii=SHARE_RA
     1-3. https://doi.org/10.1175/1520-0493(1950)078<0001:VOFEIT>2.0.CO;2
     """
     rec = pd.Series(recorded).reset_index(drop=True)
-    ok = rec.notna().to_numpy()
-    sx, sy = np.asarray(x, float)[ok], np.asarray(y, float)[ok]
-    rec = rec[ok].astype(str).to_numpy()
     gcls = pd.Series(grid_classes).reset_index(drop=True)
-    levels = sorted(set(rec) | set(gcls.dropna().astype(str)))
+    levels = _levels(rec, gcls)
     gxy = _as_xy(grid_x, grid_y, "grid")
-    spacing = _grid_spacing(cKDTree(gxy), gxy)
-    onehot = (rec[:, None] == np.asarray(levels)[None]).astype(float)
-    rows = []
-    for m in radii:
-        p = class_shares(sx, sy, grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels,
-                         radius=float(m) * spacing)
-        rows.append({"spacings": float(m), "radius": float(m) * spacing,
-                     "brier": float(np.mean(np.sum((p - onehot) ** 2, axis=1))),
-                     "agreement": float(np.mean(p.argmax(axis=1) == onehot.argmax(axis=1)))})
-    out = pd.DataFrame(rows)
-    out["chosen"] = np.arange(len(out)) == int(out["brier"].to_numpy().argmin())
-    return out
+    return _brier_table(_class_index(grid_x, grid_y, gcls, levels), _as_xy(x, y, "samples"), rec, levels,
+                        spacing=_grid_spacing(cKDTree(gxy), gxy), radii=radii)
 
 
 def share_column(covariate: str, level) -> str:
@@ -2895,32 +2916,31 @@ def map_class_shares(x, y, *, recorded: pd.DataFrame, grid_x, grid_y, grid_covar
         and the calibration: :func:`share_radius`'s table with a ``covariate`` column.
     """
     gxy, sxy = _as_xy(grid_x, grid_y, "grid"), _as_xy(x, y, "samples")
+    pxy = gxy if at is None else _as_xy(at[0], at[1], "points")
     tree = cKDTree(gxy)
-    outside = tree.query(sxy)[0] > _grid_spacing(tree, gxy)
+    spacing = _grid_spacing(tree, gxy)
+    outside = tree.query(sxy)[0] > spacing
     rec = recorded.reset_index(drop=True)
     s_parts, g_parts, cal = [], [], []
     for c in rec.columns:
         if not (c in categorical or not pd.api.types.is_numeric_dtype(rec[c])):
             continue
         gcls = grid_covariates[c].reset_index(drop=True)
-        tab = share_radius(sxy[:, 0], sxy[:, 1], recorded=rec[c], grid_x=grid_x, grid_y=grid_y, grid_classes=gcls,
-                           radii=radii)
+        levels = _levels(rec[c], gcls)
+        index = _class_index(grid_x, grid_y, gcls, levels)   # one search tree for the calibration and both maps
+        tab = _brier_table(index, sxy, rec[c], levels, spacing=spacing, radii=radii)
         r = float(tab.loc[tab["chosen"], "radius"].iloc[0])
-        levels = sorted(set(rec[c].dropna().astype(str)) | set(gcls.dropna().astype(str)))
         names = [share_column(c, lev) for lev in levels]
-        ps = class_shares(sxy[:, 0], sxy[:, 1], grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels,
-                          radius=r)
+        ps = _shares_at(index, sxy, radius=r)
         own = rec[c].astype(str).to_numpy()[:, None] == np.asarray(levels)[None]
         ps = np.where(outside[:, None], own, ps)
         ps[rec[c].isna().to_numpy()] = np.nan
-        px, py = (gxy[:, 0], gxy[:, 1]) if at is None else at
-        pg = class_shares(px, py, grid_x=grid_x, grid_y=grid_y, grid_classes=gcls, levels=levels, radius=r)
+        pg = _shares_at(index, pxy, radius=r)
         s_parts.append(pd.DataFrame(ps, columns=names))
         g_parts.append(pd.DataFrame(pg, columns=names))
         cal.append(tab.assign(covariate=c))
     if not s_parts:
-        n_at = len(gxy) if at is None else len(np.asarray(at[0]))
-        return pd.DataFrame(index=range(len(sxy))), pd.DataFrame(index=range(n_at)), pd.DataFrame()
+        return pd.DataFrame(index=range(len(sxy))), pd.DataFrame(index=range(len(pxy))), pd.DataFrame()
     return (pd.concat(s_parts, axis=1), pd.concat(g_parts, axis=1),
             pd.concat(cal, ignore_index=True)[["covariate", "spacings", "radius", "brier", "agreement", "chosen"]])
 
