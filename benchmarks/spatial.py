@@ -9,7 +9,8 @@ here is asserted.
 
 ``--splits N`` splits each region's real samples N times at random (``--validation`` kept out, default 100) and
 prints, per split, the held-out MAE ratio to ordinary kriging of the chosen map, of every single method and of the
-stacked ensemble (shrunk towards ordinary kriging as the map's, :func:`hmlib.spatial.stack_shrinkage`). The
+stacked ensemble (shrunk towards ordinary kriging as the map's, :func:`hmlib.spatial.stack_shrinkage`), and per method
+the held-out MAE and RMSE themselves and the seconds of its fit and prediction. The
 denominator is ordinary kriging on the scale the map's log rule chose; ``chosen_vs_raw_ok`` divides instead by
 ordinary kriging of the original values, the reference R gstat's default gives (and the external evaluation used).
 
@@ -160,7 +161,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                           grid_covariates=cov_v, categorical=cats, secondary=wide.loc[t, others].reset_index(drop=True),
                           n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
         an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
-        cv, preds, mae = mm.cv, {}, {}
+        cv, preds, mae, rmse, secs = mm.cv, {}, {}, {}, {}
         base = [m for m in ("ok", "rk", "sklm", "ck", "rfk") if (cv["method"] == m).any()]
         for m in base:
             a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
@@ -174,8 +175,11 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                 a.update(covariates=cov_t, categorical=cats)
             if m == "ck":
                 a.update(secondary=wide.loc[t, others].reset_index(drop=True))
+            t0 = time.perf_counter()
             preds[m] = sp.fit_spatial_model(m, **a).predict(sites.loc[v, "x"], sites.loc[v, "y"], pv)
+            secs[m] = time.perf_counter() - t0
             mae[m] = float(np.mean(np.abs(preds[m]["prediction"].to_numpy() - obs)))
+            rmse[m] = float(np.sqrt(np.mean((preds[m]["prediction"].to_numpy() - obs) ** 2)))
         k = cv[cv["scheme"] == "kfold"]
         lam = float(mm.stack_shrinkage) if np.isfinite(mm.stack_shrinkage) else 0.0
         w = sp.stack_weights(np.column_stack([k.loc[k["method"] == m, "mean_t"].to_numpy() for m in base]),
@@ -183,6 +187,8 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                              reference=base.index("ok"))   # the mapped stack: shrunk towards OK as map_metal does
         bt = sp.combine_members(preds, dict(zip(base, w)), log=mm.log)   # as the map's tiles combine them
         mae["stack"] = float(np.mean(np.abs(bt["prediction"].to_numpy() - obs)))
+        rmse["stack"] = float(np.sqrt(np.mean((bt["prediction"].to_numpy() - obs) ** 2)))
+        secs["stack"] = sum(secs[m] for m in base)
         # the external evaluation divides by R gstat's ordinary kriging, which works on the original values
         # (not on ln values where this map's log rule chose them): the same denominator, for comparison
         raw_ok = sp.fit_spatial_model("ok", x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal],
@@ -192,11 +198,17 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                "chosen_holdout": chosen_mae / mae["ok"],
                "chosen_vs_raw_ok": chosen_mae / float(np.mean(np.abs(raw_ok["prediction"].to_numpy() - obs)))}
         row.update({f"holdout_{m}": mae[m] / mae["ok"] for m in mae if m != "ok"})
+        row.update({f"mae_{m}": mae[m] for m in mae})
+        row.update({f"rmse_{m}": rmse[m] for m in rmse})
+        row.update({f"seconds_{m}": secs[m] for m in secs})
         g = mm.gain.set_index("scheme")["ratio_mae_to_ok"]
         row.update({"kfold": float(g.get("kfold", np.nan)), "block": float(g.get("block", np.nan))})
         rows.append(row)
         print(f"{region} split {split} {metal:8s} chosen {mm.best:5s} hold-out ratio to OK {row['chosen_holdout']:.3f} "
               "(" + ", ".join(f"{m} {mae[m] / mae['ok']:.3f}" for m in mae if m != "ok") + ")", flush=True)
+        for m in mae:
+            print(f"{region} split {split} {metal:8s} {m:5s} hold-out MAE {mae[m]:10.4g} RMSE {rmse[m]:10.4g} "
+                  f"fit and predict {secs[m]:6.1f} s", flush=True)
     return pd.DataFrame(rows)
 
 
