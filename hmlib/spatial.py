@@ -46,8 +46,8 @@ __all__ = [
     "best_methods", "exceedance_probability", "area_share_above", "guideline_thresholds", "MetalMap",
     "block_size_for", "map_metal", "variogram_figure", "map_figure", "methods_text", "variogram_tables",
     "choice_table", "results_text", "exceedance_text", "spatial_subsample", "guideline_classes", "sample_shares",
-    "grid_maps_figure", "combine_members", "covariates_at_samples", "class_shares", "share_radius", "share_column", "map_class_shares",
-    "SHARE_RADII", "class_share_text", "covariate_agreement", "covariate_agreement_text",
+    "grid_maps_figure", "combine_members", "covariates_at_samples", "categorical_columns", "class_shares",
+    "share_radius", "share_column", "map_class_shares", "SHARE_RADII", "class_share_text", "covariate_agreement", "covariate_agreement_text",
 ]
 
 VARIOGRAM_MODELS = ("spherical", "exponential", "gaussian", "matern")
@@ -990,6 +990,22 @@ def local_kriging(train_xy, values, target_xy, *, covariance: Callable[[np.ndarr
 
 
 # ------------------------------------------------------------------------------------------------
+def categorical_columns(frame: pd.DataFrame, categorical=()) -> list[str]:
+    """The columns of ``frame`` treated as categorical: those named in ``categorical`` and every non-numeric one.
+
+    Parameters
+    ----------
+    frame : covariates.
+    categorical : names declared categorical (numeric class codes, for example).
+
+    Returns
+    -------
+    list of str
+        In the frame's column order.
+    """
+    return [c for c in frame.columns if c in categorical or not pd.api.types.is_numeric_dtype(frame[c])]
+
+
 def design_matrix(covariates: pd.DataFrame, *, categorical=(), levels: dict | None = None,
                   centre: dict | None = None) -> tuple[np.ndarray, list[str], dict, dict]:
     """Trend design matrix: intercept, numeric covariates (centred), treatment dummies.
@@ -1798,7 +1814,7 @@ def fit_spatial_model(method: str, *, x, y, values, covariates: pd.DataFrame | N
                             centre={c: centre[c] for c in num}, categorical=tuple(categorical),
                             drift_columns=list(covariates.columns), raw_xy=xy)
     if method == "sklm":
-        cats = [c for c in covariates.columns if c in categorical or not pd.api.types.is_numeric_dtype(covariates[c])]
+        cats = categorical_columns(covariates, categorical)
         if not cats:
             raise ValueError("simple kriging with local means: expected a categorical covariate, got none")
         best, best_r2, best_means = None, -np.inf, None
@@ -2922,9 +2938,7 @@ def map_class_shares(x, y, *, recorded: pd.DataFrame, grid_x, grid_y, grid_covar
     outside = tree.query(sxy)[0] > spacing
     rec = recorded.reset_index(drop=True)
     s_parts, g_parts, cal = [], [], []
-    for c in rec.columns:
-        if not (c in categorical or not pd.api.types.is_numeric_dtype(rec[c])):
-            continue
+    for c in categorical_columns(rec, categorical):
         gcls = grid_covariates[c].reset_index(drop=True)
         levels = _levels(rec[c], gcls)
         index = _class_index(grid_x, grid_y, gcls, levels)   # one search tree for the calibration and both maps
@@ -3164,8 +3178,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         methods = [m for m in methods if m not in ("rk", "sklm")]
     else:
         keep &= sample_covariates.notna().all(axis=1).to_numpy()
-        cats = [c for c in sample_covariates.columns
-                if c in categorical or not pd.api.types.is_numeric_dtype(sample_covariates[c])]
+        cats = categorical_columns(sample_covariates, categorical)
         if not cats:
             methods = [m for m in methods if m != "sklm"]
     base = [m for m in methods if m != "stack"]

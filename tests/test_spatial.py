@@ -875,3 +875,11 @@ def test_raw_scale_map_is_truncated_at_zero_and_the_cells_are_counted():
     assert mm.n_below_zero == int((ref < 0).sum())
     np.testing.assert_allclose(mm.grid["prediction"], np.clip(ref, 0, None), atol=1e-6 * z.max())
     assert (mm.grid["prediction"] >= 0).all() and (mm.grid["median"] >= 0).all()
+
+
+def test_categorical_columns_are_the_declared_and_the_non_numeric_ones():
+    """Checked against columns listed by hand: a numeric class code declared categorical and a text column are
+    categorical, an undeclared numeric column is not, in the frame's order."""
+    f = pd.DataFrame({"dist": [0.1, 0.2], "soil": [1, 2], "landuse": ["W", "Ah"], "om": [3.0, 4.0]})
+    assert sp.categorical_columns(f, ["soil"]) == ["soil", "landuse"]
+    assert sp.categorical_columns(f) == ["landuse"]

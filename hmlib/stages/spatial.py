@@ -222,10 +222,9 @@ def run(ctx) -> Result:
     agreement = (sp.covariate_agreement(sites[drift], map_cov, categorical=p.data.categorical)
                  if map_cov is not None else pd.DataFrame())
     # the map's class shares around each sample and cell, for the trends of regression kriging and the forest
-    cats = [c for c in drift if c in p.data.categorical or not pd.api.types.is_numeric_dtype(sites[c])]
     share_s = share_g = None
     share_cal = pd.DataFrame()
-    if o.class_shares and cats:
+    if o.class_shares and sp.categorical_columns(sites[drift], p.data.categorical):
         share_s, share_g, share_cal = sp.map_class_shares(sites["x"], sites["y"], recorded=sites[drift],
                                                           grid_x=grid["x"], grid_y=grid["y"],
                                                           grid_covariates=grid[drift], categorical=p.data.categorical)
