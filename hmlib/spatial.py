@@ -1037,9 +1037,10 @@ def design_matrix(covariates: pd.DataFrame, *, categorical=(), levels: dict | No
     levels = {} if fit else levels
     centre = {} if centre is None else dict(centre)
     cols, names = [np.ones(len(covariates))], ["intercept"]
+    cats = set(categorical_columns(covariates, categorical)) if fit else set(levels)
     for c in covariates.columns:
         s = covariates[c]
-        is_cat = (c in categorical or not pd.api.types.is_numeric_dtype(s)) if fit else c in levels
+        is_cat = c in cats
         if is_cat:
             s = s.astype(str)
             if fit:
@@ -1456,9 +1457,10 @@ def _rf_features(xy: np.ndarray, covariates: pd.DataFrame | None, *, categorical
     levels = {} if levels is None else levels
     fit = not levels
     if covariates is not None:
+        cats = set(categorical_columns(covariates, categorical)) if fit else set(levels)
         for c in covariates.columns:
             s = covariates[c]
-            is_cat = (c in categorical or not pd.api.types.is_numeric_dtype(s)) if fit else c in levels
+            is_cat = c in cats
             if is_cat:
                 s = s.astype(str)
                 if fit:
@@ -2975,10 +2977,11 @@ def covariate_agreement(recorded: pd.DataFrame, mapped: pd.DataFrame, *, categor
         or the Pearson correlation (numeric).
     """
     rows = []
+    cats = categorical_columns(recorded, categorical)
     for c in recorded.columns:
         a, b = recorded[c].reset_index(drop=True), mapped[c].reset_index(drop=True)
         ok = a.notna() & b.notna()
-        if c in categorical or not pd.api.types.is_numeric_dtype(a):
+        if c in cats:
             agree = float((a[ok].astype(str) == b[ok].astype(str)).mean()) if ok.any() else np.nan
             rows.append({"covariate": c, "kind": "class", "n": int(ok.sum()), "agreement": agree})
         else:
