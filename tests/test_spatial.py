@@ -883,3 +883,20 @@ def test_categorical_columns_are_the_declared_and_the_non_numeric_ones():
     f = pd.DataFrame({"dist": [0.1, 0.2], "soil": [1, 2], "landuse": ["W", "Ah"], "om": [3.0, 4.0]})
     assert sp.categorical_columns(f, ["soil"]) == ["soil", "landuse"]
     assert sp.categorical_columns(f) == ["landuse"]
+
+
+@pytest.mark.parametrize(("methods", "order"), [
+    (sp.DEFAULT_METHODS, "in the order OK, SKlm, RK, cokriging, random forest, stack)"),
+    (("ok", "rk", "gpr", "rfk", "stack"), "in the order OK, RK and GPR, random forest, stack)"),
+    (("ok", "gpr"), "in the order OK, GPR)"),
+])
+def test_methods_text_describes_the_methods_compared_in_their_order_of_complexity(methods, order):
+    """The methods text names the complexity order of the one-standard-error rule for the methods actually compared,
+    and describes the Gaussian process only when it is one of them. Checked against the orders written out by hand
+    from the rule's ranking (OK simplest; regression kriging and GPR tied; the stack last)."""
+    txt = sp.methods_text(methods=methods, log_mode="cv", skew_threshold=1.0, models=sp.VARIOGRAM_MODELS,
+                          weights="npairs_h2", anisotropy="none", anisotropy_min_ratio=1.5, n_neighbours=32,
+                          scheme="kfold", n_folds=10, block_cv=True, guideline_set=None, threshold_name=None,
+                          drift_covariates=["Rock"], secondary={}, crs="local")
+    assert order in txt.replace("\n", " ")
+    assert ("Gaussian process regression (GPR) [@rasmussen2006]" in txt) == ("gpr" in methods)

@@ -37,7 +37,7 @@ class Options(StageOptions):
 
     metals: list[str] | None = Field(default=None, description="metals to map (none: all of the region's metals)")
     methods: list[Method] = Field(
-        default_factory=lambda: ["ok", "rk", "sklm", "ck", "rfk", "stack"],
+        default_factory=lambda: list(sp.DEFAULT_METHODS),
         description="methods compared: ordinary kriging, regression kriging, simple kriging with local means, "
                     "cokriging, random forest with residual kriging, Gaussian process, stacked ensemble")
     log_transform: Literal["cv", "auto", "always", "never"] = Field(
