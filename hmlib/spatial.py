@@ -3821,6 +3821,7 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                "marginal likelihood of the samples (rather than a least-squares fit to the binned semivariances); "
                "its prediction is the posterior mean, i.e. simple kriging around the sample mean with that "
                "covariance." if "gpr" in methods else "")
+    gpr_sk = " and GPR" if "gpr" in methods else ""
     by_rank: dict[int, list[str]] = {}
     for m in methods:
         if m != "stack":
@@ -3902,7 +3903,7 @@ and coordinates projected on six oblique axes [@moller2020oblique]; its out-of-b
 [@hengl2018rfsp].{gpr_txt} The stacked ensemble averages the methods with non-negative weights summing to one that minimise
 the out-of-fold squared error [@breiman1996stacking], shrunk towards OK as described below. On the log scale, predictions are back-transformed to the mean
 as $\\hat z = \\exp(\\hat y + \\sigma^2/2 - \\psi)$, with $\\psi$ the Lagrange multiplier of the (residual) ordinary
-kriging or cokriging system and 0 for simple kriging and GPR [@journel1980]; the median is $\\exp(\\hat y)$.
+kriging or cokriging system and 0 for simple kriging{gpr_sk} [@journel1980]; the median is $\\exp(\\hat y)$.
 
 **Cross-validation and choice.** Each method was assessed by {cv} cross-validation{blk}; the variogram, anisotropy,
 trend, forest and coregionalisation are refitted on the training samples of every fold, so no held-out value informs

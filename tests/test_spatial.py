@@ -900,3 +900,4 @@ def test_methods_text_describes_the_methods_compared_in_their_order_of_complexit
                           drift_covariates=["Rock"], secondary={}, crs="local")
     assert order in txt.replace("\n", " ")
     assert ("Gaussian process regression (GPR) [@rasmussen2006]" in txt) == ("gpr" in methods)
+    assert ("GPR" in txt) == ("gpr" in methods)   # never named when not compared
