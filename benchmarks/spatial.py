@@ -174,7 +174,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                           n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
         an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
         cv, preds, mae, rmse, secs = mm.cv, {}, {}, {}, {}
-        base = [m for m in ("ok", "rk", "sklm", "ck", "rfk") if (cv["method"] == m).any()]
+        base = [m for m in sp.DEFAULT_METHODS if m != "stack" and (cv["method"] == m).any()]
         for m in base:
             a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
                      anisotropy=an, rf_trees=rf_trees)

@@ -3822,12 +3822,10 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                "its prediction is the posterior mean, i.e. simple kriging around the sample mean with that "
                "covariance." if "gpr" in methods else "")
     gpr_sk = " and GPR" if "gpr" in methods else ""
-    by_rank: dict[int, list[str]] = {}
+    by_rank: dict[int, list[str]] = {}   # the one-standard-error rule's order; ties joined by "and"
     for m in methods:
-        if m != "stack":
-            by_rank.setdefault(METHOD_COMPLEXITY.get(m, 9), []).append(
-                {"ck": "cokriging", "rfk": "random forest"}.get(m, METHOD_SHORT.get(m, m)))
-    order = ", ".join(" and ".join(v) for _, v in sorted(by_rank.items())) + (", stack" if "stack" in methods else "")
+        by_rank.setdefault(METHOD_COMPLEXITY[m], []).append({"rfk": "random forest"}.get(m, METHOD_SHORT[m]))
+    order = ", ".join(" and ".join(v) for _, v in sorted(by_rank.items()))
     sec = "; ".join(f"{m} with {', '.join(s)}" for m, s in secondary.items() if s) or "none (no metal correlated enough)"
     crs_txt = ("The coordinates are in a local system (no EPSG code), so the GeoTIFF and GeoPackage files carry "
                "no CRS; in QGIS set the layer CRS to none / unknown." if crs == "local" else
