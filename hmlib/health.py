@@ -892,7 +892,10 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
 
     Parameters
     ----------
-    grid_predictions : long table x, y, metal, method, prediction (canonical unit), variance.
+    grid_predictions : long table x, y, metal, method, prediction (canonical unit), variance, and optionally mean:
+        the risk is computed from the mean concentration where the table gives it (the expected exposure; the
+        spatial stage maps the median, which lies below the mean for metals modelled on the log scale), else from
+        the prediction.
     method : one prediction method for every metal (default: the method chosen per metal).
 
     Returns
@@ -907,7 +910,8 @@ def grid_risk(grid_predictions: pd.DataFrame, *, exposure: pd.DataFrame, toxicit
     used = grid_methods(grid_predictions, method=method)
     g = grid_predictions[[m in used and k == used[m] for m, k in
                           zip(grid_predictions["metal"], grid_predictions["method"])]]
-    wide = g.pivot_table(index=["x", "y"], columns="metal", values="prediction", aggfunc="mean")
+    value = "mean" if "mean" in g.columns else "prediction"
+    wide = g.pivot_table(index=["x", "y"], columns="metal", values=value, aggfunc="mean")
     wide.columns.name = None
     cells = wide.reset_index()[["x", "y"]]
     wide = wide.reset_index(drop=True)

@@ -68,7 +68,9 @@ METHOD_COMPLEXITY = {"ok": 0, "sklm": 1, "rk": 2, "gpr": 2, "ck": 3, "rfk": 4, "
 # lowered the map MAE relative to isotropic ordinary kriging, averaged over the metals, on Jura by 0.000-0.009
 # (repeats 4-7: 0.978 -> 0.969, 0.961 -> 0.957, 0.955 -> 0.950, 0.971 -> 0.971; Cd most) and changed it by at most
 # 0.004 on Meuse (repeats 0 and 1: 0.787 -> 0.786, 0.784 -> 0.787) and on two generated Jura-design hold-outs (0.988
-# -> 0.992, 0.981 -> 0.980): a gain too small, and too specific to one data set, for its extra fitting time
+# -> 0.992, 0.981 -> 0.980): a gain too small, and too specific to one data set, for its extra fitting time. With the
+# median mapped (map_metal's point), Jura repeats 4 and 5: mean over metals 0.967 -> 0.953 and 0.950 -> 0.947, median
+# over metals 0.969 -> 0.968 and 0.953 -> 0.961 (the gain is Cd's, about four times the fitting time per metal)
 DEFAULT_METHODS = ("ok", "rk", "sklm", "ck", "rfk", "stack")
 
 
@@ -1558,14 +1560,15 @@ class SpatialModel:
         return X0 @ self.beta, np.einsum("ij,jk,ik->i", X0, self.beta_cov, X0)
 
     def predict(self, x, y, covariates: pd.DataFrame | None = None, *, secondary: pd.DataFrame | None = None,
-                chunk_size: int = 20000, neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                chunk_size: int = 20000, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+                point: str = "mean") -> pd.DataFrame:
         r"""Predict at points (x, y), in chunks of ``chunk_size`` points (working memory bounded by the chunk).
 
         ``covariates`` holds the trend covariates at the points (rk, sklm, rfk); ``secondary``
         (ck only) the secondary metals at the points where they are measured (collocated
-        cokriging). Returns a DataFrame with ``prediction`` (the mean on the original scale),
-        ``median``, ``variance`` on the original scale, ``mean_t``/``sd_t`` on the modelling
-        scale and ``psi``. On the log scale the mean is the lognormal back-transform
+        cokriging). Returns a DataFrame with ``prediction`` (the point prediction: the mean, or the median with
+        ``point='median'``), ``mean``, ``median``, ``variance`` on the original scale, ``mean_t``/``sd_t`` on the
+        modelling scale and ``psi``. On the log scale the mean and the median are the lognormal back-transforms
 
         .. math:: \hat z = \exp\left(\hat y + \sigma^2/2 - \psi\right),\qquad
                   \tilde z = \exp(\hat y)
@@ -1593,7 +1596,7 @@ class SpatialModel:
                 parts.append(self.predict(t[sl, 0], t[sl, 1],
                                           None if covariates is None else covariates.iloc[sl].reset_index(drop=True),
                                           secondary=None if secondary is None else secondary.iloc[sl].reset_index(drop=True),
-                                          chunk_size=chunk_size))
+                                          chunk_size=chunk_size, point=point))
             return pd.concat(parts, ignore_index=True)
         psi = np.zeros(len(t))
         if self.method in ("ok", "rk", "rfk"):
@@ -1628,7 +1631,7 @@ class SpatialModel:
         tr, tv = self._trend(t, covariates)
         mean_t = mean_t + tr
         var_t = var_t + tv
-        return _back_transform(mean_t, var_t, psi, log=self.log)
+        return _back_transform(mean_t, var_t, psi, log=self.log, point=point)
 
     def _rescale(self, v: np.ndarray, i: int) -> np.ndarray:
         """Secondary variable i (1-based among all variables) on its modelling scale, rescaled to the primary's."""
@@ -1638,17 +1641,29 @@ class SpatialModel:
         return (v - mi) / si * s1 + m1
 
 
-def _back_transform(mean_t, var_t, psi, *, log: bool) -> pd.DataFrame:
+POINTS = ("median", "mean")
+
+
+def _check_point(point: str) -> str:
+    if point not in POINTS:
+        raise ValueError(f"point: expected one of {list(POINTS)}, got {point!r}")
+    return point
+
+
+def _back_transform(mean_t, var_t, psi, *, log: bool, point: str = "mean") -> pd.DataFrame:
+    """Original-scale mean, median and variance of a prediction on the modelling scale; ``prediction`` is the
+    mean or the median (``point``), which are the same on the original scale."""
+    _check_point(point)
     var_t = np.maximum(np.asarray(var_t, float), 0.0)
     sd_t = np.sqrt(var_t)
     if log:
-        pred = np.exp(mean_t + var_t / 2.0 - psi)
+        mean = np.exp(mean_t + var_t / 2.0 - psi)
         median = np.exp(mean_t)
-        variance = pred**2 * np.expm1(var_t)
+        variance = mean**2 * np.expm1(var_t)
     else:
-        pred, median, variance = mean_t, mean_t, var_t
-    return pd.DataFrame({"prediction": pred, "median": median, "variance": variance, "mean_t": mean_t,
-                         "sd_t": sd_t, "psi": psi})
+        mean, median, variance = mean_t, mean_t, var_t
+    return pd.DataFrame({"prediction": median if point == "median" else mean, "mean": mean, "median": median,
+                         "variance": variance, "mean_t": mean_t, "sd_t": sd_t, "psi": psi})
 
 
 def _gpr_kernel_cov(gpr):
@@ -1988,7 +2003,7 @@ def spatial_block_folds(x, y, *, block_size: float, n_folds: int, seed: int) -> 
 def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None = None, categorical=(),
                    secondary: pd.DataFrame | None = None, collocated: bool = False, log: bool = False,
                    scheme: str = "kfold", n_folds: int = 10, seed: int = 0, folds=None,
-                   predict_covariates: pd.DataFrame | None = None,
+                   predict_covariates: pd.DataFrame | None = None, point: str = "mean",
                    fit: Callable[..., SpatialModel] | None = None, **fit_kwargs) -> pd.DataFrame:
     """Seeded k-fold, leave-one-out or given-fold cross-validation of one method.
 
@@ -2009,18 +2024,21 @@ def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None
     predict_covariates : covariates used at the held-out samples (default ``covariates``): those of the map at
         each sample (:func:`covariates_at_samples`), so that the score is the map's; the models are fitted on
         ``covariates``.
+    point : the point prediction scored: 'mean' or 'median' of the predictive distribution
+        (:meth:`SpatialModel.predict`).
     fit : fitting function (default :func:`fit_spatial_model`).
     fit_kwargs : passed to ``fit``.
 
     Returns
     -------
     DataFrame
-        Per sample: index (position in the input), fold, observed, predicted (mean), median,
+        Per sample: index (position in the input), fold, observed, predicted (the ``point`` prediction), median,
         variance (original scale), observed_t, mean_t, sd_t, psi (modelling scale).
     """
     xy = _as_xy(x, y)
     v = _as_values(values, len(xy))
     n = len(v)
+    _check_point(point)
     if folds is not None:
         folds = np.asarray(folds)
         if len(folds) != n:
@@ -2051,7 +2069,7 @@ def cross_validate(method: str, *, x, y, values, covariates: pd.DataFrame | None
         if collocated and sec is not None and model.method == "ck":
             pkw["secondary"] = sec.iloc[test].reset_index(drop=True)
         p = model.predict(xy[test, 0], xy[test, 1], None if pcov is None else pcov.iloc[test].reset_index(drop=True),
-                          **pkw)
+                          point=point, **pkw)
         parts.append(pd.DataFrame({"index": test, "fold": int(f), "observed": v[test],
                                    "predicted": p["prediction"].to_numpy(), "median": p["median"].to_numpy(),
                                    "variance": p["variance"].to_numpy(),
@@ -2145,7 +2163,7 @@ def stack_weights(mean_t: np.ndarray, observed_t, *, shrink: float = 0.0, refere
 
 
 def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool, shrink: float = 0.0,
-               reference: str = "ok") -> tuple[pd.DataFrame, np.ndarray]:
+               reference: str = "ok", point: str = "mean") -> tuple[pd.DataFrame, np.ndarray]:
     """Honest out-of-fold predictions of the stacked ensemble, and its weights on all samples.
 
     For the samples of each fold the weights come from the other folds' out-of-fold
@@ -2162,6 +2180,7 @@ def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool, shrink: float = 0.0,
     log : modelled on the log scale.
     shrink, reference : shrinkage of the weights towards the reference method (:func:`stack_weights`);
         ``reference`` must be among ``cvs`` when ``shrink`` > 0.
+    point : the point prediction ('mean' or 'median'), as :func:`cross_validate`.
 
     Returns
     -------
@@ -2179,7 +2198,7 @@ def stacked_cv(cvs: dict[str, pd.DataFrame], *, log: bool, shrink: float = 0.0,
     for f in np.unique(folds):
         te = folds == f
         W[te] = stack_weights(P[~te], y[~te], shrink=shrink, reference=ref)[None]
-    bt = _back_transform((W * P).sum(1), (W * Vv).sum(1), (W * S).sum(1), log=log)
+    bt = _back_transform((W * P).sum(1), (W * Vv).sum(1), (W * S).sum(1), log=log, point=point)
     out = first[["index", "fold", "observed", "observed_t"]].copy()
     out["predicted"] = bt["prediction"].to_numpy()
     out["median"] = bt["median"].to_numpy()
@@ -2193,7 +2212,7 @@ STACK_SHRINKAGE = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def stack_shrinkage(by_scheme: dict[str, dict[str, pd.DataFrame]], *, members, log: bool, reference: str = "ok",
-                    grid=STACK_SHRINKAGE) -> tuple[float, pd.DataFrame]:
+                    grid=STACK_SHRINKAGE, point: str = "mean") -> tuple[float, pd.DataFrame]:
     r"""Shrinkage of the stacked ensemble towards the reference method, chosen by out-of-fold error.
 
     For every :math:`\lambda` of ``grid`` the fold-honest stacked predictions (:func:`stacked_cv`,
@@ -2220,6 +2239,7 @@ def stack_shrinkage(by_scheme: dict[str, dict[str, pd.DataFrame]], *, members, l
     log : modelled on the log scale.
     reference : the method the weights are shrunk towards.
     grid : candidate values of :math:`\lambda` in [0, 1].
+    point : the point prediction scored ('mean' or 'median'), as in ``by_scheme``.
 
     Returns
     -------
@@ -2242,7 +2262,7 @@ def stack_shrinkage(by_scheme: dict[str, dict[str, pd.DataFrame]], *, members, l
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"grid: expected values in [0, 1], got {lam}")
         for sname, d in by_scheme.items():
-            st, _ = stacked_cv({m: d[m] for m in members}, log=log, shrink=lam, reference=reference)
+            st, _ = stacked_cv({m: d[m] for m in members}, log=log, shrink=lam, reference=reference, point=point)
             mae = float(np.mean(np.abs(st["observed"] - st["predicted"])))
             ref = float(np.mean(np.abs(d[reference]["observed"] - d[reference]["predicted"])))
             rows.append({"shrink": lam, "scheme": sname, "ratio_mae_to_reference": mae / ref})
@@ -2533,8 +2553,10 @@ class MetalMap:
         without a stack).
     secondary : secondary metals of cokriging (empty when none is correlated enough).
     block_size : side of the spatial blocks of the block cross-validation.
-    grid : x, y, metal, method, chosen, prediction (mean), median, variance, mean_t, sd_t, psi,
-        exceedance_probability (NaN without a threshold), for the chosen method.
+    grid : x, y, metal, method, chosen, prediction (the mapped value: the ``point`` prediction), mean, median,
+        variance, mean_t, sd_t, psi, exceedance_probability (NaN without a threshold), for the chosen method.
+    point : the mapped and scored point prediction, 'median' or 'mean' of the predictive distribution (the same
+        on the original scale).
     threshold : guideline value (NaN when none) and ``shares`` (dict of :func:`area_share_above`).
     seconds : cross-validation and prediction time per method.
     n_samples, n_cv : samples used by the maps and by the cross-validation (fewer above
@@ -2543,8 +2565,8 @@ class MetalMap:
         smaller decides the modelling scale); empty otherwise.
     anisotropy_cv : with ``anisotropy='auto'``, ordinary kriging's k-fold MAE with and without the
         detected anisotropy (kept only when it lowers the error); empty otherwise.
-    n_below_zero : grid cells whose mean prediction on the original scale fell below zero; their mean and
-        median are truncated at zero in ``grid`` (always 0 on the log scale).
+    n_below_zero : grid cells whose mean prediction on the original scale fell below zero; their mapped value,
+        mean and median are truncated at zero in ``grid`` (always 0 on the log scale).
     stack_shrinkage : the stacked ensemble's shrinkage towards OK (:func:`stack_shrinkage`; NaN without a
         stack) and ``shrinkage_cv`` its table (MAE ratio to OK per shrinkage and scheme).
     covariate_forms : with the map's class shares, per method (rk, rfk) the form of the categorical covariates
@@ -2579,6 +2601,7 @@ class MetalMap:
     shrinkage_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
     covariate_forms: dict = field(default_factory=dict)
     form_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
+    point: str = "mean"
 
 
 def spatial_subsample(x, y, *, n: int, seed: int) -> np.ndarray:
@@ -2650,7 +2673,7 @@ def _shared_neighbours(models: dict, xy: np.ndarray) -> dict:
     return out
 
 
-def combine_members(preds: dict, weights: dict, *, log: bool) -> pd.DataFrame:
+def combine_members(preds: dict, weights: dict, *, log: bool, point: str = "mean") -> pd.DataFrame:
     r"""The stacked ensemble's prediction from its members' predictions.
 
     With weights :math:`w_m` rescaled to sum to one over the members given, the modelling-scale mean, variance
@@ -2663,11 +2686,12 @@ def combine_members(preds: dict, weights: dict, *, log: bool) -> pd.DataFrame:
     preds : method -> DataFrame of :meth:`SpatialModel.predict` (same points).
     weights : method -> stacking weight (:func:`stack_weights`).
     log : modelled on the log scale.
+    point : the point prediction ('mean' or 'median').
 
     Returns
     -------
     DataFrame
-        prediction, median, variance, mean_t, sd_t, psi.
+        prediction, mean, median, variance, mean_t, sd_t, psi.
 
     References
     ----------
@@ -2679,11 +2703,11 @@ def combine_members(preds: dict, weights: dict, *, log: bool) -> pd.DataFrame:
     mt = sum(weights[m] / wsum * preds[m]["mean_t"].to_numpy() for m in members)
     vt = sum(weights[m] / wsum * preds[m]["sd_t"].to_numpy() ** 2 for m in members)
     ps = sum(weights[m] / wsum * preds[m]["psi"].to_numpy() for m in members)
-    return _back_transform(mt, vt, ps, log=log)
+    return _back_transform(mt, vt, ps, log=log, point=point)
 
 
 def _predict_tile(tile: pd.DataFrame, *, models: dict, weights: dict, log: bool, covariate_columns: list,
-                  secondary_columns: list, threshold: float) -> pd.DataFrame:
+                  secondary_columns: list, threshold: float, point: str = "mean") -> pd.DataFrame:
     """Grid prediction of one tile: the chosen method (or the stack's members, weighted), back-transform and
     exceedance probability. Pure and deterministic (no random draws), so a tile gives the same numbers in
     any process; :func:`hmlib.parallel.map_tiles` sends it to the Dask workers."""
@@ -2697,8 +2721,8 @@ def _predict_tile(tile: pd.DataFrame, *, models: dict, weights: dict, log: bool,
     for m, model in models.items():
         kw = {"secondary": sec} if m == "ckc" else {}
         preds[m] = model.predict(xs, ys, cov if m in ("rk", "sklm", "rfk") else None, chunk_size=len(tile) + 1,
-                                 neighbours=nbrs.get(m), **kw)
-    pr = next(iter(preds.values())) if len(models) == 1 else combine_members(preds, weights, log=log)
+                                 neighbours=nbrs.get(m), point=point, **kw)
+    pr = next(iter(preds.values())) if len(models) == 1 else combine_members(preds, weights, log=log, point=point)
     pr = pr.reset_index(drop=True)
     if np.isfinite(threshold):
         pr["exceedance_probability"] = exceedance_probability(pr["mean_t"], pr["sd_t"], threshold=threshold, log=log)
@@ -3098,7 +3122,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
               threshold: float | None = None, seed: int = 0, progress: Callable | None = None,
               chunk_size: int = 20000, cv_max_n: int | None = 1000, scheduler: str | None = None,
               variogram_sample: int = 2000, stack_min_weight: float = 1e-3,
-              stack_shrink_grid=STACK_SHRINKAGE) -> MetalMap:
+              stack_shrink_grid=STACK_SHRINKAGE, point: str = "median") -> MetalMap:
     """Variograms, cross-validation of ``methods``, choice, prediction and exceedance: one metal.
 
     Every method is scored by k-fold (or leave-one-out) cross-validation and, with
@@ -3147,7 +3171,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     secondary, grid_secondary : other metals at the samples (and, if measured, at the grid).
     methods : methods to compare (codes of :data:`METHOD_LABELS`).
     log_mode, skew_threshold : ``'cv'`` models ln values when ordinary kriging's k-fold MAE of the
-        mean prediction is smaller on that scale; ``'auto'``, ``'always'``, ``'never'`` as :func:`choose_log`.
+        ``point`` prediction is smaller on that scale; ``'auto'``, ``'always'``, ``'never'`` as :func:`choose_log`.
     models, weights, anisotropy, anisotropy_min_ratio, n_lags, max_lag_fraction : variograms; with
         ``anisotropy='auto'`` the anisotropy found by the directional check is used (by every method,
         refitted in every fold) only when it lowers ordinary kriging's k-fold MAE.
@@ -3168,16 +3192,26 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         1: ordinary kriging alone).
     variogram_sample : above this many samples the experimental and directional variograms (and those of
         every fit) use a seeded random subset of this size (about 2 million pairs for 2,000).
+    point : the point prediction that is scored, chosen and mapped: ``'median'`` of the predictive distribution
+        (the value that minimises the expected absolute error, the criterion of the choice; Gneiting 2011) or
+        its ``'mean'`` (unbiased, for areal averages). They differ only on the log scale, where the median
+        exp(y) of the log-scale prediction y lies below the lognormal mean; the grid keeps both.
 
     Returns
     -------
     MetalMap
+
+    References
+    ----------
+    Gneiting, T. (2011). Making and evaluating point forecasts. Journal of the American Statistical Association
+    106, 746-762. https://doi.org/10.1198/jasa.2011.r10138
     """
     import time
     from functools import partial
 
     from .parallel import map_tiles
 
+    _check_point(point)
     v = np.asarray(values, float)
     xv, yv = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(v)
@@ -3229,7 +3263,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
             ok_runs[(lg, an)] = cross_validate(
                 "ok", x=xc, y=yc, values=vc, log=lg, scheme=scheme, n_folds=n_folds, seed=seed, models=models,
                 n_lags=n_lags, max_lag_fraction=max_lag_fraction, n_neighbours=n_neighbours, weights=weights,
-                anisotropy=an, anisotropy_min_ratio=anisotropy_min_ratio, variogram_sample=int(variogram_sample))
+                anisotropy=an, anisotropy_min_ratio=anisotropy_min_ratio, variogram_sample=int(variogram_sample),
+                point=point)
         return ok_runs[(lg, an)]
 
     scale_cv = {}
@@ -3323,12 +3358,12 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
             elif m in ("rk", "rfk") and use_shares:
                 for form in ("classes", "shares"):
                     form_cv[(sname, m, form)] = cross_validate(m, x=xc, y=yc, values=vc, log=log, scheme=scheme,
-                                                               n_folds=n_folds, seed=seed, folds=folds,
+                                                               n_folds=n_folds, seed=seed, folds=folds, point=point,
                                                                **args(m, form=form))
                 c = None
             else:
                 c = cross_validate("ck" if m == "ckc" else m, x=xc, y=yc, values=vc, log=log, scheme=scheme,
-                                   n_folds=n_folds, seed=seed, folds=folds, collocated=m == "ckc",
+                                   n_folds=n_folds, seed=seed, folds=folds, collocated=m == "ckc", point=point,
                                    fit=ck_fit if m in ("ck", "ckc") and folds is None else None, **args(m))
             secs[f"cv_{sname}_{m}"] = time.perf_counter() - t0
             by_scheme[sname][m] = c
@@ -3349,10 +3384,10 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     if "stack" in methods and len(base) > 1:
         # the stack's shrinkage towards OK, chosen on the out-of-fold error averaged over the schemes (no shrinkage
         # without OK among the members)
-        lam, shrink_tab = (stack_shrinkage(by_scheme, members=base, log=log, grid=stack_shrink_grid)
+        lam, shrink_tab = (stack_shrinkage(by_scheme, members=base, log=log, grid=stack_shrink_grid, point=point)
                            if "ok" in base else (0.0, pd.DataFrame()))
         for sname in by_scheme:
-            st, _ = stacked_cv({m: by_scheme[sname][m] for m in base}, log=log, shrink=lam)
+            st, _ = stacked_cv({m: by_scheme[sname][m] for m in base}, log=log, shrink=lam, point=point)
             by_scheme[sname]["stack"] = st
     grid_has_secondary = grid_secondary is not None and all(c in grid_secondary.columns for c in sec_names) and \
         len(sec_names) > 0 and grid_secondary[sec_names].notna().all().all()
@@ -3425,7 +3460,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         tile_grid = pd.concat([tile_grid, grid_secondary[sec_cols].reset_index(drop=True).add_prefix("sec:")], axis=1)
     thr = float(threshold) if threshold is not None and np.isfinite(threshold) else np.nan
     fn = partial(_predict_tile, models=fitted, weights=sw, log=log, covariate_columns=cov_cols,
-                 secondary_columns=sec_cols, threshold=thr)
+                 secondary_columns=sec_cols, threshold=thr, point=point)
     pr = map_tiles(fn, tile_grid, tile_rows=int(chunk_size), scheduler=scheduler, desc=f"spatial: {metal} grid tiles")
     del tile_grid
     secs[f"predict_{best}"] = time.perf_counter() - t0
@@ -3436,10 +3471,10 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     # probability of a positive threshold does not change) and the cells are counted for the report
     n_below = 0 if log else int((g["prediction"] < 0).sum())
     if n_below:
-        g["prediction"] = g["prediction"].clip(lower=0.0)
-        g["median"] = g["median"].clip(lower=0.0)
+        for col in ("prediction", "mean", "median"):
+            g[col] = g[col].clip(lower=0.0)
     if np.isfinite(thr):
-        shares = area_share_above(g["prediction"], g["exceedance_probability"], threshold=thr, median=g["median"])
+        shares = area_share_above(g["mean"], g["exceedance_probability"], threshold=thr, median=g["median"])
     else:
         shares = {}
     return MetalMap(metal=metal, log=log, experimental=ev, directional=dv, anisotropy=an, variogram=vf,
@@ -3447,7 +3482,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                     selection=selection, best=best, gain=gain, stack_weights=sw, secondary=sec_names,
                     block_size=bsize, grid=g, threshold=thr, shares=shares, seconds=secs, scale_cv=scale_cv,
                     anisotropy_cv=aniso_cv, n_samples=int(len(v)), n_cv=int(len(vc)), n_below_zero=n_below,
-                    stack_shrinkage=lam, shrinkage_cv=shrink_tab, covariate_forms=dict(forms), form_cv=form_table)
+                    stack_shrinkage=lam, shrinkage_cv=shrink_tab, covariate_forms=dict(forms), form_cv=form_table,
+                    point=point)
 
 
 def variogram_figure(mm: MetalMap, *, unit: str, coordinate_unit: str):
@@ -3525,7 +3561,7 @@ def map_figure(mm: MetalMap, *, sample_x, sample_y, sample_values, unit: str, co
     from .plots import grid_image
 
     g = mm.grid
-    panels = [("prediction", f"{mm.metal} mean ({unit}), {METHOD_SHORT[mm.best]}", "viridis"),
+    panels = [("prediction", f"{mm.metal} {mm.point} ({unit}), {METHOD_SHORT[mm.best]}", "viridis"),
               ("sd", f"prediction SD ({unit})", "magma_r")]
     if np.isfinite(mm.threshold):
         panels.append(("exceedance_probability", f"P({mm.metal} > {mm.threshold:g} {unit})", "RdYlBu_r"))
@@ -3718,7 +3754,7 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
         elif kind == "sd":
             panels.append((m, np.sqrt(g["variance"].to_numpy(float)), f"{m}: SD ({unit})"))
         else:
-            panels.append((m, g["prediction"].to_numpy(float), f"{m}: mean ({unit})"))
+            panels.append((m, g["prediction"].to_numpy(float), f"{m}: {mm.point} ({unit})"))
     if not panels:
         return None, left_out
     g0 = next(iter(maps.values())).grid
@@ -3768,7 +3804,7 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                  guideline_set: str | None, threshold_name: str | None, drift_covariates, secondary: dict,
                  crs: str, n_samples: int | None = None, cv_max_n: int | None = None,
                  classes: pd.DataFrame | None = None, guideline_label: str | None = None,
-                 map_covariates: bool = False, class_shares: bool = False) -> str:
+                 map_covariates: bool = False, class_shares: bool = False, point: str = "mean") -> str:
     """Methods text (pandoc markdown with math and citations) for the report.
 
     Parameters
@@ -3788,11 +3824,13 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
     map_covariates : held-out samples were predicted from the grid's covariates at them
         (:func:`covariates_at_samples`).
     class_shares : regression kriging and the random forest use the map's class shares (:func:`map_class_shares`).
+    point : the value mapped, scored and chosen by ('median' or 'mean'; :func:`map_metal`).
 
     Returns
     -------
     str
     """
+    _check_point(point)
     gname = guideline_label or guideline_set
     cv = "leave-one-out" if scheme == "loo" else f"{n_folds}-fold (seeded random partition)"
     meth = "; ".join(METHOD_LABELS[m] for m in methods)
@@ -3800,7 +3838,7 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
     model_names = ", ".join({"gaussian": "Gaussian", "matern": "Matérn"}.get(m, m) for m in models)
     drift = ", ".join(drift_covariates) if drift_covariates else "none"
     logtxt = {"cv": "on natural-log values when ordinary kriging's cross-validated mean absolute error (of the "
-                    "back-transformed mean) is smaller on that scale than on the original one, else on the original "
+                    f"back-transformed {point}) is smaller on that scale than on the original one, else on the original "
                     "values (the scale per metal is in the variogram table)",
               "auto": f"on natural-log values when the sample skewness exceeds {skew_threshold:g}",
               "always": "on natural-log values", "never": "on the original values"}[log_mode]
@@ -3847,8 +3885,11 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
            "modelling scale (multi-Gaussian approach [@goovaerts1997]). The share of the area above the value is "
            "reported as the mean probability over the cells (the expected share, the headline figure) and as the "
            "share of cells whose median prediction exceeds it (equal to the share with probability above 0.5). The "
-           "mapped prediction is the mean; for log-modelled metals it lies above the median, so the share of cells "
-           "whose mean exceeds the value is larger and is given only for comparison. The share of the samples above the "
+           + ("share of cells whose mean prediction exceeds the value is larger for log-modelled metals (the mean lies "
+              "above the median) and is given only for comparison. " if point == "median" else
+              "mapped prediction is the mean; for log-modelled metals it lies above the median, so the share of cells "
+              "whose mean exceeds the value is larger and is given only for comparison. ")
+           + "The share of the samples above the "
            "value is given raw and weighted by the area each sample represents (the grid cells nearest to it) "
            "[@isaaks1989]."
            if guideline_set and threshold_name else "No guideline threshold is selected, so no exceedance map is drawn.")
@@ -3874,6 +3915,14 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                  "only, not the metals. Each of the two methods uses, per metal, the form (classes or shares) with "
                  "the smaller mean absolute error averaged over the schemes; simple kriging with local means keeps "
                  "the classes.")
+    point_txt = ("The value mapped, scored and compared between the methods is the median of each cell's predictive "
+                 "distribution: it minimises the expected absolute error, the criterion of the choice [@gneiting2011]. "
+                 "For a metal modelled on the log scale it lies below the mean, which is unbiased but, the distribution "
+                 "being skewed, has a larger expected absolute error; on the original scale the two coincide. The grid "
+                 "prediction files give both."
+                 if point == "median" else
+                 "The value mapped, scored and compared between the methods is the mean of each cell's predictive "
+                 "distribution; the grid prediction files also give the median.")
     blk = (" and by spatial-block cross-validation, in which square blocks with a side of about the variogram's "
            "effective range are held out whole, so that a held-out sample has no close neighbour in the training "
            "set and the score reflects prediction at new places [@roberts2017cv]" if block_cv else "")
@@ -3902,10 +3951,11 @@ and coordinates projected on six oblique axes [@moller2020oblique]; its out-of-b
 the out-of-fold squared error [@breiman1996stacking], shrunk towards OK as described below. On the log scale, predictions are back-transformed to the mean
 as $\\hat z = \\exp(\\hat y + \\sigma^2/2 - \\psi)$, with $\\psi$ the Lagrange multiplier of the (residual) ordinary
 kriging or cokriging system and 0 for simple kriging{gpr_sk} [@journel1980]; the median is $\\exp(\\hat y)$.
+{point_txt}
 
 **Cross-validation and choice.** Each method was assessed by {cv} cross-validation{blk}; the variogram, anisotropy,
 trend, forest and coregionalisation are refitted on the training samples of every fold, so no held-out value informs
-its own prediction.{mcov} We report the mean absolute error (MAE) and root mean squared error (RMSE) of the mean
+its own prediction.{mcov} We report the mean absolute error (MAE) and root mean squared error (RMSE) of the {point}
 prediction on the concentration scale and the mean standardised squared error
 $\\mathrm{{MSSE}} = \\frac1n\\sum (y_i - \\hat y_i)^2/\\sigma_i^2$ on the modelling scale (ideally 1) [@oliver2014].
 Only methods whose mean absolute error is below OK's by more than one standard error of the paired per-sample
@@ -3926,7 +3976,7 @@ the choice and the score use the same folds, the chosen method's advantage is sl
 
 **Exceedance.** {thr}
 
-**Files.** Per metal, a GeoTIFF (bands: mean prediction, median, variance, exceedance probability) and one GeoPackage
+**Files.** Per metal, a GeoTIFF (bands: mean, median, variance, exceedance probability) and one GeoPackage
 with the grid predictions and the sample hotspot classes are written under `files/`. {crs_txt}
 """
 

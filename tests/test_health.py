@@ -419,6 +419,23 @@ def test_grid_cells_predicted_below_zero_carry_the_risk_of_zero_concentration():
     assert g.attrs["cells_below_zero"] == {"Cd": 1}
 
 
+def test_grid_risk_uses_the_mean_concentration_where_the_map_shows_the_median():
+    """Checked against the per-sample risk model at the mean concentrations: when the grid table gives a mean
+    beside the mapped value (the spatial stage maps the median), a cell's HI and TCR are those of a sample with
+    the mean concentrations (the expected exposure), not of one with the median."""
+    w = _jura_like().iloc[:3].copy()
+    exp, tox = h.load_exposure_parameters(), h.load_toxicity(medium="soil")
+    xy = pd.DataFrame({"x": np.arange(len(w), dtype=float), "y": np.zeros(len(w))}, index=w.index)
+    gp = pd.concat([xy.assign(metal=m, method="ok", prediction=0.5 * w[m].to_numpy(), mean=w[m].to_numpy(),
+                              variance=0.1) for m in w.columns], ignore_index=True)
+    g = h.grid_risk(gp, exposure=exp, toxicity=tox, receptors=("child", "resident"))
+    per = h.sample_indices(h.risk_table(w, medium="soil", exposure=exp, toxicity=tox, receptors=("child", "resident")))
+    per = per.merge(xy.rename_axis("sample_id").reset_index().astype({"sample_id": str}), on="sample_id")
+    m = per.merge(g, on=["x", "y", "receptor"], suffixes=("_sample", "_grid"))
+    assert len(m) == 2 * len(w)
+    np.testing.assert_allclose(m["hi_grid"], m["hi_sample"], rtol=1e-12)
+
+
 def test_grid_methods_marked_choice_and_ambiguity():
     """Several methods per metal need a 'chosen' mark or an explicit method; one method per metal is taken as is."""
     base = pd.DataFrame({"x": [0.0], "y": [0.0], "prediction": [1.0]})

@@ -388,7 +388,8 @@ def test_map_metal_jura_cd_end_to_end():
     s = mm.selection.set_index("method")
     assert s.loc[mm.best, "within_one_se"] and "ckc" not in s.index
     assert mm.grid["exceedance_probability"].between(0, 1).all() and mm.grid["chosen"].all()
-    assert (mm.grid["prediction"] >= mm.grid["median"]).all() and len(mm.grid) == len(g)
+    assert (mm.grid["mean"] >= mm.grid["median"]).all() and len(mm.grid) == len(g)
+    assert mm.point == "median" and (mm.grid["prediction"] == mm.grid["median"]).all()
     assert mm.shares["share_expected"] == pytest.approx(mm.grid["exceedance_probability"].mean())
 
 
@@ -797,7 +798,7 @@ def test_grid_maps_figure_leaves_out_uniform_probability_panels_and_keeps_text_l
     gx, gy = np.meshgrid(np.arange(20.0), np.arange(15.0))
     base = pd.DataFrame({"x": gx.ravel(), "y": gy.ravel()})
     p_var = 1 / (1 + np.exp(-(base["x"] - 10) / 2))
-    maps = {m: SimpleNamespace(log=True, threshold=1.0, grid=base.assign(
+    maps = {m: SimpleNamespace(log=True, threshold=1.0, point="median", grid=base.assign(
         prediction=np.exp(base["x"] / 10), variance=0.1, exceedance_probability=p))
         for m, p in (("Cd", p_var), ("Pb", np.full(len(base), 0.001)))}
     fig, left = sp.grid_maps_figure(maps, kind="probability", unit="mg/kg", crs="local", coordinate_unit="km")

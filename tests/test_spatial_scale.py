@@ -264,7 +264,7 @@ def test_ordinary_kriging_cross_validation_run_once_equals_a_separate_run():
                       methods=["ok"], n_folds=4, block_cv=False, models=["exponential"], anisotropy="auto",
                       log_mode="cv", seed=3)
     an = "auto" if mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
-    kw = dict(x=xy[:, 0], y=xy[:, 1], values=z, n_folds=4, seed=3, models=["exponential"])
+    kw = dict(x=xy[:, 0], y=xy[:, 1], values=z, n_folds=4, seed=3, models=["exponential"], point=mm.point)
     fresh = sp.cross_validate("ok", log=mm.log, anisotropy=an, **kw)
     got = mm.cv[(mm.cv["method"] == "ok") & (mm.cv["scheme"] == "kfold")].drop(columns=["method", "scheme"])
     pd.testing.assert_frame_equal(got.reset_index(drop=True), fresh, check_exact=True)

@@ -325,8 +325,8 @@ def report(ctx, result: Result) -> None:
         fig = hr.plot_grid_risk(r.grid, coordinate_unit=p.data.coordinate_unit, crs=p.data.crs)
         out.figure("health_grid_maps", fig,
                    "Hazard index and total cancer risk on the prediction grid: the per-sample risk model (same "
-                   "exposure parameters, toxicity values and Cr(VI) share) applied to the concentrations predicted "
-                   "by the method the spatial cross-validation chose for each metal"
+                   "exposure parameters, toxicity values and Cr(VI) share) applied to the mean concentrations "
+                   "predicted by the method the spatial cross-validation chose for each metal (the expected exposure)"
                    + (" (@tbl-spatial-choice)." if "spatial" in ctx.params.stages else "."))
         plt.close(fig)
         out.markdown(_grid_text(r.grid) + f" ({out.ref('health_grid_maps', 'fig')})." + _below_zero_text(r.grid_below_zero))

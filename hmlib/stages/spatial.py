@@ -7,7 +7,8 @@ cross-validation, one-standard-error choice, chunked grid prediction), :mod:`hml
 
 ``grid_predictions`` (read by the health stage) holds, for every metal, the predictions of the
 method chosen for it: columns x, y, metal, method (the chosen method's code), chosen (True on
-every row), prediction (the mean), median, variance, exceedance_probability. The choice per metal
+every row), prediction (the mapped value: the median of the predictive distribution, or its mean when so set),
+mean, median, variance, exceedance_probability. The choice per metal
 is also in the table ``spatial_choice``.
 """
 from __future__ import annotations
@@ -44,6 +45,10 @@ class Options(StageOptions):
         default="cv", description="model log values: cv when ordinary kriging predicts better on that scale, "
                                   "auto when the sample skewness exceeds skew_threshold")
     skew_threshold: float = Field(default=1.0, gt=0, description="skewness above which auto models log values")
+    mapped_value: Literal["median", "mean"] = Field(
+        default="median", description="value mapped, scored and chosen by: the median of each cell's predictive "
+                                      "distribution (smallest expected absolute error) or its mean (unbiased for "
+                                      "areal averages); they differ only for metals modelled on the log scale")
     variogram_models: list[Literal["spherical", "exponential", "gaussian", "matern"]] = Field(
         default_factory=lambda: list(sp.VARIOGRAM_MODELS), description="variogram models fitted")
     variogram_weights: Literal["npairs_h2", "cressie", "npairs"] = Field(
@@ -117,7 +122,7 @@ class Result:
     cv_table : metal, method, scheme, mae, rmse, msse, n, selectable.
     selection : per metal and method: mean loss, standard error to the best, chosen.
     choice : per metal and scheme: chosen method, its MAE and OK's, ratio with 95 % interval.
-    grid_predictions : x, y, metal, method, chosen, prediction (mean), median, variance,
+    grid_predictions : x, y, metal, method, chosen, prediction (the mapped value), mean, median, variance,
         exceedance_probability (the chosen method per metal).
     shares : per metal: threshold, expected share, median-map share, mean-map share, P > 0.5/0.9.
     variograms, anisotropy, variogram_summary : variogram tables.
@@ -243,7 +248,7 @@ def run(ctx) -> Result:
             n_lags=o.n_lags, max_lag_fraction=o.max_lag_fraction, n_neighbours=o.n_neighbours, scheme=o.cv,
             n_folds=o.n_folds, block_cv=o.block_cv, n_block_folds=o.n_block_folds, rf_trees=o.rf_trees, threshold=thresholds.get(metal, np.nan),
             seed=ctx.seed + i, chunk_size=o.grid_chunk_size, cv_max_n=o.cv_max_samples,
-            stack_min_weight=o.stack_min_weight)
+            stack_min_weight=o.stack_min_weight, point=o.mapped_value)
 
     # each metal is seeded by its position (ctx.seed + i) and mapped by a pure function, so mapping metals in
     # worker processes gives the numbers of the serial loop
@@ -260,7 +265,8 @@ def run(ctx) -> Result:
     cv_table = pd.concat([mm.cv_summary for mm in maps.values()], ignore_index=True)
     selection = pd.concat([mm.selection for mm in maps.values()], ignore_index=True)
     choice = sp.choice_table(maps)
-    cols = ["x", "y", "metal", "method", "chosen", "prediction", "median", "variance", "exceedance_probability"]
+    cols = ["x", "y", "metal", "method", "chosen", "prediction", "mean", "median", "variance",
+            "exceedance_probability"]
     grid_pred = pd.concat([mm.grid[cols] for mm in maps.values()], ignore_index=True)
     shares = pd.DataFrame([{"metal": m, "method": mm.best, "threshold_name": threshold_name, "threshold": mm.threshold,
                             "n_cells": len(mm.grid), **mm.shares,
@@ -350,6 +356,7 @@ def report(ctx, result: Result) -> None:
         "shrunk towards ordinary kriging by the share that predicts held-out samples best) when its error, averaged "
         "over the schemes, is below ordinary kriging's; otherwise ordinary kriging, unless one method beats it by "
         "more than one standard error under every scheme. "
+        + _mapped_value_text(o.mapped_value, any(mm.log for mm in maps.values())) +
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
         + sp.covariate_agreement_text(r.covariate_agreement, labels={c: p.data.covariate_label(c) for c in r.drift})
@@ -365,7 +372,7 @@ def report(ctx, result: Result) -> None:
         drift_covariates=[p.data.covariate_label(c) for c in r.drift or []], secondary={m: mm.secondary for m, mm in maps.items()}, crs=p.data.crs,
         n_samples=n_samples, cv_max_n=n_cv if n_cv < n_samples else None, classes=classes,
         guideline_label=reference_label(gset) if gset else None, map_covariates=not r.covariate_agreement.empty,
-        class_shares=used_shares))
+        class_shares=used_shares, point=o.mapped_value))
     if n_cv < n_samples:
         out.limitation(f"Spatial interpolation: cross-validation used a spatially stratified subsample of {n_cv:,} of "
                        f"the {n_samples:,} samples, so its errors describe a sparser sampling than the maps'.")
@@ -393,7 +400,8 @@ def report(ctx, result: Result) -> None:
     cvd["method"] = cvd["method"].map(lambda m: sp.METHOD_LABELS.get(m, "collocated cokriging" if m == "ckc" else m))
     out.table("spatial_cv", r.cv_table,
               f"Cross-validation ({scheme_label}{' and spatial blocks' if o.block_cv else ''}) of the interpolation "
-              "methods: mean absolute and root mean squared error of the mean prediction, and mean standardised "
+              f"methods: mean absolute and root mean squared error of the {o.mapped_value} prediction (the value "
+              "mapped), and mean standardised "
               "squared error on the modelling scale (ideal 1; above 1: the method understates its uncertainty). "
               "Collocated cokriging uses the held-out samples' secondary metals and cannot map the grid.",
               display=cvd[["metal", "scheme", "method", "mae", "rmse", "msse"]].rename(
@@ -470,13 +478,17 @@ def report(ctx, result: Result) -> None:
     methods_used = sorted({sp.METHOD_LABELS[mm.best] for mm in maps.values()})
     fig, _ = sp.grid_maps_figure(maps, kind="mean", unit=unit, crs=p.data.crs, coordinate_unit=cu, samples=samples)
     out.figure("spatial_maps_mean", fig,
-               f"Mean prediction of each metal ({unit}) by the method chosen for it ({', '.join(methods_used)}; "
-               f"{out.ref('spatial_choice')}), with the samples as dots on the same colour scale. This is the "
-               "mean map; for metals modelled on the log scale it lies above the median and is not the map to "
-               "compare with a guideline value.")
+               f"{o.mapped_value.capitalize()} prediction of each metal ({unit}) by the method chosen for it "
+               f"({', '.join(methods_used)}; {out.ref('spatial_choice')}), with the samples as dots on the same colour "
+               "scale. " + ("This is the median map: at each cell the concentration is as likely to lie above it as "
+                            "below; for metals modelled on the log scale the mean (in the grid prediction files) is higher."
+                            if o.mapped_value == "median" else
+                            "This is the mean map; for metals modelled on the log scale it lies above the median and "
+                            "is not the map to compare with a guideline value."))
     hi_where = {m: sp._where(mm.grid["x"], mm.grid["y"], mm.grid["prediction"] >= mm.grid["prediction"].quantile(0.9))
                 for m, mm in maps.items()}
-    mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the mean predictions. The highest predicted "
+    mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the {o.mapped_value} predictions. The highest "
+            "predicted "
             "concentrations (top tenth of the cells) lie "
             + "; ".join(f"in the {w} for {_and(ms)}" for w, ms in _group_by_value(hi_where).items()) + ". "
             + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
@@ -484,7 +496,7 @@ def report(ctx, result: Result) -> None:
             "concentration.")
     below = {m: mm.n_below_zero for m, mm in maps.items() if mm.n_below_zero}
     if below:
-        mtxt += (" Interpolated on the original scale, the mean prediction fell below zero in "
+        mtxt += (" Interpolated on the original scale, the prediction fell below zero in "
                  + ", ".join(f"{n:,} cells for {m}" for m, n in below.items())
                  + " (between high and low samples); a concentration cannot be negative, so the map shows zero "
                  "there.")
@@ -493,7 +505,8 @@ def report(ctx, result: Result) -> None:
     out.figure("spatial_maps_sd", fig, f"Prediction standard deviation of each metal ({unit}) on the grid, from the "
                "method mapped for it.", appendix=True)
     out.table("grid_predictions", r.grid_predictions,
-              f"Predictions on the grid by the method chosen per metal: mean ({unit}), median ({unit}), variance "
+              f"Predictions on the grid by the method chosen per metal: the value mapped ({o.mapped_value}; {unit}), "
+              f"mean ({unit}), median ({unit}), variance "
               f"({unit}²) and probability of exceeding the guideline value.", in_report=False)
     if has_thr:
         s = r.shares
@@ -634,7 +647,7 @@ def report(ctx, result: Result) -> None:
     if o.write_files:
         crs = geo.crs_or_none(p.data.crs)
         for m, mm in maps.items():
-            bands = {"prediction": mm.grid["prediction"], "median": mm.grid["median"], "variance": mm.grid["variance"]}
+            bands = {"mean": mm.grid["mean"], "median": mm.grid["median"], "variance": mm.grid["variance"]}
             if np.isfinite(mm.threshold):
                 bands["exceedance_probability"] = mm.grid["exceedance_probability"]
             try:
@@ -642,12 +655,24 @@ def report(ctx, result: Result) -> None:
             except ValueError:   # an irregular grid: points only (GeoPackage below)
                 out.files.remove(f"files/spatial_{m}.tif")
         gp = r.grid_predictions.pivot_table(index=["x", "y"], columns="metal",
-                                            values=["prediction", "median", "variance", "exceedance_probability"])
+                                            values=["mean", "median", "variance", "exceedance_probability"])
         gp.columns = [f"{metal}_{what}" for what, metal in gp.columns]
         layers = {"grid_predictions": gp.reset_index()}
         if len(r.hotspots):
             layers["sample_hotspots"] = r.hotspots.drop(columns=["lisa_quadrant"], errors="ignore")
         geo.write_geopackage(out.file("spatial.gpkg"), layers, crs=crs)
+
+
+def _mapped_value_text(point: str, any_log: bool) -> str:
+    """The sentence of the methods in brief on the value the maps show."""
+    if point == "median":
+        return ("The maps show each cell's median prediction, the value that minimises the expected absolute "
+                "error by which the methods are scored" + ("; for metals modelled on the log scale it lies below "
+                                                          "the mean, which the grid prediction files also give. " if any_log
+                                                          else ". "))
+    return ("The maps show each cell's mean prediction" + ("; for metals modelled on the log scale it lies above the "
+                                                           "median, which the grid prediction files also give. " if any_log
+                                                           else ". "))
 
 
 def _group_by_value(d: dict) -> dict:
