@@ -1,4 +1,6 @@
 """The value the maps show: the median or the mean of each cell's predictive distribution."""
+from importlib import resources
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -66,5 +68,5 @@ def test_methods_text_states_the_mapped_value():
     mean = sp.methods_text(point="mean", **kw)
     assert "is the mean of each cell's predictive distribution" in mean and "gneiting2011" not in mean
     assert "(of the back-transformed mean)" in mean
-    bib = (sp.__file__.rsplit("/", 1)[0] + "/data/bib/spatial.bib")
-    assert "@article{gneiting2011," in open(bib).read()
+    bib = (resources.files("hmlib") / "data" / "bib" / "spatial.bib").read_text(encoding="utf-8")
+    assert "@article{gneiting2011," in bib
