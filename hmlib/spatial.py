@@ -3696,6 +3696,9 @@ def _where(x, y, mask) -> str:
     return f"{ns}-{ew}" if ns and ew else (ns or ew or "centre")
 
 
+GRID_MAP_KINDS = ("prediction", "sd", "probability")
+
+
 def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coordinate_unit: str,
                      samples: pd.DataFrame | None = None):
     """Small multiples of one grid quantity for every metal, laid out for the region's shape.
@@ -3708,12 +3711,13 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
     Parameters
     ----------
     maps : metal -> :class:`MetalMap`.
-    kind : ``"mean"`` (mean prediction, log colour scale for log-modelled metals, samples drawn as
-        dots on the same scale), ``"sd"`` (prediction standard deviation) or ``"probability"``
-        (probability of exceeding the guideline value, 0-1, with the 0.5 contour).
+    kind : ``"prediction"`` (the mapped value, the median or the mean of each cell's predictive distribution as
+        :attr:`MetalMap.point` says; log colour scale for log-modelled metals, samples drawn as dots on the same
+        scale), ``"sd"`` (prediction standard deviation) or ``"probability"`` (probability of exceeding the
+        guideline value, 0-1, with the 0.5 contour).
     unit : concentration unit.
     crs, coordinate_unit : coordinate system (``"local"`` for a local grid) and unit.
-    samples : x, y and one column per metal (the sample values), for ``kind="mean"``.
+    samples : x, y and one column per metal (the sample values), for ``kind="prediction"``.
 
     Returns
     -------
@@ -3725,6 +3729,8 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
 
     from .plots import MIN_FONT_PT, PRINT_RC, _log_colorbar, decorate_map, grid_image, map_axes, print_style
 
+    if kind not in GRID_MAP_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(GRID_MAP_KINDS)}, got {kind!r}")
     left_out, panels = {}, []
     for m, mm in maps.items():
         g = mm.grid
@@ -3764,7 +3770,7 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
         for ax, (m, v, title) in zip(axes, panels):
             mm = maps[m]
             sv = None
-            if kind == "mean" and samples is not None and m in samples.columns:
+            if kind == "prediction" and samples is not None and m in samples.columns:
                 sv = samples[m].to_numpy(float)
             if kind == "probability":
                 norm, cmap = Normalize(0.0, 1.0), "RdYlBu_r"
@@ -3773,9 +3779,9 @@ def grid_maps_figure(maps: dict, *, kind: str, unit: str, crs: str | None, coord
                 lo, hi = float(allv.min()), float(allv.max())
                 if hi <= lo:
                     hi = lo + 1e-9
-                log = kind == "mean" and mm.log and lo > 0
+                log = kind == "prediction" and mm.log and lo > 0
                 norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
-                cmap = "viridis" if kind == "mean" else "magma_r"
+                cmap = "viridis" if kind == "prediction" else "magma_r"
             r = grid_image(gx, gy, v)
             if r is not None:
                 im = ax.imshow(r[0], extent=r[1], origin="lower", cmap=cmap, norm=norm, interpolation="nearest")

@@ -790,7 +790,8 @@ def test_chunked_pair_binning_equals_gstools_estimator():
 
 def test_grid_maps_figure_leaves_out_uniform_probability_panels_and_keeps_text_legible():
     """Two metals on a 20 x 15 grid: one whose exceedance probability is below 0.01 everywhere is named instead of
-    drawn (a uniform panel), the other is drawn; no text in the figure is smaller than 7 pt (the print rule)."""
+    drawn (a uniform panel), the other is drawn; no text in the figure is smaller than 7 pt (the print rule). A kind
+    outside the documented three is refused rather than drawn as the mapped value."""
     from types import SimpleNamespace
 
     from matplotlib.text import Text
@@ -806,8 +807,10 @@ def test_grid_maps_figure_leaves_out_uniform_probability_panels_and_keeps_text_l
     assert len([a for a in fig.axes if a.get_title()]) == 1
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
     assert min(sizes) >= 7
-    fig2, left2 = sp.grid_maps_figure(maps, kind="mean", unit="mg/kg", crs="local", coordinate_unit="km")
+    fig2, left2 = sp.grid_maps_figure(maps, kind="prediction", unit="mg/kg", crs="local", coordinate_unit="km")
     assert not left2 and len([a for a in fig2.axes if a.get_title()]) == 2
+    with pytest.raises(ValueError, match="kind: expected one of prediction, sd, probability, got 'mean'"):
+        sp.grid_maps_figure(maps, kind="mean", unit="mg/kg", crs="local", coordinate_unit="km")
 
 
 def test_selection_needs_a_clear_gain_over_ok_in_every_scheme():

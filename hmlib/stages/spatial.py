@@ -473,11 +473,11 @@ def report(ctx, result: Result) -> None:
                    f"with the fitted models (selected: {mm.variogram.model}), and directional variograms.",
                    group="spatial_variograms", appendix=True)
         plt.close(fig)
-    # maps: means (main), exceedance probabilities (main), standard deviations (appendix)
+    # maps: the mapped value (main), exceedance probabilities (main), standard deviations (appendix)
     samples = pd.concat([sites[["x", "y"]].reset_index(drop=True), wide[list(maps)].reset_index(drop=True)], axis=1)
     methods_used = sorted({sp.METHOD_LABELS[mm.best] for mm in maps.values()})
-    fig, _ = sp.grid_maps_figure(maps, kind="mean", unit=unit, crs=p.data.crs, coordinate_unit=cu, samples=samples)
-    out.figure("spatial_maps_mean", fig,
+    fig, _ = sp.grid_maps_figure(maps, kind="prediction", unit=unit, crs=p.data.crs, coordinate_unit=cu, samples=samples)
+    out.figure("spatial_maps_prediction", fig,
                f"{o.mapped_value.capitalize()} prediction of each metal ({unit}) by the method chosen for it "
                f"({', '.join(methods_used)}; {out.ref('spatial_choice')}), with the samples as dots on the same colour "
                "scale. " + ("This is the median map: at each cell the concentration is as likely to lie above it as "
@@ -487,7 +487,7 @@ def report(ctx, result: Result) -> None:
                             "is not the map to compare with a guideline value."))
     hi_where = {m: sp._where(mm.grid["x"], mm.grid["y"], mm.grid["prediction"] >= mm.grid["prediction"].quantile(0.9))
                 for m, mm in maps.items()}
-    mtxt = (f"**Maps.** {out.ref('spatial_maps_mean', 'fig')} shows the {o.mapped_value} predictions. The highest "
+    mtxt = (f"**Maps.** {out.ref('spatial_maps_prediction', 'fig')} shows the {o.mapped_value} predictions. The highest "
             "predicted "
             "concentrations (top tenth of the cells) lie "
             + "; ".join(f"in the {w} for {_and(ms)}" for w, ms in _group_by_value(hi_where).items()) + ". "
