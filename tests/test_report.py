@@ -717,7 +717,9 @@ def test_covariate_labels_name_model_features_for_the_reader():
     d = load_params(ROOT / "params" / "meuse.yml").data
     assert d.covariate_label("dist") == "distance to the river (normalised)"
     assert d.covariate_label("ffreq=1") == "flooding frequency class: land flooded about every 2 years"
-    assert d.covariate_label("landuse=DEN") == "land use DEN"          # a code the data's documentation leaves open
+    # a code the data's documentation (R package sp, meuse help page: "DEN = ??") leaves open is said to be so
+    assert d.covariate_label("landuse=DEN") == "land use: class DEN (not described)"
+    assert d.covariate_label("landuse=Zz") == "land use Zz"            # a class without a label keeps its code
     assert d.class_label("landuse", "W") == "pasture" and d.class_label("lime", 1.0) == "lime present"
     assert d.covariate_label("Zn") == "Zn"
     raw = yaml.safe_load((ROOT / "params" / "meuse.yml").read_text(encoding="utf-8"))
