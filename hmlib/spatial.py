@@ -2088,7 +2088,8 @@ def cv_metrics(cv: pd.DataFrame) -> dict:
         \mathrm{RMSE} = \sqrt{\frac1n\sum (z_i-\hat z_i)^2},\quad
         \mathrm{MSSE} = \frac1n\sum \frac{(y_i-\hat y_i)^2}{\sigma_i^2}
 
-    MAE and RMSE are on the original scale (of the mean prediction); the MSSE on the modelling
+    MAE and RMSE are on the original scale, of the ``predicted`` column (the point prediction that
+    :func:`cross_validate` was asked for, the mean or the median); the MSSE on the modelling
     scale (log values when logged), where the kriging / GP variance :math:`\sigma_i^2` applies; an
     MSSE near 1 means the stated uncertainty is about right.
 
@@ -3269,7 +3270,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
 
     scale_cv = {}
     if log_mode == "cv":
-        # the modelling scale chosen by ordinary kriging's k-fold MAE (mean prediction) on both scales
+        # the modelling scale chosen by ordinary kriging's k-fold MAE (of the point prediction mapped) on both scales
         log = False
         if (v > 0).all():
             for lg in (False, True):
