@@ -3174,8 +3174,9 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
     log_mode, skew_threshold : ``'cv'`` models ln values when ordinary kriging's k-fold MAE of the
         ``point`` prediction is smaller on that scale; ``'auto'``, ``'always'``, ``'never'`` as :func:`choose_log`.
     models, weights, anisotropy, anisotropy_min_ratio, n_lags, max_lag_fraction : variograms; with
-        ``anisotropy='auto'`` the anisotropy found by the directional check is used (by every method,
-        refitted in every fold) only when it lowers ordinary kriging's k-fold MAE.
+        ``anisotropy='auto'`` the anisotropy found by the directional check is used by ordinary kriging
+        (refitted in every fold) only when it lowers ordinary kriging's k-fold MAE; the other methods use
+        isotropic variograms, their own directional check being untested by cross-validation.
     n_neighbours : kriging neighbourhood.
     scheme, n_folds, block_cv, n_block_folds : cross-validation (random scheme and its folds; spatial
         blocks and their folds).
@@ -3332,6 +3333,11 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
             a["rf_trees"] = rf_trees
         if m in ("ck", "ckc"):
             a["secondary"] = (sec if full else secc)[sec_names]
+        if m != "ok":
+            # the anisotropy check above is ordinary kriging's: the other methods krige their residuals (or, for
+            # cokriging and GPR, the values) isotropically rather than on a directional check of their own that no
+            # cross-validation has tested
+            a["anisotropy"] = "none"
         return a
 
     extra = ["ckc"] if collocated_check and "ck" in base else []
@@ -3859,7 +3865,8 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
              "direction of the longest range and stretched across it by the ratio, and the variogram is refitted in "
              "that frame [@webster2007]. Because directional variograms from a few hundred samples are noisy, the anisotropy is "
              "kept for a metal only when it lowers ordinary kriging's cross-validated error; the check is then repeated in "
-             "every fold."
+             "every fold. The anisotropy applies to ordinary kriging; the other methods use isotropic variograms, "
+             "because only ordinary kriging's anisotropy is checked by cross-validation."
              if anisotropy == "auto" else "The interpolation uses isotropic models.")
     gpr_txt = (" Gaussian process regression (GPR) [@rasmussen2006] models the values as a Gaussian process on the "
                "coordinates with a Matérn covariance of smoothness 3/2 plus a nugget, whose parameters maximise the "

@@ -292,3 +292,37 @@ def test_collocated_cokriging_check_reusing_the_fold_models_equals_a_separate_ru
         fresh = sp.cross_validate("ck", collocated=coll, **kw)
         got = mm.cv[(mm.cv["method"] == m) & (mm.cv["scheme"] == "kfold")].drop(columns=["method", "scheme"])
         pd.testing.assert_frame_equal(got.reset_index(drop=True), fresh, check_exact=True)
+
+
+def test_anisotropy_checked_by_ordinary_kriging_is_used_by_it_alone(monkeypatch):
+    """A field generated (gstools SRF, seeded) with length scales 12 along x and 3 across, plus a class effect:
+    ordinary kriging keeps the anisotropy, in the generated direction (east) with a ratio of at least 2, because it
+    lowers its k-fold error (the generated truth); every other method's fit, in the folds and on all samples, is
+    asked for isotropic variograms, as the documented rule says (their own directional check is untested)."""
+    import gstools as gs
+
+    rng = np.random.default_rng(8)
+    n = 300
+    xy = rng.uniform(0, 90, (n, 2))
+    cls = np.where(xy[:, 0] + rng.normal(0, 10, n) > 45, "b", "a")
+    u = gs.SRF(gs.Exponential(dim=2, var=1.0, len_scale=[12.0, 3.0]), seed=9)((xy[:, 0], xy[:, 1]))
+    z = 10 + 2 * u + np.where(cls == "b", 1.0, 0.0) + rng.normal(0, 0.1, n)
+    calls = []
+    real = sp.fit_spatial_model
+
+    def spy(method, **kw):
+        calls.append((method, kw.get("anisotropy", "auto")))
+        return real(method, **kw)
+
+    monkeypatch.setattr(sp, "fit_spatial_model", spy)
+    cov = pd.DataFrame({"cls": cls})
+    mm = sp.map_metal("P", x=xy[:, 0], y=xy[:, 1], values=z, grid_x=xy[:5, 0] + 0.1, grid_y=xy[:5, 1],
+                      sample_covariates=cov, grid_covariates=cov.iloc[:5], categorical=["cls"],
+                      methods=["ok", "rk", "sklm"], n_folds=4, block_cv=False, models=["exponential"],
+                      anisotropy="auto", log_mode="never", max_lag_fraction=0.3, seed=2)
+    assert mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"]
+    assert mm.anisotropy_model is not None
+    assert mm.anisotropy_model.azimuth_deg == 0.0 and mm.anisotropy_model.ratio >= 2.0
+    assert {m for m, _ in calls} >= {"ok", "rk", "sklm"}
+    assert "auto" in {a for m, a in calls if m == "ok"}   # and "none" in its check of the isotropic model
+    assert {a for m, a in calls if m != "ok"} == {"none"}

@@ -448,8 +448,8 @@ def report(ctx, result: Result) -> None:
     out.table("spatial_variogram_summary", vs,
               "Selected variogram model per metal (weighted least squares; nugget and sills in squared modelling-scale "
               "units: of ln concentration where the scale is ln). Anisotropy ratio: longest over shortest directional "
-              "range (azimuth counter-clockwise from east); the last column gives the anisotropy used by the "
-              "interpolation, kept only where it lowered ordinary kriging's cross-validated error (a ratio from "
+              "range (azimuth counter-clockwise from east); the last column gives the anisotropy used by ordinary "
+              "kriging, kept only where it lowered ordinary kriging's cross-validated error (a ratio from "
               "noisy directional variograms often does not). A nugget/sill ratio above 0.75 indicates weak spatial dependence at the sampling scale.",
               display=vs)
     rng_col = f"Effective range ({cu})"
