@@ -317,6 +317,8 @@ def main() -> None:
     ap.add_argument("--validation", type=int, default=100, help="samples kept out per split")
     ap.add_argument("--nested", type=int, default=0,
                     help="repeats of a nested 10-fold cross-validation of the whole choice on the real samples (0: none)")
+    ap.add_argument("--nested-start", type=int, default=0,
+                    help="number of the first nested repeat (each repeat's fold split is seeded by its number)")
     a = ap.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()}")
     parts = [region_benchmark(r, n_folds=a.folds, rf_trees=a.trees) for r in a.regions]
@@ -350,7 +352,8 @@ def main() -> None:
             sb.to_csv(Path(a.out).with_name(Path(a.out).stem + "_splits.csv"), index=False)
     if a.nested:
         nb = pd.concat([nested_benchmark(r, repeat=k, n_outer=10, n_folds=a.folds, rf_trees=a.trees)
-                        for r in a.regions for k in range(a.nested)], ignore_index=True)
+                        for r in a.regions
+                        for k in range(a.nested_start, a.nested_start + a.nested)], ignore_index=True)
         print("\nnested cross-validation, chosen map's MAE / ordinary kriging's on the original values:")
         print(nb.pivot_table(index=["region", "metal"], columns="repeat", values="chosen_vs_raw_ok").round(3).to_string())
         print(nb.groupby(["region", "repeat"])["chosen_vs_raw_ok"].agg(["median", "max"]).round(3).to_string())
