@@ -3334,9 +3334,9 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         if m in ("ck", "ckc"):
             a["secondary"] = (sec if full else secc)[sec_names]
         if m != "ok":
-            # the anisotropy check above is ordinary kriging's: the other methods krige their residuals (or, for
-            # cokriging and GPR, the values) isotropically rather than on a directional check of their own that no
-            # cross-validation has tested
+            # the anisotropy check above is ordinary kriging's: the other methods krige their residuals (cokriging
+            # its values) isotropically rather than on a directional check of their own that no cross-validation
+            # has tested (GPR's Matern kernel is isotropic whatever this says)
             a["anisotropy"] = "none"
         return a
 
