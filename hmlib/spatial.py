@@ -1241,12 +1241,17 @@ def fit_coregionalisation(experimental: pd.DataFrame, *, basic, names, weights: 
         weights are not used here (one weight per lag is common to all matrix entries, as the
         algorithm requires).
     n_iter : maximum number of iterations.
-    min_nugget_share : smallest nugget of each variable as a share of its total sill (the diagonal of
-        :math:`B_0` is raised to it; adding to the diagonal keeps the matrix positive semi-definite).
-        Default: 0.05 for a Gaussian basic structure, else 0. Kriging matrices of the infinitely smooth
-        Gaussian covariance are ill-conditioned without a nugget (Posa 1989); with near-collinear
-        secondary metals whose fitted nugget is almost 0 the cokriging weights then explode (on 159
-        Jura samples, Cr cokriged with Ni and Zn gave predictions from -244 to 2,400 mg/kg).
+    min_nugget_share : smallest nugget share :math:`\epsilon`: every linear combination
+        :math:`\sum_i c_i Z_i` of the variables keeps a nugget :math:`c^\top B_0 c \ge \epsilon \sum_i c_i^2 s_i`
+        (:math:`s_i` the variables' total sills, so each variable's own nugget is at least :math:`\epsilon s_i`):
+        the eigenvalues of :math:`S^{-1/2} B_0 S^{-1/2}`, :math:`S = \mathrm{diag}(s_i)`, are raised to
+        :math:`\epsilon` (the matrix stays positive semi-definite). Default: 0.05 for a Gaussian basic
+        structure, else 0. Kriging matrices of the infinitely smooth Gaussian covariance are ill-conditioned
+        without a nugget (Posa 1989); with near-collinear secondary metals whose fitted nugget is almost 0 the cokriging weights
+        then explode (on 159 Jura samples, Cr cokriged with Ni and Zn gave predictions from -244 to 2,400
+        mg/kg). Raising only each variable's own nugget is not enough: the fitted :math:`B_0` can still be
+        singular, leaving a combination of the metals without nugget (on 210 Jura samples, ln Cr cokriged
+        with ln Ni and ln Zn then predicted 2e7 mg/kg at one held-out sample).
 
     Returns
     -------
@@ -1296,8 +1301,13 @@ def fit_coregionalisation(experimental: pd.DataFrame, *, basic, names, weights: 
     share = (0.05 if getattr(basic, "name", "") == "Gaussian" else 0.0) if min_nugget_share is None \
         else float(min_nugget_share)
     if share > 0:
-        sill = np.diag(B[0] + B[1])
-        B[0] = B[0] + np.diag(np.maximum(share * sill - np.diag(B[0]), 0.0))
+        # every combination sum_i c_i Z_i keeps a nugget c'B0c of at least ``share`` * sum_i c_i^2 s_i (s_i the
+        # sills): the eigenvalues of the nugget matrix scaled to unit sills are raised to ``share`` (raising its
+        # diagonal alone can leave a combination of near-collinear metals without nugget: B0 singular, and the
+        # Gaussian cokriging systems with it)
+        sd = np.sqrt(np.maximum(np.diag(B[0] + B[1]), np.finfo(float).tiny))
+        val, vec = np.linalg.eigh(B[0] / np.outer(sd, sd))
+        B[0] = (vec * np.maximum(val, share)) @ vec.T * np.outer(sd, sd)
     return Coregionalisation(list(names), B[0], B[1], m)
 
 
@@ -3957,8 +3967,9 @@ categorical covariate that explains most variance, and simple-kriges the residua
 cokriging uses the metals most correlated with the target (absolute Pearson correlation at least 0.5 on the
 modelling scale, at most two: {sec}), rescaled to the target's mean and variance, with one unbiasedness constraint
 and a linear model of coregionalisation (nugget plus the target's variogram structure) fitted by the algorithm of
-@goulard1992; the secondary metals are measured at the samples only, so at a grid cell cokriging uses them at the
-neighbouring samples. Its score with the held-out sample's secondary metals known (collocated cokriging) is shown for
+@goulard1992; with a Gaussian structure every combination of the metals keeps a nugget of at least 5 % of its
+parts' sills, without which the cokriging systems are ill-conditioned [@posa1989]. The secondary metals are measured
+at the samples only, so at a grid cell cokriging uses them at the neighbouring samples. Its score with the held-out sample's secondary metals known (collocated cokriging) is shown for
 information: the grid has no metal values, so it cannot map. The random forest [@breiman2001rf] uses the covariates
 and coordinates projected on six oblique axes [@moller2020oblique]; its out-of-bag residuals are kriged and added
 [@hengl2018rfsp].{gpr_txt} The stacked ensemble averages the methods with non-negative weights summing to one that minimise
