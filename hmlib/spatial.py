@@ -1069,6 +1069,88 @@ def design_matrix(covariates: pd.DataFrame, *, categorical=(), levels: dict | No
     return X, names, levels, centre
 
 
+SHARE_OF = ": share of "   # the map's class-share columns are named "<covariate>: share of <class>" (share_column)
+
+
+def covariate_cover(covariates: pd.DataFrame, *, categorical=()) -> dict:
+    """What the samples cover of the numeric trend covariates, for :func:`hold_covariates`.
+
+    Parameters
+    ----------
+    covariates : trend covariates at the samples; the map's class shares (:func:`share_column`) are recognised by
+        their names.
+    categorical : names of categorical columns (not held: an unseen class takes the reference level).
+
+    Returns
+    -------
+    dict
+        ``ranges``: numeric column -> (lowest, highest) at the samples; ``shares``: categorical covariate ->
+        ``columns`` (its class shares), ``largest`` (column -> largest share at the samples) and ``common`` (the
+        column of its most common class, the largest sum of shares).
+    """
+    num = [c for c in covariates.columns if c not in categorical_columns(covariates, categorical)]
+    groups: dict[str, list[str]] = {}
+    for c in num:
+        if SHARE_OF in c:
+            groups.setdefault(c.split(SHARE_OF)[0], []).append(c)
+    in_groups = {c for cols in groups.values() for c in cols}
+    ranges = {c: (float(np.nanmin(covariates[c])), float(np.nanmax(covariates[c]))) for c in num if c not in in_groups}
+    shares = {g: {"columns": cols, "largest": {c: float(np.nanmax(covariates[c])) for c in cols},
+                  "common": max(cols, key=lambda c: float(np.nansum(covariates[c])))} for g, cols in groups.items()}
+    return {"ranges": ranges, "shares": shares}
+
+
+def hold_covariates(covariates: pd.DataFrame, *, cover: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    r"""Covariates held within what the samples cover, so that a linear trend is not extrapolated.
+
+    A numeric covariate is clamped to its range at the samples, as the species-distribution model Maxent clamps
+    environmental variables outside their training range (Phillips and Dudik 2008). A class share above the
+    largest share of that class at any sample is cut to it, and the excess is given to the covariate's most common
+    class, so the shares still sum to one:
+
+    .. math:: p'_k = \min(p_k, \max_i p_{ik}),\qquad p'_c = p_c + \sum_k (p_k - p'_k)
+
+    with :math:`c` the most common class. A class the samples barely touch (the largest share a few hundredths)
+    thus contributes no more to a point's trend than it does at the samples, instead of its least-squares
+    coefficient, resting on those few hundredths, being multiplied by up to one.
+
+    Parameters
+    ----------
+    covariates : covariates at the prediction points (the columns of :func:`covariate_cover`; others untouched).
+    cover : :func:`covariate_cover` of the samples.
+
+    Returns
+    -------
+    tuple of (DataFrame, numpy.ndarray)
+        The held covariates (a copy) and, per point, whether any of its covariates was held.
+
+    References
+    ----------
+    Phillips, S.J. and Dudik, M. (2008). Modeling of species distributions with Maxent: new extensions and a
+    comprehensive evaluation. Ecography 31, 161-175. https://doi.org/10.1111/j.0906-7590.2008.5203.x
+    """
+    out = covariates.copy()
+    held = np.zeros(len(out), bool)
+    for c, (lo, hi) in cover["ranges"].items():
+        if c in out.columns:
+            v = out[c].to_numpy(float)
+            held |= (v < lo) | (v > hi)
+            out[c] = np.clip(v, lo, hi)
+    for g in cover["shares"].values():
+        cols = [c for c in g["columns"] if c in out.columns]
+        if not cols:
+            continue
+        P = out[cols].to_numpy(float)
+        excess = np.clip(P - np.array([g["largest"][c] for c in cols]), 0.0, None)
+        cut = excess.sum(axis=1)
+        held |= cut > 1e-12
+        P = P - excess
+        if g["common"] in cols:
+            P[:, cols.index(g["common"])] += cut
+        out[cols] = P
+    return out, held
+
+
 # ------------------------------------------------------------------------------------------------
 # geometric anisotropy
 @dataclass
@@ -1509,6 +1591,8 @@ class SpatialModel:
     anisotropy : :class:`Anisotropy` modelled, or None.
     n_neighbours : neighbourhood size for prediction.
     beta, beta_cov, trend_names, levels, centre, categorical, drift_columns : regression-kriging trend.
+    cover : regression kriging: what the samples cover (:func:`covariate_cover`); the covariates at a prediction
+        point are held within it (:func:`hold_covariates`).
     class_column, class_means : simple kriging with local means (the class column and its means).
     rf, rf_levels, n_angles : random forest trend (fitted regressor, category levels, oblique axes).
     lmc, secondary_names, secondary_log, scaling : cokriging (LMC, secondary metals, their log
@@ -1542,6 +1626,7 @@ class SpatialModel:
     gpr: object | None = None
     scale: tuple | None = None
     gpr_global_max: int = 3000
+    cover: dict | None = None
     raw_xy: np.ndarray | None = field(default=None, repr=False)
 
     def _frame(self, xy: np.ndarray) -> np.ndarray:
@@ -1565,9 +1650,22 @@ class SpatialModel:
             s = covariates[self.class_column].astype(str).to_numpy()
             gm = self.class_means["__all__"]
             return np.array([self.class_means.get(c, gm) for c in s], float), np.zeros(n)
-        X0, _, _, _ = design_matrix(covariates[self.drift_columns].reset_index(drop=True),
-                                    categorical=self.categorical, levels=self.levels, centre=self.centre)
+        X0 = self._design(covariates)
         return X0 @ self.beta, np.einsum("ij,jk,ik->i", X0, self.beta_cov, X0)
+
+    def _design(self, covariates: pd.DataFrame) -> np.ndarray:
+        cov = covariates[self.drift_columns].reset_index(drop=True)
+        if self.cover is not None:
+            cov, _ = hold_covariates(cov, cover=self.cover)
+        X0, _, _, _ = design_matrix(cov, categorical=self.categorical, levels=self.levels, centre=self.centre)
+        return X0
+
+    def covariates_held(self, covariates: pd.DataFrame) -> np.ndarray:
+        """Regression kriging: True where the covariates at a point lie outside what the samples cover and its trend
+        is computed from them held within it (:func:`hold_covariates`); all False for other methods."""
+        if self.method != "rk" or self.cover is None:
+            return np.zeros(len(covariates), bool)
+        return hold_covariates(covariates[self.drift_columns].reset_index(drop=True), cover=self.cover)[1]
 
     def predict(self, x, y, covariates: pd.DataFrame | None = None, *, secondary: pd.DataFrame | None = None,
                 chunk_size: int = 20000, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
@@ -1766,6 +1864,7 @@ def fit_spatial_model(method: str, *, x, y, values, covariates: pd.DataFrame | N
       the trend's :math:`q_0^\top \mathrm{Cov}(\hat\beta) q_0` (Hengl et al. 2007, eq. 5,
       neglecting the covariance between the two parts). RK and kriging with external drift
       give equal predictions for the same model (Hengl et al. 2007).
+      The covariates at a prediction point are held within what the samples cover (:func:`hold_covariates`).
     * ``sklm`` - simple kriging with varying local means (Goovaerts 1997, sect. 6.1.1): the
       local mean is the training mean of the sample's class in the categorical covariate that
       explains most variance (largest adjusted :math:`R^2`); residuals from it are simple-kriged
@@ -1845,6 +1944,7 @@ def fit_spatial_model(method: str, *, x, y, values, covariates: pd.DataFrame | N
         num = [c for c in covariates.columns if c not in levels]
         return SpatialModel("rk", log, txy, resid, variogram=vf, n_neighbours=n_neighbours, anisotropy=an, beta=beta,
                             beta_cov=beta_cov, trend_names=names, levels=levels,
+                            cover=covariate_cover(covariates.reset_index(drop=True), categorical=categorical),
                             centre={c: centre[c] for c in num}, categorical=tuple(categorical),
                             drift_columns=list(covariates.columns), raw_xy=xy)
     if method == "sklm":
@@ -2578,6 +2678,8 @@ class MetalMap:
         detected anisotropy (kept only when it lowers the error); empty otherwise.
     n_below_zero : grid cells whose mean prediction on the original scale fell below zero; their mapped value,
         mean and median are truncated at zero in ``grid`` (always 0 on the log scale).
+    n_covariates_held : grid cells whose covariates regression kriging, mapped alone or in the stack, held within what
+        the samples cover (:func:`hold_covariates`; 0 when it is not mapped).
     stack_shrinkage : the stacked ensemble's shrinkage towards OK (:func:`stack_shrinkage`; NaN without a
         stack) and ``shrinkage_cv`` its table (MAE ratio to OK per shrinkage and scheme).
     covariate_forms : with the map's class shares, per method (rk, rfk) the form of the categorical covariates
@@ -2608,6 +2710,7 @@ class MetalMap:
     n_samples: int = 0
     n_cv: int = 0
     n_below_zero: int = 0
+    n_covariates_held: int = 0
     stack_shrinkage: float = float("nan")
     shrinkage_cv: pd.DataFrame = field(default_factory=pd.DataFrame)
     covariate_forms: dict = field(default_factory=dict)
@@ -2946,7 +3049,7 @@ def share_column(covariate: str, level) -> str:
     -------
     str
     """
-    return f"{covariate}: share of {level}"
+    return f"{covariate}{SHARE_OF}{level}"
 
 
 def map_class_shares(x, y, *, recorded: pd.DataFrame, grid_x, grid_y, grid_covariates: pd.DataFrame,
@@ -3480,6 +3583,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                  secondary_columns=sec_cols, threshold=thr, point=point)
     pr = map_tiles(fn, tile_grid, tile_rows=int(chunk_size), scheduler=scheduler, desc=f"spatial: {metal} grid tiles")
     del tile_grid
+    n_held = int(fitted["rk"].covariates_held(grid_cov).sum()) if "rk" in fitted else 0
     secs[f"predict_{best}"] = time.perf_counter() - t0
     g = pd.DataFrame({"x": gx, "y": gy, "metal": metal, "method": best, "chosen": True})
     g = pd.concat([g, pr.reset_index(drop=True)], axis=1)
@@ -3499,8 +3603,8 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                     selection=selection, best=best, gain=gain, stack_weights=sw, secondary=sec_names,
                     block_size=bsize, grid=g, threshold=thr, shares=shares, seconds=secs, scale_cv=scale_cv,
                     anisotropy_cv=aniso_cv, n_samples=int(len(v)), n_cv=int(len(vc)), n_below_zero=n_below,
-                    stack_shrinkage=lam, shrinkage_cv=shrink_tab, covariate_forms=dict(forms), form_cv=form_table,
-                    point=point)
+                    n_covariates_held=n_held, stack_shrinkage=lam, shrinkage_cv=shrink_tab,
+                    covariate_forms=dict(forms), form_cv=form_table, point=point)
 
 
 def variogram_figure(mm: MetalMap, *, unit: str, coordinate_unit: str):
@@ -3962,8 +4066,11 @@ the Matérn model's extra smoothness parameter ($p = 4$ against 3) must pay for 
 $\\sum_j \\lambda_j C(x_i-x_j) + \\mu = C(x_i-x_0)$, $\\sum_j\\lambda_j = 1$ in a moving neighbourhood of the
 {n_neighbours} nearest samples [@webster2007]. Regression kriging (RK) adds an ordinary-least-squares trend on the
 grid covariates ({drift}) and kriges its residuals with their own variogram; it predicts as kriging with external drift
-[@hengl2007]. Simple kriging with varying local means (SKlm) takes as local mean the mean of the sample's class in the
-categorical covariate that explains most variance, and simple-kriges the residuals [@goovaerts1997]. Ordinary
+[@hengl2007]. Its trend is not extrapolated: a numeric covariate outside its range at the samples is taken at the
+nearer end of that range [@phillips2008maxent], and a class's share above the largest share of that class at any
+sample is cut to it and the rest given to the most common class, so that a class the samples barely touch weighs no
+more at a grid cell than at the samples. Simple kriging with varying local means (SKlm) takes as local mean the mean of
+the sample's class in the categorical covariate that explains most variance, and simple-kriges the residuals [@goovaerts1997]. Ordinary
 cokriging uses the metals most correlated with the target (absolute Pearson correlation at least 0.5 on the
 modelling scale, at most two: {sec}), rescaled to the target's mean and variance, with one unbiasedness constraint
 and a linear model of coregionalisation (nugget plus the target's variogram structure) fitted by the algorithm of

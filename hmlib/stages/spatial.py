@@ -500,6 +500,12 @@ def report(ctx, result: Result) -> None:
                  + ", ".join(f"{n:,} cells for {m}" for m, n in below.items())
                  + " (between high and low samples); a concentration cannot be negative, so the map shows zero "
                  "there.")
+    held = {m: mm.n_covariates_held for m, mm in maps.items() if mm.n_covariates_held}
+    if held:
+        mtxt += (" Regression kriging held the covariates within the range the samples cover in "
+                 + ", ".join(f"{n:,} cells for {m}" for m, n in held.items())
+                 + " (cells whose covariate values, or mix of classes, no sample has); the map there is an "
+                 "extrapolation that new samples should check.")
     out.markdown(mtxt)
     fig, _ = sp.grid_maps_figure(maps, kind="sd", unit=unit, crs=p.data.crs, coordinate_unit=cu)
     out.figure("spatial_maps_sd", fig, f"Prediction standard deviation of each metal ({unit}) on the grid, from the "
