@@ -503,7 +503,7 @@ def report(ctx, result: Result) -> None:
     held = {m: mm.n_covariates_held for m, mm in maps.items() if mm.n_covariates_held}
     if held:
         mtxt += (" Regression kriging held the covariates within the range the samples cover in "
-                 + ", ".join(f"{n:,} cells for {m}" for m, n in held.items())
+                 + "; ".join(f"{n:,} cells for {_and(ms)}" for n, ms in _group_by_value(held).items())
                  + " (cells whose covariate values, or mix of classes, no sample has); the map there is an "
                  "extrapolation that new samples should check.")
     out.markdown(mtxt)
