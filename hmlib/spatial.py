@@ -1116,7 +1116,7 @@ def hold_covariates(covariates: pd.DataFrame, *, cover: dict) -> tuple[pd.DataFr
 
     Parameters
     ----------
-    covariates : covariates at the prediction points (the columns of :func:`covariate_cover`; others untouched).
+    covariates : covariates at the prediction points, with every column of ``cover`` (others untouched).
     cover : :func:`covariate_cover` of the samples.
 
     Returns
@@ -1132,21 +1132,17 @@ def hold_covariates(covariates: pd.DataFrame, *, cover: dict) -> tuple[pd.DataFr
     out = covariates.copy()
     held = np.zeros(len(out), bool)
     for c, (lo, hi) in cover["ranges"].items():
-        if c in out.columns:
-            v = out[c].to_numpy(float)
-            held |= (v < lo) | (v > hi)
-            out[c] = np.clip(v, lo, hi)
+        v = out[c].to_numpy(float)
+        held |= (v < lo) | (v > hi)
+        out[c] = np.clip(v, lo, hi)
     for g in cover["shares"].values():
-        cols = [c for c in g["columns"] if c in out.columns]
-        if not cols:
-            continue
+        cols = g["columns"]
         P = out[cols].to_numpy(float)
         excess = np.clip(P - np.array([g["largest"][c] for c in cols]), 0.0, None)
         cut = excess.sum(axis=1)
         held |= cut > 1e-12
         P = P - excess
-        if g["common"] in cols:
-            P[:, cols.index(g["common"])] += cut
+        P[:, cols.index(g["common"])] += cut
         out[cols] = P
     return out, held
 
