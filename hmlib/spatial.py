@@ -1649,19 +1649,24 @@ class SpatialModel:
         X0 = self._design(covariates)
         return X0 @ self.beta, np.einsum("ij,jk,ik->i", X0, self.beta_cov, X0)
 
-    def _design(self, covariates: pd.DataFrame) -> np.ndarray:
+    def _held(self, covariates: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The trend covariates at the points, held within what the samples cover, and where they were held."""
         cov = covariates[self.drift_columns].reset_index(drop=True)
-        if self.cover is not None:
-            cov, _ = hold_covariates(cov, cover=self.cover)
-        X0, _, _, _ = design_matrix(cov, categorical=self.categorical, levels=self.levels, centre=self.centre)
+        if self.cover is None:
+            return cov, np.zeros(len(cov), bool)
+        return hold_covariates(cov, cover=self.cover)
+
+    def _design(self, covariates: pd.DataFrame) -> np.ndarray:
+        X0, _, _, _ = design_matrix(self._held(covariates)[0], categorical=self.categorical, levels=self.levels,
+                                    centre=self.centre)
         return X0
 
     def covariates_held(self, covariates: pd.DataFrame) -> np.ndarray:
         """Regression kriging: True where the covariates at a point lie outside what the samples cover and its trend
         is computed from them held within it (:func:`hold_covariates`); all False for other methods."""
-        if self.method != "rk" or self.cover is None:
+        if self.method != "rk":
             return np.zeros(len(covariates), bool)
-        return hold_covariates(covariates[self.drift_columns].reset_index(drop=True), cover=self.cover)[1]
+        return self._held(covariates)[1]
 
     def predict(self, x, y, covariates: pd.DataFrame | None = None, *, secondary: pd.DataFrame | None = None,
                 chunk_size: int = 20000, neighbours: tuple[np.ndarray, np.ndarray] | None = None,
