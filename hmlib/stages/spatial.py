@@ -497,7 +497,7 @@ def report(ctx, result: Result) -> None:
     below = {m: mm.n_below_zero for m, mm in maps.items() if mm.n_below_zero}
     if below:
         mtxt += (" Interpolated on the original scale, the prediction fell below zero in "
-                 + ", ".join(f"{n:,} cells for {m}" for m, n in below.items())
+                 + "; ".join(f"{n:,} cells for {_and(ms)}" for n, ms in _group_by_value(below).items())
                  + " (between high and low samples); a concentration cannot be negative, so the map shows zero "
                  "there.")
     held = {m: mm.n_covariates_held for m, mm in maps.items() if mm.n_covariates_held}
