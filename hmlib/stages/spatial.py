@@ -494,18 +494,15 @@ def report(ctx, result: Result) -> None:
             + f"Their prediction standard deviations are mapped in {out.ref('spatial_maps_sd', 'fig')} (appendix): "
             "uncertainty grows away from the samples and, for metals modelled on the log scale, with the "
             "concentration.")
-    below = {m: mm.n_below_zero for m, mm in maps.items() if mm.n_below_zero}
+    below = _cells_per_metal({m: mm.n_below_zero for m, mm in maps.items()})
     if below:
-        mtxt += (" Interpolated on the original scale, the prediction fell below zero in "
-                 + "; ".join(f"{n:,} cells for {_and(ms)}" for n, ms in _group_by_value(below).items())
-                 + " (between high and low samples); a concentration cannot be negative, so the map shows zero "
-                 "there.")
-    held = {m: mm.n_covariates_held for m, mm in maps.items() if mm.n_covariates_held}
+        mtxt += (f" Interpolated on the original scale, the prediction fell below zero in {below} (between high and "
+                 "low samples); a concentration cannot be negative, so the map shows zero there.")
+    held = _cells_per_metal({m: mm.n_covariates_held for m, mm in maps.items()})
     if held:
-        mtxt += (" Regression kriging held the covariates within the range the samples cover in "
-                 + "; ".join(f"{n:,} cells for {_and(ms)}" for n, ms in _group_by_value(held).items())
-                 + " (cells whose covariate values, or mix of classes, no sample has); the map there is an "
-                 "extrapolation that new samples should check.")
+        mtxt += (f" Regression kriging held the covariates within the range the samples cover in {held} (cells whose "
+                 "covariate values, or mix of classes, no sample has); the map there is an extrapolation that new "
+                 "samples should check.")
     out.markdown(mtxt)
     fig, _ = sp.grid_maps_figure(maps, kind="sd", unit=unit, crs=p.data.crs, coordinate_unit=cu)
     out.figure("spatial_maps_sd", fig, f"Prediction standard deviation of each metal ({unit}) on the grid, from the "
@@ -679,6 +676,12 @@ def _mapped_value_text(point: str, any_log: bool) -> str:
     return ("The maps show each cell's mean prediction" + ("; for metals modelled on the log scale it lies above the "
                                                            "median, which the grid prediction files also give. " if any_log
                                                            else ". "))
+
+
+def _cells_per_metal(counts: dict) -> str:
+    """``{"Cd": 12, "Co": 0, "Zn": 12, "Cr": 3}`` as ``"12 cells for Cd and Zn; 3 cells for Cr"`` (metals with no
+    cell dropped; empty when none has one)."""
+    return "; ".join(f"{n:,} cells for {_and(ms)}" for n, ms in _group_by_value(counts).items())
 
 
 def _group_by_value(d: dict) -> dict:
