@@ -178,12 +178,17 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                           n_folds=n_folds, rf_trees=rf_trees, log_mode="cv", seed=seed)
         an = "auto" if mm.anisotropy_cv and mm.anisotropy_cv["anisotropic"] < mm.anisotropy_cv["isotropic"] else "none"
         cv, preds, mae, rmse, secs = mm.cv, {}, {}, {}, {}
-        base = [m for m in sp.DEFAULT_METHODS if m != "stack" and (cv["method"] == m).any()]
+        # the stack's members in map_metal's order (kriging in space and shares: one per categorical covariate)
+        base = [m for m in dict.fromkeys(cv["method"]) if m not in ("stack", "ckc")]
         for m in base:
             a = dict(x=sites.loc[t, "x"], y=sites.loc[t, "y"], values=wide.loc[t, metal], log=mm.log, seed=seed,
                      anisotropy=an, rf_trees=rf_trees)
             pv = cov_v if m in ("rk", "sklm", "rfk") else None
-            if m in ("rk", "rfk") and mm.covariate_forms.get(m) == "shares":   # the form map_metal chose for it
+            if sp.method_code(m) == "oks":
+                cols = [c for c in sh_t.columns if c.startswith(sp.share_column(m.split(":", 1)[1], ""))]
+                a.update(covariates=sh_t[cols])
+                pv = sh_v[cols]
+            elif m in ("rk", "rfk") and mm.covariate_forms.get(m) == "shares":   # the form map_metal chose for it
                 num = [c for c in drift if c not in cats]
                 a.update(covariates=pd.concat([cov_t[num], sh_t], axis=1), categorical=())
                 pv = pd.concat([cov_v[num], sh_v], axis=1)
@@ -192,7 +197,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
             if m == "ck":
                 a.update(secondary=wide.loc[t, others].reset_index(drop=True))
             t0 = time.perf_counter()
-            preds[m] = sp.fit_spatial_model(m, **a).predict(sites.loc[v, "x"], sites.loc[v, "y"], pv,
+            preds[m] = sp.fit_spatial_model(sp.method_code(m), **a).predict(sites.loc[v, "x"], sites.loc[v, "y"], pv,
                                                             point=mm.point)   # the value the map shows
             secs[m] = time.perf_counter() - t0
             mae[m] = float(np.mean(np.abs(preds[m]["prediction"].to_numpy() - obs)))

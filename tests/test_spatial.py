@@ -890,7 +890,7 @@ def test_categorical_columns_are_the_declared_and_the_non_numeric_ones():
 
 
 @pytest.mark.parametrize(("methods", "order"), [
-    (sp.DEFAULT_METHODS, "in the order OK, SKlm, RK, cokriging, random forest, stack)"),
+    (sp.DEFAULT_METHODS, "in the order OK, SKlm, RK and kriging in space and shares, cokriging, random forest, stack)"),
     (("ok", "rk", "gpr", "rfk", "stack"), "in the order OK, RK and GPR, random forest, stack)"),
     (("ok", "gpr"), "in the order OK, GPR)"),
 ])

@@ -30,7 +30,7 @@ from .base import StageSpec, needs_grid
 
 __all__ = ["Options", "SPEC", "Result", "check", "run", "report"]
 
-Method = Literal["ok", "rk", "sklm", "ck", "rfk", "gpr", "stack"]
+Method = Literal["ok", "rk", "sklm", "ck", "rfk", "gpr", "oks", "stack"]
 
 
 class Options(StageOptions):
@@ -40,7 +40,8 @@ class Options(StageOptions):
     methods: list[Method] = Field(
         default_factory=lambda: list(sp.DEFAULT_METHODS),
         description="methods compared: ordinary kriging, regression kriging, simple kriging with local means, "
-                    "cokriging, random forest with residual kriging, Gaussian process, stacked ensemble")
+                    "cokriging, random forest with residual kriging, Gaussian process, kriging in space and the map's "
+                    "class shares (one candidate per categorical covariate), stacked ensemble")
     log_transform: Literal["cv", "auto", "always", "never"] = Field(
         default="cv", description="model log values: cv when ordinary kriging predicts better on that scale, "
                                   "auto when the sample skewness exceeds skew_threshold")
@@ -134,6 +135,8 @@ class Result:
         when not used).
     covariate_forms : per metal, method (rk, rfk) and form of the categorical covariates (classes or the map's
         shares), the MAE averaged over the cross-validation schemes and the form chosen (empty when not used).
+    share_scales : per metal and mapped candidate of kriging in space and class shares, the scale of the shares
+        chosen (``MetalMap.share_scales``; empty when none is mapped).
     mgwr : MGWR result (None when not run) and ``mgwr_note`` (why not).
     """
 
@@ -156,6 +159,7 @@ class Result:
     covariate_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     share_calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     covariate_forms: pd.DataFrame = field(default_factory=pd.DataFrame)
+    share_scales: pd.DataFrame = field(default_factory=pd.DataFrame)
     mgwr: object | None = None
     mgwr_note: str | None = None
     driver_labels: list = field(default_factory=list)
@@ -296,7 +300,8 @@ def run(ctx) -> Result:
                  grid_predictions=grid_pred, shares=shares, variograms=vg, anisotropy=aniso,
                  variogram_summary=vg_disp, moran=moran, hotspots=hot, covariate_agreement=agreement,
                  share_calibration=share_cal,
-                 covariate_forms=pd.concat([mm.form_cv for mm in maps.values()], ignore_index=True))
+                 covariate_forms=pd.concat([mm.form_cv for mm in maps.values()], ignore_index=True),
+                 share_scales=pd.concat([mm.share_scales for mm in maps.values()], ignore_index=True))
     # drivers (MGWR)
     numeric_cov = [c for c in p.data.covariates if c not in p.data.categorical]
     resp = o.driver_response or metals[0]
@@ -331,7 +336,8 @@ def report(ctx, result: Result) -> None:
     cu = p.data.coordinate_unit
     sites, wide = data.sites(medium), data.wide(medium)
     maps = r.maps
-    used = [m for m in o.methods if any(m in set(mm.cv_summary["method"]) for mm in maps.values())]
+    used = [m for m in o.methods if any(m in {sp.method_code(c) for c in mm.cv_summary["method"]} for mm in maps.values())]
+    covlab = {c: p.data.covariate_label(c) for c in (r.drift or [])}
     used_shares = not r.share_calibration.empty and not r.covariate_forms.empty
     has_thr = len(r.shares) > 0
     gset = p.references.guideline
@@ -361,7 +367,8 @@ def report(ctx, result: Result) -> None:
         "and the expected share of the area above the value is the mean of that probability over the cells. "
         + sp.covariate_agreement_text(r.covariate_agreement, labels={c: p.data.covariate_label(c) for c in r.drift})
         + (sp.class_share_text(r.share_calibration, forms=r.covariate_forms,
-                               labels={c: p.data.covariate_label(c) for c in r.drift}, coordinate_unit=cu)
+                               labels={c: p.data.covariate_label(c) for c in r.drift}, coordinate_unit=cu,
+                               share_kriging="oks" in used)
            if used_shares else "")
         + " Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
     out.markdown(appendix=True, text=sp.methods_text(
@@ -379,7 +386,8 @@ def report(ctx, result: Result) -> None:
     if used_shares:
         cal = r.share_calibration
         out.table("spatial_class_shares", cal,
-                  "Calibration of the map's class shares used by regression kriging and the random forest: for each "
+                  "Calibration of the map's class shares used by regression kriging, the random forest"
+                  + (" and kriging in space and class shares" if "oks" in used else "") + ": for each "
                   "categorical covariate and radius, the Brier score of the shares of the grid cells within the radius "
                   "as probabilities of the class recorded at the samples (smaller is better; radius 0: the nearest "
                   "cell), the share of samples whose most likely class is the recorded one, and the radius chosen.",
@@ -395,9 +403,20 @@ def report(ctx, result: Result) -> None:
                                     form=fm["form"].map({"classes": "classes", "shares": "class shares"})).rename(
                       columns={"metal": "Metal", "method": "Method", "form": "Covariates", "mae": f"MAE ({unit})",
                                "chosen": "Used"}), appendix=True)
+    if not r.share_scales.empty:
+        sc = r.share_scales
+        out.table("spatial_share_scales", sc,
+                  "Kriging in space and mapped class shares, for each metal and covariate whose candidate is mapped "
+                  "(in the stacked ensemble or alone): the scale of the class shares as extra coordinates, chosen by "
+                  "cross-validation on all samples, in multiples of the effective range of the method's exponential "
+                  "variogram and in distance units (0: ordinary kriging).",
+                  display=pd.DataFrame({"Metal": sc["metal"], "Covariate": sc["covariate"].map(p.data.covariate_label),
+                                        "Scale (effective ranges)": sc["range_multiple"].round(2),
+                                        f"Effective range ({cu})": sc["effective_range"],
+                                        f"Scale ({cu})": sc["scale"]}), appendix=True)
     cvd = r.cv_table.copy()
     cvd["scheme"] = cvd["scheme"].map({"kfold": scheme_label, "loo": "leave-one-out", "block": "spatial blocks"})
-    cvd["method"] = cvd["method"].map(lambda m: sp.METHOD_LABELS.get(m, "collocated cokriging" if m == "ckc" else m))
+    cvd["method"] = cvd["method"].map(lambda m: "collocated cokriging" if m == "ckc" else sp.method_label(m, labels=covlab))
     out.table("spatial_cv", r.cv_table,
               f"Cross-validation ({scheme_label}{' and spatial blocks' if o.block_cv else ''}) of the interpolation "
               f"methods: mean absolute and root mean squared error of the {o.mapped_value} prediction (the value "
@@ -415,7 +434,7 @@ def report(ctx, result: Result) -> None:
     ch = r.choice.copy()
     chd = pd.DataFrame({
         "Metal": ch["metal"],
-        "Chosen method": [sp.METHOD_LABELS[c] for c in ch["chosen"]],
+        "Chosen method": [sp.method_label(c, labels=covlab) for c in ch["chosen"]],
         # the share of the stacked ensemble's weight moved to ordinary kriging by the chosen shrinkage
         "Shrinkage": [f"{maps[m].stack_shrinkage:.2g}" if c == "stack" and m in maps
                       and np.isfinite(maps[m].stack_shrinkage) else "–" for m, c in zip(ch["metal"], ch["chosen"])],
@@ -432,7 +451,7 @@ def report(ctx, result: Result) -> None:
     if len(r.choice):
         out.markdown(f"**Which method maps best.** {out.ref('spatial_choice')} gives the method chosen per metal and "
                      f"its error relative to ordinary kriging; every method's scores are in {out.ref('spatial_cv')} "
-                     "(appendix). " + sp.results_text(r.choice, r.cv_table, scheme_label=scheme_label))
+                     "(appendix). " + sp.results_text(r.choice, r.cv_table, scheme_label=scheme_label, labels=covlab))
         first = r.choice[r.choice["scheme"] == r.choice["scheme"].iloc[0]]
         blk = r.choice[r.choice["scheme"] == "block"]
         txt = (f"Across the {len(first)} mapped metals, the method chosen by cross-validation has a median mean "
@@ -475,7 +494,7 @@ def report(ctx, result: Result) -> None:
         plt.close(fig)
     # maps: the mapped value (main), exceedance probabilities (main), standard deviations (appendix)
     samples = pd.concat([sites[["x", "y"]].reset_index(drop=True), wide[list(maps)].reset_index(drop=True)], axis=1)
-    methods_used = sorted({sp.METHOD_LABELS[mm.best] for mm in maps.values()})
+    methods_used = sorted({sp.method_label(mm.best, labels=covlab) for mm in maps.values()})
     fig, _ = sp.grid_maps_figure(maps, kind="prediction", unit=unit, crs=p.data.crs, coordinate_unit=cu, samples=samples)
     out.figure("spatial_maps_prediction", fig,
                f"{o.mapped_value.capitalize()} prediction of each metal ({unit}) by the method chosen for it "
@@ -530,7 +549,7 @@ def report(ctx, result: Result) -> None:
             return [("<0.1" if 0 < 100 * x < 0.05 else f"{100 * x:.1f}") for x in v]
 
         s_disp = pd.DataFrame({"Metal": s["metal"], f"Value ({unit})": s["threshold"],
-                               "Method": s["method"].map(lambda c: sp.METHOD_LABELS.get(c, c)),
+                               "Method": s["method"].map(lambda c: sp.method_label(c, labels=covlab)),
                                "Samples above (%)": pct(s["share_samples"]),
                                "Samples above, area-weighted (%)": pct(s["share_samples_area"]),
                                "Expected area share (%)": pct(s["share_expected"]),
