@@ -28,7 +28,7 @@ back-transform including the Lagrange term (see :meth:`SpatialModel.predict`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -1647,7 +1647,8 @@ class SpatialModel:
         flags, and the (mean, sd) of every variable used to rescale it to the primary's).
     gpr, scale : Gaussian process (fitted regressor; coordinate scaling).
     share_columns, share_scale, share_cv : kriging in space and class shares (the class-share columns, the scale
-        lambda of their coordinates, in the coordinates' unit, and the inner cross-validation that chose it).
+        lambda of their coordinates, in the coordinates' unit, and the inner cross-validation that chose it: MAE
+        and MSSE per candidate scale; ``variogram`` is rescaled by the chosen scale's MSSE).
     """
 
     method: str
@@ -1959,7 +1960,13 @@ def _fit_share_kriging(xy: np.ndarray, v: np.ndarray, shares: pd.DataFrame, *, l
                        cv_max_n: int) -> SpatialModel:
     """Kriging in space and class shares (:func:`fit_spatial_model`, ``'oks'``): exponential variogram of ``v`` in
     space, the shares' scale chosen among :data:`SHARE_DISTANCE_SCALES` by 10-fold cross-validation (MAE on the
-    modelling scale, on a stratified subsample of at most ``cv_max_n`` samples)."""
+    modelling scale, on a stratified subsample of at most ``cv_max_n`` samples).
+
+    The variogram's nugget and sill are then multiplied by the mean standardised squared error (MSSE) of that
+    cross-validation at the chosen scale, so that the kriging variance matches the errors (MSSE 1; Oliver and
+    Webster 2014): fitted in space, the model's variance need not describe distances in space and shares (and an
+    exponential fit often leaves too small a nugget). Scaling the covariance leaves the kriging weights, and so the
+    predictions on the modelling scale, unchanged."""
     S = shares.to_numpy(float)
     if not np.isfinite(S).all():
         raise ValueError("class shares: expected a share of every class at every sample, got missing values")
@@ -1981,15 +1988,26 @@ def _fit_share_kriging(xy: np.ndarray, v: np.ndarray, shares: pd.DataFrame, *, l
         for c in SHARE_DISTANCE_SCALES:
             X = share_coordinates(xy[sub], S[sub], scale=c * vf.effective_range)
             z = v[sub]
-            pred = np.empty(len(sub))
+            pred, var = np.empty(len(sub)), np.empty(len(sub))
             for f in np.unique(folds):
                 te = folds == f
-                pred[te] = local_kriging(X[~te], z[~te], X[te], covariance=vf.covariance,
-                                         n_neighbours=n_neighbours)[0]
-            rows.append({"range_multiple": c, "scale": c * vf.effective_range, "mae": float(np.mean(np.abs(pred - z)))})
-    cvt = pd.DataFrame(rows, columns=["range_multiple", "scale", "mae"])
-    # the first smallest error: ties go to the smaller scale (ordinary kriging first)
-    lam = float(cvt["scale"].iloc[int(np.argmin(cvt["mae"].to_numpy()))]) if len(cvt) else 0.0
+                pred[te], var[te], _ = local_kriging(X[~te], z[~te], X[te], covariance=vf.covariance,
+                                                     n_neighbours=n_neighbours)
+            pos = var > 0
+            rows.append({"range_multiple": c, "scale": c * vf.effective_range, "mae": float(np.mean(np.abs(pred - z))),
+                         "msse": float(np.mean((pred - z)[pos] ** 2 / var[pos])) if pos.any() else float("nan")})
+    cvt = pd.DataFrame(rows, columns=["range_multiple", "scale", "mae", "msse"])
+    lam, factor = 0.0, 1.0
+    if len(cvt):
+        # the first smallest error: ties go to the smaller scale (ordinary kriging first)
+        best = int(np.argmin(cvt["mae"].to_numpy()))
+        lam = float(cvt["scale"].iloc[best])
+        msse = float(cvt["msse"].iloc[best])
+        factor = msse if np.isfinite(msse) and msse > 0 else 1.0
+    cvt["chosen"] = cvt["scale"] == lam
+    if factor != 1.0:
+        p = [factor * vf.nugget, factor * vf.partial_sill, vf.len_scale]
+        vf = replace(vf, nugget=p[0], partial_sill=p[1], gs_model=_gs_model(vf.model, p))
     return SpatialModel("oks", log, share_coordinates(xy, S, scale=lam), v, variogram=vf, n_neighbours=n_neighbours,
                         share_columns=list(shares.columns), share_scale=lam, share_cv=cvt, raw_xy=xy)
 
@@ -2034,7 +2052,7 @@ def fit_spatial_model(method: str, *, x, y, values, covariates: pd.DataFrame | N
       isotropic covariance on joint inputs (Rasmussen and Williams 2006, ch. 4): an exponential variogram fitted
       in space (valid in any dimension) and lambda chosen among :data:`SHARE_DISTANCE_SCALES` times its effective
       range by 10-fold cross-validation of the training samples (at most ``share_cv_max_n`` of them, a stratified
-      subsample above). lambda = 0 is ordinary kriging; a large lambda kriges within each mapped unit
+      subsample above), whose MSSE at the chosen lambda rescales the variogram's nugget and sill. lambda = 0 is ordinary kriging; a large lambda kriges within each mapped unit
       (stratification, Goovaerts 1997).
 
     Parameters
@@ -4188,9 +4206,12 @@ def methods_text(*, methods, log_mode: str, skew_threshold: float, models, weigh
                "covariate around each point ($p$, defined below) as further coordinates: the distance between two "
                "points is $d_{ij} = \\sqrt{\\lVert x_i-x_j\\rVert^2 + \\lambda^2\\lVert p_i-p_j\\rVert^2}$, so "
                "that samples in the same mapped unit count as nearer than samples as far away in another unit, and "
-               "ordinary kriging is solved with these distances (a Gaussian process with one covariance on the joint "
-               "inputs [@rasmussen2006]). Its variogram is exponential, fitted in space, a valid covariance in any "
-               "number of dimensions. $\\lambda = 0$ is ordinary kriging and a large $\\lambda$ kriging within each "
+               "ordinary kriging is solved with these distances: a Gaussian process with one covariance on the joint "
+               "inputs [@rasmussen2006]. Its variogram is exponential, fitted in space, a valid covariance in any "
+               "number of dimensions, with its nugget and sill multiplied by the mean standardised squared error of the "
+               "cross-validation that chooses $\\lambda$ (below), so that the kriging variance matches the errors "
+               "there [@oliver2014]; the weights, and so the predictions, do not change. $\\lambda = 0$ is ordinary "
+               "kriging and a large $\\lambda$ kriging within each "
                "mapped unit, a stratification [@goovaerts1997]; $\\lambda$ is chosen among 0, ¼, ½, 1 and 2 times the "
                "variogram's effective range by 10-fold cross-validation within the training samples. There is one "
                "such candidate per categorical covariate." if "oks" in methods else "")

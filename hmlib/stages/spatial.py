@@ -338,6 +338,8 @@ def report(ctx, result: Result) -> None:
     maps = r.maps
     used = [m for m in o.methods if any(m in {sp.method_code(c) for c in mm.cv_summary["method"]} for mm in maps.values())]
     covlab = {c: p.data.covariate_label(c) for c in (r.drift or [])}
+    # candidates scored per metal (kriging in space and class shares counts once per categorical covariate)
+    n_candidates = max(len(set(mm.cv_summary["method"]) - {"ckc"}) for mm in maps.values())
     used_shares = not r.share_calibration.empty and not r.covariate_forms.empty
     has_thr = len(r.shares) > 0
     gset = p.references.guideline
@@ -356,8 +358,9 @@ def report(ctx, result: Result) -> None:
         + (" and how the drivers' effects vary in space." if r.mgwr is not None else "."))
     cv_txt = (f"{scheme_label} and spatial-block cross-validation" if o.block_cv else f"{scheme_label} cross-validation")
     out.markdown(
-        f"**Methods in brief.** Each metal was interpolated by {len(used)} candidate methods (ordinary kriging, and "
-        "methods that add the covariates, correlated metals or a random forest to it), each scored by "
+        f"**Methods in brief.** Each metal was interpolated by up to {n_candidates} candidate methods (ordinary "
+        "kriging, and methods that add the covariates, the map's classes, correlated metals or a random forest to it), "
+        "each scored by "
         f"{cv_txt} with every fold refitted. The map is their stacked ensemble (weights from out-of-fold predictions, "
         "shrunk towards ordinary kriging by the share that predicts held-out samples best) when its error, averaged "
         "over the schemes, is below ordinary kriging's; otherwise ordinary kriging, unless one method beats it by "
@@ -411,7 +414,7 @@ def report(ctx, result: Result) -> None:
                   "cross-validation on all samples, in multiples of the effective range of the method's exponential "
                   "variogram and in distance units (0: ordinary kriging).",
                   display=pd.DataFrame({"Metal": sc["metal"], "Covariate": sc["covariate"].map(p.data.covariate_label),
-                                        "Scale (effective ranges)": sc["range_multiple"].round(2),
+                                        "Scale (effective ranges)": sc["range_multiple"].map(lambda v: f"{v:g}"),
                                         f"Effective range ({cu})": sc["effective_range"],
                                         f"Scale ({cu})": sc["scale"]}), appendix=True)
     cvd = r.cv_table.copy()
