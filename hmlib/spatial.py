@@ -64,6 +64,19 @@ METHOD_SHORT = {"ok": "OK", "rk": "RK", "sklm": "SKlm", "ck": "cokriging", "rfk"
                 "oks": "kriging in space and shares", "stack": "stack", "ckc": "collocated cokriging"}
 #: complexity rank used by the one-standard-error rule (lower is simpler)
 METHOD_COMPLEXITY = {"ok": 0, "sklm": 1, "rk": 2, "gpr": 2, "oks": 2, "ck": 3, "rfk": 4, "stack": 5}
+# the candidates compared by default (the spatial stage's and map_metal's). The Gaussian process is offered but not
+# among them: in nested cross-validation of the whole choice (benchmarks/spatial.py --nested, December 2026) adding it
+# lowered the map MAE relative to isotropic ordinary kriging, averaged over the metals, on Jura by 0.000-0.009
+# (repeats 4-7: 0.978 -> 0.969, 0.961 -> 0.957, 0.955 -> 0.950, 0.971 -> 0.971; Cd most) and changed it by at most
+# 0.004 on Meuse (repeats 0 and 1: 0.787 -> 0.786, 0.784 -> 0.787) and on two generated Jura-design hold-outs (0.988
+# -> 0.992, 0.981 -> 0.980): a gain too small, and too specific to one data set, for its extra fitting time. With the
+# median mapped (map_metal's point), Jura repeats 4 and 5: mean over metals 0.967 -> 0.953 and 0.950 -> 0.947, median
+# over metals 0.969 -> 0.968 and 0.953 -> 0.961 (the gain is Cd's, about four times the fitting time per metal)
+# Kriging in space and the map's class shares ('oks') is among them: as a member of the stack it moved the Jura nested
+# medians over the metals from a mean over 6 repeats of 0.956 to 0.946 and Meuse's from 0.767 to 0.764 (README,
+# "Measured map accuracy at new places")
+DEFAULT_METHODS = ("ok", "rk", "sklm", "ck", "rfk", "oks", "stack")
+
 #: separates a method's code from the covariate it is applied to in a candidate's name (``'oks:Rock'``: kriging in
 #: space and the map's shares of the classes of Rock; :func:`map_metal` makes one such candidate per categorical
 #: covariate)
@@ -102,15 +115,6 @@ def method_label(candidate: str, *, short: bool = False, labels: dict | None = N
     code, _, cov = str(candidate).partition(FOR_COVARIATE)
     label = (METHOD_SHORT if short else METHOD_LABELS).get(code, code)
     return f"{label} ({(labels or {}).get(cov, cov)})" if cov else label
-# the candidates compared by default (the spatial stage's and map_metal's). The Gaussian process is offered but not
-# among them: in nested cross-validation of the whole choice (benchmarks/spatial.py --nested, December 2026) adding it
-# lowered the map MAE relative to isotropic ordinary kriging, averaged over the metals, on Jura by 0.000-0.009
-# (repeats 4-7: 0.978 -> 0.969, 0.961 -> 0.957, 0.955 -> 0.950, 0.971 -> 0.971; Cd most) and changed it by at most
-# 0.004 on Meuse (repeats 0 and 1: 0.787 -> 0.786, 0.784 -> 0.787) and on two generated Jura-design hold-outs (0.988
-# -> 0.992, 0.981 -> 0.980): a gain too small, and too specific to one data set, for its extra fitting time. With the
-# median mapped (map_metal's point), Jura repeats 4 and 5: mean over metals 0.967 -> 0.953 and 0.950 -> 0.947, median
-# over metals 0.969 -> 0.968 and 0.953 -> 0.961 (the gain is Cd's, about four times the fitting time per metal)
-DEFAULT_METHODS = ("ok", "rk", "sklm", "ck", "rfk", "oks", "stack")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -650,8 +654,9 @@ def anisotropy_summary(directional: pd.DataFrame, fit: VariogramFit) -> pd.DataF
 def _table_extent(xy: np.ndarray, k: int) -> float:
     """Distance up to which :func:`_tabulated` tabulates: 8 times the radius holding ``k`` samples at the
     samples' mean density in their bounding box (about twice the largest distance between two neighbours of
-    a neighbourhood), at most the box's diagonal; the box's diagonal for more than two coordinates. A function of the samples only, so the table (and every
-    kriged number) is the same whichever targets are predicted together (tiles, chunks, batches)."""
+    a neighbourhood), at most the box's diagonal; the box's diagonal for more than two coordinates. A function of
+    the samples only, so the table (and every kriged number) is the same whichever targets are predicted together
+    (tiles, chunks, batches)."""
     ext = xy.max(axis=0) - xy.min(axis=0) if len(xy) else np.zeros(xy.shape[1] if xy.ndim == 2 else 2)
     diag = float(np.sqrt(np.sum(ext * ext)))
     if not diag > 0:
@@ -2052,8 +2057,8 @@ def fit_spatial_model(method: str, *, x, y, values, covariates: pd.DataFrame | N
       isotropic covariance on joint inputs (Rasmussen and Williams 2006, ch. 4): an exponential variogram fitted
       in space (valid in any dimension) and lambda chosen among :data:`SHARE_DISTANCE_SCALES` times its effective
       range by 10-fold cross-validation of the training samples (at most ``share_cv_max_n`` of them, a stratified
-      subsample above), whose MSSE at the chosen lambda rescales the variogram's nugget and sill. lambda = 0 is ordinary kriging; a large lambda kriges within each mapped unit
-      (stratification, Goovaerts 1997).
+      subsample above), whose MSSE at the chosen lambda rescales the variogram's nugget and sill. lambda = 0 is
+      ordinary kriging; a large lambda kriges within each mapped unit (stratification, Goovaerts 1997).
 
     Parameters
     ----------
