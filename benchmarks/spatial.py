@@ -185,7 +185,7 @@ def split_benchmark(region: str, *, split: int, n_validation: int, n_folds: int,
                      anisotropy=an, rf_trees=rf_trees)
             pv = cov_v if m in ("rk", "sklm", "rfk") else None
             if sp.method_code(m) == "oks":
-                cols = [c for c in sh_t.columns if c.startswith(sp.share_column(m.split(":", 1)[1], ""))]
+                cols = sp.share_groups(sh_t.columns)[sp.method_covariate(m)]
                 a.update(covariates=sh_t[cols])
                 pv = sh_v[cols]
             elif m in ("rk", "rfk") and mm.covariate_forms.get(m) == "shares":   # the form map_metal chose for it

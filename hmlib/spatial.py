@@ -37,7 +37,7 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "VARIOGRAM_MODELS", "VARIOGRAM_WEIGHTS", "METHOD_LABELS", "METHOD_SHORT", "METHOD_COMPLEXITY", "DEFAULT_METHODS",
-    "SHARE_DISTANCE_SCALES", "method_code", "method_label", "share_coordinates",
+    "SHARE_DISTANCE_SCALES", "method_code", "method_covariate", "method_label", "share_coordinates", "share_groups",
     "choose_log", "experimental_variogram", "directional_variograms", "anisotropy_summary", "VariogramFit",
     "fit_variogram", "Anisotropy", "detect_anisotropy", "cross_variograms", "Coregionalisation",
     "fit_coregionalisation", "local_cokriging", "oblique_coordinates", "local_kriging", "design_matrix",
@@ -94,7 +94,21 @@ def method_code(candidate: str) -> str:
     -------
     str
     """
-    return str(candidate).split(FOR_COVARIATE, 1)[0]
+    return str(candidate).partition(FOR_COVARIATE)[0]
+
+
+def method_covariate(candidate: str) -> str:
+    """The covariate a candidate applies its method to (``'oks:Rock'`` -> ``'Rock'``; ``''`` for a plain code).
+
+    Parameters
+    ----------
+    candidate : a candidate's name.
+
+    Returns
+    -------
+    str
+    """
+    return str(candidate).partition(FOR_COVARIATE)[2]
 
 
 def method_label(candidate: str, *, short: bool = False, labels: dict | None = None) -> str:
@@ -112,7 +126,7 @@ def method_label(candidate: str, *, short: bool = False, labels: dict | None = N
     -------
     str
     """
-    code, _, cov = str(candidate).partition(FOR_COVARIATE)
+    code, cov = method_code(candidate), method_covariate(candidate)
     label = (METHOD_SHORT if short else METHOD_LABELS).get(code, code)
     return f"{label} ({(labels or {}).get(cov, cov)})" if cov else label
 
@@ -1146,15 +1160,32 @@ def covariate_cover(covariates: pd.DataFrame, *, categorical=()) -> dict:
         column of its most common class, the largest sum of shares).
     """
     num = [c for c in covariates.columns if c not in categorical_columns(covariates, categorical)]
-    groups: dict[str, list[str]] = {}
-    for c in num:
-        if SHARE_OF in c:
-            groups.setdefault(c.split(SHARE_OF)[0], []).append(c)
+    groups = share_groups(num)
     in_groups = {c for cols in groups.values() for c in cols}
     ranges = {c: (float(np.nanmin(covariates[c])), float(np.nanmax(covariates[c]))) for c in num if c not in in_groups}
     shares = {g: {"columns": cols, "largest": {c: float(np.nanmax(covariates[c])) for c in cols},
                   "common": max(cols, key=lambda c: float(np.nansum(covariates[c])))} for g, cols in groups.items()}
     return {"ranges": ranges, "shares": shares}
+
+
+def share_groups(columns) -> dict[str, list[str]]:
+    """The map's class-share columns among ``columns`` (:func:`share_column`), grouped by categorical covariate in
+    the order they come; other columns are left out.
+
+    Parameters
+    ----------
+    columns : column names.
+
+    Returns
+    -------
+    dict
+        covariate -> its class-share columns.
+    """
+    groups: dict[str, list[str]] = {}
+    for c in columns:
+        if SHARE_OF in c:
+            groups.setdefault(c.split(SHARE_OF)[0], []).append(c)
+    return groups
 
 
 def hold_covariates(covariates: pd.DataFrame, *, cover: dict) -> tuple[pd.DataFrame, np.ndarray]:
@@ -3552,16 +3583,14 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
         scov = pd.concat([cov[num], shr], axis=1)
         smcov = pd.concat([(mcov if mcov is not None else cov)[num], shr], axis=1)
     # kriging in space and class shares: one candidate per categorical covariate whose map shares are given
-    share_groups: dict[str, list[str]] = {}
+    share_cands: dict[str, list[str]] = {}
     if "oks" in base:
         at = base.index("oks")
         base.remove("oks")
         if use_shares:
-            for c in cats:
-                cols = [col for col in shr.columns if col.startswith(share_column(c, ""))]
-                if cols:
-                    share_groups[f"oks{FOR_COVARIATE}{c}"] = cols
-            base[at:at] = list(share_groups)
+            by_covariate = share_groups(shr.columns)
+            share_cands = {f"oks{FOR_COVARIATE}{c}": by_covariate[c] for c in cats if c in by_covariate}
+            base[at:at] = list(share_cands)
     if not base:
         raise ValueError("methods: expected at least one usable method besides the stacked ensemble")
     # cross-validation on a spatially stratified subsample above cv_max_n samples (bounded cost); maps on all
@@ -3643,9 +3672,9 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
             a["categorical"] = ()
             if not full:
                 a["predict_covariates"] = smcovc
-        elif m in share_groups:
+        elif m in share_cands:
             # the map's shares at the samples, as at the grid cells (fitted and predicting alike from the map)
-            a["covariates"] = (shr if full else shrc)[share_groups[m]]
+            a["covariates"] = (shr if full else shrc)[share_cands[m]]
             a["categorical"] = ()
         elif m in ("rk", "sklm", "rfk"):
             a["covariates"] = cov if full else covc
@@ -3780,7 +3809,7 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                                      and any(m in ("rk", "sklm", "rfk") for m in members)) else []
     grid_cov = grid_covariates.reset_index(drop=True) if cov_cols else None
     if use_shares and (any(forms.get(m) == "shares" for m in members if m in ("rk", "rfk"))
-                       or any(m in share_groups for m in members)):
+                       or any(m in share_cands for m in members)):
         cov_cols += list(shr.columns)
         grid_cov = pd.concat(([grid_cov] if grid_cov is not None else [])
                              + [grid_shares[list(shr.columns)].reset_index(drop=True)], axis=1)
@@ -3818,11 +3847,11 @@ def map_metal(metal: str, *, x, y, values, grid_x, grid_y, sample_covariates: pd
                     n_covariates_held=n_held, stack_shrinkage=lam, shrinkage_cv=shrink_tab,
                     covariate_forms=dict(forms), form_cv=form_table, point=point,
                     share_scales=pd.DataFrame(
-                        [{"metal": metal, "candidate": m, "covariate": m.split(FOR_COVARIATE, 1)[1],
+                        [{"metal": metal, "candidate": m, "covariate": method_covariate(m),
                           "range_multiple": (fitted[m].share_scale / fitted[m].variogram.effective_range
                                              if fitted[m].variogram.effective_range > 0 else 0.0),
                           "effective_range": fitted[m].variogram.effective_range, "scale": fitted[m].share_scale}
-                         for m in fitted if m in share_groups],
+                         for m in fitted if m in share_cands],
                         columns=["metal", "candidate", "covariate", "range_multiple", "effective_range", "scale"]))
 
 

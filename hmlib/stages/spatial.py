@@ -368,9 +368,9 @@ def report(ctx, result: Result) -> None:
         + _mapped_value_text(o.mapped_value, any(mm.log for mm in maps.values())) +
         "The probability that a cell exceeds the guideline value comes from the prediction and its standard error, "
         "and the expected share of the area above the value is the mean of that probability over the cells. "
-        + sp.covariate_agreement_text(r.covariate_agreement, labels={c: p.data.covariate_label(c) for c in r.drift})
+        + sp.covariate_agreement_text(r.covariate_agreement, labels=covlab)
         + (sp.class_share_text(r.share_calibration, forms=r.covariate_forms,
-                               labels={c: p.data.covariate_label(c) for c in r.drift}, coordinate_unit=cu,
+                               labels=covlab, coordinate_unit=cu,
                                share_kriging="oks" in used)
            if used_shares else "")
         + " Formulas, the candidate methods and the choice rule are in the appendix (@sec-appendix-spatial).")
